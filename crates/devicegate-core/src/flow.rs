@@ -1,0 +1,311 @@
+//! The verification flow: one person's walk through code entry, sign-on and consent.
+//!
+//! Both front-ends, the JSON flows API and the HTML pages, drive this one machine. The flow id
+//! handed to the caller is a capability (a [`crate::Secret`]); the record keeps only its hash
+//! and a separate, non-secret `id` that grants point back to.
+//!
+//! ```text
+//! USER_CODE_REQUIRED ─code─▶ SIGN_ON_REQUIRED ─sign on─▶ CONSENT_REQUIRED ─consent─▶ COMPLETED
+//!        │  ▲ (signed on first)                              ▲
+//!        │  └──────────── sign on ◀── USER_CODE_REQUIRED ────┘ (code after sign on)
+//!        └─ 5 wrong codes ─▶ FAILED
+//! ```
+
+use devicegate_proto::{FlowResult, FlowStatus};
+
+use crate::grant::{DecideError, DeviceGrant, GrantStatus};
+use crate::secret::SecretHash;
+use crate::time::Timestamp;
+
+/// Wrong user codes a flow may try before it fails.
+pub const MAX_WRONG_CODES: u32 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    pub id: String,
+    pub secret_hash: SecretHash,
+    pub status: FlowStatus,
+    pub grant_id: Option<String>,
+    pub user_id: Option<String>,
+    pub failed_attempts: u32,
+    pub result: Option<FlowResult>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub version: i64,
+}
+
+/// Why a flow step was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    #[error("the flow has expired")]
+    Expired,
+    #[error("this action is not allowed while the flow is {0:?}")]
+    WrongStatus(FlowStatus),
+    #[error("the user code is not valid, {attempts_left} attempts left")]
+    WrongCode { attempts_left: u32 },
+    #[error("the user code has expired")]
+    CodeExpired,
+    #[error("the user code has already been used")]
+    CodeUsed,
+}
+
+/// A refused step, with the flow to store when the refusal changed it (a counted wrong code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub error: FlowError,
+    pub next: Option<Flow>,
+}
+
+impl From<FlowError> for Refusal {
+    fn from(error: FlowError) -> Self {
+        Refusal { error, next: None }
+    }
+}
+
+impl From<DecideError> for FlowError {
+    fn from(e: DecideError) -> Self {
+        match e {
+            DecideError::Expired => FlowError::CodeExpired,
+            DecideError::NotPending => FlowError::CodeUsed,
+        }
+    }
+}
+
+impl Flow {
+    pub fn new(
+        id: String,
+        secret_hash: SecretHash,
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) -> Flow {
+        Flow {
+            id,
+            secret_hash,
+            status: FlowStatus::UserCodeRequired,
+            grant_id: None,
+            user_id: None,
+            failed_attempts: 0,
+            result: None,
+            created_at: now,
+            expires_at: now.plus(ttl),
+            version: 0,
+        }
+    }
+
+    /// Completed and failed flows stay readable after expiry; live ones end.
+    pub fn ensure_live(&self, now: Timestamp) -> Result<(), FlowError> {
+        if now >= self.expires_at {
+            return Err(FlowError::Expired);
+        }
+        Ok(())
+    }
+
+    fn ensure_status(&self, allowed: &[FlowStatus]) -> Result<(), FlowError> {
+        if allowed.contains(&self.status) {
+            Ok(())
+        } else {
+            Err(FlowError::WrongStatus(self.status))
+        }
+    }
+
+    /// The status after a step, from what the flow now knows.
+    fn advance(mut self) -> Flow {
+        self.status = match (&self.grant_id, &self.user_id) {
+            (None, _) => FlowStatus::UserCodeRequired,
+            (Some(_), None) => FlowStatus::SignOnRequired,
+            (Some(_), Some(_)) => FlowStatus::ConsentRequired,
+        };
+        self
+    }
+
+    /// A user code was entered. `found` is the grant with that code, if any. On success the
+    /// caller stores both the flow and the grant, now bound to this flow, in one transaction.
+    pub fn verify_user_code(
+        &self,
+        found: Option<&DeviceGrant>,
+        now: Timestamp,
+    ) -> Result<(Flow, DeviceGrant), Refusal> {
+        self.ensure_live(now)?;
+        self.ensure_status(&[FlowStatus::UserCodeRequired])?;
+        let Some(grant) = found else {
+            let mut next = self.clone();
+            next.failed_attempts += 1;
+            let attempts_left = MAX_WRONG_CODES.saturating_sub(next.failed_attempts);
+            if attempts_left == 0 {
+                next.status = FlowStatus::Failed;
+            }
+            return Err(Refusal {
+                error: FlowError::WrongCode { attempts_left },
+                next: Some(next),
+            });
+        };
+        if grant.status != GrantStatus::Pending {
+            return Err(FlowError::CodeUsed.into());
+        }
+        if grant.is_expired(now) {
+            return Err(FlowError::CodeExpired.into());
+        }
+        let flow = Flow {
+            grant_id: Some(grant.id.clone()),
+            ..self.clone()
+        }
+        .advance();
+        let grant = DeviceGrant {
+            flow_id: Some(self.id.clone()),
+            ..grant.clone()
+        };
+        Ok((flow, grant))
+    }
+
+    /// The person proved who they are (`user_id` is the authenticated user).
+    pub fn sign_on(&self, user_id: &str, now: Timestamp) -> Result<Flow, FlowError> {
+        self.ensure_live(now)?;
+        self.ensure_status(&[FlowStatus::UserCodeRequired, FlowStatus::SignOnRequired])?;
+        if self.user_id.is_some() {
+            return Err(FlowError::WrongStatus(self.status));
+        }
+        Ok(Flow {
+            user_id: Some(user_id.to_owned()),
+            ..self.clone()
+        }
+        .advance())
+    }
+
+    /// Checks that a sign-on may be attempted now, before the (costly) password check.
+    pub fn ensure_can_sign_on(&self, now: Timestamp) -> Result<(), FlowError> {
+        self.sign_on("", now).map(|_| ())
+    }
+
+    /// The person approved or denied. `grant` is the grant this flow bound.
+    pub fn consent(
+        &self,
+        grant: &DeviceGrant,
+        accept: bool,
+        now: Timestamp,
+    ) -> Result<(Flow, DeviceGrant), FlowError> {
+        self.ensure_live(now)?;
+        self.ensure_status(&[FlowStatus::ConsentRequired])?;
+        let (Some(grant_id), Some(user_id)) = (&self.grant_id, &self.user_id) else {
+            return Err(FlowError::WrongStatus(self.status));
+        };
+        // A code verified in one flow cannot be consented in another: if a later flow took
+        // the code over, this one has lost it.
+        if &grant.id != grant_id || grant.flow_id.as_deref() != Some(self.id.as_str()) {
+            return Err(FlowError::CodeUsed);
+        }
+        let (grant, result) = if accept {
+            (grant.approve(user_id, now)?, FlowResult::Approved)
+        } else {
+            (grant.deny(now)?, FlowResult::Denied)
+        };
+        let flow = Flow {
+            status: FlowStatus::Completed,
+            result: Some(result),
+            ..self.clone()
+        };
+        Ok((flow, grant))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_secs(1_700_000_000 + s)
+    }
+
+    fn flow(id: &str) -> Flow {
+        Flow::new(
+            id.into(),
+            SecretHash::of(id.as_bytes()),
+            t(0),
+            Duration::from_secs(900),
+        )
+    }
+
+    #[test]
+    fn code_then_sign_on_then_consent_approves() {
+        let grant = DeviceGrant::example_pending("cli", t(0));
+        let (f, g) = flow("f1").verify_user_code(Some(&grant), t(1)).unwrap();
+        assert_eq!(f.status, FlowStatus::SignOnRequired);
+        assert_eq!(g.flow_id.as_deref(), Some("f1"));
+        let f = f.sign_on("u1", t(2)).unwrap();
+        assert_eq!(f.status, FlowStatus::ConsentRequired);
+        let (f, g) = f.consent(&g, true, t(3)).unwrap();
+        assert_eq!(
+            (f.status, f.result),
+            (FlowStatus::Completed, Some(FlowResult::Approved))
+        );
+        assert!(matches!(g.status, GrantStatus::Approved { ref subject, .. } if subject == "u1"));
+    }
+
+    #[test]
+    fn sign_on_first_then_code_goes_to_consent() {
+        let grant = DeviceGrant::example_pending("cli", t(0));
+        let f = flow("f1").sign_on("u1", t(1)).unwrap();
+        assert_eq!(f.status, FlowStatus::UserCodeRequired);
+        assert_eq!(
+            f.sign_on("u1", t(1)),
+            Err(FlowError::WrongStatus(FlowStatus::UserCodeRequired))
+        );
+        let (f, g) = f.verify_user_code(Some(&grant), t(2)).unwrap();
+        assert_eq!(f.status, FlowStatus::ConsentRequired);
+        let (f, g) = f.consent(&g, false, t(3)).unwrap();
+        assert_eq!(f.result, Some(FlowResult::Denied));
+        assert_eq!(g.status, GrantStatus::Denied);
+    }
+
+    #[test]
+    fn five_wrong_codes_fail_the_flow() {
+        let mut f = flow("f1");
+        for left in (0..MAX_WRONG_CODES).rev() {
+            let r = f.verify_user_code(None, t(1)).unwrap_err();
+            assert_eq!(
+                r.error,
+                FlowError::WrongCode {
+                    attempts_left: left
+                }
+            );
+            f = r.next.unwrap();
+        }
+        assert_eq!(f.status, FlowStatus::Failed);
+        let grant = DeviceGrant::example_pending("cli", t(0));
+        assert_eq!(
+            f.verify_user_code(Some(&grant), t(2)).unwrap_err().error,
+            FlowError::WrongStatus(FlowStatus::Failed)
+        );
+    }
+
+    #[test]
+    fn a_code_taken_over_by_another_flow_cannot_be_consented_here() {
+        let grant = DeviceGrant::example_pending("cli", t(0));
+        let (a, g) = flow("a")
+            .sign_on("u1", t(1))
+            .unwrap()
+            .verify_user_code(Some(&grant), t(1))
+            .unwrap();
+        let (_, g) = flow("b").verify_user_code(Some(&g), t(2)).unwrap();
+        assert_eq!(a.consent(&g, true, t(3)), Err(FlowError::CodeUsed));
+    }
+
+    #[test]
+    fn used_expired_codes_and_expired_flows_are_told_apart() {
+        let grant = DeviceGrant::example_pending("cli", t(0));
+        let used = grant.deny(t(1)).unwrap();
+        let f = flow("f");
+        assert_eq!(
+            f.verify_user_code(Some(&used), t(2)).unwrap_err().error,
+            FlowError::CodeUsed
+        );
+        assert_eq!(
+            f.verify_user_code(Some(&grant), t(600)).unwrap_err().error,
+            FlowError::CodeExpired
+        );
+        assert_eq!(
+            f.verify_user_code(Some(&grant), t(900)).unwrap_err().error,
+            FlowError::Expired
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Secrets (device codes, refresh tokens, flow ids, client secrets) and their hashes.
+//!
+//! A secret is generated from the operating system's RNG with a recognisable prefix (so
+//! secret scanners can spot a leaked one), handed to its owner once, and stored only as its
+//! SHA-256 hash. The secrets are 256 random bits, so an unsalted fast hash is enough: there
+//! is nothing to brute-force. Hashes are compared in constant time.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use subtle::ConstantTimeEq;
+
+/// Prefixes make each kind of secret recognisable in logs, pastes and scanners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    DeviceCode,
+    RefreshToken,
+    FlowId,
+    ClientSecret,
+}
+
+impl SecretKind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            SecretKind::DeviceCode => "dgd_",
+            SecretKind::RefreshToken => "dgr_",
+            SecretKind::FlowId => "dgf_",
+            SecretKind::ClientSecret => "dgs_",
+        }
+    }
+}
+
+/// A secret value. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Secret {
+    /// 256 bits from the OS RNG, base64url, behind the kind's prefix.
+    pub fn generate(kind: SecretKind) -> Secret {
+        let bytes = random_bytes::<32>();
+        Secret(format!(
+            "{}{}",
+            kind.prefix(),
+            URL_SAFE_NO_PAD.encode(bytes)
+        ))
+    }
+
+    /// Wraps a secret presented by a caller.
+    pub fn from_presented(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> SecretHash {
+        SecretHash::of(self.0.as_bytes())
+    }
+}
+
+/// SHA-256 of a secret: the only form in which secrets are stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SecretHash([u8; 32]);
+
+impl std::fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretHash({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+impl SecretHash {
+    pub fn of(bytes: &[u8]) -> SecretHash {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        SecretHash(out)
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<SecretHash> {
+        b.try_into().ok().map(SecretHash)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Constant-time comparison.
+    pub fn matches(&self, other: &SecretHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+/// Bytes from the operating system's RNG.
+///
+/// # Panics
+/// When the OS RNG is unavailable; there is no safe way to go on without it.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the operating system's RNG is unavailable");
+    b
+}
+
+/// A random identifier (for records and JWT ids), 128 bits base64url.
+pub fn random_id() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_are_prefixed_unique_and_hidden() {
+        let a = Secret::generate(SecretKind::DeviceCode);
+        let b = Secret::generate(SecretKind::DeviceCode);
+        assert!(a.expose().starts_with("dgd_"));
+        assert_eq!(a.expose().len(), 4 + 43);
+        assert_ne!(a, b);
+        assert_eq!(format!("{a:?}"), "Secret(***)");
+        assert!(a.hash().matches(&Secret::from_presented(a.expose()).hash()));
+        assert!(!a.hash().matches(&b.hash()));
+    }
+}

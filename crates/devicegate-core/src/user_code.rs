@@ -1,0 +1,105 @@
+//! User codes: what a person types from the device's screen.
+//!
+//! 8 characters of `BCDFGHJKLMNPQRSTVWXZ` (RFC 8628 §6.1: no vowels, so no words; no digits
+//! or look-alikes), shown as `XXXX-XXXX`, typed in any case, with or without dash or spaces.
+//! 20^8 ≈ 2^34.6 codes.
+
+use crate::secret::random_bytes;
+
+pub const ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+pub const LENGTH: usize = 8;
+
+/// A user code in canonical form: 8 upper-case alphabet characters, no dash.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserCode(String);
+
+impl UserCode {
+    /// Uniformly random over the alphabet, by rejection sampling of OS RNG bytes.
+    pub fn generate() -> UserCode {
+        let mut out = String::with_capacity(LENGTH);
+        while out.len() < LENGTH {
+            for b in random_bytes::<16>() {
+                // 240 = 12 × 20: bytes at or above it would bias the first characters.
+                if b < 240 && out.len() < LENGTH {
+                    out.push(ALPHABET[(b % 20) as usize] as char);
+                }
+            }
+        }
+        UserCode(out)
+    }
+
+    /// Accepts any case, dashes and whitespace; refuses anything else.
+    pub fn parse(input: &str) -> Option<UserCode> {
+        let mut out = String::with_capacity(LENGTH);
+        for c in input.chars() {
+            if c == '-' || c.is_whitespace() {
+                continue;
+            }
+            let c = c.to_ascii_uppercase();
+            if !c.is_ascii() || !ALPHABET.contains(&(c as u8)) || out.len() == LENGTH {
+                return None;
+            }
+            out.push(c);
+        }
+        (out.len() == LENGTH).then_some(UserCode(out))
+    }
+
+    /// Trusted input, such as a value read back from storage.
+    pub fn from_canonical(s: String) -> UserCode {
+        UserCode(s)
+    }
+
+    pub fn canonical(&self) -> &str {
+        &self.0
+    }
+
+    /// `XXXX-XXXX`.
+    pub fn display(&self) -> String {
+        let (a, b) = self.0.split_at(self.0.len() / 2);
+        format!("{a}-{b}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_normalises_case_dash_and_spaces() {
+        let c = UserCode::parse(" bcdf ghjk ").unwrap();
+        assert_eq!(c.canonical(), "BCDFGHJK");
+        assert_eq!(c.display(), "BCDF-GHJK");
+        assert_eq!(UserCode::parse("bcdf-GHJK"), Some(c));
+    }
+
+    #[test]
+    fn parse_refuses_other_characters_and_lengths() {
+        for bad in [
+            "BCDF-GHJA",
+            "BCDF-GHJ",
+            "BCDF-GHJKL",
+            "",
+            "BCDF_GHJK",
+            "ВCDF-GHJK",
+        ] {
+            assert_eq!(UserCode::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_codes_use_the_alphabet_evenly() {
+        let mut counts = [0u32; 20];
+        for _ in 0..2000 {
+            let c = UserCode::generate();
+            assert_eq!(UserCode::parse(&c.display()).as_ref(), Some(&c));
+            for b in c.canonical().bytes() {
+                counts[ALPHABET.iter().position(|&a| a == b).unwrap()] += 1;
+            }
+        }
+        // 16000 draws, 800 expected per letter; a biased generator falls far outside.
+        assert!(
+            counts.iter().all(|&n| (650..950).contains(&n)),
+            "{counts:?}"
+        );
+    }
+}
