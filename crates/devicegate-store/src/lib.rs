@@ -1,1 +1,92 @@
+//! Storage for devicegate: one [`Store`] trait, its records and errors, a conformance suite
+//! every backend runs, and the embedded SQLite backend.
+//!
+//! Every state change that races is a compare-and-swap on the record's `version`: a backend
+//! applies an update only if the stored version is the one the caller read, and answers
+//! [`StoreError::Conflict`] otherwise. That is what makes a device code redeemable once, however
+//! many polls arrive at once. Secrets arrive here only as [`SecretHash`]es.
+//!
+//! This crate knows nothing about HTTP.
 
+pub mod conformance;
+mod records;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use devicegate_core::flow::Flow;
+use devicegate_core::grant::DeviceGrant;
+use devicegate_core::user_code::UserCode;
+use devicegate_core::{SecretHash, Timestamp};
+
+pub use records::{ClientRecord, KeyRecord, RefreshToken, SweepCounts, UserRecord};
+pub use sqlite::SqliteStore;
+
+/// Sentinel errors every backend returns for the same situations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    /// The record changed since it was read; re-read and decide again.
+    #[error("the record changed concurrently")]
+    Conflict,
+    /// The database cannot be reached or is busy beyond its timeout.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything devicegate persists. Methods are typed per record; updates to grants, flows and
+/// refresh tokens are compare-and-swap on what the caller read.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    async fn create_client(&self, client: &ClientRecord) -> Result<()>;
+    async fn get_client(&self, id: &str) -> Result<ClientRecord>;
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>>;
+    /// Deletes the client with its grants and refresh tokens.
+    async fn delete_client(&self, id: &str) -> Result<()>;
+
+    async fn create_user(&self, user: &UserRecord) -> Result<()>;
+    async fn get_user(&self, id: &str) -> Result<UserRecord>;
+    async fn get_user_by_username(&self, username: &str) -> Result<UserRecord>;
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    /// Deletes the user with their refresh tokens.
+    async fn delete_user(&self, username: &str) -> Result<()>;
+    async fn set_password(&self, username: &str, password_hash: &str) -> Result<()>;
+
+    /// `AlreadyExists` when the device code or user code is taken.
+    async fn create_grant(&self, grant: &DeviceGrant) -> Result<()>;
+    async fn get_grant(&self, id: &str) -> Result<DeviceGrant>;
+    async fn get_grant_by_device_code(&self, hash: &SecretHash) -> Result<DeviceGrant>;
+    async fn get_grant_by_user_code(&self, code: &UserCode) -> Result<DeviceGrant>;
+    /// Stores `grant` if the stored version is still `grant.version`; bumps the version.
+    async fn update_grant(&self, grant: &DeviceGrant) -> Result<()>;
+    /// Like `update_grant` (to the redeemed state), storing the refresh token in the same
+    /// transaction so that a redemption never loses its token.
+    async fn redeem_grant(&self, grant: &DeviceGrant, refresh: Option<&RefreshToken>)
+    -> Result<()>;
+
+    async fn create_flow(&self, flow: &Flow) -> Result<()>;
+    async fn get_flow(&self, hash: &SecretHash) -> Result<Flow>;
+    /// Stores `flow` (and `grant`, when given) if both stored versions are still the ones
+    /// read, in one transaction.
+    async fn update_flow(&self, flow: &Flow, grant: Option<&DeviceGrant>) -> Result<()>;
+
+    async fn get_refresh_token(&self, hash: &SecretHash) -> Result<RefreshToken>;
+    /// Marks `old` used if it was not, and stores `new`, in one transaction; `Conflict` if
+    /// `old` was already used.
+    async fn rotate_refresh_token(&self, old: &SecretHash, new: &RefreshToken) -> Result<()>;
+    /// Deletes every token of a family; returns how many.
+    async fn revoke_refresh_family(&self, family_id: &str) -> Result<u64>;
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
+    async fn insert_key(&self, key: &KeyRecord) -> Result<()>;
+
+    /// Deletes grants and flows that expired before `grace_before`, and expired refresh
+    /// tokens (before `now`).
+    async fn sweep(&self, now: Timestamp, grace_before: Timestamp) -> Result<SweepCounts>;
+}

@@ -1,0 +1,480 @@
+//! One conformance suite for every backend (after Dex's storage/conformance).
+//!
+//! Each case runs on a fresh, empty store from `make` and checks exact sentinel errors and
+//! the races: concurrent redemption of one approved code, concurrent rotation of one refresh
+//! token, concurrent approve and deny, and concurrent wrong-code counting, each with exactly
+//! one winner and no lost update. A backend's own test is a call to [`run_all`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use devicegate_core::flow::Flow;
+use devicegate_core::grant::{DeviceGrant, GrantStatus, PollDecision, Requester};
+use devicegate_core::keys::Algorithm;
+use devicegate_core::scope::Scopes;
+use devicegate_core::secret::{Secret, SecretKind, random_id};
+use devicegate_core::user_code::UserCode;
+use devicegate_core::{SecretHash, Timestamp};
+
+use crate::{ClientRecord, KeyRecord, RefreshToken, Store, StoreError, UserRecord};
+
+const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+/// Runs every case, each on a store fresh from `make`.
+pub async fn run_all<S, F, Fut>(mut make: F)
+where
+    S: Store,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    clients(make().await).await;
+    users(make().await).await;
+    grants(make().await).await;
+    grant_update_is_compare_and_swap(make().await).await;
+    concurrent_redemption_has_one_winner(Arc::new(make().await)).await;
+    concurrent_approve_and_deny_have_one_winner(Arc::new(make().await)).await;
+    flows(make().await).await;
+    concurrent_wrong_codes_are_all_counted(Arc::new(make().await)).await;
+    refresh_tokens(make().await).await;
+    concurrent_rotation_has_one_winner(Arc::new(make().await)).await;
+    keys(make().await).await;
+    sweep(make().await).await;
+}
+
+fn client(id: &str) -> ClientRecord {
+    ClientRecord {
+        id: id.into(),
+        name: format!("Client {id}"),
+        secret_hash: Some(SecretHash::of(id.as_bytes())),
+        scopes: Scopes::parse("openid offline_access").unwrap(),
+        grant_types: vec!["refresh_token".into()],
+        device_code_ttl_secs: Some(60),
+        poll_interval_secs: None,
+        created_at: NOW,
+    }
+}
+
+fn user(name: &str) -> UserRecord {
+    UserRecord {
+        id: random_id(),
+        username: name.into(),
+        password_hash: "$argon2id$fake".into(),
+        name: Some("Ann Example".into()),
+        email: None,
+        created_at: NOW,
+    }
+}
+
+fn grant(client_id: &str) -> (Secret, DeviceGrant) {
+    let code = Secret::generate(SecretKind::DeviceCode);
+    let g = DeviceGrant {
+        id: random_id(),
+        device_code_hash: code.hash(),
+        user_code: UserCode::generate(),
+        client_id: client_id.into(),
+        scopes: Scopes::parse("openid").unwrap(),
+        status: GrantStatus::Pending,
+        created_at: NOW,
+        expires_at: NOW.plus(Duration::from_secs(600)),
+        interval_secs: 5,
+        last_poll_at: None,
+        flow_id: None,
+        requester: Requester {
+            ip: Some("127.0.0.1".into()),
+            user_agent: Some("tv/1".into()),
+        },
+        version: 0,
+    };
+    (code, g)
+}
+
+fn refresh(family: &str) -> (Secret, RefreshToken) {
+    let s = Secret::generate(SecretKind::RefreshToken);
+    let t = RefreshToken {
+        hash: s.hash(),
+        family_id: family.into(),
+        client_id: "cli".into(),
+        subject: "u1".into(),
+        scopes: Scopes::parse("openid offline_access").unwrap(),
+        auth_time: NOW,
+        created_at: NOW,
+        expires_at: NOW.plus(Duration::from_secs(3600)),
+        used: false,
+    };
+    (s, t)
+}
+
+async fn clients(s: impl Store) {
+    let c = client("a");
+    s.create_client(&c).await.unwrap();
+    assert_eq!(s.create_client(&c).await, Err(StoreError::AlreadyExists));
+    assert_eq!(s.get_client("a").await.unwrap(), c);
+    assert_eq!(s.get_client("b").await, Err(StoreError::NotFound));
+    let public = ClientRecord {
+        secret_hash: None,
+        ..client("b")
+    };
+    s.create_client(&public).await.unwrap();
+    assert_eq!(s.list_clients().await.unwrap(), vec![c, public]);
+    // Deleting a client takes its grants with it.
+    let (code, g) = grant("a");
+    s.create_grant(&g).await.unwrap();
+    s.delete_client("a").await.unwrap();
+    assert_eq!(s.delete_client("a").await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.get_grant_by_device_code(&code.hash()).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+async fn users(s: impl Store) {
+    let u = user("ann");
+    s.create_user(&u).await.unwrap();
+    let same_name = user("ann");
+    assert_eq!(
+        s.create_user(&same_name).await,
+        Err(StoreError::AlreadyExists)
+    );
+    assert_eq!(s.get_user(&u.id).await.unwrap(), u);
+    assert_eq!(s.get_user_by_username("ann").await.unwrap(), u);
+    assert_eq!(
+        s.get_user_by_username("bob").await,
+        Err(StoreError::NotFound)
+    );
+    s.set_password("ann", "$argon2id$new").await.unwrap();
+    assert_eq!(
+        s.get_user(&u.id).await.unwrap().password_hash,
+        "$argon2id$new"
+    );
+    assert_eq!(s.set_password("bob", "x").await, Err(StoreError::NotFound));
+    assert_eq!(s.list_users().await.unwrap().len(), 1);
+    s.delete_user("ann").await.unwrap();
+    assert_eq!(s.delete_user("ann").await, Err(StoreError::NotFound));
+    assert_eq!(s.get_user(&u.id).await, Err(StoreError::NotFound));
+}
+
+async fn grants(s: impl Store) {
+    let (code, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    assert_eq!(s.get_grant_by_device_code(&code.hash()).await.unwrap(), g);
+    assert_eq!(s.get_grant_by_user_code(&g.user_code).await.unwrap(), g);
+    assert_eq!(s.get_grant(&g.id).await.unwrap(), g);
+    let other = Secret::generate(SecretKind::DeviceCode);
+    assert_eq!(
+        s.get_grant_by_device_code(&other.hash()).await,
+        Err(StoreError::NotFound)
+    );
+    // A user code is unique among stored grants.
+    let (_, mut dup) = grant("cli");
+    dup.user_code = g.user_code.clone();
+    assert_eq!(s.create_grant(&dup).await, Err(StoreError::AlreadyExists));
+    // Every field survives a round trip, approved state included.
+    let approved = g.approve("u1", NOW).unwrap();
+    s.update_grant(&approved).await.unwrap();
+    let back = s.get_grant(&g.id).await.unwrap();
+    assert_eq!(
+        back,
+        DeviceGrant {
+            version: 1,
+            ..approved
+        }
+    );
+}
+
+async fn grant_update_is_compare_and_swap(s: impl Store) {
+    let (_, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    let PollDecision::Pending { next } = g.on_poll("cli", NOW) else {
+        panic!()
+    };
+    s.update_grant(&next).await.unwrap();
+    // A second write from the same read is stale.
+    assert_eq!(s.update_grant(&next).await, Err(StoreError::Conflict));
+    let (_, missing) = grant("cli");
+    assert_eq!(s.update_grant(&missing).await, Err(StoreError::NotFound));
+    let stored = s.get_grant(&g.id).await.unwrap();
+    assert_eq!((stored.version, stored.last_poll_at), (1, Some(NOW)));
+}
+
+async fn concurrent_redemption_has_one_winner(s: Arc<impl Store>) {
+    let (code, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    let approved = g.approve("u1", NOW).unwrap();
+    s.update_grant(&approved).await.unwrap();
+    let read = s.get_grant_by_device_code(&code.hash()).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (s, read) = (s.clone(), read.clone());
+        tasks.push(tokio::spawn(async move {
+            let PollDecision::Issue { next, .. } = read.on_poll("cli", NOW) else {
+                panic!()
+            };
+            let (_, token) = refresh(&format!("family-{i}"));
+            s.redeem_grant(&next, Some(&token)).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(e) => assert_eq!(e, StoreError::Conflict),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(
+        s.get_grant(&g.id).await.unwrap().status,
+        GrantStatus::Redeemed
+    );
+}
+
+async fn concurrent_approve_and_deny_have_one_winner(s: Arc<impl Store>) {
+    let (_, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (s, g) = (s.clone(), g.clone());
+        tasks.push(tokio::spawn(async move {
+            let next = if i % 2 == 0 {
+                g.approve("u1", NOW)
+            } else {
+                g.deny(NOW)
+            }
+            .unwrap();
+            s.update_grant(&next).await.map(|()| next.status)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        if let Ok(status) = t.await.unwrap() {
+            winners.push(status);
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert_eq!(s.get_grant(&g.id).await.unwrap().status, winners[0]);
+}
+
+fn flow() -> (Secret, Flow) {
+    let secret = Secret::generate(SecretKind::FlowId);
+    let f = Flow::new(random_id(), secret.hash(), NOW, Duration::from_secs(900));
+    (secret, f)
+}
+
+async fn flows(s: impl Store) {
+    let (secret, f) = flow();
+    s.create_flow(&f).await.unwrap();
+    assert_eq!(s.create_flow(&f).await, Err(StoreError::AlreadyExists));
+    assert_eq!(s.get_flow(&secret.hash()).await.unwrap(), f);
+    assert_eq!(
+        s.get_flow(&SecretHash::of(b"nope")).await,
+        Err(StoreError::NotFound)
+    );
+    // Binding a code updates flow and grant together, or neither.
+    let (_, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    let (next_flow, next_grant) = f.verify_user_code(Some(&g), NOW).unwrap();
+    let stale_grant = DeviceGrant {
+        version: 7,
+        ..next_grant.clone()
+    };
+    assert_eq!(
+        s.update_flow(&next_flow, Some(&stale_grant)).await,
+        Err(StoreError::Conflict)
+    );
+    assert_eq!(
+        s.get_flow(&secret.hash()).await.unwrap(),
+        f,
+        "flow update rolled back"
+    );
+    s.update_flow(&next_flow, Some(&next_grant)).await.unwrap();
+    let stored = s.get_flow(&secret.hash()).await.unwrap();
+    assert_eq!(
+        stored,
+        Flow {
+            version: 1,
+            ..next_flow.clone()
+        }
+    );
+    assert_eq!(
+        s.get_grant(&g.id).await.unwrap().flow_id,
+        Some(f.id.clone())
+    );
+    assert_eq!(
+        s.update_flow(&next_flow, None).await,
+        Err(StoreError::Conflict)
+    );
+}
+
+async fn concurrent_wrong_codes_are_all_counted(s: Arc<impl Store>) {
+    let (secret, f) = flow();
+    s.create_flow(&f).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let (s, hash) = (s.clone(), secret.hash());
+        tasks.push(tokio::spawn(async move {
+            // What a front-end does: read, decide, compare-and-swap, retry on conflict.
+            loop {
+                let f = s.get_flow(&hash).await.unwrap();
+                let next = f.verify_user_code(None, NOW).unwrap_err().next.unwrap();
+                match s.update_flow(&next, None).await {
+                    Ok(()) => return,
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(s.get_flow(&secret.hash()).await.unwrap().failed_attempts, 3);
+}
+
+async fn refresh_tokens(s: impl Store) {
+    let (secret, t) = refresh("fam");
+    let (_, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    let redeemed = DeviceGrant {
+        status: GrantStatus::Redeemed,
+        ..g.approve("u1", NOW).unwrap()
+    };
+    s.redeem_grant(&redeemed, Some(&t)).await.unwrap();
+    assert_eq!(s.get_refresh_token(&secret.hash()).await.unwrap(), t);
+    let (secret2, t2) = refresh("fam");
+    s.rotate_refresh_token(&t.hash, &t2).await.unwrap();
+    assert!(s.get_refresh_token(&secret.hash()).await.unwrap().used);
+    let (_, t3) = refresh("fam");
+    assert_eq!(
+        s.rotate_refresh_token(&t.hash, &t3).await,
+        Err(StoreError::Conflict)
+    );
+    assert_eq!(
+        s.get_refresh_token(&t3.hash).await,
+        Err(StoreError::NotFound),
+        "no token from a lost rotation"
+    );
+    assert_eq!(
+        s.rotate_refresh_token(&SecretHash::of(b"nope"), &t3).await,
+        Err(StoreError::NotFound)
+    );
+    let (_, other) = refresh("other");
+    let (_, g2) = grant("cli");
+    s.create_grant(&g2).await.unwrap();
+    let r2 = DeviceGrant {
+        status: GrantStatus::Redeemed,
+        ..g2.approve("u1", NOW).unwrap()
+    };
+    s.redeem_grant(&r2, Some(&other)).await.unwrap();
+    assert_eq!(s.revoke_refresh_family("fam").await.unwrap(), 2);
+    assert_eq!(
+        s.get_refresh_token(&secret2.hash()).await,
+        Err(StoreError::NotFound)
+    );
+    assert!(
+        s.get_refresh_token(&other.hash).await.is_ok(),
+        "other families untouched"
+    );
+    // Deleting the user takes their tokens.
+    s.create_user(&UserRecord {
+        id: "u1".into(),
+        ..user("ann")
+    })
+    .await
+    .unwrap();
+    s.delete_user("ann").await.unwrap();
+    assert_eq!(
+        s.get_refresh_token(&other.hash).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+async fn concurrent_rotation_has_one_winner(s: Arc<impl Store>) {
+    let (_, t) = refresh("fam");
+    let (_, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    let redeemed = DeviceGrant {
+        status: GrantStatus::Redeemed,
+        ..g.approve("u1", NOW).unwrap()
+    };
+    s.redeem_grant(&redeemed, Some(&t)).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (s, old) = (s.clone(), t.hash);
+        tasks.push(tokio::spawn(async move {
+            let (_, new) = refresh("fam");
+            s.rotate_refresh_token(&old, &new).await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(e) => assert_eq!(e, StoreError::Conflict),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(
+        s.revoke_refresh_family("fam").await.unwrap(),
+        2,
+        "the old token and one new one"
+    );
+}
+
+async fn keys(s: impl Store) {
+    assert!(s.list_keys().await.unwrap().is_empty());
+    let k = KeyRecord {
+        id: "k1".into(),
+        alg: Algorithm::Es256,
+        pkcs8: vec![1, 2, 3],
+        created_at: NOW,
+    };
+    s.insert_key(&k).await.unwrap();
+    assert_eq!(s.insert_key(&k).await, Err(StoreError::AlreadyExists));
+    assert_eq!(s.list_keys().await.unwrap(), vec![k]);
+}
+
+async fn sweep(s: impl Store) {
+    let (_, old) = grant("cli");
+    let old = DeviceGrant {
+        expires_at: NOW,
+        ..old
+    };
+    let (_, live) = grant("cli");
+    s.create_grant(&old).await.unwrap();
+    s.create_grant(&live).await.unwrap();
+    let (_, stale_flow) = flow();
+    let stale_flow = Flow {
+        expires_at: NOW,
+        ..stale_flow
+    };
+    s.create_flow(&stale_flow).await.unwrap();
+    let (_, fresh_flow) = flow();
+    s.create_flow(&fresh_flow).await.unwrap();
+    let (_, expired_token) = refresh("a");
+    let expired_token = RefreshToken {
+        expires_at: NOW,
+        ..expired_token
+    };
+    let (_, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    let redeemed = DeviceGrant {
+        status: GrantStatus::Redeemed,
+        ..g.approve("u1", NOW).unwrap()
+    };
+    s.redeem_grant(&redeemed, Some(&expired_token))
+        .await
+        .unwrap();
+    let later = NOW.plus(Duration::from_secs(1));
+    let counts = s.sweep(later, later).await.unwrap();
+    assert_eq!(
+        (counts.grants, counts.flows, counts.refresh_tokens),
+        (1, 1, 1)
+    );
+    assert_eq!(s.get_grant(&old.id).await, Err(StoreError::NotFound));
+    assert!(s.get_grant(&live.id).await.is_ok());
+    assert_eq!(
+        s.get_flow(&stale_flow.secret_hash).await,
+        Err(StoreError::NotFound)
+    );
+    assert!(s.get_flow(&fresh_flow.secret_hash).await.is_ok());
+}

@@ -1,0 +1,190 @@
+//! Rows to records and back, and rusqlite errors to sentinel errors.
+
+use devicegate_core::flow::Flow;
+use devicegate_core::grant::{DeviceGrant, GrantStatus, Requester};
+use devicegate_core::keys::Algorithm;
+use devicegate_core::scope::Scopes;
+use devicegate_core::user_code::UserCode;
+use devicegate_core::{SecretHash, Timestamp};
+use devicegate_proto::{FlowResult, FlowStatus};
+use rusqlite::Row;
+use rusqlite::types::Type;
+
+use crate::StoreError;
+use crate::records::{ClientRecord, KeyRecord, RefreshToken, UserRecord};
+
+pub(super) fn internal(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+/// Unique-key violations are `AlreadyExists`; everything else is as `internal`.
+pub(super) fn constraint(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::AlreadyExists
+        }
+        _ => internal(e),
+    }
+}
+
+fn bad(col: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, Type::Text, format!("invalid {what}").into())
+}
+
+fn hash(row: &Row<'_>, col: usize) -> rusqlite::Result<SecretHash> {
+    let b: Vec<u8> = row.get(col)?;
+    SecretHash::from_bytes(&b).ok_or_else(|| bad(col, "hash"))
+}
+
+fn scopes(row: &Row<'_>, col: usize) -> rusqlite::Result<Scopes> {
+    let s: String = row.get(col)?;
+    Scopes::parse(&s).ok_or_else(|| bad(col, "scopes"))
+}
+
+fn ts(row: &Row<'_>, col: usize) -> rusqlite::Result<Timestamp> {
+    row.get(col).map(Timestamp::from_millis)
+}
+
+fn opt_ts(row: &Row<'_>, col: usize) -> rusqlite::Result<Option<Timestamp>> {
+    row.get::<_, Option<i64>>(col)
+        .map(|o| o.map(Timestamp::from_millis))
+}
+
+pub(super) fn grant_status_columns(s: &GrantStatus) -> (&'static str, Option<&str>, Option<i64>) {
+    match s {
+        GrantStatus::Approved { subject, auth_time } => (
+            s.name(),
+            Some(subject.as_str()),
+            Some(auth_time.as_millis()),
+        ),
+        _ => (s.name(), None, None),
+    }
+}
+
+pub(super) fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceGrant> {
+    let status: String = row.get(5)?;
+    let status = match status.as_str() {
+        "pending" => GrantStatus::Pending,
+        "approved" => GrantStatus::Approved {
+            subject: row.get(6)?,
+            auth_time: ts(row, 7)?,
+        },
+        "denied" => GrantStatus::Denied,
+        "redeemed" => GrantStatus::Redeemed,
+        _ => return Err(bad(5, "grant status")),
+    };
+    Ok(DeviceGrant {
+        id: row.get(0)?,
+        device_code_hash: hash(row, 1)?,
+        user_code: UserCode::from_canonical(row.get(2)?),
+        client_id: row.get(3)?,
+        scopes: scopes(row, 4)?,
+        status,
+        created_at: ts(row, 8)?,
+        expires_at: ts(row, 9)?,
+        interval_secs: row.get(10)?,
+        last_poll_at: opt_ts(row, 11)?,
+        flow_id: row.get(12)?,
+        requester: Requester {
+            ip: row.get(13)?,
+            user_agent: row.get(14)?,
+        },
+        version: row.get(15)?,
+    })
+}
+
+pub(super) fn flow_result_column(r: Option<FlowResult>) -> Option<&'static str> {
+    r.map(|r| match r {
+        FlowResult::Approved => "approved",
+        FlowResult::Denied => "denied",
+    })
+}
+
+pub(super) fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
+    let status: String = row.get(2)?;
+    let result: Option<String> = row.get(6)?;
+    Ok(Flow {
+        id: row.get(0)?,
+        secret_hash: hash(row, 1)?,
+        status: FlowStatus::parse(&status).ok_or_else(|| bad(2, "flow status"))?,
+        grant_id: row.get(3)?,
+        user_id: row.get(4)?,
+        failed_attempts: row.get(5)?,
+        result: match result.as_deref() {
+            None => None,
+            Some("approved") => Some(FlowResult::Approved),
+            Some("denied") => Some(FlowResult::Denied),
+            Some(_) => return Err(bad(6, "flow result")),
+        },
+        created_at: ts(row, 7)?,
+        expires_at: ts(row, 8)?,
+        version: row.get(9)?,
+    })
+}
+
+pub(super) fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
+    let secret: Option<Vec<u8>> = row.get(2)?;
+    let grant_types: String = row.get(4)?;
+    Ok(ClientRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        secret_hash: match secret {
+            None => None,
+            Some(b) => Some(SecretHash::from_bytes(&b).ok_or_else(|| bad(2, "hash"))?),
+        },
+        scopes: scopes(row, 3)?,
+        grant_types: grant_types.split_whitespace().map(str::to_owned).collect(),
+        device_code_ttl_secs: row.get(5)?,
+        poll_interval_secs: row.get(6)?,
+        created_at: ts(row, 7)?,
+    })
+}
+
+pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        password_hash: row.get(2)?,
+        name: row.get(3)?,
+        email: row.get(4)?,
+        created_at: ts(row, 5)?,
+    })
+}
+
+pub(super) fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> {
+    Ok(RefreshToken {
+        hash: hash(row, 0)?,
+        family_id: row.get(1)?,
+        client_id: row.get(2)?,
+        subject: row.get(3)?,
+        scopes: scopes(row, 4)?,
+        auth_time: ts(row, 5)?,
+        created_at: ts(row, 6)?,
+        expires_at: ts(row, 7)?,
+        used: row.get(8)?,
+    })
+}
+
+pub(super) fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let alg: String = row.get(1)?;
+    Ok(KeyRecord {
+        id: row.get(0)?,
+        alg: Algorithm::parse(&alg).ok_or_else(|| bad(1, "algorithm"))?,
+        pkcs8: row.get(2)?,
+        created_at: ts(row, 3)?,
+    })
+}
