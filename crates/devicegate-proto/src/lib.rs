@@ -51,6 +51,7 @@ pub enum ErrorCode {
     UnauthorizedClient,
     UnsupportedGrantType,
     InvalidScope,
+    UnsupportedResponseType,
     AuthorizationPending,
     SlowDown,
     AccessDenied,
@@ -78,6 +79,8 @@ pub enum ErrorCode {
     RequestTooLarge,
     /// Flows API: the body is not `application/json`.
     UnsupportedMediaType,
+    /// RFC 6750 §3.1: the token lacks a needed scope.
+    InsufficientScope,
 }
 
 impl ErrorCode {
@@ -89,6 +92,7 @@ impl ErrorCode {
             ErrorCode::UnauthorizedClient => "unauthorized_client",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
             ErrorCode::AuthorizationPending => "authorization_pending",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::AccessDenied => "access_denied",
@@ -106,6 +110,7 @@ impl ErrorCode {
             ErrorCode::FlowFailed => "flow_failed",
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::InsufficientScope => "insufficient_scope",
         }
     }
 }

@@ -1,1 +1,205 @@
+//! The HTTP surfaces of devicegate, over one core and one [`Store`].
+//!
+//! - OAuth endpoints: device authorization (RFC 8628 §3.1), token (§3.4 and RFC 6749 §6),
+//!   discovery (RFC 8414, OIDC Discovery), JWKS, userinfo.
+//! - The verification flows API (`/api/v1/flows`), a JSON front-end to the verification flow
+//!   in [`verification`]; the HTML pages are a second front-end to the same module.
+//!
+//! This crate never speaks SQL: it sees storage only through the `Store` trait, and it is the
+//! only place that reads the clock.
 
+mod client_auth;
+mod device;
+mod discovery;
+mod error;
+mod extract;
+mod flows_api;
+mod keys;
+mod passwords;
+mod token;
+mod userinfo;
+pub mod verification;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use devicegate_core::Timestamp;
+use devicegate_core::keys::Algorithm;
+use devicegate_store::Store;
+use http::header::{self, HeaderValue};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use error::OAuthError;
+pub use keys::KeySet;
+pub use passwords::Passwords;
+
+/// Server settings, resolved from config file, environment and flags by the binary.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The issuer URL, without a trailing slash.
+    pub issuer: String,
+    pub device_code_ttl: Duration,
+    pub poll_interval_secs: u32,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub flow_ttl: Duration,
+    pub signing_alg: Algorithm,
+    /// Origins allowed to call the flows API from a browser; empty means no CORS.
+    pub cors_allowed_origins: Vec<String>,
+    pub max_concurrent_hashes: usize,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            issuer: "http://localhost:8080".into(),
+            device_code_ttl: Duration::from_secs(600),
+            poll_interval_secs: 5,
+            access_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(30 * 86_400),
+            flow_ttl: Duration::from_secs(900),
+            signing_alg: Algorithm::Rs256,
+            cors_allowed_origins: Vec::new(),
+            max_concurrent_hashes: 2,
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub keys: KeySet,
+    pub passwords: Passwords,
+    discovery: discovery::Documents,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Loads (or on first start creates) the signing keys and prepares the documents.
+    pub async fn new(settings: Settings, store: Arc<dyn Store>) -> Result<AppState, StartError> {
+        let keys = KeySet::load_or_create(store.as_ref(), settings.signing_alg, now()).await?;
+        let discovery = discovery::Documents::new(&settings, &keys);
+        let passwords = Passwords::new(settings.max_concurrent_hashes);
+        Ok(AppState(Arc::new(Inner {
+            settings,
+            store,
+            keys,
+            passwords,
+            discovery,
+        })))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Store(#[from] devicegate_store::StoreError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] devicegate_core::keys::KeyError),
+}
+
+/// The wall clock, read only here.
+pub fn now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_millis(d.as_millis() as i64)
+}
+
+/// Every route devicegate serves.
+pub fn router(state: AppState) -> Router {
+    let no_store = SetResponseHeaderLayer::overriding(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    let pragma =
+        SetResponseHeaderLayer::overriding(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    let oauth = Router::new()
+        .route("/oauth2/device_authorization", post(device::authorize))
+        .route("/oauth2/token", post(token::token))
+        .route(
+            "/oauth2/userinfo",
+            get(userinfo::userinfo).post(userinfo::userinfo),
+        )
+        .merge(flows_api::router(&state.settings))
+        .layer(pragma)
+        .layer(no_store);
+    Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::oauth_metadata),
+        )
+        .route("/oauth2/jwks", get(discovery::jwks))
+        .route(
+            "/oauth2/authorize",
+            get(discovery::authorize).post(discovery::authorize),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(oauth)
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Also sweeps expired records once a minute.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = tokio::spawn(sweep_forever(state.store.clone()));
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let out = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sweeper.abort();
+    out
+}
+
+/// How long expired grants and flows are kept, so that late polls still hear
+/// `expired_token` rather than `invalid_grant`.
+const SWEEP_GRACE: Duration = Duration::from_secs(3600);
+
+async fn sweep_forever(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let now = now();
+        let grace_before = Timestamp::from_millis(now.as_millis() - SWEEP_GRACE.as_millis() as i64);
+        match store.sweep(now, grace_before).await {
+            Ok(c) => tracing::debug!(
+                grants = c.grants,
+                flows = c.flows,
+                refresh_tokens = c.refresh_tokens,
+                "swept"
+            ),
+            Err(e) => tracing::warn!(error = %e, "sweep failed"),
+        }
+    }
+}

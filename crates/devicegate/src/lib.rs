@@ -1,1 +1,177 @@
+//! The `devicegate` binary: `serve`, `migrate`, and the `client` and `user` administration
+//! commands, over the SQLite store.
+//!
+//! `main` calls [`run`]; tests and the benchmark start servers through [`start`].
 
+mod admin;
+pub mod config;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use devicegate_server::{AppState, Settings};
+use devicegate_store::SqliteStore;
+
+pub use admin::{ClientCommand, UserCommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "devicegate",
+    version,
+    about = "OAuth 2.0 Device Authorization Grant server with OpenID Connect"
+)]
+pub struct Cli {
+    /// TOML config file; its keys are the long flags below, with `_` for `-`
+    #[arg(long, global = true, env = "DEVICEGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: config::Keys,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (drains in-flight requests on SIGTERM or Ctrl-C)
+    Serve {
+        /// Create a public client `demo-cli` and a user `demo` (password printed once)
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending database migrations and exit
+    Migrate,
+    /// Manage OAuth clients
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage local users
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let file = match &cli.config {
+        Some(p) => config::Keys::from_file(p)?,
+        None => config::Keys::default(),
+    };
+    let keys = cli.keys.over(file);
+    init_logging(keys.log.as_deref().unwrap_or("info"));
+    let db = keys.database_path()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Migrate => {
+            let n = SqliteStore::migrate(&db).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("applied {n} migration(s) to {}", db.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client(cmd) => rt.block_on(admin::client(&open_store(&db)?, cmd)),
+        Command::User(cmd) => rt.block_on(admin::user(&open_store(&db)?, cmd)),
+        Command::Serve { demo } => rt.block_on(serve(&keys, &db, demo)),
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn open_store(db: &Path) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(db).map_err(|e| anyhow::anyhow!("opening database {}: {e}", db.display()))
+}
+
+async fn serve(keys: &config::Keys, db: &Path, demo: bool) -> anyhow::Result<ExitCode> {
+    let settings = keys.settings()?;
+    let store = open_store(db)?;
+    if demo {
+        admin::seed_demo(&store).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(keys.listen())
+        .await
+        .with_context(|| format!("binding {}", keys.listen()))?;
+    let server = start(settings, store, listener).await?;
+    eprintln!(
+        "devicegate listening on http://{}  issuer {}  database {}",
+        server.addr,
+        server.issuer,
+        db.display()
+    );
+    shutdown_signal().await;
+    eprintln!("shutting down: draining in-flight requests");
+    server.stop().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending::<()>().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A server running in this process.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub issuer: String,
+    pub state: AppState,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests, and waits for the server to end.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// Starts serving `store` on `listener`.
+pub async fn start(
+    settings: Settings,
+    store: SqliteStore,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let issuer = settings.issuer.clone();
+    let state = AppState::new(settings, Arc::new(store)).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(devicegate_server::serve(
+        listener,
+        state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Ok(Running {
+        addr,
+        issuer,
+        state,
+        stop,
+        task,
+    })
+}

@@ -1,0 +1,116 @@
+//! The OAuth error type (RFC 6749 §5.2) and how store errors become it.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use devicegate_proto::{ErrorCode, ErrorResponse};
+use devicegate_store::StoreError;
+use http::header::{self, HeaderValue};
+
+/// An error on an OAuth or API endpoint, rendered as RFC 6749 §5.2 JSON.
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    pub status: StatusCode,
+    pub body: ErrorResponse,
+    /// RFC 6749 §5.2: `invalid_client` after Basic auth carries `WWW-Authenticate`;
+    /// RFC 6750 §3 bearer errors carry theirs.
+    pub www_authenticate: Option<String>,
+}
+
+impl OAuthError {
+    pub fn new(status: StatusCode, code: ErrorCode, description: impl Into<String>) -> Self {
+        OAuthError {
+            status,
+            body: ErrorResponse::new(code, description),
+            www_authenticate: None,
+        }
+    }
+
+    /// 400 with the given code.
+    pub fn bad(code: ErrorCode, description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, description)
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::bad(ErrorCode::InvalidRequest, description)
+    }
+
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::bad(ErrorCode::InvalidGrant, description)
+    }
+
+    pub fn invalid_client(basic: bool) -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidClient,
+            "client authentication failed",
+        );
+        if basic {
+            e.www_authenticate = Some(r#"Basic realm="devicegate", charset="UTF-8""#.into());
+        }
+        e
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::ServerError,
+            "the server could not complete the request",
+        )
+    }
+
+    pub fn with_interval(mut self, secs: u32) -> Self {
+        self.body.interval = Some(u64::from(secs));
+        self
+    }
+}
+
+/// Store failures that a handler did not map itself: unavailability is a 503, anything else
+/// a 500 whose detail goes to the log, never to the caller.
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "storage unavailable");
+                OAuthError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::TemporarilyUnavailable,
+                    "the service is temporarily unavailable, try again shortly",
+                )
+            }
+            other => {
+                tracing::error!(error = %other, "storage error");
+                OAuthError::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut res = (self.status, Json(self.body)).into_response();
+        if let Some(v) = self
+            .www_authenticate
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        res
+    }
+}
+
+pub async fn not_found() -> OAuthError {
+    OAuthError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "no such endpoint",
+    )
+}
+
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    let mut res = OAuthError::internal().into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}

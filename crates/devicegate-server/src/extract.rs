@@ -1,0 +1,130 @@
+//! Extractors whose rejections speak each surface's error format.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use devicegate_proto::ErrorCode;
+use http::HeaderMap;
+use http::header::CONTENT_TYPE;
+use serde::de::DeserializeOwned;
+
+use crate::error::OAuthError;
+
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, OAuthError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            OAuthError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::InvalidRequest,
+                "the request body is too large",
+            )
+        } else {
+            OAuthError::invalid_request("the request body could not be read")
+        }
+    })
+}
+
+/// An `application/x-www-form-urlencoded` body, as RFC 6749 §3.1–3.2 requires: parameters
+/// without a value count as omitted, and a repeated parameter is `invalid_request`.
+#[derive(Debug, Default)]
+pub struct OAuthForm(Vec<(String, String)>);
+
+impl OAuthForm {
+    pub fn parse(body: &[u8]) -> Result<OAuthForm, OAuthError> {
+        let mut params: Vec<(String, String)> = Vec::new();
+        for (k, v) in form_urlencoded::parse(body) {
+            if v.is_empty() {
+                continue;
+            }
+            if params.iter().any(|(seen, _)| *seen == k) {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter `{k}` is repeated"
+                )));
+            }
+            params.push((k.into_owned(), v.into_owned()));
+        }
+        Ok(OAuthForm(params))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("parameter `{name}` is missing")))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for OAuthForm {
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if media_type(req.headers()).as_deref() != Some("application/x-www-form-urlencoded") {
+            return Err(OAuthError::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let body = body_bytes(req, state).await?;
+        OAuthForm::parse(&body)
+    }
+}
+
+/// A JSON body for the flows API. Requiring `application/json` keeps cross-site HTML forms,
+/// which cannot send it without a CORS preflight, from driving a flow.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if media_type(req.headers()).as_deref() != Some("application/json") {
+            return Err(OAuthError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+                "the body must be application/json",
+            ));
+        }
+        let body = body_bytes(req, state).await?;
+        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &body
+        };
+        serde_json::from_slice(body)
+            .map(ApiJson)
+            .map_err(|e| OAuthError::invalid_request(format!("the JSON body is not valid: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc6749_3_1_repeated_parameters_are_refused_and_empty_ones_omitted() {
+        assert!(OAuthForm::parse(b"a=1&a=2").is_err());
+        let f = OAuthForm::parse(b"a=1&b=&c=x%20y").unwrap();
+        assert_eq!(
+            (f.get("a"), f.get("b"), f.get("c")),
+            (Some("1"), None, Some("x y"))
+        );
+        // An empty duplicate is an omitted parameter, not a repeat.
+        assert!(OAuthForm::parse(b"a=1&a=").is_ok());
+    }
+}

@@ -1,0 +1,119 @@
+//! The verification flows API, `/api/v1/flows`: a JSON front-end to [`crate::verification`]
+//! for first-party custom UIs. The flow id is the capability; bodies must be JSON.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use devicegate_core::flow::FlowError;
+use devicegate_proto::{ErrorCode, FlowAction};
+use http::header::{self, HeaderValue};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::error::OAuthError;
+use crate::extract::ApiJson;
+use crate::verification::{self, StepError};
+use crate::{AppState, Settings, now};
+
+pub fn router(settings: &Settings) -> Router<AppState> {
+    let routes = Router::new()
+        .route("/api/v1/flows", post(create))
+        .route("/api/v1/flows/{id}", post(act).get(read));
+    // No CORS unless the operator lists origins: the API then serves exactly those.
+    let origins: Vec<HeaderValue> = settings
+        .cors_allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        routes
+    } else {
+        routes.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([http::Method::GET, http::Method::POST])
+                .allow_headers([header::CONTENT_TYPE]),
+        )
+    }
+}
+
+impl From<StepError> for OAuthError {
+    fn from(e: StepError) -> Self {
+        let (status, code) = match &e {
+            StepError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            StepError::InvalidCredentials => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::InvalidCredentials)
+            }
+            StepError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::TemporarilyUnavailable,
+            ),
+            StepError::Store(s) => return s.clone().into(),
+            StepError::Flow(f) => match f {
+                FlowError::Expired => (StatusCode::GONE, ErrorCode::ExpiredFlow),
+                FlowError::WrongStatus(_) => (StatusCode::CONFLICT, ErrorCode::InvalidAction),
+                FlowError::WrongCode { attempts_left } => {
+                    let mut err = OAuthError::bad(ErrorCode::InvalidUserCode, e.to_string());
+                    err.body.attempts_left = Some(*attempts_left);
+                    return err;
+                }
+                FlowError::CodeExpired => (StatusCode::BAD_REQUEST, ErrorCode::ExpiredUserCode),
+                FlowError::CodeUsed => (StatusCode::BAD_REQUEST, ErrorCode::UsedUserCode),
+            },
+        };
+        OAuthError::new(status, code, e.to_string())
+    }
+}
+
+async fn view(
+    state: &AppState,
+    flow_id: &str,
+    flow: devicegate_core::flow::Flow,
+) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
+    Ok(Json(
+        verification::describe(state, flow).await?.view(flow_id),
+    ))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Response, OAuthError> {
+    if !body.is_object() {
+        return Err(OAuthError::invalid_request(
+            "the body must be a JSON object",
+        ));
+    }
+    let (secret, flow) = verification::start(&state).await?;
+    let id = secret.expose();
+    let body = view(&state, id, flow).await?;
+    let location = HeaderValue::from_str(&format!("/api/v1/flows/{id}"))
+        .map_err(|_| OAuthError::internal())?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], body).into_response())
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
+    let flow = verification::load(&state, &id, now()).await?;
+    view(&state, &id, flow).await
+}
+
+async fn act(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(action): ApiJson<FlowAction>,
+) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
+    let flow = match action {
+        FlowAction::VerifyUserCode { user_code } => {
+            verification::verify_user_code(&state, &id, &user_code).await?
+        }
+        FlowAction::SignOn { username, password } => {
+            verification::sign_on(&state, &id, &username, &password).await?
+        }
+        FlowAction::Consent { accept } => verification::consent(&state, &id, accept).await?,
+    };
+    view(&state, &id, flow).await
+}

@@ -1,0 +1,82 @@
+//! The signing keys in memory: parsed once at start, the newest key of the configured
+//! algorithm signs, and every stored key verifies and is published.
+
+use devicegate_core::Timestamp;
+use devicegate_core::jwt;
+use devicegate_core::keys::{Algorithm, KeyError, KeyMaterial, Signer};
+use devicegate_core::secret::random_id;
+use devicegate_store::{KeyRecord, Store, StoreError};
+use serde_json::{Value, json};
+
+#[derive(Debug)]
+pub struct KeySet {
+    signers: Vec<Signer>,
+    active: usize,
+}
+
+impl KeySet {
+    /// Loads every stored key; creates and stores a key of `alg` when there is none.
+    pub async fn load_or_create(
+        store: &dyn Store,
+        alg: Algorithm,
+        now: Timestamp,
+    ) -> Result<KeySet, crate::StartError> {
+        let mut records = store.list_keys().await?;
+        if !records.iter().any(|r| r.alg == alg) {
+            let material = tokio::task::spawn_blocking(move || KeyMaterial::generate(alg))
+                .await
+                .map_err(|_| KeyError::Generate)??;
+            let record = KeyRecord {
+                id: random_id(),
+                alg,
+                pkcs8: material.pkcs8,
+                created_at: now,
+            };
+            store.insert_key(&record).await?;
+            tracing::info!(alg = alg.as_str(), "created a signing key");
+            records.push(record);
+        }
+        let mut signers = Vec::with_capacity(records.len());
+        for r in &records {
+            signers.push(Signer::from_material(&KeyMaterial {
+                alg: r.alg,
+                pkcs8: r.pkcs8.clone(),
+            })?);
+        }
+        // Records come oldest first: the last key of the algorithm is the newest.
+        let active = records
+            .iter()
+            .rposition(|r| r.alg == alg)
+            .ok_or(crate::StartError::Store(StoreError::NotFound))?;
+        Ok(KeySet { signers, active })
+    }
+
+    pub fn active(&self) -> &Signer {
+        &self.signers[self.active]
+    }
+
+    pub fn all(&self) -> &[Signer] {
+        &self.signers
+    }
+
+    pub fn sign(&self, typ: &str, claims: &Value) -> Result<String, KeyError> {
+        jwt::encode(self.active(), typ, claims)
+    }
+
+    /// RFC 7517 JWK Set of every key.
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": self.signers.iter().map(Signer::jwk).collect::<Vec<_>>() })
+    }
+
+    /// Algorithms of the keys we hold.
+    pub fn algorithms(&self) -> Vec<String> {
+        let mut algs: Vec<String> = Vec::new();
+        for s in &self.signers {
+            let a = s.alg.as_str().to_owned();
+            if !algs.contains(&a) {
+                algs.push(a);
+            }
+        }
+        algs
+    }
+}

@@ -1,0 +1,365 @@
+//! `POST /oauth2/token`: the device-code grant (RFC 8628 §3.4–3.5) and refresh (RFC 6749 §6).
+
+use axum::Json;
+use axum::extract::State;
+use devicegate_core::Timestamp;
+use devicegate_core::grant::{DeviceGrant, PollDecision};
+use devicegate_core::jwt::{self, Issue, UserClaims};
+use devicegate_core::scope::{self, Scopes};
+use devicegate_core::secret::{Secret, SecretKind, random_id};
+use devicegate_proto::{ErrorCode, GrantType, TokenResponse};
+use devicegate_store::{ClientRecord, RefreshToken, StoreError, UserRecord};
+use http::HeaderMap;
+
+use crate::client_auth::{authenticate_client, ensure_grant_allowed};
+use crate::error::OAuthError;
+use crate::extract::OAuthForm;
+use crate::{AppState, now};
+
+/// Re-reads after a lost compare-and-swap before giving up. Each retry means another request
+/// changed the grant; a handful is far beyond what honest clients cause.
+const CAS_ATTEMPTS: usize = 16;
+
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: OAuthForm,
+) -> Result<Json<TokenResponse>, OAuthError> {
+    let grant_type = GrantType::parse(form.require("grant_type")?).ok_or_else(|| {
+        OAuthError::bad(
+            ErrorCode::UnsupportedGrantType,
+            "this grant type is not supported",
+        )
+    })?;
+    let client = authenticate_client(&state, &headers, &form).await?;
+    ensure_grant_allowed(&client, grant_type)?;
+    match grant_type {
+        GrantType::DeviceCode => device_code(&state, &client, &form).await,
+        GrantType::RefreshToken => refresh(&state, &client, &form).await,
+    }
+    .map(Json)
+}
+
+/// RFC 8628 §3.4: exchange a device code; §3.5 decides the error while it is not approved.
+async fn device_code(
+    state: &AppState,
+    client: &ClientRecord,
+    form: &OAuthForm,
+) -> Result<TokenResponse, OAuthError> {
+    let hash = Secret::from_presented(form.require("device_code")?).hash();
+    for _ in 0..CAS_ATTEMPTS {
+        let grant = match state.store.get_grant_by_device_code(&hash).await {
+            Ok(g) => g,
+            Err(StoreError::NotFound) => {
+                return Err(OAuthError::invalid_grant("unknown device code"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let now = now();
+        let written = match grant.on_poll(&client.id, now) {
+            PollDecision::InvalidGrant => {
+                return Err(OAuthError::invalid_grant(
+                    "unknown or already used device code",
+                ));
+            }
+            PollDecision::ExpiredToken => {
+                return Err(OAuthError::bad(
+                    ErrorCode::ExpiredToken,
+                    "the device code has expired",
+                ));
+            }
+            PollDecision::AccessDenied => {
+                return Err(OAuthError::bad(
+                    ErrorCode::AccessDenied,
+                    "the request was denied",
+                ));
+            }
+            PollDecision::Pending { next } => state.store.update_grant(&next).await.map(|()| {
+                Err(OAuthError::bad(
+                    ErrorCode::AuthorizationPending,
+                    "the request has not been approved yet",
+                ))
+            }),
+            PollDecision::SlowDown {
+                next,
+                interval_secs,
+            } => state.store.update_grant(&next).await.map(|()| {
+                Err(
+                    OAuthError::bad(ErrorCode::SlowDown, "polling too fast; slow down")
+                        .with_interval(interval_secs),
+                )
+            }),
+            PollDecision::Issue {
+                next,
+                subject,
+                auth_time,
+            } => {
+                let out = redeem(state, client, &grant, next, &subject, auth_time, now).await;
+                match out {
+                    Err(Redeem::Lost) => Err(StoreError::Conflict),
+                    Err(Redeem::Failed(e)) => return Err(e),
+                    Ok(tokens) => Ok(Ok(tokens)),
+                }
+            }
+        };
+        match written {
+            Ok(answer) => return answer,
+            Err(StoreError::Conflict) => continue,
+            Err(StoreError::NotFound) => {
+                return Err(OAuthError::invalid_grant("unknown device code"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(OAuthError::new(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::TemporarilyUnavailable,
+        "too many concurrent requests for this device code",
+    ))
+}
+
+enum Redeem {
+    /// Another poll redeemed the code first.
+    Lost,
+    Failed(OAuthError),
+}
+
+/// Marks the grant redeemed (compare-and-swap, with its refresh token in the same
+/// transaction), and only then signs: a poll that loses the race costs no signature.
+async fn redeem(
+    state: &AppState,
+    client: &ClientRecord,
+    grant: &DeviceGrant,
+    next: DeviceGrant,
+    subject: &str,
+    auth_time: Timestamp,
+    now: Timestamp,
+) -> Result<TokenResponse, Redeem> {
+    let user = match state.store.get_user(subject).await {
+        Ok(u) => u,
+        Err(StoreError::NotFound) => {
+            return Err(Redeem::Failed(OAuthError::invalid_grant(
+                "the approving user no longer exists",
+            )));
+        }
+        Err(e) => return Err(Redeem::Failed(e.into())),
+    };
+    let refresh = wants_refresh(client, &grant.scopes).then(|| {
+        new_refresh_token(
+            state,
+            client,
+            subject,
+            &grant.scopes,
+            auth_time,
+            random_id(),
+            now,
+        )
+    });
+    match state
+        .store
+        .redeem_grant(&next, refresh.as_ref().map(|(_, r)| r))
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => return Err(Redeem::Lost),
+        Err(StoreError::NotFound) => {
+            return Err(Redeem::Failed(OAuthError::invalid_grant(
+                "unknown device code",
+            )));
+        }
+        Err(e) => return Err(Redeem::Failed(e.into())),
+    }
+    issue_tokens(
+        state,
+        client,
+        &user,
+        &grant.scopes,
+        auth_time,
+        now,
+        refresh.map(|(s, _)| s),
+    )
+    .map_err(Redeem::Failed)
+}
+
+/// Refresh tokens go to clients granted `offline_access` that may use the refresh grant.
+fn wants_refresh(client: &ClientRecord, scopes: &Scopes) -> bool {
+    scopes.contains(scope::OFFLINE_ACCESS)
+        && client
+            .grant_types
+            .iter()
+            .any(|g| g == GrantType::RefreshToken.as_str())
+}
+
+fn new_refresh_token(
+    state: &AppState,
+    client: &ClientRecord,
+    subject: &str,
+    scopes: &Scopes,
+    auth_time: Timestamp,
+    family_id: String,
+    now: Timestamp,
+) -> (Secret, RefreshToken) {
+    let secret = Secret::generate(SecretKind::RefreshToken);
+    let record = RefreshToken {
+        hash: secret.hash(),
+        family_id,
+        client_id: client.id.clone(),
+        subject: subject.to_owned(),
+        scopes: scopes.clone(),
+        auth_time,
+        created_at: now,
+        expires_at: now.plus(state.settings.refresh_token_ttl),
+        used: false,
+    };
+    (secret, record)
+}
+
+fn issue_tokens(
+    state: &AppState,
+    client: &ClientRecord,
+    user: &UserRecord,
+    scopes: &Scopes,
+    auth_time: Timestamp,
+    now: Timestamp,
+    refresh: Option<Secret>,
+) -> Result<TokenResponse, OAuthError> {
+    let access_ttl_secs = state.settings.access_token_ttl.as_secs();
+    let issue = Issue {
+        issuer: &state.settings.issuer,
+        client_id: &client.id,
+        subject: &user.id,
+        scopes,
+        now,
+        access_ttl_secs,
+        auth_time,
+    };
+    let sign_failed = |e| {
+        tracing::error!(error = %e, "signing failed");
+        OAuthError::internal()
+    };
+    let access_token = state
+        .keys
+        .sign(jwt::TYP_ACCESS_TOKEN, &jwt::access_token_claims(&issue))
+        .map_err(sign_failed)?;
+    let id_token = if scopes.contains(scope::OPENID) {
+        let claims = jwt::id_token_claims(&issue, &user_claims(user));
+        Some(
+            state
+                .keys
+                .sign(jwt::TYP_JWT, &claims)
+                .map_err(sign_failed)?,
+        )
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: access_ttl_secs,
+        refresh_token: refresh.map(|s| s.expose().to_owned()),
+        id_token,
+        scope: scopes.to_string(),
+    })
+}
+
+pub fn user_claims(user: &UserRecord) -> UserClaims {
+    UserClaims {
+        subject: user.id.clone(),
+        username: user.username.clone(),
+        name: user.name.clone(),
+        email: user.email.clone(),
+    }
+}
+
+/// RFC 6749 §6, with rotation: every use returns a new refresh token; presenting one that was
+/// already rotated revokes its whole family (OAuth 2.0 Security BCP §4.14.2).
+async fn refresh(
+    state: &AppState,
+    client: &ClientRecord,
+    form: &OAuthForm,
+) -> Result<TokenResponse, OAuthError> {
+    let presented = Secret::from_presented(form.require("refresh_token")?).hash();
+    let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+    let token = match state.store.get_refresh_token(&presented).await {
+        Ok(t) => t,
+        Err(StoreError::NotFound) => return Err(invalid()),
+        Err(e) => return Err(e.into()),
+    };
+    let now = now();
+    if token.client_id != client.id || now >= token.expires_at {
+        return Err(invalid());
+    }
+    if token.used {
+        revoke_family(state, &token.family_id, "reuse of a rotated refresh token").await?;
+        return Err(invalid());
+    }
+    // The access token may narrow the scope; the new refresh token keeps the original
+    // (RFC 6749 §6: a new refresh token's scope is identical to the old one's).
+    let scopes = match form.get("scope") {
+        None => token.scopes.clone(),
+        Some(raw) => {
+            let asked = Scopes::parse(raw).ok_or_else(|| {
+                OAuthError::bad(ErrorCode::InvalidScope, "the scope parameter is malformed")
+            })?;
+            if !asked.is_subset(&token.scopes) {
+                return Err(OAuthError::bad(
+                    ErrorCode::InvalidScope,
+                    "a refresh may narrow the granted scope, never widen it",
+                ));
+            }
+            asked
+        }
+    };
+    let user = match state.store.get_user(&token.subject).await {
+        Ok(u) => u,
+        Err(StoreError::NotFound) => {
+            revoke_family(state, &token.family_id, "the user no longer exists").await?;
+            return Err(invalid());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (secret, next) = new_refresh_token(
+        state,
+        client,
+        &token.subject,
+        &token.scopes,
+        token.auth_time,
+        token.family_id.clone(),
+        now,
+    );
+    match state.store.rotate_refresh_token(&presented, &next).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return Err(invalid()),
+        // Someone rotated it between our read and our write: the same token twice.
+        Err(StoreError::Conflict) => {
+            revoke_family(
+                state,
+                &token.family_id,
+                "concurrent reuse of a refresh token",
+            )
+            .await?;
+            return Err(invalid());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    issue_tokens(
+        state,
+        client,
+        &user,
+        &scopes,
+        token.auth_time,
+        now,
+        Some(secret),
+    )
+}
+
+async fn revoke_family(state: &AppState, family_id: &str, why: &str) -> Result<(), OAuthError> {
+    let n = state.store.revoke_refresh_family(family_id).await?;
+    tracing::warn!(
+        family_id,
+        revoked = n,
+        why,
+        "revoked a refresh token family"
+    );
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! `GET|POST /oauth2/userinfo` (OpenID Connect Core §5.3) with a Bearer access token.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use devicegate_core::jwt;
+use devicegate_core::scope::{self, Scopes};
+use devicegate_proto::ErrorCode;
+use devicegate_store::StoreError;
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use serde_json::{Map, Value, json};
+
+use crate::error::OAuthError;
+use crate::token::user_claims;
+use crate::{AppState, now};
+
+/// RFC 6750 §3: the challenge says what went wrong.
+fn bearer_error(status: StatusCode, code: Option<ErrorCode>, description: &str) -> OAuthError {
+    let mut e = OAuthError::new(status, code.unwrap_or(ErrorCode::InvalidToken), description);
+    e.www_authenticate = Some(match code {
+        None => r#"Bearer realm="devicegate""#.to_owned(),
+        Some(c) => format!(r#"Bearer realm="devicegate", error="{}""#, c.as_str()),
+    });
+    e
+}
+
+pub async fn userinfo(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, OAuthError> {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(|| {
+            bearer_error(
+                StatusCode::UNAUTHORIZED,
+                None,
+                "a Bearer access token is required",
+            )
+        })?;
+    let invalid = || {
+        bearer_error(
+            StatusCode::UNAUTHORIZED,
+            Some(ErrorCode::InvalidToken),
+            "the access token is invalid or expired",
+        )
+    };
+    let claims = jwt::verify(
+        state.keys.all(),
+        token,
+        jwt::TYP_ACCESS_TOKEN,
+        &state.settings.issuer,
+        now(),
+    )
+    .map_err(|_| invalid())?;
+    let scopes = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .and_then(Scopes::parse)
+        .unwrap_or_default();
+    if !scopes.contains(scope::OPENID) {
+        return Err(bearer_error(
+            StatusCode::FORBIDDEN,
+            Some(ErrorCode::InsufficientScope),
+            "userinfo needs the openid scope",
+        ));
+    }
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or_else(invalid)?;
+    let user = match state.store.get_user(sub).await {
+        Ok(u) => u,
+        Err(StoreError::NotFound) => return Err(invalid()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Map::new();
+    out.insert("sub".into(), json!(user.id));
+    user_claims(&user).add_scoped(&scopes, &mut out);
+    Ok(Json(Value::Object(out)))
+}

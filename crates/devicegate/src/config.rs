@@ -1,0 +1,203 @@
+//! Configuration: a TOML file (`--config`), every key also a `DEVICEGATE_*` environment
+//! variable, command-line flags over both, defaults under all.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use devicegate_core::keys::Algorithm;
+use devicegate_server::Settings;
+use serde::Deserialize;
+
+/// Every key of the config file. Each is also an environment variable (`listen` is
+/// `DEVICEGATE_LISTEN`) and, for `serve`, a flag (`--listen`).
+#[derive(Debug, Default, Clone, Deserialize, PartialEq, Eq, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    /// Database URL: `sqlite://PATH` or a plain path [default: sqlite://devicegate.db]
+    #[arg(long, global = true, env = "DEVICEGATE_DATABASE")]
+    pub database: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, global = true, env = "DEVICEGATE_LISTEN")]
+    pub listen: Option<String>,
+    /// Issuer URL, as devices and browsers reach this server [default: http://localhost:8080]
+    #[arg(long, global = true, env = "DEVICEGATE_ISSUER")]
+    pub issuer: Option<String>,
+    /// Lifetime of device and user codes [default: 600]
+    #[arg(long, global = true, env = "DEVICEGATE_DEVICE_CODE_TTL_SECS")]
+    pub device_code_ttl_secs: Option<u64>,
+    /// Minimum seconds between polls (RFC 8628 interval) [default: 5]
+    #[arg(long, global = true, env = "DEVICEGATE_POLL_INTERVAL_SECS")]
+    pub poll_interval_secs: Option<u32>,
+    /// Lifetime of access and ID tokens [default: 3600]
+    #[arg(long, global = true, env = "DEVICEGATE_ACCESS_TOKEN_TTL_SECS")]
+    pub access_token_ttl_secs: Option<u64>,
+    /// Lifetime of refresh tokens, renewed on every rotation [default: 2592000]
+    #[arg(long, global = true, env = "DEVICEGATE_REFRESH_TOKEN_TTL_SECS")]
+    pub refresh_token_ttl_secs: Option<u64>,
+    /// Lifetime of a verification flow [default: 900]
+    #[arg(long, global = true, env = "DEVICEGATE_FLOW_TTL_SECS")]
+    pub flow_ttl_secs: Option<u64>,
+    /// Signing algorithm of new tokens: RS256, ES256 or EdDSA [default: RS256]
+    #[arg(long, global = true, env = "DEVICEGATE_SIGNING_ALG")]
+    pub signing_alg: Option<String>,
+    /// Origins allowed to call the flows API from browsers, comma-separated [default: none]
+    #[arg(
+        long,
+        global = true,
+        env = "DEVICEGATE_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_allowed_origins: Option<Vec<String>>,
+    /// Password hashes computed at once [default: number of CPUs]
+    #[arg(long, global = true, env = "DEVICEGATE_MAX_CONCURRENT_HASHES")]
+    pub max_concurrent_hashes: Option<usize>,
+    /// Log filter, as in RUST_LOG [default: info]
+    #[arg(long, global = true, env = "DEVICEGATE_LOG")]
+    pub log: Option<String>,
+}
+
+impl Keys {
+    /// Values from `self` (flags and environment) over values from `file`.
+    pub fn over(self, file: Keys) -> Keys {
+        Keys {
+            database: self.database.or(file.database),
+            listen: self.listen.or(file.listen),
+            issuer: self.issuer.or(file.issuer),
+            device_code_ttl_secs: self.device_code_ttl_secs.or(file.device_code_ttl_secs),
+            poll_interval_secs: self.poll_interval_secs.or(file.poll_interval_secs),
+            access_token_ttl_secs: self.access_token_ttl_secs.or(file.access_token_ttl_secs),
+            refresh_token_ttl_secs: self.refresh_token_ttl_secs.or(file.refresh_token_ttl_secs),
+            flow_ttl_secs: self.flow_ttl_secs.or(file.flow_ttl_secs),
+            signing_alg: self.signing_alg.or(file.signing_alg),
+            cors_allowed_origins: self.cors_allowed_origins.or(file.cors_allowed_origins),
+            max_concurrent_hashes: self.max_concurrent_hashes.or(file.max_concurrent_hashes),
+            log: self.log.or(file.log),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> anyhow::Result<Keys> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    pub fn database_path(&self) -> anyhow::Result<std::path::PathBuf> {
+        let url = self.database.as_deref().unwrap_or("sqlite://devicegate.db");
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            bail!("PostgreSQL is not supported by this build yet; use a sqlite:// database");
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() {
+            bail!("the database URL {url:?} names no file");
+        }
+        Ok(path.into())
+    }
+
+    pub fn listen(&self) -> &str {
+        self.listen.as_deref().unwrap_or("127.0.0.1:8080")
+    }
+
+    /// Validated server settings.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let d = Settings::default();
+        let issuer = self.issuer.clone().unwrap_or(d.issuer);
+        let issuer = issuer.trim_end_matches('/').to_owned();
+        if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
+            bail!("issuer must be an http:// or https:// URL, got {issuer:?}");
+        }
+        if issuer.contains(['?', '#']) {
+            bail!("issuer must not have a query or fragment (RFC 8414 §2)");
+        }
+        let signing_alg = match &self.signing_alg {
+            None => d.signing_alg,
+            Some(s) => Algorithm::parse(s)
+                .with_context(|| format!("unknown signing_alg {s:?}; use RS256, ES256 or EdDSA"))?,
+        };
+        let secs = |v: Option<u64>, default: Duration, name: &str| -> anyhow::Result<Duration> {
+            match v {
+                Some(0) => bail!("{name} must be at least 1"),
+                Some(s) => Ok(Duration::from_secs(s)),
+                None => Ok(default),
+            }
+        };
+        let poll_interval_secs = self.poll_interval_secs.unwrap_or(d.poll_interval_secs);
+        if poll_interval_secs == 0 {
+            bail!("poll_interval_secs must be at least 1");
+        }
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Settings {
+            issuer,
+            device_code_ttl: secs(
+                self.device_code_ttl_secs,
+                d.device_code_ttl,
+                "device_code_ttl_secs",
+            )?,
+            poll_interval_secs,
+            access_token_ttl: secs(
+                self.access_token_ttl_secs,
+                d.access_token_ttl,
+                "access_token_ttl_secs",
+            )?,
+            refresh_token_ttl: secs(
+                self.refresh_token_ttl_secs,
+                d.refresh_token_ttl,
+                "refresh_token_ttl_secs",
+            )?,
+            flow_ttl: secs(self.flow_ttl_secs, d.flow_ttl, "flow_ttl_secs")?,
+            signing_alg,
+            cors_allowed_origins: self.cors_allowed_origins.clone().unwrap_or_default(),
+            max_concurrent_hashes: self.max_concurrent_hashes.unwrap_or(cpus).max(1),
+            max_body_bytes: d.max_body_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_env_override_the_file() {
+        let file: Keys =
+            toml::from_str("listen = \"0.0.0.0:1\"\nissuer = \"https://a\"\n").unwrap();
+        let flags = Keys {
+            listen: Some("127.0.0.1:2".into()),
+            ..Keys::default()
+        };
+        let k = flags.over(file);
+        assert_eq!(k.listen(), "127.0.0.1:2");
+        assert_eq!(k.settings().unwrap().issuer, "https://a");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        assert!(toml::from_str::<Keys>("lisen = \"x\"").is_err());
+        let k = Keys {
+            signing_alg: Some("HS256".into()),
+            ..Keys::default()
+        };
+        assert!(k.settings().unwrap_err().to_string().contains("HS256"));
+        let k = Keys {
+            issuer: Some("ftp://x".into()),
+            ..Keys::default()
+        };
+        assert!(k.settings().is_err());
+        let k = Keys {
+            database: Some("postgres://x".into()),
+            ..Keys::default()
+        };
+        assert!(k.database_path().is_err());
+        let k = Keys {
+            database: Some("sqlite:///tmp/a.db".into()),
+            ..Keys::default()
+        };
+        assert_eq!(
+            k.database_path().unwrap(),
+            std::path::Path::new("/tmp/a.db")
+        );
+    }
+}
