@@ -1,0 +1,230 @@
+//! The `devicegate` binary as an operator uses it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn devicegate(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_devicegate"));
+    c.current_dir(dir)
+        .env_remove("DEVICEGATE_DATABASE")
+        .env("DEVICEGATE_LOG", "warn");
+    c
+}
+
+fn run(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = devicegate(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn clients_and_users_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ok, out, err) = run(
+        d,
+        &[
+            "client", "create", "--id", "svc", "--name", "Service", "--secret", "--json",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["client_id"], "svc");
+    assert!(
+        created["client_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("dgs_")
+    );
+    let (ok, _, err) = run(
+        d,
+        &[
+            "client", "create", "--id", "svc", "--name", "Again", "--public",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = run(d, &["client", "create", "--id", "x", "--name", "X"], None);
+    assert!(
+        !ok && err.contains("--public"),
+        "public or secret is required: {err}"
+    );
+    assert!(
+        run(
+            d,
+            &[
+                "client", "create", "--id", "tv", "--name", "TV", "--public", "--scope", "openid"
+            ],
+            None
+        )
+        .0
+    );
+    let (ok, out, _) = run(d, &["client", "list", "--json"], None);
+    assert!(ok);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[1]["public"], true);
+    assert!(run(d, &["client", "delete", "tv"], None).0);
+    assert!(!run(d, &["client", "delete", "tv"], None).0);
+
+    let (ok, out, err) = run(
+        d,
+        &[
+            "user",
+            "create",
+            "--username",
+            "ann",
+            "--password-stdin",
+            "--email",
+            "ann@example.com",
+        ],
+        Some("long enough password\n"),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("created user ann"));
+    let (ok, _, err) = run(
+        d,
+        &["user", "create", "--username", "bob", "--password-stdin"],
+        Some("short\n"),
+    );
+    assert!(!ok && err.contains("at least 8"), "{err}");
+    let (ok, _, err) = run(d, &["user", "create", "--username", "bob"], Some(""));
+    assert!(!ok && err.contains("--password-stdin"), "{err}");
+    assert!(
+        run(
+            d,
+            &["user", "set-password", "ann", "--password-stdin"],
+            Some("another long password\n")
+        )
+        .0
+    );
+    let (_, out, _) = run(d, &["user", "list", "--json"], None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()[0]["email"],
+        "ann@example.com"
+    );
+    assert!(run(d, &["user", "delete", "ann"], None).0);
+    let (_, out, _) = run(d, &["user", "list", "--json"], None);
+    assert_eq!(out.trim(), "[]");
+    // Secrets are stored only as hashes.
+    let db = std::fs::read(d.join("devicegate.db")).unwrap();
+    let wal = std::fs::read(d.join("devicegate.db-wal")).unwrap_or_default();
+    let secret = created["client_secret"].as_str().unwrap();
+    for bytes in [db, wal] {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    }
+}
+
+#[test]
+fn config_file_environment_and_flags_layer_and_migrate_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("dg.toml"), "database = \"sqlite://from-file.db\"\n").unwrap();
+    let (ok, out, err) = run(d, &["--config", "dg.toml", "migrate"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("from-file.db"), "{out}");
+    let out = devicegate(d)
+        .args(["--config", "dg.toml", "migrate"])
+        .env("DEVICEGATE_DATABASE", "from-env.db")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("from-env.db"));
+    let out = devicegate(d)
+        .args([
+            "--config",
+            "dg.toml",
+            "--database",
+            "from-flag.db",
+            "migrate",
+        ])
+        .env("DEVICEGATE_DATABASE", "from-env.db")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("from-flag.db"));
+    std::fs::write(d.join("bad.toml"), "no_such_key = 1\n").unwrap();
+    let (ok, _, err) = run(d, &["--config", "bad.toml", "migrate"], None);
+    assert!(!ok && err.contains("bad.toml"), "{err}");
+}
+
+#[test]
+fn serve_demo_serves_and_sigterm_stops_it_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = devicegate(dir.path())
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            &listen,
+            "--issuer",
+            &format!("http://{listen}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer: Value = rt.block_on(async {
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if let Ok(r) = http
+                .post(format!("http://{listen}/oauth2/device_authorization"))
+                .form(&[("client_id", "demo-cli")])
+                .send()
+                .await
+            {
+                return r.json().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("server did not come up");
+    });
+    assert!(answer["user_code"].is_string(), "{answer}");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("demo: created user demo with password"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("shutting down"), "{stderr}");
+}

@@ -1,0 +1,710 @@
+//! The OAuth endpoints, numbered as in the core issue: 1 device authorization, 2 device-code
+//! polling, 3 refresh, 4 errors, 5 discovery, 6 JWKS and userinfo, 7 tokens.
+
+use base64::Engine;
+use devicegate_core::keys::Algorithm;
+use devicegate_proto::GRANT_TYPE_DEVICE_CODE;
+use devicegate_store::ClientRecord;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::*;
+
+fn assert_oauth_error(status: StatusCode, body: &Value, want_status: StatusCode, want: &str) {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (want_status, Some(want)),
+        "{body}"
+    );
+    assert!(body["error_description"].is_string(), "{body}");
+}
+
+// 1. Device authorization.
+
+#[tokio::test]
+async fn rfc8628_3_2_device_authorization_answers_every_member() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 5).await;
+    let (status, headers, b) = s
+        .form("/oauth2/device_authorization", &[("client_id", "cli")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let device_code = b["device_code"].as_str().unwrap();
+    let random = device_code
+        .strip_prefix("dgd_")
+        .expect("recognisable prefix");
+    assert!(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(random)
+            .unwrap()
+            .len()
+            >= 16
+    );
+    let user_code = b["user_code"].as_str().unwrap();
+    assert_eq!(user_code.len(), 9);
+    assert_eq!(&user_code[4..5], "-");
+    assert!(
+        user_code
+            .replace('-', "")
+            .chars()
+            .all(|c| "BCDFGHJKLMNPQRSTVWXZ".contains(c)),
+        "{user_code}"
+    );
+    assert_eq!(b["verification_uri"], s.url("/device"));
+    assert_eq!(
+        b["verification_uri_complete"],
+        s.url(&format!("/device?user_code={user_code}"))
+    );
+    assert_eq!(
+        (b["expires_in"].as_u64(), b["interval"].as_u64()),
+        (Some(600), Some(5))
+    );
+    // Device codes are stored only as hashes.
+    let raw = std::fs::read(s.dir.path().join("devicegate.db")).unwrap();
+    let wal = std::fs::read(s.dir.path().join("devicegate.db-wal")).unwrap_or_default();
+    for bytes in [raw, wal] {
+        assert!(!bytes.windows(random.len()).any(|w| w == random.as_bytes()));
+    }
+}
+
+#[tokio::test]
+async fn confidential_clients_authenticate_with_basic_or_post() {
+    let s = TestServer::start().await;
+    let secret = s.confidential_client("svc").await;
+    let ok = s
+        .http
+        .post(s.url("/oauth2/device_authorization"))
+        .basic_auth("svc", Some(&secret))
+        .form(&[("scope", "openid")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let (status, _, b) = s
+        .form(
+            "/oauth2/device_authorization",
+            &[("client_id", "svc"), ("client_secret", &secret)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+
+    // Wrong secret through Basic: 401 with a challenge.
+    let bad = s
+        .http
+        .post(s.url("/oauth2/device_authorization"))
+        .basic_auth("svc", Some("dgs_wrong"))
+        .form(&[("scope", "openid")])
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, b) = split(bad).await;
+    assert_oauth_error(status, &b, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    assert_eq!(headers["cache-control"], "no-store");
+    // Wrong secret in the body, no secret at all, unknown client: 401 invalid_client.
+    for params in [
+        vec![("client_id", "svc"), ("client_secret", "dgs_wrong")],
+        vec![("client_id", "svc")],
+        vec![("client_id", "nobody")],
+    ] {
+        let (status, _, b) = s.form("/oauth2/device_authorization", &params).await;
+        assert_oauth_error(status, &b, StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    // Two methods at once is a malformed request.
+    let both = s
+        .http
+        .post(s.url("/oauth2/device_authorization"))
+        .basic_auth("svc", Some(&secret))
+        .form(&[("client_secret", secret.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let (status, _, b) = split(both).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+#[tokio::test]
+async fn scopes_default_to_the_clients_and_must_be_allowed() {
+    let s = TestServer::start().await;
+    s.client(ClientRecord {
+        scopes: devicegate_core::scope::Scopes::parse("openid profile").unwrap(),
+        ..client_record("narrow", None)
+    })
+    .await;
+    s.user("ann").await;
+    let (status, _, b) = s
+        .form(
+            "/oauth2/device_authorization",
+            &[("client_id", "narrow"), ("scope", "openid email")],
+        )
+        .await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_scope");
+    let (status, _, b) = s
+        .form(
+            "/oauth2/device_authorization",
+            &[("client_id", "narrow"), ("scope", "open\"id")],
+        )
+        .await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_scope");
+    let d = s.device_authorization("narrow", None).await;
+    s.decide(d["user_code"].as_str().unwrap(), "ann", true)
+        .await;
+    let (status, b) = s.poll("narrow", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(b["scope"], "openid profile");
+}
+
+// 2. Polling.
+
+#[tokio::test]
+async fn rfc8628_3_5_pending_then_slow_down_and_the_longer_interval_is_remembered() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    let d = s.device_authorization("cli", None).await;
+    let code = d["device_code"].as_str().unwrap();
+    // The first poll is never throttled, even straight after the code was issued.
+    let (status, b) = s.poll("cli", code).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "authorization_pending");
+    let (status, b) = s.poll("cli", code).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "slow_down");
+    assert_eq!(b["interval"], 6);
+    // 1.2 s later would have been fine at the old interval, but the interval is now 6 s.
+    sleep_ms(1200).await;
+    let (status, b) = s.poll("cli", code).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "slow_down");
+    assert_eq!(b["interval"], 11);
+}
+
+#[tokio::test]
+async fn polls_after_waiting_the_interval_stay_pending() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    let d = s.device_authorization("cli", None).await;
+    let code = d["device_code"].as_str().unwrap();
+    for _ in 0..3 {
+        let (status, b) = s.poll("cli", code).await;
+        assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "authorization_pending");
+        sleep_ms(1050).await;
+    }
+}
+
+#[tokio::test]
+async fn denied_expired_unknown_foreign_and_redeemed_codes() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    s.public_client("other", 1).await;
+    s.client(ClientRecord {
+        device_code_ttl_secs: Some(1),
+        ..client_record("short", None)
+    })
+    .await;
+    s.user("ann").await;
+
+    let d = s.device_authorization("cli", None).await;
+    s.decide(d["user_code"].as_str().unwrap(), "ann", false)
+        .await;
+    let (status, b) = s.poll("cli", d["device_code"].as_str().unwrap()).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "access_denied");
+
+    let d = s.device_authorization("short", None).await;
+    sleep_ms(1100).await;
+    let (status, b) = s.poll("short", d["device_code"].as_str().unwrap()).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "expired_token");
+
+    let (status, b) = s.poll("cli", "dgd_not-a-code").await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
+
+    let d = s.device_authorization("cli", None).await;
+    let code = d["device_code"].as_str().unwrap();
+    let (status, b) = s.poll("other", code).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
+    s.decide(d["user_code"].as_str().unwrap(), "ann", true)
+        .await;
+    assert_eq!(s.poll("cli", code).await.0, StatusCode::OK);
+    let (status, b) = s.poll("cli", code).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_parallel_polls_of_one_approved_code_give_exactly_one_token() {
+    let s = std::sync::Arc::new(TestServer::start().await);
+    s.public_client("cli", 1).await;
+    s.user("ann").await;
+    let d = s
+        .device_authorization("cli", Some("openid offline_access"))
+        .await;
+    s.decide(d["user_code"].as_str().unwrap(), "ann", true)
+        .await;
+    let code = d["device_code"].as_str().unwrap().to_owned();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(50));
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (s, code, barrier) = (s.clone(), code.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                s.poll("cli", &code).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        let (status, b) = t.await.unwrap();
+        if status == StatusCode::OK {
+            ok += 1;
+        } else {
+            assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+// 3. Refresh.
+
+async fn refresh(s: &TestServer, token: &str, scope: Option<&str>) -> (StatusCode, Value) {
+    let mut p = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", token),
+        ("client_id", "cli"),
+    ];
+    if let Some(sc) = scope {
+        p.push(("scope", sc));
+    }
+    let (status, _, b) = s.form("/oauth2/token", &p).await;
+    (status, b)
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    s.user("ann").await;
+    let first = s
+        .tokens("cli", "openid profile offline_access", "ann")
+        .await;
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+    assert!(r1.starts_with("dgr_"));
+
+    let (status, second) = refresh(&s, &r1, None).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let r2 = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(r1, r2);
+    assert!(second["id_token"].is_string());
+    assert_eq!(second["scope"], "offline_access openid profile");
+
+    // Narrowing is allowed; the new refresh token keeps the original scope.
+    let (status, narrow) = refresh(&s, &r2, Some("openid")).await;
+    assert_eq!(status, StatusCode::OK, "{narrow}");
+    assert_eq!(narrow["scope"], "openid");
+    assert_eq!(
+        claims(narrow["access_token"].as_str().unwrap()).1["scope"],
+        "openid"
+    );
+    let r3 = narrow["refresh_token"].as_str().unwrap().to_owned();
+    let (status, b) = refresh(&s, &r3, Some("openid email")).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_scope");
+    let (status, wide_again) = refresh(&s, &r3, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(wide_again["scope"], "offline_access openid profile");
+    let r4 = wide_again["refresh_token"].as_str().unwrap().to_owned();
+
+    // Replaying a rotated token revokes the family, including the newest token.
+    let (status, b) = refresh(&s, &r1, None).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
+    let (status, b) = refresh(&s, &r4, None).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn refresh_tokens_only_with_offline_access_and_only_for_their_client() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    s.public_client("other", 1).await;
+    s.user("ann").await;
+    let t = s.tokens("cli", "openid", "ann").await;
+    assert!(t.get("refresh_token").is_none(), "{t}");
+    let t = s.tokens("cli", "offline_access", "ann").await;
+    assert!(t.get("id_token").is_none(), "no openid, no ID token: {t}");
+    let (status, _, b) = s
+        .form(
+            "/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+                ("client_id", "other"),
+            ],
+        )
+        .await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+// 4. Errors.
+
+#[tokio::test]
+async fn rfc6749_5_2_errors_for_bad_requests() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    s.client(ClientRecord {
+        grant_types: vec![GRANT_TYPE_DEVICE_CODE.into()],
+        ..client_record("no-refresh", None)
+    })
+    .await;
+    s.client(ClientRecord {
+        grant_types: vec!["refresh_token".into()],
+        ..client_record("no-device", None)
+    })
+    .await;
+
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![("grant_type", "password"), ("client_id", "cli")],
+            "unsupported_grant_type",
+        ),
+        (vec![("client_id", "cli")], "invalid_request"),
+        (
+            vec![("grant_type", GRANT_TYPE_DEVICE_CODE), ("client_id", "cli")],
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "refresh_token"),
+                ("client_id", "no-refresh"),
+                ("refresh_token", "x"),
+            ],
+            "unauthorized_client",
+        ),
+        (
+            vec![
+                ("grant_type", GRANT_TYPE_DEVICE_CODE),
+                ("client_id", "no-device"),
+                ("device_code", "x"),
+            ],
+            "unauthorized_client",
+        ),
+    ];
+    for (params, want) in cases {
+        let (status, headers, b) = s.form("/oauth2/token", &params).await;
+        assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, want);
+        assert_eq!(headers["cache-control"], "no-store");
+    }
+    let (status, _, b) = s
+        .form(
+            "/oauth2/device_authorization",
+            &[("client_id", "no-device")],
+        )
+        .await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "unauthorized_client");
+
+    // Repeated parameters.
+    let res = s
+        .http
+        .post(s.url("/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=refresh_token&grant_type=refresh_token&client_id=cli")
+        .send()
+        .await
+        .unwrap();
+    let (status, _, b) = split(res).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    // Not a form.
+    let res = s
+        .http
+        .post(s.url("/oauth2/token"))
+        .json(&serde_json::json!({"grant_type": "refresh_token", "client_id": "cli"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, b) = split(res).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    // Too large.
+    let huge = format!("client_id=cli&scope={}", "a".repeat(1 << 20));
+    let res = s
+        .http
+        .post(s.url("/oauth2/device_authorization"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, b) = split(res).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    assert_eq!(b["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn garbage_never_causes_a_500() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    let bodies: [&[u8]; 7] = [
+        b"",
+        b"%%%%",
+        b"client_id=%FF%FE&grant_type=\x00",
+        b"grant_type=urn:ietf:params:oauth:grant-type:device_code&client_id=cli&device_code=%00%01",
+        b"client_id=cli&scope=%E2%82%AC",
+        b"\xff\xfe\xfd",
+        b"client_id=cli&grant_type=refresh_token&refresh_token=dgr_\xff",
+    ];
+    for path in [
+        "/oauth2/token",
+        "/oauth2/device_authorization",
+        "/oauth2/userinfo",
+        "/api/v1/flows",
+        "/api/v1/flows/dgf_x",
+    ] {
+        for body in bodies {
+            for ct in [
+                "application/x-www-form-urlencoded",
+                "application/json",
+                "text/plain",
+            ] {
+                let res = s
+                    .http
+                    .post(s.url(path))
+                    .header("content-type", ct)
+                    .body(body.to_vec())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status();
+                let text = res.text().await.unwrap();
+                assert!(
+                    !status.is_server_error(),
+                    "{path} {ct} {body:?}: {status} {text}"
+                );
+                let v: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+                assert!(status.is_success() || v["error"].is_string(), "{text}");
+            }
+        }
+    }
+    let res = s
+        .http
+        .post(s.url("/oauth2/token"))
+        .header("authorization", "Basic !!!")
+        .form(&[("grant_type", "refresh_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+// 5. Discovery.
+
+#[tokio::test]
+async fn discovery_documents_advertise_the_endpoints() {
+    let s = TestServer::start().await;
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let (status, _, m) = s.api("GET", path, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(m["issuer"], s.base);
+        assert_eq!(
+            m["device_authorization_endpoint"],
+            s.url("/oauth2/device_authorization")
+        );
+        assert_eq!(m["token_endpoint"], s.url("/oauth2/token"));
+        assert_eq!(m["jwks_uri"], s.url("/oauth2/jwks"));
+        assert_eq!(m["userinfo_endpoint"], s.url("/oauth2/userinfo"));
+        for member in [
+            "grant_types_supported",
+            "scopes_supported",
+            "response_types_supported",
+            "subject_types_supported",
+            "id_token_signing_alg_values_supported",
+            "token_endpoint_auth_methods_supported",
+            "claims_supported",
+        ] {
+            assert!(
+                m[member].as_array().is_some_and(|a| !a.is_empty()),
+                "{path} {member}"
+            );
+        }
+        let grants = m["grant_types_supported"].to_string();
+        assert!(grants.contains(GRANT_TYPE_DEVICE_CODE) && grants.contains("refresh_token"));
+        assert_eq!(m["id_token_signing_alg_values_supported"][0], "ES256");
+    }
+}
+
+// 6 and 7. JWKS, userinfo, tokens.
+
+#[tokio::test]
+async fn tokens_are_rfc9068_jwts_signed_by_a_published_key_and_userinfo_accepts_them() {
+    for alg in [Algorithm::Rs256, Algorithm::Es256, Algorithm::EdDsa] {
+        let s = TestServer::start_with(|c| c.signing_alg = alg).await;
+        s.public_client("cli", 1).await;
+        let sub = s.user("ann").await;
+        let t = s.tokens("cli", "openid profile email", "ann").await;
+        assert_eq!(t["token_type"], "Bearer");
+        assert_eq!(t["expires_in"], 3600);
+        let (header, c) = claims(t["access_token"].as_str().unwrap());
+        assert_eq!(header["typ"], "at+jwt");
+        assert_eq!(header["alg"], alg.as_str());
+        for member in [
+            "iss",
+            "sub",
+            "aud",
+            "client_id",
+            "scope",
+            "iat",
+            "exp",
+            "jti",
+        ] {
+            assert!(!c[member].is_null(), "{member} missing from {c}");
+        }
+        assert_eq!(
+            (
+                c["iss"].as_str(),
+                c["sub"].as_str(),
+                c["client_id"].as_str()
+            ),
+            (Some(s.base.as_str()), Some(sub.as_str()), Some("cli"))
+        );
+        let (_, _, jwks) = s.api("GET", "/oauth2/jwks", None).await;
+        assert!(
+            jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kid"] == header["kid"]),
+            "{jwks}"
+        );
+
+        let (id_header, id) = claims(t["id_token"].as_str().unwrap());
+        assert_eq!(id_header["kid"], header["kid"]);
+        assert_eq!(
+            (
+                id["aud"].as_str(),
+                id["email"].as_str(),
+                id["preferred_username"].as_str()
+            ),
+            (Some("cli"), Some("ann@example.com"), Some("ann"))
+        );
+
+        let at = t["access_token"].as_str().unwrap();
+        for post in [false, true] {
+            let req = if post {
+                s.http.post(s.url("/oauth2/userinfo"))
+            } else {
+                s.http.get(s.url("/oauth2/userinfo"))
+            };
+            let (status, headers, info) = split(req.bearer_auth(at).send().await.unwrap()).await;
+            assert_eq!(status, StatusCode::OK, "{info}");
+            assert_eq!(headers["cache-control"], "no-store");
+            assert_eq!(
+                (
+                    info["sub"].as_str(),
+                    info["email"].as_str(),
+                    info["name"].as_str()
+                ),
+                (
+                    Some(sub.as_str()),
+                    Some("ann@example.com"),
+                    Some("ann Example")
+                )
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn userinfo_refuses_missing_forged_and_scope_less_tokens() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    s.user("ann").await;
+    let (status, headers, _) =
+        split(s.http.get(s.url("/oauth2/userinfo")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+
+    let t = s.tokens("cli", "openid email", "ann").await;
+    let at = t["access_token"].as_str().unwrap();
+    // The ID token is no access token, and a tampered token fails its signature.
+    let mut forged = at.to_owned();
+    let i = forged.find('.').unwrap() + 10;
+    let flipped = if &forged[i..=i] == "A" { "B" } else { "A" };
+    forged.replace_range(i..=i, flipped);
+    for bad in [
+        t["id_token"].as_str().unwrap(),
+        forged.as_str(),
+        "not.a.jwt",
+    ] {
+        let (status, headers, b) = split(
+            s.http
+                .get(s.url("/oauth2/userinfo"))
+                .bearer_auth(bad)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, b["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+            "{b}"
+        );
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
+    }
+    let no_openid = s.tokens("cli", "email", "ann").await;
+    let res = s
+        .http
+        .get(s.url("/oauth2/userinfo"))
+        .bearer_auth(no_openid["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // A deleted user's token no longer reads their info.
+    s.store().delete_user("ann").await.unwrap();
+    let res = s
+        .http
+        .get(s.url("/oauth2/userinfo"))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn signing_keys_persist_across_restarts() {
+    let mut s = TestServer::start().await;
+    let (_, _, before) = s.api("GET", "/oauth2/jwks", None).await;
+    s.running.take().unwrap().stop().await.unwrap();
+    let store = devicegate_store::SqliteStore::open(s.dir.path().join("devicegate.db")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let settings = devicegate_server::Settings {
+        issuer: base.clone(),
+        signing_alg: Algorithm::Es256,
+        ..Default::default()
+    };
+    let running = devicegate::start(settings, store, listener).await.unwrap();
+    let after: Value = s
+        .http
+        .get(format!("{base}/oauth2/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+    running.stop().await.unwrap();
+}

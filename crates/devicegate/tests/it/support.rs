@@ -1,0 +1,250 @@
+//! A real server on an ephemeral port with a temporary SQLite file, and helpers that drive it
+//! over HTTP the way devices and people do.
+
+use std::time::Duration;
+
+use devicegate_core::keys::Algorithm;
+use devicegate_core::password::hash_password;
+use devicegate_core::scope::Scopes;
+use devicegate_core::secret::{Secret, SecretKind, random_id};
+use devicegate_proto::GrantType;
+use devicegate_server::Settings;
+use devicegate_store::{ClientRecord, SqliteStore, Store, UserRecord};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub running: Option<devicegate::Running>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut settings = Settings {
+            issuer: base.clone(),
+            signing_alg: Algorithm::Es256,
+            ..Settings::default()
+        };
+        tweak(&mut settings);
+        let store = SqliteStore::open(dir.path().join("devicegate.db")).unwrap();
+        let running = devicegate::start(settings, store, listener).await.unwrap();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        TestServer {
+            base,
+            http,
+            running: Some(running),
+            dir,
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.running.as_ref().unwrap().state.store.as_ref()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A public client allowed everything, polling every `interval` seconds.
+    pub async fn public_client(&self, id: &str, interval: u32) {
+        self.client(ClientRecord {
+            poll_interval_secs: Some(interval),
+            ..client_record(id, None)
+        })
+        .await;
+    }
+
+    /// A confidential client; returns its secret.
+    pub async fn confidential_client(&self, id: &str) -> String {
+        let secret = Secret::generate(SecretKind::ClientSecret);
+        self.client(client_record(id, Some(secret.hash()))).await;
+        secret.expose().to_owned()
+    }
+
+    pub async fn client(&self, record: ClientRecord) {
+        self.store().create_client(&record).await.unwrap();
+    }
+
+    /// A user with [`PASSWORD`]; returns their subject.
+    pub async fn user(&self, username: &str) -> String {
+        let u = UserRecord {
+            id: random_id(),
+            username: username.into(),
+            password_hash: hash_password(PASSWORD),
+            name: Some(format!("{username} Example")),
+            email: Some(format!("{username}@example.com")),
+            created_at: devicegate_server::now(),
+        };
+        self.store().create_user(&u).await.unwrap();
+        u.id
+    }
+
+    pub async fn form(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let res = self
+            .http
+            .post(self.url(path))
+            .form(params)
+            .send()
+            .await
+            .unwrap();
+        split(res).await
+    }
+
+    pub async fn device_authorization(&self, client_id: &str, scope: Option<&str>) -> Value {
+        let mut p = vec![("client_id", client_id)];
+        if let Some(s) = scope {
+            p.push(("scope", s));
+        }
+        let (status, _, body) = self.form("/oauth2/device_authorization", &p).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn poll(&self, client_id: &str, device_code: &str) -> (StatusCode, Value) {
+        let (s, _, b) = self
+            .form(
+                "/oauth2/token",
+                &[
+                    ("grant_type", GrantType::DeviceCode.as_str()),
+                    ("device_code", device_code),
+                    ("client_id", client_id),
+                ],
+            )
+            .await;
+        (s, b)
+    }
+
+    pub async fn new_flow(&self) -> String {
+        let (s, _, b) = self.api("POST", "/api/v1/flows", Some(json!({}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        b["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let req = match method {
+            "GET" => self.http.get(self.url(path)),
+            _ => self.http.post(self.url(path)),
+        };
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        split(req.send().await.unwrap()).await
+    }
+
+    pub async fn act(&self, flow: &str, body: Value) -> (StatusCode, Value) {
+        let (s, _, b) = self
+            .api("POST", &format!("/api/v1/flows/{flow}"), Some(body))
+            .await;
+        (s, b)
+    }
+
+    /// A person approves (or denies) `user_code` through the flows API.
+    pub async fn decide(&self, user_code: &str, username: &str, accept: bool) {
+        let flow = self.new_flow().await;
+        let (s, b) = self
+            .act(
+                &flow,
+                json!({"action": "user_code.verify", "user_code": user_code}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (s, b) = self
+            .act(
+                &flow,
+                json!({"action": "sign_on", "username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(
+            (s, b["status"].as_str()),
+            (StatusCode::OK, Some("CONSENT_REQUIRED")),
+            "{b}"
+        );
+        let (s, b) = self
+            .act(&flow, json!({"action": "consent", "accept": accept}))
+            .await;
+        assert_eq!(
+            (s, b["status"].as_str()),
+            (StatusCode::OK, Some("COMPLETED")),
+            "{b}"
+        );
+    }
+
+    /// Device authorization, approval, and the first successful poll.
+    pub async fn tokens(&self, client_id: &str, scope: &str, username: &str) -> Value {
+        let d = self.device_authorization(client_id, Some(scope)).await;
+        self.decide(d["user_code"].as_str().unwrap(), username, true)
+            .await;
+        let (s, b) = self
+            .poll(client_id, d["device_code"].as_str().unwrap())
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b
+    }
+}
+
+pub fn client_record(id: &str, secret: Option<devicegate_core::SecretHash>) -> ClientRecord {
+    ClientRecord {
+        id: id.into(),
+        name: format!("{id} app"),
+        secret_hash: secret,
+        scopes: Scopes::parse("openid profile email offline_access").unwrap(),
+        grant_types: GrantType::ALL
+            .iter()
+            .map(|g| g.as_str().to_owned())
+            .collect(),
+        device_code_ttl_secs: None,
+        poll_interval_secs: None,
+        created_at: devicegate_server::now(),
+    }
+}
+
+pub async fn split(res: reqwest::Response) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, body)
+}
+
+/// The claims of a JWT, unverified (verification is tested against the JWKS separately).
+pub fn claims(jwt: &str) -> (Value, Value) {
+    use base64::Engine;
+    let dec = |p: &str| -> Value {
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let mut parts = jwt.split('.');
+    (dec(parts.next().unwrap()), dec(parts.next().unwrap()))
+}
+
+pub async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
