@@ -53,7 +53,7 @@ pub enum FlowError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub error: FlowError,
-    pub next: Option<Flow>,
+    pub next: Option<Box<Flow>>,
 }
 
 impl From<FlowError> for Refusal {
@@ -136,7 +136,7 @@ impl Flow {
             }
             return Err(Refusal {
                 error: FlowError::WrongCode { attempts_left },
-                next: Some(next),
+                next: Some(Box::new(next)),
             });
         };
         if grant.status != GrantStatus::Pending {
@@ -268,7 +268,7 @@ mod tests {
                     attempts_left: left
                 }
             );
-            f = r.next.unwrap();
+            f = *r.next.unwrap();
         }
         assert_eq!(f.status, FlowStatus::Failed);
         let grant = DeviceGrant::example_pending("cli", t(0));

@@ -32,10 +32,6 @@ impl Scopes {
         Some(Scopes(set))
     }
 
-    pub fn from_iter<I: IntoIterator<Item = S>, S: Into<String>>(it: I) -> Scopes {
-        Scopes(it.into_iter().map(Into::into).collect())
-    }
-
     pub fn contains(&self, s: &str) -> bool {
         self.0.contains(s)
     }

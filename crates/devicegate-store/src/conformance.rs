@@ -315,7 +315,7 @@ async fn concurrent_wrong_codes_are_all_counted(s: Arc<impl Store>) {
             // What a front-end does: read, decide, compare-and-swap, retry on conflict.
             loop {
                 let f = s.get_flow(&hash).await.unwrap();
-                let next = f.verify_user_code(None, NOW).unwrap_err().next.unwrap();
+                let next = *f.verify_user_code(None, NOW).unwrap_err().next.unwrap();
                 match s.update_flow(&next, None).await {
                     Ok(()) => return,
                     Err(StoreError::Conflict) => continue,
