@@ -51,7 +51,13 @@ struct Figures {
 }
 
 /// Runs `make_request` from `connections` tasks for `secs`; `expect` checks each answer.
-async fn load<F>(http: &Http, connections: usize, secs: u64, make_request: F, expect: fn(u16, &[u8]) -> bool) -> Figures
+async fn load<F>(
+    http: &Http,
+    connections: usize,
+    secs: u64,
+    make_request: F,
+    expect: fn(u16, &[u8]) -> bool,
+) -> Figures
 where
     F: Fn(usize) -> http::Request<Full<Bytes>> + Send + Sync + 'static,
 {
@@ -62,8 +68,13 @@ where
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections)
         .map(|_| {
-            let (http, stop, unexpected, counter, make_request) =
-                (http.clone(), stop.clone(), unexpected.clone(), counter.clone(), make_request.clone());
+            let (http, stop, unexpected, counter, make_request) = (
+                http.clone(),
+                stop.clone(),
+                unexpected.clone(),
+                counter.clone(),
+                make_request.clone(),
+            );
             tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(100_000);
                 while !stop.load(Ordering::Relaxed) {
@@ -96,7 +107,11 @@ where
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     Figures {
         rps: all.len() as f64 / elapsed,
         p50_us: pct(0.50),
@@ -121,7 +136,12 @@ async fn trivial_server() -> anyhow::Result<String> {
     let addr = listener.local_addr()?;
     let app = axum::Router::new().route(
         "/",
-        axum::routing::post(|| async { ([("content-type", "application/json")], r#"{"error":"authorization_pending"}"#) }),
+        axum::routing::post(|| async {
+            (
+                [("content-type", "application/json")],
+                r#"{"error":"authorization_pending"}"#,
+            )
+        }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(format!("http://{addr}/"))
@@ -138,8 +158,12 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let store = SqliteStore::open(dir.path().join("bench.db")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let settings = Settings { issuer: base.clone(), ..Settings::default() };
+    let store =
+        SqliteStore::open(dir.path().join("bench.db")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = Settings {
+        issuer: base.clone(),
+        ..Settings::default()
+    };
     let server = devicegate::start(settings, store, listener).await?;
     server
         .state
@@ -149,7 +173,10 @@ async fn main() -> anyhow::Result<()> {
             name: "Bench".into(),
             secret_hash: None,
             scopes: Scopes::parse("openid").unwrap_or_default(),
-            grant_types: GrantType::ALL.iter().map(|g| g.as_str().to_owned()).collect(),
+            grant_types: GrantType::ALL
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
             device_code_ttl_secs: Some(3600),
             // One second, so that cycling through `codes` codes is slower than the interval
             // and every poll is a genuine `authorization_pending`.
@@ -159,23 +186,31 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let trivial = trivial_server().await?;
-    let http: Http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.connections).build_http();
+    let http: Http = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(args.connections)
+        .build_http();
 
     eprintln!("creating {} device codes for the poll load…", args.codes);
     let codes = Arc::new(tokio::sync::Mutex::new(Vec::with_capacity(args.codes)));
     let auth_url = format!("{base}/oauth2/device_authorization");
     let fill: Vec<_> = (0..args.connections.min(32))
         .map(|_| {
-            let (http, codes, url, want) = (http.clone(), codes.clone(), auth_url.clone(), args.codes);
+            let (http, codes, url, want) =
+                (http.clone(), codes.clone(), auth_url.clone(), args.codes);
             tokio::spawn(async move {
                 loop {
                     if codes.lock().await.len() >= want {
                         return anyhow::Ok(());
                     }
-                    let res = http.request(post_form(&url, "client_id=bench".into())).await?;
+                    let res = http
+                        .request(post_form(&url, "client_id=bench".into()))
+                        .await?;
                     let body = res.into_body().collect().await?.to_bytes();
                     let v: serde_json::Value = serde_json::from_slice(&body)?;
-                    let code = v["device_code"].as_str().context("no device_code")?.to_owned();
+                    let code = v["device_code"]
+                        .as_str()
+                        .context("no device_code")?
+                        .to_owned();
                     codes.lock().await.push(code);
                 }
             })
@@ -188,16 +223,34 @@ async fn main() -> anyhow::Result<()> {
     let token_url = format!("{base}/oauth2/token");
     let grant = GrantType::DeviceCode.as_str();
 
-    let mut rows: Vec<(&str, Vec<Figures>)> = vec![("trivial axum handler", vec![]), ("device authorization", vec![]), ("pending poll", vec![])];
+    let mut rows: Vec<(&str, Vec<Figures>)> = vec![
+        ("trivial axum handler", vec![]),
+        ("device authorization", vec![]),
+        ("pending poll", vec![]),
+    ];
     for round in 0..args.runs {
         eprintln!("round {}/{}", round + 1, args.runs);
         let url = trivial.clone();
         rows[0].1.push(
-            load(&http, args.connections, args.seconds, move |_| post_form(&url, String::new()), |s, b| s == 200 && !b.is_empty()).await,
+            load(
+                &http,
+                args.connections,
+                args.seconds,
+                move |_| post_form(&url, String::new()),
+                |s, b| s == 200 && !b.is_empty(),
+            )
+            .await,
         );
         let url = auth_url.clone();
         rows[1].1.push(
-            load(&http, args.connections, args.seconds, move |_| post_form(&url, "client_id=bench".into()), |s, _| s == 200).await,
+            load(
+                &http,
+                args.connections,
+                args.seconds,
+                move |_| post_form(&url, "client_id=bench".into()),
+                |s, _| s == 200,
+            )
+            .await,
         );
         let (url, codes) = (token_url.clone(), codes.clone());
         rows[2].1.push(
@@ -205,7 +258,15 @@ async fn main() -> anyhow::Result<()> {
                 &http,
                 args.connections,
                 args.seconds,
-                move |n| post_form(&url, format!("grant_type={grant}&client_id=bench&device_code={}", codes[n % codes.len()])),
+                move |n| {
+                    post_form(
+                        &url,
+                        format!(
+                            "grant_type={grant}&client_id=bench&device_code={}",
+                            codes[n % codes.len()]
+                        ),
+                    )
+                },
                 is_pending,
             )
             .await,
@@ -214,7 +275,10 @@ async fn main() -> anyhow::Result<()> {
     let ceiling = median(rows[0].1.iter().map(|f| f.rps).collect());
     println!(
         "{} s per measurement, {} connections, median of {} rounds, {} codes polled round-robin (interval 1 s)",
-        args.seconds, args.connections, args.runs, codes.len()
+        args.seconds,
+        args.connections,
+        args.runs,
+        codes.len()
     );
     println!("| load | req/s | p50 ms | p99 ms | vs trivial handler | unexpected answers |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -223,7 +287,10 @@ async fn main() -> anyhow::Result<()> {
         let p50 = median(figs.iter().map(|f| f.p50_us as f64).collect()) / 1000.0;
         let p99 = median(figs.iter().map(|f| f.p99_us as f64).collect()) / 1000.0;
         let bad: usize = figs.iter().map(|f| f.unexpected).sum();
-        println!("| {name} | {rps:.0} | {p50:.2} | {p99:.2} | {:.0}% | {bad} |", 100.0 * rps / ceiling);
+        println!(
+            "| {name} | {rps:.0} | {p50:.2} | {p99:.2} | {:.0}% | {bad} |",
+            100.0 * rps / ceiling
+        );
     }
     server.stop().await?;
     Ok(())

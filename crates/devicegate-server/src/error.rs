@@ -107,6 +107,14 @@ pub async fn not_found() -> OAuthError {
     )
 }
 
+pub async fn method_not_allowed() -> OAuthError {
+    OAuthError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::InvalidRequest,
+        "this method is not allowed on this endpoint",
+    )
+}
+
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     let mut res = OAuthError::internal().into_response();

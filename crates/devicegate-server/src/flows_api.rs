@@ -19,7 +19,8 @@ use crate::{AppState, Settings, now};
 pub fn router(settings: &Settings) -> Router<AppState> {
     let routes = Router::new()
         .route("/api/v1/flows", post(create))
-        .route("/api/v1/flows/{id}", post(act).get(read));
+        .route("/api/v1/flows/{id}", post(act).get(read))
+        .method_not_allowed_fallback(crate::error::method_not_allowed);
     // No CORS unless the operator lists origins: the API then serves exactly those.
     let origins: Vec<HeaderValue> = settings
         .cors_allowed_origins

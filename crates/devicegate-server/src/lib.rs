@@ -156,14 +156,36 @@ pub fn router(state: AppState) -> Router {
             get(discovery::authorize).post(discovery::authorize),
         )
         .route("/healthz", get(|| async { "ok" }))
+        // Set per part, before merging: the flows API sets its own under its CORS layer.
+        .method_not_allowed_fallback(error::method_not_allowed)
         .merge(oauth)
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The span of a request. Paths can carry flow ids, which are secrets: they are redacted.
+fn request_span(req: &http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!("request", method = %req.method(), path = %redact_path(req.uri().path()))
+}
+
+/// Replaces every path segment that is a flow id with its prefix.
+pub fn redact_path(path: &str) -> String {
+    let prefix = devicegate_core::secret::SecretKind::FlowId.prefix();
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with(prefix) {
+                "dgf_***"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.
@@ -201,5 +223,17 @@ async fn sweep_forever(store: Arc<dyn Store>) {
             ),
             Err(e) => tracing::warn!(error = %e, "sweep failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flow_ids_never_reach_the_log() {
+        assert_eq!(
+            super::redact_path("/api/v1/flows/dgf_abc123"),
+            "/api/v1/flows/dgf_***"
+        );
+        assert_eq!(super::redact_path("/oauth2/token"), "/oauth2/token");
     }
 }

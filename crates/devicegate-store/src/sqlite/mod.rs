@@ -24,7 +24,8 @@ use codec::*;
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records the last one.
 const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
-const MAX_IDLE_READERS: usize = 8;
+/// Idle reader connections kept; more are opened under load and closed after.
+const MAX_IDLE_READERS: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {

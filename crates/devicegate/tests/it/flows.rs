@@ -300,6 +300,8 @@ async fn no_cors_by_default_and_only_listed_origins_when_configured() {
         ok.headers()["access-control-allow-origin"],
         "https://ui.example"
     );
+    let res = s.http.get(s.url("/api/v1/flows")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     let refused = preflight("https://evil.example").await.unwrap();
     assert!(
         refused
