@@ -27,6 +27,8 @@ pub struct Flow {
     pub status: FlowStatus,
     pub grant_id: Option<String>,
     pub user_id: Option<String>,
+    /// When `user_id` signed on: the ID token's `auth_time`.
+    pub signed_on_at: Option<Timestamp>,
     pub failed_attempts: u32,
     pub result: Option<FlowResult>,
     pub created_at: Timestamp,
@@ -47,6 +49,8 @@ pub enum FlowError {
     CodeExpired,
     #[error("the user code has already been used")]
     CodeUsed,
+    #[error("the user code is being approved in another session")]
+    CodeClaimed,
 }
 
 /// A refused step, with the flow to store when the refusal changed it (a counted wrong code).
@@ -84,6 +88,7 @@ impl Flow {
             status: FlowStatus::UserCodeRequired,
             grant_id: None,
             user_id: None,
+            signed_on_at: None,
             failed_attempts: 0,
             result: None,
             created_at: now,
@@ -92,9 +97,10 @@ impl Flow {
         }
     }
 
-    /// Completed and failed flows stay readable after expiry; live ones end.
+    /// Completed and failed flows stay readable after expiry (until swept); live ones end.
     pub fn ensure_live(&self, now: Timestamp) -> Result<(), FlowError> {
-        if now >= self.expires_at {
+        let finished = matches!(self.status, FlowStatus::Completed | FlowStatus::Failed);
+        if now >= self.expires_at && !finished {
             return Err(FlowError::Expired);
         }
         Ok(())
@@ -145,6 +151,13 @@ impl Flow {
         if grant.is_expired(now) {
             return Err(FlowError::CodeExpired.into());
         }
+        // The first flow to enter a code holds it while that flow lives: a code seen on a
+        // screen cannot be taken over by someone else's browser.
+        let held_elsewhere = grant.flow_id.as_ref().is_some_and(|f| *f != self.id)
+            && grant.flow_expires_at.is_some_and(|until| now < until);
+        if held_elsewhere {
+            return Err(FlowError::CodeClaimed.into());
+        }
         let flow = Flow {
             grant_id: Some(grant.id.clone()),
             ..self.clone()
@@ -152,6 +165,7 @@ impl Flow {
         .advance();
         let grant = DeviceGrant {
             flow_id: Some(self.id.clone()),
+            flow_expires_at: Some(self.expires_at),
             ..grant.clone()
         };
         Ok((flow, grant))
@@ -166,6 +180,7 @@ impl Flow {
         }
         Ok(Flow {
             user_id: Some(user_id.to_owned()),
+            signed_on_at: Some(now),
             ..self.clone()
         }
         .advance())
@@ -185,16 +200,20 @@ impl Flow {
     ) -> Result<(Flow, DeviceGrant), FlowError> {
         self.ensure_live(now)?;
         self.ensure_status(&[FlowStatus::ConsentRequired])?;
-        let (Some(grant_id), Some(user_id)) = (&self.grant_id, &self.user_id) else {
+        let (Some(grant_id), Some(user_id), Some(signed_on_at)) =
+            (&self.grant_id, &self.user_id, self.signed_on_at)
+        else {
             return Err(FlowError::WrongStatus(self.status));
         };
-        // A code verified in one flow cannot be consented in another: if a later flow took
-        // the code over, this one has lost it.
+        // A code verified in one flow cannot be consented in another.
         if &grant.id != grant_id || grant.flow_id.as_deref() != Some(self.id.as_str()) {
             return Err(FlowError::CodeUsed);
         }
         let (grant, result) = if accept {
-            (grant.approve(user_id, now)?, FlowResult::Approved)
+            (
+                grant.approve(user_id, signed_on_at, now)?,
+                FlowResult::Approved,
+            )
         } else {
             (grant.deny(now)?, FlowResult::Denied)
         };
@@ -279,15 +298,49 @@ mod tests {
     }
 
     #[test]
-    fn a_code_taken_over_by_another_flow_cannot_be_consented_here() {
-        let grant = DeviceGrant::example_pending("cli", t(0));
+    fn a_code_held_by_one_live_flow_cannot_be_taken_or_consented_by_another() {
+        let grant = DeviceGrant {
+            expires_at: t(3600),
+            ..DeviceGrant::example_pending("cli", t(0))
+        };
         let (a, g) = flow("a")
             .sign_on("u1", t(1))
             .unwrap()
-            .verify_user_code(Some(&grant), t(1))
+            .verify_user_code(Some(&grant), t(2))
             .unwrap();
-        let (_, g) = flow("b").verify_user_code(Some(&g), t(2)).unwrap();
-        assert_eq!(a.consent(&g, true, t(3)), Err(FlowError::CodeUsed));
+        let b = Flow::new(
+            "b".into(),
+            SecretHash::of(b"b"),
+            t(500),
+            Duration::from_secs(900),
+        )
+        .sign_on("u2", t(501))
+        .unwrap();
+        let refused = b.verify_user_code(Some(&g), t(3)).unwrap_err();
+        assert_eq!(
+            (refused.error, refused.next),
+            (FlowError::CodeClaimed, None)
+        );
+        // Even a flow that somehow holds the grant id cannot consent to a grant it does not hold.
+        let forged = Flow {
+            grant_id: Some(g.id.clone()),
+            status: FlowStatus::ConsentRequired,
+            ..b.clone()
+        };
+        assert_eq!(forged.consent(&g, true, t(3)), Err(FlowError::CodeUsed));
+        // Once the holding flow has ended, another may take the code.
+        let (b, g2) = b.verify_user_code(Some(&g), a.expires_at).unwrap();
+        assert_eq!(g2.flow_id.as_deref(), Some("b"));
+        assert!(b.consent(&g2, true, t(1000)).is_ok());
+    }
+
+    #[test]
+    fn auth_time_is_the_sign_on_not_the_consent() {
+        let grant = DeviceGrant::example_pending("cli", t(0));
+        let f = flow("f").sign_on("u1", t(10)).unwrap();
+        let (f, g) = f.verify_user_code(Some(&grant), t(20)).unwrap();
+        let (_, g) = f.consent(&g, true, t(30)).unwrap();
+        assert!(matches!(g.status, GrantStatus::Approved { auth_time, .. } if auth_time == t(10)));
     }
 
     #[test]

@@ -59,8 +59,10 @@ pub struct DeviceGrant {
     pub expires_at: Timestamp,
     pub interval_secs: u32,
     pub last_poll_at: Option<Timestamp>,
-    /// The verification flow that entered this grant's user code most recently.
+    /// The verification flow that claimed this grant by entering its user code, and when
+    /// that flow ends. While it lives, no other flow can claim the grant.
     pub flow_id: Option<String>,
+    pub flow_expires_at: Option<Timestamp>,
     pub requester: Requester,
     /// Bumped by the store on every change; the compare in compare-and-swap.
     pub version: i64,
@@ -157,12 +159,19 @@ impl DeviceGrant {
         Ok(())
     }
 
-    pub fn approve(&self, subject: &str, now: Timestamp) -> Result<DeviceGrant, DecideError> {
+    /// Approval by `subject`, who authenticated at `auth_time` (OIDC Core §2 `auth_time`:
+    /// the sign-on, not the consent).
+    pub fn approve(
+        &self,
+        subject: &str,
+        auth_time: Timestamp,
+        now: Timestamp,
+    ) -> Result<DeviceGrant, DecideError> {
         self.ensure_decidable(now)?;
         Ok(DeviceGrant {
             status: GrantStatus::Approved {
                 subject: subject.to_owned(),
-                auth_time: now,
+                auth_time,
             },
             ..self.clone()
         })
@@ -190,6 +199,7 @@ impl DeviceGrant {
             interval_secs: 5,
             last_poll_at: None,
             flow_id: None,
+            flow_expires_at: None,
             requester: Requester::default(),
             version: 0,
         }
@@ -256,10 +266,12 @@ mod tests {
     #[test]
     fn approved_issues_once_then_invalid_grant() {
         let g = DeviceGrant::example_pending("cli", t(0))
-            .approve("user-1", t(10))
+            .approve("user-1", t(5), t(10))
             .unwrap();
         let (d, g) = poll(&g, 20);
-        assert!(matches!(d, PollDecision::Issue { ref subject, .. } if subject == "user-1"));
+        assert!(
+            matches!(d, PollDecision::Issue { ref subject, auth_time, .. } if subject == "user-1" && auth_time == t(5))
+        );
         assert_eq!(poll(&g, 30_000).0, PollDecision::InvalidGrant);
     }
 
@@ -268,10 +280,13 @@ mod tests {
         let g = DeviceGrant::example_pending("cli", t(0));
         let denied = g.deny(t(1)).unwrap();
         assert_eq!(poll(&denied, 2).0, PollDecision::AccessDenied);
-        assert_eq!(denied.approve("u", t(3)), Err(DecideError::NotPending));
+        assert_eq!(
+            denied.approve("u", t(3), t(3)),
+            Err(DecideError::NotPending)
+        );
         assert_eq!(poll(&g, 600_000).0, PollDecision::ExpiredToken);
-        assert_eq!(g.approve("u", t(600_000)), Err(DecideError::Expired));
-        let approved = g.approve("u", t(1)).unwrap();
+        assert_eq!(g.approve("u", t(0), t(600_000)), Err(DecideError::Expired));
+        let approved = g.approve("u", t(1), t(1)).unwrap();
         assert_eq!(poll(&approved, 600_001).0, PollDecision::ExpiredToken);
     }
 }

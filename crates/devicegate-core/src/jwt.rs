@@ -129,6 +129,8 @@ impl UserClaims {
 #[derive(Debug, Clone)]
 pub struct Issue<'a> {
     pub issuer: &'a str,
+    /// The access token's audience (the ID token's is the client).
+    pub audience: &'a str,
     pub client_id: &'a str,
     pub subject: &'a str,
     pub scopes: &'a Scopes,
@@ -142,7 +144,7 @@ pub fn access_token_claims(i: &Issue<'_>) -> Value {
     json!({
         "iss": i.issuer,
         "sub": i.subject,
-        "aud": i.client_id,
+        "aud": i.audience,
         "client_id": i.client_id,
         "scope": i.scopes.to_string(),
         "iat": i.now.as_secs(),
@@ -181,6 +183,7 @@ mod tests {
         let scopes = Scopes::parse("openid email").unwrap();
         let i = Issue {
             issuer: "http://x",
+            audience: "http://x",
             client_id: "cli",
             subject: "u1",
             scopes: &scopes,
@@ -226,6 +229,7 @@ mod tests {
         let only_openid = Scopes::parse("openid").unwrap();
         let mut i = Issue {
             issuer: "http://x",
+            audience: "http://x",
             client_id: "cli",
             subject: "u1",
             scopes: &only_openid,

@@ -19,12 +19,25 @@ struct Presented {
     basic: bool,
 }
 
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
 fn decode_component(s: &str) -> Option<String> {
-    // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
-    let decoded: String = form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())?;
-    Some(decoded)
+    let plus_as_space = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc6749_2_3_1_basic_credentials_are_form_decoded() {
+        assert_eq!(
+            super::decode_component("a%26b+c%2B").as_deref(),
+            Some("a&b c+")
+        );
+        assert_eq!(super::decode_component("%FF"), None);
+    }
 }
 
 fn presented(headers: &HeaderMap, form: &OAuthForm) -> Result<Presented, OAuthError> {

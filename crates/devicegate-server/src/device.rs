@@ -61,13 +61,17 @@ pub async fn authorize(
             interval_secs,
             last_poll_at: None,
             flow_id: None,
+            flow_expires_at: None,
             requester: requester.clone(),
             version: 0,
         };
         match state.store.create_grant(&grant).await {
             Ok(()) => {
-                let issuer = &state.settings.issuer;
-                let verification_uri = format!("{issuer}/device");
+                let verification_uri = state
+                    .settings
+                    .verification_uri
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/device", state.settings.issuer));
                 return Ok(Json(DeviceAuthorizationResponse {
                     device_code: device_code.expose().to_owned(),
                     verification_uri_complete: Some(format!(
@@ -97,6 +101,10 @@ pub fn requested_scopes(client: &ClientRecord, scope: Option<&str>) -> Result<Sc
     let asked = Scopes::parse(raw).ok_or_else(|| {
         OAuthError::bad(ErrorCode::InvalidScope, "the scope parameter is malformed")
     })?;
+    // Only spaces: as good as no scope parameter.
+    if asked.is_empty() {
+        return Ok(client.scopes.clone());
+    }
     let refused: Vec<&str> = asked.not_in(&client.scopes).collect();
     if !refused.is_empty() {
         return Err(OAuthError::bad(

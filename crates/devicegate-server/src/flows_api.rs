@@ -60,7 +60,9 @@ impl From<StepError> for OAuthError {
                     return err;
                 }
                 FlowError::CodeExpired => (StatusCode::BAD_REQUEST, ErrorCode::ExpiredUserCode),
-                FlowError::CodeUsed => (StatusCode::BAD_REQUEST, ErrorCode::UsedUserCode),
+                FlowError::CodeUsed | FlowError::CodeClaimed => {
+                    (StatusCode::BAD_REQUEST, ErrorCode::UsedUserCode)
+                }
             },
         };
         OAuthError::new(status, code, e.to_string())

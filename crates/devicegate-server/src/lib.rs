@@ -42,6 +42,11 @@ pub use passwords::Passwords;
 pub struct Settings {
     /// The issuer URL, without a trailing slash.
     pub issuer: String,
+    /// Where people enter codes; `{issuer}/device` unless a custom UI serves it elsewhere.
+    pub verification_uri: Option<String>,
+    /// The `aud` of access tokens (RFC 9068 §2.2): the resource servers they are for.
+    /// Defaults to the issuer, whose userinfo endpoint accepts them.
+    pub access_token_audience: Option<String>,
     pub device_code_ttl: Duration,
     pub poll_interval_secs: u32,
     pub access_token_ttl: Duration,
@@ -58,6 +63,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             issuer: "http://localhost:8080".into(),
+            verification_uri: None,
+            access_token_audience: None,
             device_code_ttl: Duration::from_secs(600),
             poll_interval_secs: 5,
             access_token_ttl: Duration::from_secs(3600),

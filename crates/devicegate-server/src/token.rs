@@ -226,6 +226,11 @@ fn issue_tokens(
     let access_ttl_secs = state.settings.access_token_ttl.as_secs();
     let issue = Issue {
         issuer: &state.settings.issuer,
+        audience: state
+            .settings
+            .access_token_audience
+            .as_deref()
+            .unwrap_or(&state.settings.issuer),
         client_id: &client.id,
         subject: &user.id,
         scopes,
@@ -301,13 +306,16 @@ async fn refresh(
             let asked = Scopes::parse(raw).ok_or_else(|| {
                 OAuthError::bad(ErrorCode::InvalidScope, "the scope parameter is malformed")
             })?;
-            if !asked.is_subset(&token.scopes) {
+            if asked.is_empty() {
+                token.scopes.clone()
+            } else if !asked.is_subset(&token.scopes) {
                 return Err(OAuthError::bad(
                     ErrorCode::InvalidScope,
                     "a refresh may narrow the granted scope, never widen it",
                 ));
+            } else {
+                asked
             }
-            asked
         }
     };
     let user = match state.store.get_user(&token.subject).await {

@@ -130,6 +130,8 @@ async fn commit(
     match state.store.update_flow(flow, grant).await {
         Ok(()) => Ok(true),
         Err(StoreError::Conflict) => Ok(false),
+        // The grant went (swept, or its client deleted) between our read and our write.
+        Err(StoreError::NotFound) if grant.is_some() => Err(FlowError::CodeExpired.into()),
         Err(StoreError::NotFound) => Err(StepError::NotFound),
         Err(e) => Err(e.into()),
     }

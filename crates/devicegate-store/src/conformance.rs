@@ -80,6 +80,7 @@ fn grant(client_id: &str) -> (Secret, DeviceGrant) {
         interval_secs: 5,
         last_poll_at: None,
         flow_id: None,
+        flow_expires_at: None,
         requester: Requester {
             ip: Some("127.0.0.1".into()),
             user_agent: Some("tv/1".into()),
@@ -142,12 +143,30 @@ async fn users(s: impl Store) {
         s.get_user_by_username("bob").await,
         Err(StoreError::NotFound)
     );
+    // A new password revokes the user's refresh tokens.
+    let (_, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    let (token_secret, token) = refresh("fam");
+    let token = RefreshToken {
+        subject: u.id.clone(),
+        ..token
+    };
+    let redeemed = DeviceGrant {
+        status: GrantStatus::Redeemed,
+        ..g.approve(&u.id, NOW, NOW).unwrap()
+    };
+    s.redeem_grant(&redeemed, Some(&token)).await.unwrap();
+    assert!(s.get_refresh_token(&token_secret.hash()).await.is_ok());
     s.set_password("ann", "$argon2id$new").await.unwrap();
     assert_eq!(
         s.get_user(&u.id).await.unwrap().password_hash,
         "$argon2id$new"
     );
     assert_eq!(s.set_password("bob", "x").await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.get_refresh_token(&token_secret.hash()).await,
+        Err(StoreError::NotFound)
+    );
     assert_eq!(s.list_users().await.unwrap().len(), 1);
     s.delete_user("ann").await.unwrap();
     assert_eq!(s.delete_user("ann").await, Err(StoreError::NotFound));
@@ -170,7 +189,7 @@ async fn grants(s: impl Store) {
     dup.user_code = g.user_code.clone();
     assert_eq!(s.create_grant(&dup).await, Err(StoreError::AlreadyExists));
     // Every field survives a round trip, approved state included.
-    let approved = g.approve("u1", NOW).unwrap();
+    let approved = g.approve("u1", NOW, NOW).unwrap();
     s.update_grant(&approved).await.unwrap();
     let back = s.get_grant(&g.id).await.unwrap();
     assert_eq!(
@@ -200,7 +219,7 @@ async fn grant_update_is_compare_and_swap(s: impl Store) {
 async fn concurrent_redemption_has_one_winner(s: Arc<impl Store>) {
     let (code, g) = grant("cli");
     s.create_grant(&g).await.unwrap();
-    let approved = g.approve("u1", NOW).unwrap();
+    let approved = g.approve("u1", NOW, NOW).unwrap();
     s.update_grant(&approved).await.unwrap();
     let read = s.get_grant_by_device_code(&code.hash()).await.unwrap();
     let mut tasks = Vec::new();
@@ -236,7 +255,7 @@ async fn concurrent_approve_and_deny_have_one_winner(s: Arc<impl Store>) {
         let (s, g) = (s.clone(), g.clone());
         tasks.push(tokio::spawn(async move {
             let next = if i % 2 == 0 {
-                g.approve("u1", NOW)
+                g.approve("u1", NOW, NOW)
             } else {
                 g.deny(NOW)
             }
@@ -336,7 +355,7 @@ async fn refresh_tokens(s: impl Store) {
     s.create_grant(&g).await.unwrap();
     let redeemed = DeviceGrant {
         status: GrantStatus::Redeemed,
-        ..g.approve("u1", NOW).unwrap()
+        ..g.approve("u1", NOW, NOW).unwrap()
     };
     s.redeem_grant(&redeemed, Some(&t)).await.unwrap();
     assert_eq!(s.get_refresh_token(&secret.hash()).await.unwrap(), t);
@@ -362,7 +381,7 @@ async fn refresh_tokens(s: impl Store) {
     s.create_grant(&g2).await.unwrap();
     let r2 = DeviceGrant {
         status: GrantStatus::Redeemed,
-        ..g2.approve("u1", NOW).unwrap()
+        ..g2.approve("u1", NOW, NOW).unwrap()
     };
     s.redeem_grant(&r2, Some(&other)).await.unwrap();
     assert_eq!(s.revoke_refresh_family("fam").await.unwrap(), 2);
@@ -394,7 +413,7 @@ async fn concurrent_rotation_has_one_winner(s: Arc<impl Store>) {
     s.create_grant(&g).await.unwrap();
     let redeemed = DeviceGrant {
         status: GrantStatus::Redeemed,
-        ..g.approve("u1", NOW).unwrap()
+        ..g.approve("u1", NOW, NOW).unwrap()
     };
     s.redeem_grant(&redeemed, Some(&t)).await.unwrap();
     let mut tasks = Vec::new();
@@ -459,7 +478,7 @@ async fn sweep(s: impl Store) {
     s.create_grant(&g).await.unwrap();
     let redeemed = DeviceGrant {
         status: GrantStatus::Redeemed,
-        ..g.approve("u1", NOW).unwrap()
+        ..g.approve("u1", NOW, NOW).unwrap()
     };
     s.redeem_grant(&redeemed, Some(&expired_token))
         .await

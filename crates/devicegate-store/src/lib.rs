@@ -56,6 +56,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_users(&self) -> Result<Vec<UserRecord>>;
     /// Deletes the user with their refresh tokens.
     async fn delete_user(&self, username: &str) -> Result<()>;
+    /// Sets the password and revokes the user's refresh tokens.
     async fn set_password(&self, username: &str, password_hash: &str) -> Result<()>;
 
     /// `AlreadyExists` when the device code or user code is taken.

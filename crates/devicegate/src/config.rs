@@ -9,6 +9,9 @@ use devicegate_core::keys::Algorithm;
 use devicegate_server::Settings;
 use serde::Deserialize;
 
+/// Lifetimes above this are refused: they would overflow time arithmetic and are never meant.
+const MAX_LIFETIME_SECS: u64 = 10 * 365 * 86_400;
+
 /// Every key of the config file. Each is also an environment variable (`listen` is
 /// `DEVICEGATE_LISTEN`) and, for `serve`, a flag (`--listen`).
 #[derive(Debug, Default, Clone, Deserialize, PartialEq, Eq, clap::Args)]
@@ -23,6 +26,12 @@ pub struct Keys {
     /// Issuer URL, as devices and browsers reach this server [default: http://localhost:8080]
     #[arg(long, global = true, env = "DEVICEGATE_ISSUER")]
     pub issuer: Option<String>,
+    /// Where people enter codes, if a custom UI serves it [default: {issuer}/device]
+    #[arg(long, global = true, env = "DEVICEGATE_VERIFICATION_URI")]
+    pub verification_uri: Option<String>,
+    /// The `aud` of access tokens: the resource servers they are for [default: the issuer]
+    #[arg(long, global = true, env = "DEVICEGATE_ACCESS_TOKEN_AUDIENCE")]
+    pub access_token_audience: Option<String>,
     /// Lifetime of device and user codes [default: 600]
     #[arg(long, global = true, env = "DEVICEGATE_DEVICE_CODE_TTL_SECS")]
     pub device_code_ttl_secs: Option<u64>,
@@ -64,6 +73,8 @@ impl Keys {
             database: self.database.or(file.database),
             listen: self.listen.or(file.listen),
             issuer: self.issuer.or(file.issuer),
+            verification_uri: self.verification_uri.or(file.verification_uri),
+            access_token_audience: self.access_token_audience.or(file.access_token_audience),
             device_code_ttl_secs: self.device_code_ttl_secs.or(file.device_code_ttl_secs),
             poll_interval_secs: self.poll_interval_secs.or(file.poll_interval_secs),
             access_token_ttl_secs: self.access_token_ttl_secs.or(file.access_token_ttl_secs),
@@ -120,6 +131,9 @@ impl Keys {
         let secs = |v: Option<u64>, default: Duration, name: &str| -> anyhow::Result<Duration> {
             match v {
                 Some(0) => bail!("{name} must be at least 1"),
+                Some(s) if s > MAX_LIFETIME_SECS => {
+                    bail!("{name} must be at most {MAX_LIFETIME_SECS} (ten years)")
+                }
                 Some(s) => Ok(Duration::from_secs(s)),
                 None => Ok(default),
             }
@@ -129,7 +143,14 @@ impl Keys {
             bail!("poll_interval_secs must be at least 1");
         }
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        if let Some(uri) = &self.verification_uri
+            && !(uri.starts_with("http://") || uri.starts_with("https://"))
+        {
+            bail!("verification_uri must be an http:// or https:// URL, got {uri:?}");
+        }
         Ok(Settings {
+            verification_uri: self.verification_uri.clone(),
+            access_token_audience: self.access_token_audience.clone(),
             issuer,
             device_code_ttl: secs(
                 self.device_code_ttl_secs,
@@ -175,6 +196,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_a_reason() {
+        let k = Keys {
+            access_token_ttl_secs: Some(u64::MAX),
+            ..Keys::default()
+        };
+        assert!(k.settings().unwrap_err().to_string().contains("at most"));
         assert!(toml::from_str::<Keys>("lisen = \"x\"").is_err());
         let k = Keys {
             signing_alg: Some("HS256".into()),

@@ -33,6 +33,7 @@ CREATE TABLE device_grants (
     interval_secs    INTEGER NOT NULL,
     last_poll_at     INTEGER,
     flow_id          TEXT,
+    flow_expires_at  INTEGER,
     requester_ip     TEXT,
     requester_agent  TEXT,
     version          INTEGER NOT NULL
@@ -46,6 +47,7 @@ CREATE TABLE flows (
     status          TEXT NOT NULL,
     grant_id        TEXT,
     user_id         TEXT,
+    signed_on_at    INTEGER,
     failed_attempts INTEGER NOT NULL,
     result          TEXT,
     created_at      INTEGER NOT NULL,

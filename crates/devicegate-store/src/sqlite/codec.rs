@@ -99,11 +99,12 @@ pub(super) fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceGrant> {
         interval_secs: row.get(10)?,
         last_poll_at: opt_ts(row, 11)?,
         flow_id: row.get(12)?,
+        flow_expires_at: opt_ts(row, 13)?,
         requester: Requester {
-            ip: row.get(13)?,
-            user_agent: row.get(14)?,
+            ip: row.get(14)?,
+            user_agent: row.get(15)?,
         },
-        version: row.get(15)?,
+        version: row.get(16)?,
     })
 }
 
@@ -116,23 +117,24 @@ pub(super) fn flow_result_column(r: Option<FlowResult>) -> Option<&'static str> 
 
 pub(super) fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
     let status: String = row.get(2)?;
-    let result: Option<String> = row.get(6)?;
+    let result: Option<String> = row.get(7)?;
     Ok(Flow {
         id: row.get(0)?,
         secret_hash: hash(row, 1)?,
         status: FlowStatus::parse(&status).ok_or_else(|| bad(2, "flow status"))?,
         grant_id: row.get(3)?,
         user_id: row.get(4)?,
-        failed_attempts: row.get(5)?,
+        signed_on_at: opt_ts(row, 5)?,
+        failed_attempts: row.get(6)?,
         result: match result.as_deref() {
             None => None,
             Some("approved") => Some(FlowResult::Approved),
             Some("denied") => Some(FlowResult::Denied),
-            Some(_) => return Err(bad(6, "flow result")),
+            Some(_) => return Err(bad(7, "flow result")),
         },
-        created_at: ts(row, 7)?,
-        expires_at: ts(row, 8)?,
-        version: row.get(9)?,
+        created_at: ts(row, 8)?,
+        expires_at: ts(row, 9)?,
+        version: row.get(10)?,
     })
 }
 

@@ -135,8 +135,10 @@ impl SqliteStore {
 }
 
 const GRANT_COLUMNS: &str = "id, device_code_hash, user_code, client_id, scopes, status, subject, auth_time, \
-     created_at, expires_at, interval_secs, last_poll_at, flow_id, requester_ip, requester_agent, version";
-const FLOW_COLUMNS: &str = "id, secret_hash, status, grant_id, user_id, failed_attempts, result, created_at, expires_at, version";
+     created_at, expires_at, interval_secs, last_poll_at, flow_id, flow_expires_at, requester_ip, requester_agent, \
+     version";
+const FLOW_COLUMNS: &str = "id, secret_hash, status, grant_id, user_id, signed_on_at, failed_attempts, result, \
+     created_at, expires_at, version";
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_types, device_code_ttl_secs, poll_interval_secs, created_at";
 const USER_COLUMNS: &str = "id, username, password_hash, name, email, created_at";
 const REFRESH_COLUMNS: &str =
@@ -171,7 +173,8 @@ fn update_grant_in(conn: &Connection, g: &DeviceGrant) -> Result<()> {
     let n = conn
         .prepare_cached(
             "UPDATE device_grants SET status = ?1, subject = ?2, auth_time = ?3, interval_secs = ?4, \
-             last_poll_at = ?5, flow_id = ?6, version = version + 1 WHERE id = ?7 AND version = ?8",
+             last_poll_at = ?5, flow_id = ?6, flow_expires_at = ?7, version = version + 1 \
+             WHERE id = ?8 AND version = ?9",
         )
         .map_err(internal)?
         .execute(params![
@@ -181,6 +184,7 @@ fn update_grant_in(conn: &Connection, g: &DeviceGrant) -> Result<()> {
             g.interval_secs,
             g.last_poll_at.map(Timestamp::as_millis),
             g.flow_id,
+            g.flow_expires_at.map(Timestamp::as_millis),
             g.id,
             g.version
         ])
@@ -370,16 +374,19 @@ impl Store for SqliteStore {
     async fn set_password(&self, username: &str, password_hash: &str) -> Result<()> {
         let (username, hash) = (username.to_owned(), password_hash.to_owned());
         self.write(move |conn| {
-            match conn
-                .execute(
-                    "UPDATE users SET password_hash = ?1 WHERE username = ?2",
+            let tx = conn.transaction().map_err(internal)?;
+            let id: Option<String> = tx
+                .query_row(
+                    "UPDATE users SET password_hash = ?1 WHERE username = ?2 RETURNING id",
                     [hash, username],
+                    |r| r.get(0),
                 )
-                .map_err(internal)?
-            {
-                0 => Err(StoreError::NotFound),
-                _ => Ok(()),
-            }
+                .optional()
+                .map_err(internal)?;
+            let id = id.ok_or(StoreError::NotFound)?;
+            tx.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
+                .map_err(internal)?;
+            tx.commit().map_err(internal)
         })
         .await
     }
@@ -390,7 +397,7 @@ impl Store for SqliteStore {
             let (status, subject, auth_time) = grant_status_columns(&g.status);
             conn.prepare_cached(&format!(
                 "INSERT INTO device_grants ({GRANT_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             ))
             .map_err(internal)?
             .execute(params![
@@ -407,6 +414,7 @@ impl Store for SqliteStore {
                 g.interval_secs,
                 g.last_poll_at.map(Timestamp::as_millis),
                 g.flow_id,
+                g.flow_expires_at.map(Timestamp::as_millis),
                 g.requester.ip,
                 g.requester.user_agent,
                 g.version
@@ -478,7 +486,7 @@ impl Store for SqliteStore {
         let f = f.clone();
         self.write(move |conn| {
             conn.prepare_cached(&format!(
-                "INSERT INTO flows ({FLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                "INSERT INTO flows ({FLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))
             .map_err(internal)?
             .execute(params![
@@ -487,6 +495,7 @@ impl Store for SqliteStore {
                 f.status.as_str(),
                 f.grant_id,
                 f.user_id,
+                f.signed_on_at.map(Timestamp::as_millis),
                 f.failed_attempts,
                 flow_result_column(f.result),
                 f.created_at.as_millis(),
@@ -518,14 +527,15 @@ impl Store for SqliteStore {
             let tx = conn.transaction().map_err(internal)?;
             let n = tx
                 .prepare_cached(
-                    "UPDATE flows SET status = ?1, grant_id = ?2, user_id = ?3, failed_attempts = ?4, \
-                     result = ?5, version = version + 1 WHERE id = ?6 AND version = ?7",
+                    "UPDATE flows SET status = ?1, grant_id = ?2, user_id = ?3, signed_on_at = ?4, \
+                     failed_attempts = ?5, result = ?6, version = version + 1 WHERE id = ?7 AND version = ?8",
                 )
                 .map_err(internal)?
                 .execute(params![
                     f.status.as_str(),
                     f.grant_id,
                     f.user_id,
+                    f.signed_on_at.map(Timestamp::as_millis),
                     f.failed_attempts,
                     flow_result_column(f.result),
                     f.id,

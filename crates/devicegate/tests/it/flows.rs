@@ -312,7 +312,7 @@ async fn no_cors_by_default_and_only_listed_origins_when_configured() {
 }
 
 #[tokio::test]
-async fn a_code_verified_in_one_flow_cannot_be_consented_in_another() {
+async fn a_code_verified_in_one_flow_cannot_be_taken_or_consented_in_another() {
     let s = TestServer::start().await;
     s.public_client("tv", 5).await;
     s.user("ann").await;
@@ -329,29 +329,74 @@ async fn a_code_verified_in_one_flow_cannot_be_consented_in_another() {
         .act(&a, json!({"action": "user_code.verify", "user_code": code}))
         .await;
     assert_eq!(b["status"], "CONSENT_REQUIRED");
-    // Another flow enters the same code: from now on only that flow may decide it.
+    // Someone else who saw the code enters it in their own flow: refused, and not counted
+    // as a wrong code.
     let other = s.new_flow().await;
     s.act(
         &other,
         json!({"action": "sign_on", "username": "mallory", "password": PASSWORD}),
     )
     .await;
-    let (_, b) = s
+    let (status, b) = s
         .act(
             &other,
             json!({"action": "user_code.verify", "user_code": code}),
         )
         .await;
-    assert_eq!(b["status"], "CONSENT_REQUIRED");
+    assert_eq!(
+        err(status, &b),
+        (StatusCode::BAD_REQUEST, "used_user_code"),
+        "{b}"
+    );
+    let (status, b) = s
+        .act(&other, json!({"action": "consent", "accept": true}))
+        .await;
+    assert_eq!(err(status, &b), (StatusCode::CONFLICT, "invalid_action"));
+    // The flow that entered it first still decides, for its own user.
     let (status, b) = s
         .act(&a, json!({"action": "consent", "accept": true}))
         .await;
-    assert_eq!(err(status, &b), (StatusCode::BAD_REQUEST, "used_user_code"));
-    let (status, b) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
     assert_eq!(
-        err(status, &b),
-        (StatusCode::BAD_REQUEST, "authorization_pending"),
-        "nothing was approved"
+        (status, b["result"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{b}"
+    );
+    let (status, t) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let ann = s.store().get_user_by_username("ann").await.unwrap();
+    assert_eq!(
+        claims(t["access_token"].as_str().unwrap()).1["sub"],
+        ann.id.as_str()
+    );
+}
+
+#[tokio::test]
+async fn completed_flows_stay_readable_after_expiry() {
+    let s = TestServer::start_with(|c| c.flow_ttl = std::time::Duration::from_secs(1)).await;
+    s.public_client("tv", 5).await;
+    s.user("ann").await;
+    let d = s.device_authorization("tv", None).await;
+    let id = s.new_flow().await;
+    s.act(
+        &id,
+        json!({"action": "user_code.verify", "user_code": d["user_code"]}),
+    )
+    .await;
+    s.act(
+        &id,
+        json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+    )
+    .await;
+    let (_, b) = s
+        .act(&id, json!({"action": "consent", "accept": true}))
+        .await;
+    assert_eq!(b["result"], "approved");
+    sleep_ms(1100).await;
+    let (status, _, b) = s.api("GET", &format!("/api/v1/flows/{id}"), None).await;
+    assert_eq!(
+        (status, b["result"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{b}"
     );
 }
 

@@ -160,6 +160,70 @@ async fn scopes_default_to_the_clients_and_must_be_allowed() {
     assert_eq!(b["scope"], "openid profile");
 }
 
+#[tokio::test]
+async fn a_blank_scope_means_the_default_and_a_custom_verification_uri_is_announced() {
+    let s = TestServer::start_with(|c| {
+        c.verification_uri = Some("https://login.example/activate".into())
+    })
+    .await;
+    s.public_client("cli", 1).await;
+    let (status, _, b) = s
+        .form(
+            "/oauth2/device_authorization",
+            &[("client_id", "cli"), ("scope", "   ")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(b["verification_uri"], "https://login.example/activate");
+    let flow = s.new_flow().await;
+    let (_, v) = s
+        .act(
+            &flow,
+            serde_json::json!({"action": "user_code.verify", "user_code": b["user_code"]}),
+        )
+        .await;
+    assert_eq!(
+        v["scopes"],
+        serde_json::json!(["email", "offline_access", "openid", "profile"])
+    );
+}
+
+#[tokio::test]
+async fn oidc_auth_time_is_when_the_person_signed_on() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    s.user("ann").await;
+    let d = s.device_authorization("cli", Some("openid")).await;
+    let flow = s.new_flow().await;
+    let (_, b) = s
+        .act(
+            &flow,
+            serde_json::json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(b["status"], "USER_CODE_REQUIRED");
+    let signed_on = devicegate_server::now().as_secs();
+    sleep_ms(2100).await;
+    s.act(
+        &flow,
+        serde_json::json!({"action": "user_code.verify", "user_code": d["user_code"]}),
+    )
+    .await;
+    s.act(
+        &flow,
+        serde_json::json!({"action": "consent", "accept": true}),
+    )
+    .await;
+    let (_, t) = s.poll("cli", d["device_code"].as_str().unwrap()).await;
+    let (_, id) = claims(t["id_token"].as_str().unwrap());
+    let auth_time = id["auth_time"].as_i64().unwrap();
+    assert!(
+        (signed_on - 1..=signed_on).contains(&auth_time),
+        "auth_time {auth_time}, signed on {signed_on}"
+    );
+    assert!(id["iat"].as_i64().unwrap() >= auth_time + 2);
+}
+
 // 2. Polling.
 
 #[tokio::test]
