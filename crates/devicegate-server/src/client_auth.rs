@@ -28,18 +28,6 @@ fn decode_component(s: &str) -> Option<String> {
         .map(|c| c.into_owned())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc6749_2_3_1_basic_credentials_are_form_decoded() {
-        assert_eq!(
-            super::decode_component("a%26b+c%2B").as_deref(),
-            Some("a&b c+")
-        );
-        assert_eq!(super::decode_component("%FF"), None);
-    }
-}
-
 fn presented(headers: &HeaderMap, form: &OAuthForm) -> Result<Presented, OAuthError> {
     let basic = match headers.get(AUTHORIZATION) {
         None => None,
@@ -124,5 +112,17 @@ pub fn ensure_grant_allowed(client: &ClientRecord, grant: GrantType) -> Result<(
             ErrorCode::UnauthorizedClient,
             format!("this client may not use the {} grant", grant.as_str()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc6749_2_3_1_basic_credentials_are_form_decoded() {
+        assert_eq!(
+            super::decode_component("a%26b+c%2B").as_deref(),
+            Some("a&b c+")
+        );
+        assert_eq!(super::decode_component("%FF"), None);
     }
 }
