@@ -173,6 +173,16 @@ impl Flow {
 
     /// The person proved who they are (`user_id` is the authenticated user).
     pub fn sign_on(&self, user_id: &str, now: Timestamp) -> Result<Flow, FlowError> {
+        self.sign_on_at(user_id, now, now)
+    }
+
+    /// A person already signed on at `auth_time` (a browser session) starts on this flow.
+    pub fn sign_on_at(
+        &self,
+        user_id: &str,
+        auth_time: Timestamp,
+        now: Timestamp,
+    ) -> Result<Flow, FlowError> {
         self.ensure_live(now)?;
         self.ensure_status(&[FlowStatus::UserCodeRequired, FlowStatus::SignOnRequired])?;
         if self.user_id.is_some() {
@@ -180,7 +190,7 @@ impl Flow {
         }
         Ok(Flow {
             user_id: Some(user_id.to_owned()),
-            signed_on_at: Some(now),
+            signed_on_at: Some(auth_time),
             ..self.clone()
         }
         .advance())

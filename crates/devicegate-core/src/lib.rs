@@ -20,6 +20,7 @@ pub mod flow;
 pub mod grant;
 pub mod jwt;
 pub mod keys;
+pub mod limits;
 pub mod password;
 pub mod scope;
 pub mod secret;

@@ -16,6 +16,8 @@ pub enum SecretKind {
     RefreshToken,
     FlowId,
     ClientSecret,
+    /// A browser session of the verification pages.
+    BrowserSession,
 }
 
 impl SecretKind {
@@ -25,6 +27,7 @@ impl SecretKind {
             SecretKind::RefreshToken => "dgr_",
             SecretKind::FlowId => "dgf_",
             SecretKind::ClientSecret => "dgs_",
+            SecretKind::BrowserSession => "dgb_",
         }
     }
 }

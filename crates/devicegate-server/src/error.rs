@@ -15,6 +15,8 @@ pub struct OAuthError {
     /// RFC 6749 §5.2: `invalid_client` after Basic auth carries `WWW-Authenticate`;
     /// RFC 6750 §3 bearer errors carry theirs.
     pub www_authenticate: Option<String>,
+    /// Seconds for `Retry-After` on 429s.
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -23,6 +25,7 @@ impl OAuthError {
             status,
             body: ErrorResponse::new(code, description),
             www_authenticate: None,
+            retry_after: None,
         }
     }
 

@@ -11,8 +11,15 @@ use devicegate_proto::{ErrorCode, FlowAction};
 use http::header::{self, HeaderValue};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+use devicegate_core::{Secret, SecretHash};
+use http::HeaderMap;
+
 use crate::error::OAuthError;
 use crate::extract::ApiJson;
+use crate::limits::client_ip;
 use crate::verification::{self, StepError};
 use crate::{AppState, Settings, now};
 
@@ -50,6 +57,15 @@ impl From<StepError> for OAuthError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::TemporarilyUnavailable,
             ),
+            StepError::Limited { retry_after } => {
+                let mut err = OAuthError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::SlowDown,
+                    e.to_string(),
+                );
+                err.retry_after = Some(retry_after.as_secs().max(1));
+                return err;
+            }
             StepError::Store(s) => return s.clone().into(),
             StepError::Flow(f) => match f {
                 FlowError::Expired => (StatusCode::GONE, ErrorCode::ExpiredFlow),
@@ -100,23 +116,32 @@ async fn read(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
-    let flow = verification::load(&state, &id, now()).await?;
+    let flow = verification::load(&state, &key(&id), now()).await?;
     view(&state, &id, flow).await
+}
+
+/// The store key of a presented flow id.
+fn key(flow_id: &str) -> SecretHash {
+    Secret::from_presented(flow_id).hash()
 }
 
 async fn act(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(action): ApiJson<FlowAction>,
 ) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
+    let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
+    let key = key(&id);
     let flow = match action {
         FlowAction::VerifyUserCode { user_code } => {
-            verification::verify_user_code(&state, &id, &user_code).await?
+            verification::verify_user_code(&state, &key, &user_code, ip).await?
         }
         FlowAction::SignOn { username, password } => {
-            verification::sign_on(&state, &id, &username, &password).await?
+            verification::sign_on(&state, &key, &username, &password, ip).await?
         }
-        FlowAction::Consent { accept } => verification::consent(&state, &id, accept).await?,
+        FlowAction::Consent { accept } => verification::consent(&state, &key, accept).await?,
     };
     view(&state, &id, flow).await
 }

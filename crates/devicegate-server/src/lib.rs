@@ -15,6 +15,8 @@ mod error;
 mod extract;
 mod flows_api;
 mod keys;
+pub mod limits;
+mod pages;
 mod passwords;
 mod token;
 mod userinfo;
@@ -57,6 +59,34 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     pub max_concurrent_hashes: usize,
     pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed; none by default.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How long a browser session of the verification pages lasts.
+    pub session_ttl: Duration,
+    /// Look of the verification pages.
+    pub branding: Branding,
+    /// A directory whose templates replace the built-in ones of the same name.
+    pub templates_dir: Option<std::path::PathBuf>,
+}
+
+/// Product name, logo and colour of the verification pages.
+#[derive(Debug, Clone)]
+pub struct Branding {
+    pub product_name: String,
+    /// The logo's bytes and media type, served from `/device/assets/logo`.
+    pub logo: Option<(Vec<u8>, String)>,
+    /// The accent colour, `#rrggbb`.
+    pub accent_color: String,
+}
+
+impl Default for Branding {
+    fn default() -> Self {
+        Branding {
+            product_name: "devicegate".into(),
+            logo: None,
+            accent_color: "#2155cd".into(),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -74,6 +104,10 @@ impl Default for Settings {
             cors_allowed_origins: Vec::new(),
             max_concurrent_hashes: 2,
             max_body_bytes: 16 * 1024,
+            trusted_proxies: Vec::new(),
+            session_ttl: Duration::from_secs(8 * 3600),
+            branding: Branding::default(),
+            templates_dir: None,
         }
     }
 }
@@ -88,7 +122,9 @@ pub struct Inner {
     pub store: Arc<dyn Store>,
     pub keys: KeySet,
     pub passwords: Passwords,
+    pub limits: limits::Limits,
     discovery: discovery::Documents,
+    pages: pages::Pages,
 }
 
 impl std::ops::Deref for AppState {
@@ -104,12 +140,16 @@ impl AppState {
         let keys = KeySet::load_or_create(store.as_ref(), settings.signing_alg, now()).await?;
         let discovery = discovery::Documents::new(&settings, &keys);
         let passwords = Passwords::new(settings.max_concurrent_hashes);
+        let limits = limits::Limits::new(settings.device_code_ttl.max(Duration::from_secs(3600)));
+        let pages = pages::Pages::new(&settings)?;
         Ok(AppState(Arc::new(Inner {
             settings,
             store,
             keys,
             passwords,
+            limits,
             discovery,
+            pages,
         })))
     }
 }
@@ -120,6 +160,8 @@ pub enum StartError {
     Store(#[from] devicegate_store::StoreError),
     #[error("signing keys: {0}")]
     Keys(#[from] devicegate_core::keys::KeyError),
+    #[error("templates: {0}")]
+    Templates(String),
 }
 
 /// The wall clock, read only here.
@@ -166,6 +208,7 @@ pub fn router(state: AppState) -> Router {
         // Set per part, before merging: the flows API sets its own under its CORS layer.
         .method_not_allowed_fallback(error::method_not_allowed)
         .merge(oauth)
+        .merge(pages::router(&state.settings))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -1,12 +1,15 @@
 //! The verification flow as a service: load a flow by its capability, apply a step with
-//! compare-and-swap retries, describe it. The flows API and the HTML pages both call this
-//! module; neither holds flow logic of its own.
+//! compare-and-swap retries and the guessing limits, describe it. The flows API and the HTML
+//! pages both call this module; neither holds flow logic of its own.
 
-use devicegate_core::Timestamp;
+use std::net::IpAddr;
+use std::time::Duration;
+
 use devicegate_core::flow::{Flow, FlowError, Refusal};
 use devicegate_core::grant::DeviceGrant;
 use devicegate_core::secret::{Secret, SecretKind, random_id};
 use devicegate_core::user_code::UserCode;
+use devicegate_core::{SecretHash, Timestamp};
 use devicegate_proto::{FlowClient, FlowStatus, FlowView};
 use devicegate_store::StoreError;
 
@@ -23,6 +26,8 @@ pub enum StepError {
     Flow(#[from] FlowError),
     #[error("wrong username or password")]
     InvalidCredentials,
+    #[error("too many failed attempts; try again in {} s", .retry_after.as_secs())]
+    Limited { retry_after: Duration },
     #[error("the flow changed too often concurrently")]
     Busy,
     #[error(transparent)]
@@ -73,13 +78,9 @@ pub async fn start(state: &AppState) -> Result<(Secret, Flow), StepError> {
     Ok((secret, flow))
 }
 
-/// The flow behind a capability; `Expired` once its time is up.
-pub async fn load(state: &AppState, flow_id: &str, now: Timestamp) -> Result<Flow, StepError> {
-    let flow = match state
-        .store
-        .get_flow(&Secret::from_presented(flow_id).hash())
-        .await
-    {
+/// The flow behind a capability's hash; `Expired` once its time is up.
+pub async fn load(state: &AppState, key: &SecretHash, now: Timestamp) -> Result<Flow, StepError> {
+    let flow = match state.store.get_flow(key).await {
         Ok(f) => f,
         Err(StoreError::NotFound) => return Err(StepError::NotFound),
         Err(e) => return Err(e.into()),
@@ -137,17 +138,34 @@ async fn commit(
     }
 }
 
-/// A user code was typed. Codes are normalised (any case, dashes, spaces); anything that is
-/// not a pending code counts as a wrong attempt against the flow's limit.
+async fn pending_codes(state: &AppState, now: Timestamp) -> Result<u64, StepError> {
+    if let Some(n) = state.limits.cached_pending(now) {
+        return Ok(n);
+    }
+    let n = state.store.count_pending_grants(now).await?;
+    state.limits.cache_pending(n, now);
+    Ok(n)
+}
+
+/// A user code was typed from `ip`. Codes are normalised (any case, dashes, spaces); anything
+/// that is not a pending code counts as a wrong attempt against the flow's limit, the IP's,
+/// the signed-in account's and the global budget. While any limit is reached, every code is
+/// refused, right or wrong, so the limit tells nothing about the code.
 pub async fn verify_user_code(
     state: &AppState,
-    flow_id: &str,
+    key: &SecretHash,
     input: &str,
+    ip: IpAddr,
 ) -> Result<Flow, StepError> {
     let code = UserCode::parse(input);
     for _ in 0..CAS_ATTEMPTS {
         let now = now();
-        let flow = load(state, flow_id, now).await?;
+        let flow = load(state, key, now).await?;
+        let account = flow.user_id.as_deref();
+        let pending = pending_codes(state, now).await?;
+        if let Some(retry_after) = state.limits.check_code(ip, account, pending, now) {
+            return Err(StepError::Limited { retry_after });
+        }
         let found = match &code {
             None => None,
             Some(c) => match state.store.get_grant_by_user_code(c).await {
@@ -162,43 +180,81 @@ pub async fn verify_user_code(
                     return Ok(next);
                 }
             }
-            Err(Refusal { error, next: None }) => return Err(error.into()),
-            Err(Refusal {
-                error,
-                next: Some(next),
-            }) => {
-                if commit(state, &next, None).await? {
-                    return Err(error.into());
+            Err(Refusal { error, next }) => {
+                if let Some(next) = next
+                    && !commit(state, &next, None).await?
+                {
+                    continue;
                 }
+                if matches!(
+                    error,
+                    FlowError::WrongCode { .. } | FlowError::CodeExpired | FlowError::CodeUsed
+                ) {
+                    let blind = matches!(error, FlowError::WrongCode { .. });
+                    state
+                        .limits
+                        .record_bad_code(ip, account, blind, pending, now);
+                }
+                return Err(error.into());
             }
         }
     }
     Err(StepError::Busy)
 }
 
-/// Username and password. Unknown users and wrong passwords take the same path and time.
+/// Username and password from `ip`. Unknown users and wrong passwords take the same path and
+/// time; failures count per account and per IP.
 pub async fn sign_on(
     state: &AppState,
-    flow_id: &str,
+    key: &SecretHash,
     username: &str,
     password: &str,
+    ip: IpAddr,
 ) -> Result<Flow, StepError> {
-    load(state, flow_id, now())
-        .await?
-        .ensure_can_sign_on(now())?;
+    let now = now();
+    load(state, key, now).await?.ensure_can_sign_on(now)?;
+    if let Some(retry_after) = state.limits.check_sign_on(ip, username, now) {
+        return Err(StepError::Limited { retry_after });
+    }
     let user = match state.store.get_user_by_username(username).await {
         Ok(u) => Some(u),
         Err(StoreError::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
+    // Always one argon2 verification: against the dummy hash when the user is unknown.
     let phc = user.as_ref().map(|u| u.password_hash.clone());
-    if !state.passwords.verify(phc, password.to_owned()).await {
-        return Err(StepError::InvalidCredentials);
-    }
-    let user = user.ok_or(StepError::InvalidCredentials)?;
+    let matches = state.passwords.verify(phc, password.to_owned()).await;
+    let user = match user {
+        Some(u) if matches => u,
+        _ => {
+            state.limits.record_failed_sign_on(ip, username, now);
+            return Err(StepError::InvalidCredentials);
+        }
+    };
+    attach_user(state, key, &user.id, now).await
+}
+
+/// A browser session whose person signed on at `auth_time` walks a new flow.
+pub async fn resume_session(
+    state: &AppState,
+    key: &SecretHash,
+    user_id: &str,
+    auth_time: Timestamp,
+) -> Result<Flow, StepError> {
+    attach_user(state, key, user_id, auth_time).await
+}
+
+async fn attach_user(
+    state: &AppState,
+    key: &SecretHash,
+    user_id: &str,
+    auth_time: Timestamp,
+) -> Result<Flow, StepError> {
     for _ in 0..CAS_ATTEMPTS {
         let now = now();
-        let next = load(state, flow_id, now).await?.sign_on(&user.id, now)?;
+        let next = load(state, key, now)
+            .await?
+            .sign_on_at(user_id, auth_time, now)?;
         if commit(state, &next, None).await? {
             return Ok(next);
         }
@@ -207,10 +263,10 @@ pub async fn sign_on(
 }
 
 /// Approve (`accept`) or deny the grant this flow bound.
-pub async fn consent(state: &AppState, flow_id: &str, accept: bool) -> Result<Flow, StepError> {
+pub async fn consent(state: &AppState, key: &SecretHash, accept: bool) -> Result<Flow, StepError> {
     for _ in 0..CAS_ATTEMPTS {
         let now = now();
-        let flow = load(state, flow_id, now).await?;
+        let flow = load(state, key, now).await?;
         let Some(grant_id) = flow
             .grant_id
             .clone()

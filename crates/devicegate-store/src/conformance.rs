@@ -17,7 +17,7 @@ use devicegate_core::secret::{Secret, SecretKind, random_id};
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 
-use crate::{ClientRecord, KeyRecord, RefreshToken, Store, StoreError, UserRecord};
+use crate::{BrowserSession, ClientRecord, KeyRecord, RefreshToken, Store, StoreError, UserRecord};
 
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
@@ -39,6 +39,8 @@ where
     refresh_tokens(make().await).await;
     concurrent_rotation_has_one_winner(Arc::new(make().await)).await;
     keys(make().await).await;
+    sessions(make().await).await;
+    pending_count(make().await).await;
     sweep(make().await).await;
 }
 
@@ -452,6 +454,59 @@ async fn keys(s: impl Store) {
     assert_eq!(s.list_keys().await.unwrap(), vec![k]);
 }
 
+async fn sessions(s: impl Store) {
+    let id = Secret::generate(SecretKind::FlowId);
+    let session = BrowserSession {
+        id_hash: id.hash(),
+        user_id: None,
+        signed_on_at: None,
+        flow_hash: None,
+        created_at: NOW,
+        expires_at: NOW.plus(Duration::from_secs(60)),
+    };
+    s.create_session(&session).await.unwrap();
+    assert_eq!(
+        s.create_session(&session).await,
+        Err(StoreError::AlreadyExists)
+    );
+    assert_eq!(s.get_session(&id.hash()).await.unwrap(), session);
+    let signed_on = BrowserSession {
+        user_id: Some("u1".into()),
+        signed_on_at: Some(NOW),
+        flow_hash: Some(SecretHash::of(b"flow")),
+        ..session.clone()
+    };
+    s.update_session(&signed_on).await.unwrap();
+    assert_eq!(s.get_session(&id.hash()).await.unwrap(), signed_on);
+    s.delete_session(&id.hash()).await.unwrap();
+    assert_eq!(
+        s.delete_session(&id.hash()).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(s.get_session(&id.hash()).await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.update_session(&signed_on).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+async fn pending_count(s: impl Store) {
+    assert_eq!(s.count_pending_grants(NOW).await.unwrap(), 0);
+    let (_, a) = grant("cli");
+    let (_, b) = grant("cli");
+    let (_, c) = grant("cli");
+    for g in [&a, &b, &c] {
+        s.create_grant(g).await.unwrap();
+    }
+    s.update_grant(&b.deny(NOW).unwrap()).await.unwrap();
+    assert_eq!(s.count_pending_grants(NOW).await.unwrap(), 2);
+    assert_eq!(
+        s.count_pending_grants(c.expires_at).await.unwrap(),
+        0,
+        "expired ones are not pending"
+    );
+}
+
 async fn sweep(s: impl Store) {
     let (_, old) = grant("cli");
     let old = DeviceGrant {
@@ -483,6 +538,15 @@ async fn sweep(s: impl Store) {
     s.redeem_grant(&redeemed, Some(&expired_token))
         .await
         .unwrap();
+    let stale_session = BrowserSession {
+        id_hash: SecretHash::of(b"stale"),
+        user_id: None,
+        signed_on_at: None,
+        flow_hash: None,
+        created_at: NOW,
+        expires_at: NOW,
+    };
+    s.create_session(&stale_session).await.unwrap();
     let later = NOW.plus(Duration::from_secs(1));
     let counts = s.sweep(later, later).await.unwrap();
     assert_eq!(

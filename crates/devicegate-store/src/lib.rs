@@ -18,7 +18,7 @@ use devicegate_core::grant::DeviceGrant;
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 
-pub use records::{ClientRecord, KeyRecord, RefreshToken, SweepCounts, UserRecord};
+pub use records::{BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, UserRecord};
 pub use sqlite::SqliteStore;
 
 /// Sentinel errors every backend returns for the same situations.
@@ -84,10 +84,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes every token of a family; returns how many.
     async fn revoke_refresh_family(&self, family_id: &str) -> Result<u64>;
 
+    /// Pending grants that have not expired at `now`.
+    async fn count_pending_grants(&self, now: Timestamp) -> Result<u64>;
+
+    async fn create_session(&self, session: &BrowserSession) -> Result<()>;
+    async fn get_session(&self, id_hash: &SecretHash) -> Result<BrowserSession>;
+    /// Replaces the stored session with the same id (`NotFound` if it is gone).
+    async fn update_session(&self, session: &BrowserSession) -> Result<()>;
+    async fn delete_session(&self, id_hash: &SecretHash) -> Result<()>;
+
     async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
     async fn insert_key(&self, key: &KeyRecord) -> Result<()>;
 
     /// Deletes grants and flows that expired before `grace_before`, and expired refresh
-    /// tokens (before `now`).
+    /// tokens and browser sessions (before `now`).
     async fn sweep(&self, now: Timestamp, grace_before: Timestamp) -> Result<SweepCounts>;
 }

@@ -61,11 +61,24 @@ pub struct KeyRecord {
     pub created_at: Timestamp,
 }
 
+/// A browser session of the verification pages. Its id is a secret stored as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserSession {
+    pub id_hash: SecretHash,
+    pub user_id: Option<String>,
+    pub signed_on_at: Option<Timestamp>,
+    /// The verification flow this browser is walking, by its capability's hash.
+    pub flow_hash: Option<SecretHash>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SweepCounts {
     pub grants: u64,
     pub flows: u64,
     pub refresh_tokens: u64,
+    pub sessions: u64,
 }
 
 impl std::fmt::Debug for KeyRecord {

@@ -61,6 +61,29 @@ pub struct Keys {
     /// Password hashes computed at once [default: number of CPUs]
     #[arg(long, global = true, env = "DEVICEGATE_MAX_CONCURRENT_HASHES")]
     pub max_concurrent_hashes: Option<usize>,
+    /// Proxies whose X-Forwarded-For is believed, comma-separated IPs [default: none]
+    #[arg(
+        long,
+        global = true,
+        env = "DEVICEGATE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Lifetime of a browser session on the verification pages [default: 28800]
+    #[arg(long, global = true, env = "DEVICEGATE_SESSION_TTL_SECS")]
+    pub session_ttl_secs: Option<u64>,
+    /// Product name on the verification pages [default: devicegate]
+    #[arg(long, global = true, env = "DEVICEGATE_PRODUCT_NAME")]
+    pub product_name: Option<String>,
+    /// Logo on the verification pages: a .png, .svg, .jpg or .webp file [default: built in]
+    #[arg(long, global = true, env = "DEVICEGATE_LOGO_FILE")]
+    pub logo_file: Option<std::path::PathBuf>,
+    /// Accent colour of the verification pages, #rrggbb [default: #2155cd]
+    #[arg(long, global = true, env = "DEVICEGATE_ACCENT_COLOR")]
+    pub accent_color: Option<String>,
+    /// Directory of templates replacing the built-in pages of the same name [default: none]
+    #[arg(long, global = true, env = "DEVICEGATE_TEMPLATES_DIR")]
+    pub templates_dir: Option<std::path::PathBuf>,
     /// Log filter, as in RUST_LOG [default: info]
     #[arg(long, global = true, env = "DEVICEGATE_LOG")]
     pub log: Option<String>,
@@ -83,6 +106,12 @@ impl Keys {
             signing_alg: self.signing_alg.or(file.signing_alg),
             cors_allowed_origins: self.cors_allowed_origins.or(file.cors_allowed_origins),
             max_concurrent_hashes: self.max_concurrent_hashes.or(file.max_concurrent_hashes),
+            trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
+            session_ttl_secs: self.session_ttl_secs.or(file.session_ttl_secs),
+            product_name: self.product_name.or(file.product_name),
+            logo_file: self.logo_file.or(file.logo_file),
+            accent_color: self.accent_color.or(file.accent_color),
+            templates_dir: self.templates_dir.or(file.templates_dir),
             log: self.log.or(file.log),
         }
     }
@@ -110,6 +139,40 @@ impl Keys {
 
     pub fn listen(&self) -> &str {
         self.listen.as_deref().unwrap_or("127.0.0.1:8080")
+    }
+
+    fn branding(&self) -> anyhow::Result<devicegate_server::Branding> {
+        let d = devicegate_server::Branding::default();
+        let accent_color = self.accent_color.clone().unwrap_or(d.accent_color);
+        let hex = accent_color.strip_prefix('#').unwrap_or("");
+        if hex.len() != 6 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!("accent_color must look like #2155cd, got {accent_color:?}");
+        }
+        let logo = match &self.logo_file {
+            None => None,
+            Some(path) => {
+                let ext = path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                let media_type = match ext.as_str() {
+                    "png" => "image/png",
+                    "svg" => "image/svg+xml",
+                    "jpg" | "jpeg" => "image/jpeg",
+                    "webp" => "image/webp",
+                    _ => bail!("logo_file must be a .png, .svg, .jpg or .webp file"),
+                };
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("reading logo_file {}", path.display()))?;
+                Some((bytes, media_type.to_owned()))
+            }
+        };
+        Ok(devicegate_server::Branding {
+            product_name: self.product_name.clone().unwrap_or(d.product_name),
+            logo,
+            accent_color,
+        })
     }
 
     /// Validated server settings.
@@ -173,6 +236,24 @@ impl Keys {
             cors_allowed_origins: self.cors_allowed_origins.clone().unwrap_or_default(),
             max_concurrent_hashes: self.max_concurrent_hashes.unwrap_or(cpus).max(1),
             max_body_bytes: d.max_body_bytes,
+            trusted_proxies: self
+                .trusted_proxies
+                .iter()
+                .flatten()
+                .map(|p| {
+                    p.trim()
+                        .parse()
+                        .with_context(|| format!("trusted_proxies: {p:?} is not an IP address"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            session_ttl: secs(self.session_ttl_secs, d.session_ttl, "session_ttl_secs")?,
+            branding: self.branding()?,
+            templates_dir: match &self.templates_dir {
+                Some(dir) if !dir.is_dir() => {
+                    bail!("templates_dir {} is not a directory", dir.display())
+                }
+                other => other.clone(),
+            },
         })
     }
 }

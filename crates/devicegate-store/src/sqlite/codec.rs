@@ -11,7 +11,7 @@ use rusqlite::Row;
 use rusqlite::types::Type;
 
 use crate::StoreError;
-use crate::records::{ClientRecord, KeyRecord, RefreshToken, UserRecord};
+use crate::records::{BrowserSession, ClientRecord, KeyRecord, RefreshToken, UserRecord};
 
 pub(super) fn internal(e: rusqlite::Error) -> StoreError {
     match e {
@@ -178,6 +178,21 @@ pub(super) fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> 
         created_at: ts(row, 6)?,
         expires_at: ts(row, 7)?,
         used: row.get(8)?,
+    })
+}
+
+pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<BrowserSession> {
+    let flow: Option<Vec<u8>> = row.get(3)?;
+    Ok(BrowserSession {
+        id_hash: hash(row, 0)?,
+        user_id: row.get(1)?,
+        signed_on_at: opt_ts(row, 2)?,
+        flow_hash: match flow {
+            None => None,
+            Some(b) => Some(SecretHash::from_bytes(&b).ok_or_else(|| bad(3, "hash"))?),
+        },
+        created_at: ts(row, 4)?,
+        expires_at: ts(row, 5)?,
     })
 }
 

@@ -18,12 +18,17 @@ use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::records::{ClientRecord, KeyRecord, RefreshToken, SweepCounts, UserRecord};
+use crate::records::{
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, UserRecord,
+};
 use crate::{Result, Store, StoreError};
 use codec::*;
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records the last one.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_sessions.sql"),
+];
 /// Idle reader connections kept; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 64;
 
@@ -611,6 +616,98 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_pending_grants(&self, now: Timestamp) -> Result<u64> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT COUNT(*) FROM device_grants WHERE status = 'pending' AND expires_at > ?1",
+            )
+            .map_err(internal)?
+            .query_row([now.as_millis()], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(internal)
+        })
+        .await
+    }
+
+    async fn create_session(&self, s: &BrowserSession) -> Result<()> {
+        let s = s.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO browser_sessions (id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(internal)?
+            .execute(params![
+                s.id_hash.as_bytes(),
+                s.user_id,
+                s.signed_on_at.map(Timestamp::as_millis),
+                s.flow_hash.map(|h| h.as_bytes().to_vec()),
+                s.created_at.as_millis(),
+                s.expires_at.as_millis()
+            ])
+            .map_err(constraint)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session(&self, id_hash: &SecretHash) -> Result<BrowserSession> {
+        let h = *id_hash;
+        self.read(move |conn| {
+            get_one(
+                conn,
+                "SELECT id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at \
+                 FROM browser_sessions WHERE id_hash = ?1",
+                [h.as_bytes()],
+                session_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn update_session(&self, s: &BrowserSession) -> Result<()> {
+        let s = s.clone();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE browser_sessions SET user_id = ?1, signed_on_at = ?2, flow_hash = ?3, \
+                     expires_at = ?4 WHERE id_hash = ?5",
+                )
+                .map_err(internal)?
+                .execute(params![
+                    s.user_id,
+                    s.signed_on_at.map(Timestamp::as_millis),
+                    s.flow_hash.map(|h| h.as_bytes().to_vec()),
+                    s.expires_at.as_millis(),
+                    s.id_hash.as_bytes()
+                ])
+                .map_err(internal)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound)
+            }
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id_hash: &SecretHash) -> Result<()> {
+        let h = *id_hash;
+        self.write(move |conn| {
+            match conn
+                .execute(
+                    "DELETE FROM browser_sessions WHERE id_hash = ?1",
+                    [h.as_bytes()],
+                )
+                .map_err(internal)?
+            {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
     async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
         self.read(|conn| {
             get_all(
@@ -656,11 +753,18 @@ impl Store for SqliteStore {
                     [now.as_millis()],
                 )
                 .map_err(internal)?;
+            let sessions = tx
+                .execute(
+                    "DELETE FROM browser_sessions WHERE expires_at < ?1",
+                    [now.as_millis()],
+                )
+                .map_err(internal)?;
             tx.commit().map_err(internal)?;
             Ok(SweepCounts {
                 grants: grants as u64,
                 flows: flows as u64,
                 refresh_tokens: refresh_tokens as u64,
+                sessions: sessions as u64,
             })
         })
         .await
@@ -685,7 +789,7 @@ mod tests {
     fn migrations_run_once_and_refuse_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
-        assert_eq!(super::SqliteStore::migrate(&path).unwrap(), 1);
+        assert_eq!(super::SqliteStore::migrate(&path).unwrap(), 2);
         assert_eq!(super::SqliteStore::migrate(&path).unwrap(), 0);
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();

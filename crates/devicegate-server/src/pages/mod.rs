@@ -1,0 +1,647 @@
+//! The verification pages at `/device`: the browser front-end to [`crate::verification`].
+//!
+//! Enter (or confirm) the code, sign in, see who asks for what and from where, approve or
+//! deny. Every page is server-rendered and works without JavaScript. State changes are POSTs
+//! carrying an anti-CSRF token bound to the browser session, answered with 303 on success;
+//! errors re-render a page. Only the session that entered a code can decide it: the session
+//! holds the flow, and the flow holds the code.
+
+mod session;
+mod strings;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use devicegate_core::SecretHash;
+use devicegate_core::flow::{Flow, FlowError};
+use devicegate_core::user_code::UserCode;
+use devicegate_proto::{FlowResult, FlowStatus};
+use minijinja::{Environment, Value, context};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::limits::client_ip;
+use crate::verification::{self, Described, StepError};
+use crate::{AppState, Settings, StartError, now};
+use session::{Session, SessionCookie};
+pub use strings::Strings;
+
+const TEMPLATES: [(&str, &str); 6] = [
+    ("base.html", include_str!("../../templates/base.html")),
+    ("enter.html", include_str!("../../templates/enter.html")),
+    ("signin.html", include_str!("../../templates/signin.html")),
+    ("consent.html", include_str!("../../templates/consent.html")),
+    ("done.html", include_str!("../../templates/done.html")),
+    ("message.html", include_str!("../../templates/message.html")),
+];
+const STYLE: &str = include_str!("../../assets/style.css");
+const DEFAULT_LOGO: &[u8] = include_bytes!("../../assets/logo.svg");
+
+/// Templates, styles and strings, prepared once at start.
+#[derive(Debug)]
+pub struct Pages {
+    env: Environment<'static>,
+    css: String,
+    logo: (Vec<u8>, String),
+    t: Strings,
+    cookie: SessionCookie,
+}
+
+impl Pages {
+    pub fn new(settings: &Settings) -> Result<Pages, StartError> {
+        let mut env = Environment::new();
+        for (name, builtin) in TEMPLATES {
+            let source = match &settings.templates_dir {
+                Some(dir) if dir.join(name).is_file() => std::fs::read_to_string(dir.join(name))
+                    .map_err(|e| {
+                        StartError::Templates(format!("{}: {e}", dir.join(name).display()))
+                    })?,
+                _ => builtin.to_owned(),
+            };
+            env.add_template_owned(name, source)
+                .map_err(|e| StartError::Templates(format!("{name}: {e}")))?;
+        }
+        let brand = &settings.branding;
+        let logo = brand
+            .logo
+            .clone()
+            .unwrap_or_else(|| (DEFAULT_LOGO.to_vec(), "image/svg+xml".to_owned()));
+        Ok(Pages {
+            env,
+            css: STYLE.replace("__ACCENT__", &brand.accent_color),
+            logo,
+            t: Strings::en(),
+            cookie: SessionCookie::for_issuer(&settings.issuer),
+        })
+    }
+}
+
+/// Security headers on every page (the code can be in the URL, hence no referrer).
+fn page_headers<S: Clone + Send + Sync + 'static>(router: Router<S>, https: bool) -> Router<S> {
+    let set = |name: header::HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+    };
+    let router = router
+        .layer(set(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-action 'self'",
+        ))
+        .layer(set(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(set(header::REFERRER_POLICY, "no-referrer"))
+        .layer(set(header::CACHE_CONTROL, "no-store"));
+    if https {
+        router.layer(set(
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ))
+    } else {
+        router
+    }
+}
+
+pub fn router(settings: &Settings) -> Router<AppState> {
+    let routes = Router::new()
+        .route("/device", get(enter_page).post(enter_code))
+        .route("/device/signin", get(signin_page).post(signin))
+        .route("/device/consent", get(consent_page).post(decide))
+        .route("/device/done", get(done_page))
+        .route("/device/signout", post(sign_out))
+        .route("/device/assets/style.css", get(style))
+        .route("/device/assets/logo", get(logo));
+    page_headers(routes, settings.issuer.starts_with("https://"))
+}
+
+/// What a page handler knows about the request.
+struct Visit {
+    state: AppState,
+    session: Option<Session>,
+    ip: IpAddr,
+}
+
+impl Visit {
+    async fn new(state: AppState, peer: SocketAddr, headers: &HeaderMap) -> Visit {
+        let session = Session::load(&state, headers).await;
+        let ip = client_ip(peer.ip(), headers, &state.settings.trusted_proxies);
+        Visit { state, session, ip }
+    }
+
+    fn pages(&self) -> &Pages {
+        &self.state.pages
+    }
+
+    /// Renders `name`, with the page chrome's variables added to `ctx`.
+    fn render(
+        &self,
+        status: StatusCode,
+        name: &str,
+        title: &str,
+        ctx: Value,
+        signed_in: Option<&str>,
+    ) -> Response {
+        let p = self.pages();
+        let brand = context! {
+            name => self.state.settings.branding.product_name,
+            logo => true,
+        };
+        let full = context! {
+            t => Value::from_serialize(&p.t),
+            brand,
+            title,
+            csrf => self.session.as_ref().map(Session::csrf),
+            signed_in,
+            ..ctx
+        };
+        match p.env.get_template(name).and_then(|t| t.render(full)) {
+            Ok(html) => {
+                let mut res = (
+                    status,
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    html,
+                )
+                    .into_response();
+                if let Some(s) = &self.session
+                    && let Some(cookie) = s.set_cookie(&p.cookie)
+                {
+                    res.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+                res
+            }
+            Err(e) => {
+                tracing::error!(error = %e, template = name, "template failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the page could not be rendered",
+                )
+                    .into_response()
+            }
+        }
+    }
+
+    fn message(&self, status: StatusCode, title: &str, message: &str) -> Response {
+        self.render(status, "message.html", title, context! { message }, None)
+    }
+
+    /// Redirect after a POST (303), carrying a new session cookie if there is one.
+    fn see_other(&self, to: &str) -> Response {
+        let mut res = Redirect::to(to).into_response();
+        if let Some(s) = &self.session
+            && let Some(cookie) = s.set_cookie(&self.pages().cookie)
+        {
+            res.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        res
+    }
+
+    /// The session a POST must come from, with a matching anti-CSRF token.
+    fn ensure_posted_by_session(&self, form: &PageForm) -> Result<(), Response> {
+        let t = &self.pages().t;
+        let Some(s) = &self.session else {
+            return Err(self.message(
+                StatusCode::BAD_REQUEST,
+                t.session_lost_title,
+                t.session_lost,
+            ));
+        };
+        if !s.csrf_matches(form.get("csrf").unwrap_or("")) {
+            return Err(self.message(StatusCode::FORBIDDEN, t.session_lost_title, t.session_lost));
+        }
+        Ok(())
+    }
+
+    fn flow_key(&self) -> Option<SecretHash> {
+        self.session.as_ref().and_then(|s| s.record.flow_hash)
+    }
+
+    /// The page for a step error.
+    fn step_error(&self, e: StepError) -> Response {
+        let t = &self.pages().t;
+        match e {
+            StepError::Flow(FlowError::WrongCode { attempts_left: 0 }) => {
+                self.too_many(Duration::from_secs(60))
+            }
+            StepError::Flow(FlowError::WrongCode { attempts_left }) => {
+                let error = format!(
+                    "{} {}",
+                    t.wrong_code,
+                    t.attempts_left.replace("{n}", &attempts_left.to_string())
+                );
+                self.enter(StatusCode::BAD_REQUEST, Some(&error), "")
+            }
+            StepError::Flow(FlowError::CodeExpired) => self.message(
+                StatusCode::BAD_REQUEST,
+                t.expired_code_title,
+                t.expired_code,
+            ),
+            StepError::Flow(FlowError::CodeUsed) => {
+                self.message(StatusCode::BAD_REQUEST, t.used_code_title, t.used_code)
+            }
+            StepError::Flow(FlowError::CodeClaimed) => {
+                self.message(StatusCode::BAD_REQUEST, t.used_code_title, t.claimed_code)
+            }
+            StepError::Flow(FlowError::Expired) | StepError::NotFound => {
+                self.message(StatusCode::GONE, t.expired_flow_title, t.expired_flow)
+            }
+            StepError::Flow(FlowError::WrongStatus(status)) => self.see_other(step_path(status)),
+            StepError::Limited { retry_after } => self.too_many(retry_after),
+            StepError::InvalidCredentials => {
+                self.message(StatusCode::UNAUTHORIZED, t.signin_title, t.bad_credentials)
+            }
+            StepError::Busy | StepError::Store(_) => {
+                if let StepError::Store(e) = &e {
+                    tracing::warn!(error = %e, "verification page failed");
+                }
+                self.message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    t.unavailable_title,
+                    t.unavailable,
+                )
+            }
+        }
+    }
+
+    fn too_many(&self, retry_after: Duration) -> Response {
+        let t = &self.pages().t;
+        let secs = retry_after.as_secs().max(1);
+        let mut res = self.message(
+            StatusCode::TOO_MANY_REQUESTS,
+            t.too_many_title,
+            &t.too_many.replace("{secs}", &secs.to_string()),
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        res
+    }
+
+    fn enter(&self, status: StatusCode, error: Option<&str>, user_code: &str) -> Response {
+        let t = &self.pages().t;
+        let signed_in = self.session.as_ref().and_then(|s| s.username.as_deref());
+        self.render(
+            status,
+            "enter.html",
+            t.enter_title,
+            context! { error, user_code },
+            signed_in,
+        )
+    }
+
+    /// The flow this session walks, if it still lives.
+    async fn current_flow(&self) -> Option<Flow> {
+        let key = self.flow_key()?;
+        verification::load(&self.state, &key, now()).await.ok()
+    }
+}
+
+/// Where a flow in `status` continues.
+fn step_path(status: FlowStatus) -> &'static str {
+    match status {
+        FlowStatus::UserCodeRequired | FlowStatus::Failed => "/device",
+        FlowStatus::SignOnRequired => "/device/signin",
+        FlowStatus::ConsentRequired => "/device/consent",
+        FlowStatus::Completed => "/device/done",
+    }
+}
+
+/// A form body. Page forms have only our own fields; a repeated field keeps its first value.
+#[derive(Debug, Default)]
+struct PageForm(Vec<(String, String)>);
+
+impl PageForm {
+    fn parse(body: &[u8]) -> PageForm {
+        PageForm(
+            form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET /device[?user_code=…]`: the code form, pre-filled from `verification_uri_complete`.
+/// It changes nothing but starting a browser session.
+async fn enter_page(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let mut visit = Visit::new(state, peer, &headers).await;
+    if visit.session.is_none() {
+        match Session::start(&visit.state).await {
+            Ok(s) => visit.session = Some(s),
+            Err(e) => return visit.step_error(e.into()),
+        }
+    }
+    let prefill: String = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "user_code")
+        .map(|(_, c)| {
+            c.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == ' ')
+                .take(24)
+                .collect()
+        })
+        .unwrap_or_default();
+    visit.enter(StatusCode::OK, None, &prefill)
+}
+
+/// `POST /device`: a code was entered.
+async fn enter_code(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut visit = Visit::new(state, peer, &headers).await;
+    let form = PageForm::parse(&body);
+    if let Err(page) = visit.ensure_posted_by_session(&form) {
+        return page;
+    }
+    let input = form.get("user_code").unwrap_or("").to_owned();
+    let key = match usable_flow(&visit, &input).await {
+        Ok(Usable::Continue(status)) => return visit.see_other(step_path(status)),
+        Ok(Usable::Enter(key)) => key,
+        Err(e) => return visit.step_error(e),
+    };
+    let result = verification::verify_user_code(&visit.state, &key, &input, visit.ip).await;
+    if let Some(s) = visit.session.as_mut()
+        && s.record.flow_hash != Some(key)
+    {
+        s.record.flow_hash = Some(key);
+        if let Err(e) = visit.state.store.update_session(&s.record).await {
+            return visit.step_error(e.into());
+        }
+    }
+    match result {
+        Ok(flow) => visit.see_other(step_path(flow.status)),
+        Err(e) => visit.step_error(e),
+    }
+}
+
+enum Usable {
+    /// Enter the code in this flow.
+    Enter(SecretHash),
+    /// The code is already this session's; go on where the flow is.
+    Continue(FlowStatus),
+}
+
+/// The flow to enter a code in: the session's, while it waits for a code; otherwise a new
+/// one, already signed on if the session is. Re-entering the code the session's flow holds
+/// continues that flow rather than competing with it.
+async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
+    if let Some(flow) = visit.current_flow().await {
+        match flow.status {
+            FlowStatus::UserCodeRequired => {
+                return Ok(Usable::Enter(flow.secret_hash));
+            }
+            FlowStatus::SignOnRequired | FlowStatus::ConsentRequired => {
+                let held = verification::describe(&visit.state, flow.clone()).await?;
+                if held.grant.as_ref().map(|g| &g.user_code) == UserCode::parse(input).as_ref() {
+                    return Ok(Usable::Continue(flow.status));
+                }
+            }
+            FlowStatus::Completed | FlowStatus::Failed => {}
+        }
+    }
+    let (secret, _) = verification::start(&visit.state).await?;
+    let key = secret.hash();
+    if let Some(s) = &visit.session
+        && let (Some(user), Some(at)) = (&s.record.user_id, s.record.signed_on_at)
+    {
+        verification::resume_session(&visit.state, &key, user, at).await?;
+    }
+    Ok(Usable::Enter(key))
+}
+
+/// `GET /device/signin`.
+async fn signin_page(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::new(state, peer, &headers).await;
+    match visit.current_flow().await {
+        Some(flow) if flow.status == FlowStatus::SignOnRequired => {
+            signin_form(&visit, flow, StatusCode::OK, None, "").await
+        }
+        Some(flow) => visit.see_other(step_path(flow.status)),
+        None => visit.see_other("/device"),
+    }
+}
+
+async fn signin_form(
+    visit: &Visit,
+    flow: Flow,
+    status: StatusCode,
+    error: Option<&str>,
+    username: &str,
+) -> Response {
+    let d = match verification::describe(&visit.state, flow).await {
+        Ok(d) => d,
+        Err(e) => return visit.step_error(e),
+    };
+    let t = &visit.pages().t;
+    let ctx = context! {
+        error,
+        username,
+        client_name => d.client_name,
+        user_code => d.grant.as_ref().map(|g| g.user_code.display()),
+    };
+    visit.render(status, "signin.html", t.signin_title, ctx, None)
+}
+
+/// `POST /device/signin`: on success the browser gets a new session id.
+async fn signin(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut visit = Visit::new(state, peer, &headers).await;
+    let form = PageForm::parse(&body);
+    if let Err(page) = visit.ensure_posted_by_session(&form) {
+        return page;
+    }
+    let Some(key) = visit.flow_key() else {
+        return visit.see_other("/device");
+    };
+    let username = form.get("username").unwrap_or("").to_owned();
+    let password = form.get("password").unwrap_or("");
+    match verification::sign_on(&visit.state, &key, &username, password, visit.ip).await {
+        Ok(flow) => {
+            let Some(old) = visit.session.take() else {
+                return visit.see_other("/device");
+            };
+            match old.rotate(&visit.state, &flow, &username).await {
+                Ok(new) => visit.session = Some(new),
+                Err(e) => return visit.step_error(e.into()),
+            }
+            visit.see_other(step_path(flow.status))
+        }
+        Err(StepError::InvalidCredentials) => match visit.current_flow().await {
+            Some(flow) => {
+                let t = &visit.pages().t;
+                signin_form(
+                    &visit,
+                    flow,
+                    StatusCode::UNAUTHORIZED,
+                    Some(t.bad_credentials),
+                    &username,
+                )
+                .await
+            }
+            None => visit.see_other("/device"),
+        },
+        Err(e) => visit.step_error(e),
+    }
+}
+
+/// `GET /device/consent`: who asks, for what, from where.
+async fn consent_page(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::new(state, peer, &headers).await;
+    let flow = match visit.current_flow().await {
+        Some(f) if f.status == FlowStatus::ConsentRequired => f,
+        Some(f) => return visit.see_other(step_path(f.status)),
+        None => return visit.see_other("/device"),
+    };
+    match verification::describe(&visit.state, flow).await {
+        Ok(d) => consent_form(&visit, &d),
+        Err(e) => visit.step_error(e),
+    }
+}
+
+fn consent_form(visit: &Visit, d: &Described) -> Response {
+    let t = &visit.pages().t;
+    let Some(grant) = &d.grant else {
+        return visit.message(StatusCode::GONE, t.expired_code_title, t.expired_code);
+    };
+    let ago = t.ago(grant.created_at.until(now()).as_secs());
+    let ip = grant
+        .requester
+        .ip
+        .clone()
+        .unwrap_or_else(|| t.unknown_device.to_owned());
+    let code = grant.user_code.display();
+    let ctx = context! {
+        client_name => d.client_name.clone().unwrap_or_else(|| grant.client_id.clone()),
+        user_code => code,
+        user_code_spelled => grant.user_code.canonical().chars().map(String::from).collect::<Vec<_>>().join(" "),
+        scopes => grant.scopes.iter().map(|s| t.scope(s)).collect::<Vec<_>>(),
+        origin => t.consent_origin.replace("{ago}", &ago).replace("{ip}", &ip),
+        user_agent => grant.requester.user_agent.clone().unwrap_or_default(),
+    };
+    visit.render(
+        StatusCode::OK,
+        "consent.html",
+        t.consent_title,
+        ctx,
+        d.username.as_deref(),
+    )
+}
+
+/// `POST /device/consent` with `decision=approve|deny`.
+async fn decide(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let visit = Visit::new(state, peer, &headers).await;
+    let form = PageForm::parse(&body);
+    if let Err(page) = visit.ensure_posted_by_session(&form) {
+        return page;
+    }
+    let accept = match form.get("decision") {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => return visit.see_other("/device/consent"),
+    };
+    let Some(key) = visit.flow_key() else {
+        return visit.see_other("/device");
+    };
+    match verification::consent(&visit.state, &key, accept).await {
+        Ok(_) => visit.see_other("/device/done"),
+        Err(e) => visit.step_error(e),
+    }
+}
+
+/// `GET /device/done`.
+async fn done_page(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::new(state, peer, &headers).await;
+    let Some(key) = visit.flow_key() else {
+        return visit.see_other("/device");
+    };
+    // A finished flow stays readable after its expiry.
+    let flow = match visit.state.store.get_flow(&key).await {
+        Ok(f) if f.status == FlowStatus::Completed => f,
+        Ok(f) => return visit.see_other(step_path(f.status)),
+        Err(_) => return visit.see_other("/device"),
+    };
+    let t = &visit.pages().t;
+    let (title, result) = match flow.result {
+        Some(FlowResult::Approved) => (t.approved_title, "approved"),
+        _ => (t.denied_title, "denied"),
+    };
+    let signed_in = visit.session.as_ref().and_then(|s| s.username.as_deref());
+    visit.render(
+        StatusCode::OK,
+        "done.html",
+        title,
+        context! { result },
+        signed_in,
+    )
+}
+
+/// `POST /device/signout`: ends the session on the server and in the browser.
+async fn sign_out(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut visit = Visit::new(state, peer, &headers).await;
+    let form = PageForm::parse(&body);
+    if let Err(page) = visit.ensure_posted_by_session(&form) {
+        return page;
+    }
+    if let Some(s) = visit.session.take() {
+        let _ = visit.state.store.delete_session(&s.record.id_hash).await;
+    }
+    let mut res = Redirect::to("/device").into_response();
+    res.headers_mut()
+        .append(header::SET_COOKIE, visit.pages().cookie.clear());
+    res
+}
+
+async fn style(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        state.pages.css.clone(),
+    )
+        .into_response()
+}
+
+async fn logo(State(state): State<AppState>) -> Response {
+    let (bytes, media_type) = state.pages.logo.clone();
+    let media_type = HeaderValue::from_str(&media_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    ([(header::CONTENT_TYPE, media_type)], bytes).into_response()
+}

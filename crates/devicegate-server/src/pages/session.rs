@@ -1,0 +1,164 @@
+//! Browser sessions of the verification pages: a cookie holding a secret id, a record in the
+//! store under the id's hash, and an anti-CSRF token derived from the id.
+//!
+//! The token is `SHA-256("devicegate-csrf\0" ‖ session id)`: bound to the session, useless
+//! without the (HttpOnly) cookie, and needing no storage.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use devicegate_core::flow::Flow;
+use devicegate_core::secret::{Secret, SecretHash, SecretKind};
+use devicegate_store::{BrowserSession, StoreError};
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::{AppState, now};
+
+/// The cookie's name and attributes: `__Host-` and `Secure` when the issuer is https.
+#[derive(Debug, Clone)]
+pub struct SessionCookie {
+    name: &'static str,
+    secure: bool,
+}
+
+impl SessionCookie {
+    pub fn for_issuer(issuer: &str) -> SessionCookie {
+        if issuer.starts_with("https://") {
+            SessionCookie {
+                name: "__Host-devicegate",
+                secure: true,
+            }
+        } else {
+            SessionCookie {
+                name: "devicegate",
+                secure: false,
+            }
+        }
+    }
+
+    fn header(&self, value: &str, max_age: u64) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let v = format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+            self.name
+        );
+        HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
+    }
+
+    pub fn clear(&self) -> HeaderValue {
+        self.header("", 0)
+    }
+
+    fn read<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == self.name)
+            .map(|(_, v)| v)
+    }
+}
+
+#[derive(Debug)]
+pub struct Session {
+    secret: Secret,
+    pub record: BrowserSession,
+    pub username: Option<String>,
+    /// A new id the browser does not have yet.
+    fresh: bool,
+}
+
+impl Session {
+    /// The live session named by the request's cookie, if any.
+    pub async fn load(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+        let value = state.pages.cookie.read(headers)?;
+        if !value.starts_with(SecretKind::BrowserSession.prefix()) {
+            return None;
+        }
+        let secret = Secret::from_presented(value);
+        let record = state.store.get_session(&secret.hash()).await.ok()?;
+        if record.expires_at <= now() {
+            return None;
+        }
+        let username = match &record.user_id {
+            Some(id) => Some(state.store.get_user(id).await.ok()?.username),
+            None => None,
+        };
+        Some(Session {
+            secret,
+            record,
+            username,
+            fresh: false,
+        })
+    }
+
+    pub async fn start(state: &AppState) -> Result<Session, StoreError> {
+        Self::create(state, None, None, None, None).await
+    }
+
+    async fn create(
+        state: &AppState,
+        user_id: Option<String>,
+        signed_on_at: Option<devicegate_core::Timestamp>,
+        flow_hash: Option<SecretHash>,
+        username: Option<String>,
+    ) -> Result<Session, StoreError> {
+        let secret = Secret::generate(SecretKind::BrowserSession);
+        let now = now();
+        let record = BrowserSession {
+            id_hash: secret.hash(),
+            user_id,
+            signed_on_at,
+            flow_hash,
+            created_at: now,
+            expires_at: now.plus(state.settings.session_ttl),
+        };
+        state.store.create_session(&record).await?;
+        Ok(Session {
+            secret,
+            record,
+            username,
+            fresh: true,
+        })
+    }
+
+    /// After sign-on: a new session id carrying the person and the flow; the old id dies.
+    pub async fn rotate(
+        self,
+        state: &AppState,
+        flow: &Flow,
+        username: &str,
+    ) -> Result<Session, StoreError> {
+        let next = Self::create(
+            state,
+            flow.user_id.clone(),
+            flow.signed_on_at,
+            Some(flow.secret_hash),
+            Some(username.to_owned()),
+        )
+        .await?;
+        match state.store.delete_session(&self.record.id_hash).await {
+            Ok(()) | Err(StoreError::NotFound) => Ok(next),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn csrf(&self) -> String {
+        let mut input = b"devicegate-csrf\0".to_vec();
+        input.extend_from_slice(self.secret.expose().as_bytes());
+        URL_SAFE_NO_PAD.encode(SecretHash::of(&input).as_bytes())
+    }
+
+    /// Constant-time check of a posted token.
+    pub fn csrf_matches(&self, given: &str) -> bool {
+        SecretHash::of(given.as_bytes()).matches(&SecretHash::of(self.csrf().as_bytes()))
+    }
+
+    /// `Set-Cookie` for a session the browser does not hold yet.
+    pub fn set_cookie(&self, cookie: &SessionCookie) -> Option<HeaderValue> {
+        let ttl = self.record.expires_at.as_secs() - self.record.created_at.as_secs();
+        self.fresh
+            .then(|| cookie.header(self.secret.expose(), ttl.max(0) as u64))
+    }
+}
