@@ -98,6 +98,10 @@ impl IntoResponse for OAuthError {
         {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         res
     }
 }

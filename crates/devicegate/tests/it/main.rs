@@ -5,4 +5,5 @@ mod cli;
 mod flows;
 mod interop;
 mod oauth;
+mod pages;
 mod support;
