@@ -198,20 +198,20 @@ impl Visit {
         res
     }
 
-    /// The session a POST must come from, with a matching anti-CSRF token.
-    fn ensure_posted_by_session(&self, form: &PageForm) -> Result<(), Response> {
+    /// A refusal page unless the POST comes from a session with its anti-CSRF token.
+    fn refusal_unless_from_session(&self, form: &PageForm) -> Option<Response> {
         let t = &self.pages().t;
         let Some(s) = &self.session else {
-            return Err(self.message(
+            return Some(self.message(
                 StatusCode::BAD_REQUEST,
                 t.session_lost_title,
                 t.session_lost,
             ));
         };
         if !s.csrf_matches(form.get("csrf").unwrap_or("")) {
-            return Err(self.message(StatusCode::FORBIDDEN, t.session_lost_title, t.session_lost));
+            return Some(self.message(StatusCode::FORBIDDEN, t.session_lost_title, t.session_lost));
         }
-        Ok(())
+        None
     }
 
     fn flow_key(&self) -> Option<SecretHash> {
@@ -364,7 +364,7 @@ async fn enter_code(
 ) -> Response {
     let mut visit = Visit::new(state, peer, &headers).await;
     let form = PageForm::parse(&body);
-    if let Err(page) = visit.ensure_posted_by_session(&form) {
+    if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
     }
     let input = form.get("user_code").unwrap_or("").to_owned();
@@ -469,7 +469,7 @@ async fn signin(
 ) -> Response {
     let mut visit = Visit::new(state, peer, &headers).await;
     let form = PageForm::parse(&body);
-    if let Err(page) = visit.ensure_posted_by_session(&form) {
+    if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
     }
     let Some(key) = visit.flow_key() else {
@@ -540,7 +540,7 @@ fn consent_form(visit: &Visit, d: &Described) -> Response {
         client_name => d.client_name.clone().unwrap_or_else(|| grant.client_id.clone()),
         user_code => code,
         user_code_spelled => grant.user_code.canonical().chars().map(String::from).collect::<Vec<_>>().join(" "),
-        scopes => grant.scopes.iter().map(|s| t.scope(s)).collect::<Vec<_>>(),
+        scopes => in_reading_order(grant.scopes.iter()).map(|s| t.scope(s)).collect::<Vec<_>>(),
         origin => t.consent_origin.replace("{ago}", &ago).replace("{ip}", &ip),
         user_agent => grant.requester.user_agent.clone().unwrap_or_default(),
     };
@@ -553,6 +553,20 @@ fn consent_form(visit: &Visit, d: &Described) -> Response {
     )
 }
 
+/// Identity first, then what the device may read, then how long it stays; others after.
+fn in_reading_order<'a>(scopes: impl Iterator<Item = &'a str>) -> impl Iterator<Item = &'a str> {
+    let rank = |s: &str| match s {
+        "openid" => 0,
+        "profile" => 1,
+        "email" => 2,
+        "offline_access" => 4,
+        _ => 3,
+    };
+    let mut v: Vec<&str> = scopes.collect();
+    v.sort_by_key(|s| rank(s));
+    v.into_iter()
+}
+
 /// `POST /device/consent` with `decision=approve|deny`.
 async fn decide(
     State(state): State<AppState>,
@@ -562,7 +576,7 @@ async fn decide(
 ) -> Response {
     let visit = Visit::new(state, peer, &headers).await;
     let form = PageForm::parse(&body);
-    if let Err(page) = visit.ensure_posted_by_session(&form) {
+    if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
     }
     let accept = match form.get("decision") {
@@ -619,7 +633,7 @@ async fn sign_out(
 ) -> Response {
     let mut visit = Visit::new(state, peer, &headers).await;
     let form = PageForm::parse(&body);
-    if let Err(page) = visit.ensure_posted_by_session(&form) {
+    if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
     }
     if let Some(s) = visit.session.take() {

@@ -1,0 +1,406 @@
+//! The verification pages in real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, driven over WebDriver with fantoccini). After each approval the
+//! device's poll returns tokens; after each denial, `access_denied`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const PHONE: (u32, u32) = (390, 844);
+const DESKTOP: (u32, u32) = (1280, 860);
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start((width, height): (u32, u32)) -> Browser {
+        // Two TLS backends are linked (ring through reqwest, aws-lc-rs through fantoccini's
+        // hyper-rustls); choose one. The WebDriver connection itself is plain HTTP.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver not found: ./scripts/test installs Debian's chromium and chromium-driver");
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless=new".to_owned(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--hide-scrollbars".into(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"binary": "/usr/bin/chromium", "args": args}),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last_err = None;
+        for _ in 0..100 {
+            match ClientBuilder::rustls()
+                .unwrap()
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => {
+                    client.set_window_size(width, height).await.unwrap();
+                    return Browser {
+                        client,
+                        driver,
+                        _profile: profile,
+                    };
+                }
+                Err(e) => last_err = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("could not start Chromium through chromedriver: {last_err:?}");
+    }
+
+    async fn finish(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let e = self.client.find(Locator::Css(css)).await.unwrap();
+        e.clear().await.unwrap();
+        e.send_keys(text).await.unwrap();
+    }
+
+    /// Clicks a submit button and waits for the next page to load.
+    async fn click(&self, css: &str) {
+        let old_page = self.client.find(Locator::Css("html")).await.unwrap();
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        for _ in 0..250 {
+            if old_page.tag_name().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for _ in 0..250 {
+            let state = self
+                .client
+                .execute("return document.readyState", vec![])
+                .await;
+            if state.ok().as_ref().and_then(Value::as_str) == Some("complete") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the page after clicking {css} did not load");
+    }
+
+    async fn text(&self) -> String {
+        self.client
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    /// Saves a screenshot under `target/screenshots/`.
+    async fn shot(&self, name: &str) {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        // The whole page, not just the first screenful: grow the window to fit, then restore.
+        let (w, h) = self.client.get_window_size().await.unwrap();
+        let (w, h) = (w as u32, h as u32);
+        let full = self
+            .client
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await
+            .unwrap();
+        let full = full.as_u64().unwrap_or(u64::from(h)) as u32;
+        if full > h {
+            let chrome = h.saturating_sub(self.inner_height().await);
+            self.client.set_window_size(w, full + chrome).await.unwrap();
+        }
+        let png = self.client.screenshot().await.unwrap();
+        self.client.set_window_size(w, h).await.unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn inner_height(&self) -> u32 {
+        let v = self
+            .client
+            .execute("return window.innerHeight", vec![])
+            .await
+            .unwrap();
+        v.as_u64().unwrap_or(0) as u32
+    }
+
+    async fn enter_code(&self, s: &TestServer, code: &str) {
+        self.goto(&s.url("/device")).await;
+        self.fill("input[name=user_code]", code).await;
+        self.click("form[action='/device'] button[type=submit]")
+            .await;
+    }
+
+    async fn sign_in(&self, username: &str, password: &str) {
+        self.fill("input[name=username]", username).await;
+        self.fill("input[name=password]", password).await;
+        self.click("form[action='/device/signin'] button[type=submit]")
+            .await;
+    }
+
+    async fn decide(&self, decision: &str) {
+        self.click(&format!("button[name=decision][value={decision}]"))
+            .await;
+    }
+}
+
+async fn poll(s: &TestServer, d: &Value) -> (StatusCode, Value) {
+    s.poll("tv", d["device_code"].as_str().unwrap()).await
+}
+
+async fn server() -> (TestServer, Value) {
+    let s = TestServer::start().await;
+    s.public_client("tv", 1).await;
+    s.user("ann").await;
+    let d = s
+        .device_authorization("tv", Some("openid profile email offline_access"))
+        .await;
+    (s, d)
+}
+
+#[tokio::test]
+async fn approve_through_code_entry() {
+    let (s, d) = server().await;
+    let b = Browser::start(PHONE).await;
+    // Typed in lower case with a space, as people do.
+    b.enter_code(
+        &s,
+        &d["user_code"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .replace('-', " "),
+    )
+    .await;
+    assert_eq!(b.path().await, "/device/signin");
+    b.sign_in("ann", PASSWORD).await;
+    assert_eq!(b.path().await, "/device/consent");
+    let text = b.text().await;
+    for expected in [
+        "tv app",
+        d["user_code"].as_str().unwrap(),
+        "See your email address",
+        "127.0.0.1",
+        "If someone sent you this link",
+    ] {
+        assert!(
+            text.contains(expected),
+            "consent page lacks {expected:?}: {text}"
+        );
+    }
+    b.decide("approve").await;
+    assert_eq!(b.path().await, "/device/done");
+    assert!(
+        b.text()
+            .await
+            .contains("You can return to your device now.")
+    );
+    let (status, t) = poll(&s, &d).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    assert!(t["id_token"].is_string() && t["refresh_token"].is_string());
+    b.finish().await;
+}
+
+#[tokio::test]
+async fn approve_through_the_prefilled_link() {
+    let (s, d) = server().await;
+    let b = Browser::start(DESKTOP).await;
+    let link = d["verification_uri_complete"].as_str().unwrap();
+    b.goto(link).await;
+    let field = b
+        .client
+        .find(Locator::Css("input[name=user_code]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        field.prop("value").await.unwrap().as_deref(),
+        d["user_code"].as_str()
+    );
+    // Opening the link alone moved nothing.
+    assert_eq!(poll(&s, &d).await.1["error"], "authorization_pending");
+    b.click("form[action='/device'] button[type=submit]").await;
+    b.sign_in("ann", PASSWORD).await;
+    b.decide("approve").await;
+    assert_eq!(b.path().await, "/device/done");
+    assert_eq!(poll(&s, &d).await.0, StatusCode::OK);
+    b.finish().await;
+}
+
+#[tokio::test]
+async fn deny() {
+    let (s, d) = server().await;
+    let b = Browser::start(PHONE).await;
+    b.enter_code(&s, d["user_code"].as_str().unwrap()).await;
+    b.sign_in("ann", PASSWORD).await;
+    b.decide("deny").await;
+    assert!(b.text().await.contains("Request denied"));
+    let (status, body) = poll(&s, &d).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("access_denied"))
+    );
+    b.finish().await;
+}
+
+#[tokio::test]
+async fn wrong_code_then_the_right_one() {
+    let (s, d) = server().await;
+    let b = Browser::start(PHONE).await;
+    b.enter_code(&s, "BCDF-BCDF").await;
+    let text = b.text().await;
+    assert!(
+        text.contains("That code is not right") && text.contains("Attempts left: 4"),
+        "{text}"
+    );
+    b.fill("input[name=user_code]", d["user_code"].as_str().unwrap())
+        .await;
+    b.click("form[action='/device'] button[type=submit]").await;
+    b.sign_in("ann", PASSWORD).await;
+    b.decide("approve").await;
+    assert_eq!(poll(&s, &d).await.0, StatusCode::OK);
+    b.finish().await;
+}
+
+#[tokio::test]
+async fn expired_and_already_used_codes() {
+    let s = TestServer::start().await;
+    s.client(devicegate_store::ClientRecord {
+        device_code_ttl_secs: Some(1),
+        ..client_record("short", None)
+    })
+    .await;
+    s.public_client("tv", 1).await;
+    s.user("ann").await;
+    let expired = s.device_authorization("short", None).await;
+    let used = s.device_authorization("tv", None).await;
+    s.decide(used["user_code"].as_str().unwrap(), "ann", false)
+        .await;
+    sleep_ms(1100).await;
+    let b = Browser::start(PHONE).await;
+    b.enter_code(&s, expired["user_code"].as_str().unwrap())
+        .await;
+    assert!(b.text().await.contains("This code has expired"));
+    b.enter_code(&s, used["user_code"].as_str().unwrap()).await;
+    assert!(b.text().await.contains("This code has already been used"));
+    let (status, body) = s.poll("tv", used["device_code"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("access_denied"))
+    );
+    b.finish().await;
+}
+
+#[tokio::test]
+async fn lockout_after_too_many_wrong_codes() {
+    let (s, d) = server().await;
+    let b = Browser::start(PHONE).await;
+    for _ in 0..10 {
+        b.enter_code(&s, "ZZZZ-ZZZZ").await;
+    }
+    assert!(b.text().await.contains("Too many attempts"));
+    b.enter_code(&s, d["user_code"].as_str().unwrap()).await;
+    assert!(
+        b.text().await.contains("Too many attempts"),
+        "the right code is refused while locked out"
+    );
+    assert_eq!(poll(&s, &d).await.1["error"], "authorization_pending");
+    b.finish().await;
+}
+
+#[tokio::test]
+async fn sign_in_failure_then_success() {
+    let (s, d) = server().await;
+    let b = Browser::start(DESKTOP).await;
+    b.enter_code(&s, d["user_code"].as_str().unwrap()).await;
+    b.sign_in("ann", "not the password").await;
+    assert!(b.text().await.contains("Wrong username or password."));
+    b.sign_in("nobody", PASSWORD).await;
+    assert!(b.text().await.contains("Wrong username or password."));
+    b.sign_in("ann", PASSWORD).await;
+    b.decide("approve").await;
+    assert_eq!(poll(&s, &d).await.0, StatusCode::OK);
+    b.finish().await;
+}
+
+/// Every page at a phone's and a desktop's size, saved for people to look at.
+#[tokio::test]
+async fn screenshots_of_every_page() {
+    for (size, label) in [(PHONE, "phone"), (DESKTOP, "desktop")] {
+        let (s, d) = server().await;
+        let other = s.device_authorization("tv", None).await;
+        s.decide(other["user_code"].as_str().unwrap(), "ann", true)
+            .await;
+        let b = Browser::start(size).await;
+        b.goto(&s.url(&format!(
+            "/device?user_code={}",
+            d["user_code"].as_str().unwrap()
+        )))
+        .await;
+        b.shot(&format!("{label}-1-enter")).await;
+        b.enter_code(&s, "BCDF-BCDF").await;
+        b.shot(&format!("{label}-2-wrong-code")).await;
+        b.enter_code(&s, other["user_code"].as_str().unwrap()).await;
+        b.shot(&format!("{label}-3-used-code")).await;
+        b.enter_code(&s, d["user_code"].as_str().unwrap()).await;
+        b.shot(&format!("{label}-4-sign-in")).await;
+        b.sign_in("ann", "wrong password").await;
+        b.shot(&format!("{label}-5-sign-in-failed")).await;
+        b.sign_in("ann", PASSWORD).await;
+        b.shot(&format!("{label}-6-consent")).await;
+        b.decide("approve").await;
+        b.shot(&format!("{label}-7-done")).await;
+        for _ in 0..10 {
+            b.enter_code(&s, "ZZZZ-ZZZZ").await;
+        }
+        b.shot(&format!("{label}-8-too-many")).await;
+        b.finish().await;
+        assert_eq!(poll(&s, &d).await.0, StatusCode::OK);
+    }
+}
