@@ -618,3 +618,42 @@ async fn a_signed_in_session_approves_the_next_device_without_signing_in_again()
         assert_eq!(status, StatusCode::OK, "{t}");
     }
 }
+
+#[tokio::test]
+async fn an_expired_flow_gets_its_own_page() {
+    let s = TestServer::start_with(|c| c.flow_ttl = Duration::from_secs(1)).await;
+    s.public_client("tv", 1).await;
+    s.user("ann").await;
+    let d = s.device_authorization("tv", None).await;
+    let b = browser();
+    let entry = get(&b, s.url("/device")).await;
+    post(
+        &b,
+        s.url("/device"),
+        &[
+            ("csrf", &entry.csrf()),
+            ("user_code", d["user_code"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    let form = get(&b, s.url("/device/signin")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let p = post(
+        &b,
+        s.url("/device/signin"),
+        &[
+            ("csrf", &form.csrf()),
+            ("username", "ann"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::GONE);
+    assert!(
+        p.html.contains("This page has expired") && p.html.contains("Start again"),
+        "{}",
+        p.html
+    );
+    let (_, body) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(body["error"], "authorization_pending");
+}
