@@ -164,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
         issuer: base.clone(),
         ..Settings::default()
     };
-    let server = devicegate::start(settings, store, listener).await?;
+    let server = devicegate::start(settings, std::sync::Arc::new(store), listener).await?;
     server
         .state
         .store

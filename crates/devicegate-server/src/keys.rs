@@ -26,15 +26,17 @@ impl KeySet {
             let material = tokio::task::spawn_blocking(move || KeyMaterial::generate(alg))
                 .await
                 .map_err(|_| KeyError::Generate)??;
-            let record = KeyRecord {
+            let candidate = KeyRecord {
                 id: random_id(),
                 alg,
                 pkcs8: material.pkcs8,
                 created_at: now,
             };
-            store.insert_key(&record).await?;
-            tracing::info!(alg = alg.as_str(), "created a signing key");
-            records.push(record);
+            // Instances starting together on one database agree on a single key.
+            records = store.ensure_key(&candidate).await?;
+            if records.iter().any(|r| r.id == candidate.id) {
+                tracing::info!(alg = alg.as_str(), "created a signing key");
+            }
         }
         let mut signers = Vec::with_capacity(records.len());
         for r in &records {

@@ -39,6 +39,8 @@ where
     refresh_tokens(make().await).await;
     concurrent_rotation_has_one_winner(Arc::new(make().await)).await;
     keys(make().await).await;
+    ensure_key_agrees(Arc::new(make().await)).await;
+    grant_changes_are_announced(make().await).await;
     sessions(make().await).await;
     pending_count(make().await).await;
     sweep(make().await).await;
@@ -452,6 +454,56 @@ async fn keys(s: impl Store) {
     s.insert_key(&k).await.unwrap();
     assert_eq!(s.insert_key(&k).await, Err(StoreError::AlreadyExists));
     assert_eq!(s.list_keys().await.unwrap(), vec![k]);
+}
+
+async fn ensure_key_agrees(s: Arc<impl Store>) {
+    s.ping().await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let candidate = KeyRecord {
+                id: format!("k{i}"),
+                alg: Algorithm::EdDsa,
+                pkcs8: vec![i],
+                created_at: NOW,
+            };
+            s.ensure_key(&candidate).await.unwrap()
+        }));
+    }
+    let mut seen = Vec::new();
+    for t in tasks {
+        seen.push(t.await.unwrap());
+    }
+    assert!(
+        seen.iter().all(|keys| keys.len() == 1 && keys == &seen[0]),
+        "one key, the same for all: {seen:?}"
+    );
+    let other = KeyRecord {
+        id: "rsa".into(),
+        alg: Algorithm::Rs256,
+        pkcs8: vec![9],
+        created_at: NOW,
+    };
+    assert_eq!(
+        s.ensure_key(&other).await.unwrap().len(),
+        2,
+        "another algorithm gets its own key"
+    );
+}
+
+async fn grant_changes_are_announced(s: impl Store) {
+    let mut rx = s.subscribe();
+    let (_, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    s.update_grant(&g.approve("u1", NOW, NOW).unwrap())
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("announced")
+        .unwrap();
+    assert_eq!(got.grant_id, g.id);
 }
 
 async fn sessions(s: impl Store) {

@@ -9,6 +9,7 @@
 //! This crate knows nothing about HTTP.
 
 pub mod conformance;
+pub mod postgres;
 mod records;
 pub mod sqlite;
 
@@ -18,6 +19,7 @@ use devicegate_core::grant::DeviceGrant;
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 
+pub use postgres::PostgresStore;
 pub use records::{BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, UserRecord};
 pub use sqlite::SqliteStore;
 
@@ -40,10 +42,25 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A grant changed state (bound, approved, denied, polled, redeemed). Announced to every
+/// subscriber of every instance sharing the store, so that whatever waits on a grant's
+/// outcome learns of it at once instead of polling the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantChanged {
+    pub grant_id: String,
+}
+
 /// Everything devicegate persists. Methods are typed per record; updates to grants, flows and
 /// refresh tokens are compare-and-swap on what the caller read.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Succeeds when the store can be reached (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+
+    /// Announcements of grant changes, from this instance and, where the backend shares
+    /// them, from every other.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<GrantChanged>;
+
     async fn create_client(&self, client: &ClientRecord) -> Result<()>;
     async fn get_client(&self, id: &str) -> Result<ClientRecord>;
     async fn list_clients(&self) -> Result<Vec<ClientRecord>>;
@@ -95,6 +112,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
     async fn insert_key(&self, key: &KeyRecord) -> Result<()>;
+    /// Stores `candidate` unless a key of its algorithm exists, atomically across instances,
+    /// and returns every key: instances starting together agree on one key.
+    async fn ensure_key(&self, candidate: &KeyRecord) -> Result<Vec<KeyRecord>>;
 
     /// Deletes grants and flows that expired before `grace_before`, and expired refresh
     /// tokens and browser sessions (before `now`).

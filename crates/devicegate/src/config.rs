@@ -9,6 +9,29 @@ use devicegate_core::keys::Algorithm;
 use devicegate_server::Settings;
 use serde::Deserialize;
 
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+            // The URL may hold a password: show only where it points.
+            Database::Postgres(url) => {
+                let host = url.rsplit('@').next().unwrap_or(url);
+                let host = host
+                    .trim_start_matches("postgres://")
+                    .trim_start_matches("postgresql://");
+                write!(f, "postgres://…@{host}")
+            }
+        }
+    }
+}
+
 /// Lifetimes above this are refused: they would overflow time arithmetic and are never meant.
 const MAX_LIFETIME_SECS: u64 = 10 * 365 * 86_400;
 
@@ -122,10 +145,11 @@ impl Keys {
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
     }
 
-    pub fn database_path(&self) -> anyhow::Result<std::path::PathBuf> {
+    /// The database the URL names: `sqlite://PATH` (or a plain path), or `postgres://…`.
+    pub fn database(&self) -> anyhow::Result<Database> {
         let url = self.database.as_deref().unwrap_or("sqlite://devicegate.db");
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            bail!("PostgreSQL is not supported by this build yet; use a sqlite:// database");
+            return Ok(Database::Postgres(url.to_owned()));
         }
         let path = url
             .strip_prefix("sqlite://")
@@ -134,7 +158,7 @@ impl Keys {
         if path.is_empty() {
             bail!("the database URL {url:?} names no file");
         }
-        Ok(path.into())
+        Ok(Database::Sqlite(path.into()))
     }
 
     pub fn listen(&self) -> &str {
@@ -297,14 +321,14 @@ mod tests {
             database: Some("postgres://x".into()),
             ..Keys::default()
         };
-        assert!(k.database_path().is_err());
+        assert_eq!(
+            k.database().unwrap(),
+            Database::Postgres("postgres://x".into())
+        );
         let k = Keys {
             database: Some("sqlite:///tmp/a.db".into()),
             ..Keys::default()
         };
-        assert_eq!(
-            k.database_path().unwrap(),
-            std::path::Path::new("/tmp/a.db")
-        );
+        assert_eq!(k.database().unwrap(), Database::Sqlite("/tmp/a.db".into()));
     }
 }

@@ -7,14 +7,15 @@ mod admin;
 pub mod config;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use config::Database;
 use devicegate_server::{AppState, Settings};
-use devicegate_store::SqliteStore;
+use devicegate_store::{PostgresStore, SqliteStore, Store};
 
 pub use admin::{ClientCommand, UserCommand};
 
@@ -61,18 +62,31 @@ pub fn run() -> anyhow::Result<ExitCode> {
     };
     let keys = cli.keys.over(file);
     init_logging(keys.log.as_deref().unwrap_or("info"));
-    let db = keys.database_path()?;
+    let db = keys.database()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
         Command::Migrate => {
-            let n = SqliteStore::migrate(&db).map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("applied {n} migration(s) to {}", db.display());
+            let n = match &db {
+                Database::Sqlite(path) => {
+                    SqliteStore::migrate(path).map_err(|e| anyhow::anyhow!("{e}"))?
+                }
+                // Connecting applies the migrations (under a lock shared by every instance).
+                Database::Postgres(_) => {
+                    rt.block_on(open_store(&db))?;
+                    0
+                }
+            };
+            println!("applied {n} migration(s) to {db}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Client(cmd) => rt.block_on(admin::client(&open_store(&db)?, cmd)),
-        Command::User(cmd) => rt.block_on(admin::user(&open_store(&db)?, cmd)),
+        Command::Client(cmd) => {
+            rt.block_on(async { admin::client(open_store(&db).await?.as_ref(), cmd).await })
+        }
+        Command::User(cmd) => {
+            rt.block_on(async { admin::user(open_store(&db).await?.as_ref(), cmd).await })
+        }
         Command::Serve { demo } => rt.block_on(serve(&keys, &db, demo)),
     }
 }
@@ -86,15 +100,26 @@ fn init_logging(filter: &str) {
         .try_init();
 }
 
-fn open_store(db: &Path) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open(db).map_err(|e| anyhow::anyhow!("opening database {}: {e}", db.display()))
+/// Opens the store and applies its pending migrations.
+pub async fn open_store(db: &Database) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match db {
+        Database::Sqlite(path) => Arc::new(
+            SqliteStore::open(path)
+                .map_err(|e| anyhow::anyhow!("opening database {}: {e}", path.display()))?,
+        ),
+        Database::Postgres(url) => Arc::new(
+            PostgresStore::connect(url)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening database {db}: {e}"))?,
+        ),
+    })
 }
 
-async fn serve(keys: &config::Keys, db: &Path, demo: bool) -> anyhow::Result<ExitCode> {
+async fn serve(keys: &config::Keys, db: &Database, demo: bool) -> anyhow::Result<ExitCode> {
     let settings = keys.settings()?;
-    let store = open_store(db)?;
+    let store = open_store(db).await?;
     if demo {
-        admin::seed_demo(&store).await?;
+        admin::seed_demo(store.as_ref()).await?;
     }
     let listener = tokio::net::TcpListener::bind(keys.listen())
         .await
@@ -102,9 +127,7 @@ async fn serve(keys: &config::Keys, db: &Path, demo: bool) -> anyhow::Result<Exi
     let server = start(settings, store, listener).await?;
     eprintln!(
         "devicegate listening on http://{}  issuer {}  database {}",
-        server.addr,
-        server.issuer,
-        db.display()
+        server.addr, server.issuer, db
     );
     shutdown_signal().await;
     eprintln!("shutting down: draining in-flight requests");
@@ -153,12 +176,12 @@ impl Running {
 /// Starts serving `store` on `listener`.
 pub async fn start(
     settings: Settings,
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let issuer = settings.issuer.clone();
-    let state = AppState::new(settings, Arc::new(store)).await?;
+    let state = AppState::new(settings, store).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(devicegate_server::serve(
         listener,

@@ -21,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::records::{
     BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, UserRecord,
 };
-use crate::{Result, Store, StoreError};
+use crate::{GrantChanged, Result, Store, StoreError};
 use codec::*;
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records the last one.
@@ -40,6 +40,7 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
+    grants: tokio::sync::broadcast::Sender<GrantChanged>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -86,6 +87,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
+                grants: tokio::sync::broadcast::channel(1024).0,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
             }),
@@ -230,8 +232,56 @@ fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<()> {
     Ok(())
 }
 
+impl SqliteStore {
+    /// Announces a committed change; nobody listening is fine.
+    fn announce(&self, grant_id: &str) {
+        let _ = self.inner.grants.send(GrantChanged {
+            grant_id: grant_id.to_owned(),
+        });
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
+            .await
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<GrantChanged> {
+        self.inner.grants.subscribe()
+    }
+
+    async fn ensure_key(&self, candidate: &KeyRecord) -> Result<Vec<KeyRecord>> {
+        let k = candidate.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            let exists = tx
+                .query_row(
+                    "SELECT 1 FROM signing_keys WHERE alg = ?1 LIMIT 1",
+                    [k.alg.as_str()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(internal)?;
+            if exists.is_none() {
+                tx.execute(
+                    "INSERT INTO signing_keys (id, alg, pkcs8, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![k.id, k.alg.as_str(), k.pkcs8, k.created_at.as_millis()],
+                )
+                .map_err(constraint)?;
+            }
+            let keys = get_all(
+                &tx,
+                "SELECT id, alg, pkcs8, created_at FROM signing_keys ORDER BY created_at, id",
+                key_from_row,
+            )?;
+            tx.commit().map_err(internal)?;
+            Ok(keys)
+        })
+        .await
+    }
+
     async fn create_client(&self, c: &ClientRecord) -> Result<()> {
         let c = c.clone();
         self.write(move |conn| {
@@ -470,21 +520,26 @@ impl Store for SqliteStore {
     }
 
     async fn update_grant(&self, g: &DeviceGrant) -> Result<()> {
-        let g = g.clone();
-        self.write(move |conn| update_grant_in(conn, &g)).await
+        let grant = g.clone();
+        self.write(move |conn| update_grant_in(conn, &grant))
+            .await?;
+        self.announce(&g.id);
+        Ok(())
     }
 
     async fn redeem_grant(&self, g: &DeviceGrant, refresh: Option<&RefreshToken>) -> Result<()> {
-        let (g, refresh) = (g.clone(), refresh.cloned());
+        let (grant, refresh) = (g.clone(), refresh.cloned());
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
-            update_grant_in(&tx, &g)?;
+            update_grant_in(&tx, &grant)?;
             if let Some(t) = &refresh {
                 insert_refresh_in(&tx, t)?;
             }
             tx.commit().map_err(internal)
         })
-        .await
+        .await?;
+        self.announce(&g.id);
+        Ok(())
     }
 
     async fn create_flow(&self, f: &Flow) -> Result<()> {
@@ -527,6 +582,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_flow(&self, f: &Flow, grant: Option<&DeviceGrant>) -> Result<()> {
+        let grant_id = grant.map(|g| g.id.clone());
         let (f, grant) = (f.clone(), grant.cloned());
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
@@ -555,7 +611,11 @@ impl Store for SqliteStore {
             }
             tx.commit().map_err(internal)
         })
-        .await
+        .await?;
+        if let Some(id) = grant_id {
+            self.announce(&id);
+        }
+        Ok(())
     }
 
     async fn get_refresh_token(&self, hash: &SecretHash) -> Result<RefreshToken> {

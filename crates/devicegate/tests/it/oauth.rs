@@ -759,7 +759,9 @@ async fn signing_keys_persist_across_restarts() {
         signing_alg: Algorithm::Es256,
         ..Default::default()
     };
-    let running = devicegate::start(settings, store, listener).await.unwrap();
+    let running = devicegate::start(settings, std::sync::Arc::new(store), listener)
+        .await
+        .unwrap();
     let after: Value = s
         .http
         .get(format!("{base}/oauth2/jwks"))

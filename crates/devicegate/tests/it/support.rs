@@ -38,7 +38,9 @@ impl TestServer {
         };
         tweak(&mut settings);
         let store = SqliteStore::open(dir.path().join("devicegate.db")).unwrap();
-        let running = devicegate::start(settings, store, listener).await.unwrap();
+        let running = devicegate::start(settings, std::sync::Arc::new(store), listener)
+            .await
+            .unwrap();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

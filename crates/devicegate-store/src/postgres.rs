@@ -1,0 +1,956 @@
+//! The PostgreSQL backend, for several instances behind a load balancer.
+//!
+//! tokio-postgres with a deadpool pool, statements prepared once per connection. Every
+//! compare-and-swap is a single conditional `UPDATE … WHERE version = $n`, so it holds across
+//! instances exactly as within one. Grant changes are announced with `NOTIFY` inside the
+//! changing transaction (delivered on commit) and received by one `LISTEN` connection per
+//! instance, which reconnects by itself. When the database cannot be reached, calls fail fast
+//! with [`StoreError::Unavailable`] and the pool reconnects once it is back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Timeouts};
+use devicegate_core::flow::Flow;
+use devicegate_core::grant::{DeviceGrant, GrantStatus, Requester};
+use devicegate_core::keys::Algorithm;
+use devicegate_core::scope::Scopes;
+use devicegate_core::user_code::UserCode;
+use devicegate_core::{SecretHash, Timestamp};
+use devicegate_proto::{FlowResult, FlowStatus};
+use tokio::sync::broadcast;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::records::{
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, UserRecord,
+};
+use crate::{GrantChanged, Result, Store, StoreError};
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
+/// Taken while migrating, so that instances starting together migrate once.
+const MIGRATION_LOCK: i64 = 0x6465_7669_6365_6761;
+const CHANNEL: &str = "devicegate_grants";
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: Pool,
+    grants: broadcast::Sender<GrantChanged>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) if *db.code() == SqlState::UNIQUE_VIOLATION => StoreError::AlreadyExists,
+        // Class 08 (connection exception) and 57 (operator intervention: shutdown).
+        Some(db) if db.code().code().starts_with("08") || db.code().code().starts_with("57") => {
+            StoreError::Unavailable(db.message().to_owned())
+        }
+        Some(db) => StoreError::Internal(db.message().to_owned()),
+        None => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn bad(what: &str) -> StoreError {
+    StoreError::Internal(format!("invalid {what} in the database"))
+}
+
+impl PostgresStore {
+    /// Connects, applies pending migrations, and starts listening for grant changes.
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            StoreError::Internal(format!("bad database URL: {e}"))
+        })?;
+        let mut config = config;
+        config.connect_timeout(Duration::from_secs(2));
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .timeouts(Timeouts {
+                wait: Some(Duration::from_secs(2)),
+                create: Some(Duration::from_secs(2)),
+                recycle: Some(Duration::from_secs(2)),
+            })
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        migrate(&pool).await?;
+        let grants = broadcast::channel(1024).0;
+        let listener = tokio::spawn(listen_forever(config, grants.clone()));
+        Ok(PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                grants,
+                listener,
+            }),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    async fn opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg)?;
+        client.query_opt(&stmt, params).await.map_err(pg)
+    }
+
+    async fn one<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        map: fn(&Row) -> Result<T>,
+    ) -> Result<T> {
+        match self.opt(sql, params).await? {
+            Some(row) => map(&row),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn all<T>(&self, sql: &str, map: fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg)?;
+        client
+            .query(&stmt, &[])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(map)
+            .collect()
+    }
+
+    async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg)?;
+        client.execute(&stmt, params).await.map_err(pg)
+    }
+}
+
+/// Applies pending migrations under an advisory lock; returns how many ran.
+async fn migrate(pool: &Pool) -> Result<usize> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS devicegate_schema (version INTEGER NOT NULL)")
+        .await
+        .map_err(pg)?;
+    let current: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM devicegate_schema",
+            &[],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    let current = current as usize;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Internal(format!(
+            "database schema version {current} is newer than this devicegate ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.batch_execute(sql).await.map_err(pg)?;
+        tx.execute(
+            "INSERT INTO devicegate_schema (version) VALUES ($1)",
+            &[&((i + 1) as i32)],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    tx.commit().await.map_err(pg)?;
+    Ok(MIGRATIONS.len() - current)
+}
+
+/// One LISTEN connection per instance, forwarding announcements; reconnects forever.
+/// Announcements made while it is disconnected are lost: waiters re-read the grant after
+/// a timeout, as they must anyway.
+async fn listen_forever(config: tokio_postgres::Config, out: broadcast::Sender<GrantChanged>) {
+    use futures_util::StreamExt;
+    loop {
+        if let Ok((client, mut conn)) = config.connect(NoTls).await {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let driver = tokio::spawn(async move {
+                let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+                while let Some(Ok(message)) = messages.next().await {
+                    if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                        let _ = tx.send(n.payload().to_owned());
+                    }
+                }
+            });
+            if client
+                .batch_execute(&format!("LISTEN {CHANNEL}"))
+                .await
+                .is_ok()
+            {
+                while let Some(grant_id) = rx.recv().await {
+                    let _ = out.send(GrantChanged { grant_id });
+                }
+            }
+            driver.abort();
+            tracing::warn!("lost the PostgreSQL LISTEN connection; reconnecting");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+const GRANT_COLUMNS: &str = "id, device_code_hash, user_code, client_id, scopes, status, subject, auth_time, \
+     created_at, expires_at, interval_secs, last_poll_at, flow_id, flow_expires_at, requester_ip, requester_agent, \
+     version";
+const FLOW_COLUMNS: &str = "id, secret_hash, status, grant_id, user_id, signed_on_at, failed_attempts, result, \
+     created_at, expires_at, version";
+const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_types, device_code_ttl_secs, poll_interval_secs, created_at";
+const USER_COLUMNS: &str = "id, username, password_hash, name, email, created_at";
+const REFRESH_COLUMNS: &str =
+    "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used";
+const SESSION_COLUMNS: &str = "id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at";
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
+    ms.map(Timestamp::from_millis)
+}
+
+fn hash(b: &[u8]) -> Result<SecretHash> {
+    SecretHash::from_bytes(b).ok_or_else(|| bad("hash"))
+}
+
+fn scopes(s: &str) -> Result<Scopes> {
+    Scopes::parse(s).ok_or_else(|| bad("scopes"))
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+    row.try_get(i)
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+fn grant_from_row(r: &Row) -> Result<DeviceGrant> {
+    let status = match get::<&str>(r, 5)? {
+        "pending" => GrantStatus::Pending,
+        "approved" => GrantStatus::Approved {
+            subject: get(r, 6)?,
+            auth_time: ts(get(r, 7)?),
+        },
+        "denied" => GrantStatus::Denied,
+        "redeemed" => GrantStatus::Redeemed,
+        _ => return Err(bad("grant status")),
+    };
+    Ok(DeviceGrant {
+        id: get(r, 0)?,
+        device_code_hash: hash(get(r, 1)?)?,
+        user_code: UserCode::from_canonical(get(r, 2)?),
+        client_id: get(r, 3)?,
+        scopes: scopes(get(r, 4)?)?,
+        status,
+        created_at: ts(get(r, 8)?),
+        expires_at: ts(get(r, 9)?),
+        interval_secs: u32::try_from(get::<i64>(r, 10)?).map_err(|_| bad("interval"))?,
+        last_poll_at: opt_ts(get(r, 11)?),
+        flow_id: get(r, 12)?,
+        flow_expires_at: opt_ts(get(r, 13)?),
+        requester: Requester {
+            ip: get(r, 14)?,
+            user_agent: get(r, 15)?,
+        },
+        version: get(r, 16)?,
+    })
+}
+
+fn flow_from_row(r: &Row) -> Result<Flow> {
+    Ok(Flow {
+        id: get(r, 0)?,
+        secret_hash: hash(get(r, 1)?)?,
+        status: FlowStatus::parse(get(r, 2)?).ok_or_else(|| bad("flow status"))?,
+        grant_id: get(r, 3)?,
+        user_id: get(r, 4)?,
+        signed_on_at: opt_ts(get(r, 5)?),
+        failed_attempts: u32::try_from(get::<i64>(r, 6)?).map_err(|_| bad("attempts"))?,
+        result: match get::<Option<&str>>(r, 7)? {
+            None => None,
+            Some("approved") => Some(FlowResult::Approved),
+            Some("denied") => Some(FlowResult::Denied),
+            Some(_) => return Err(bad("flow result")),
+        },
+        created_at: ts(get(r, 8)?),
+        expires_at: ts(get(r, 9)?),
+        version: get(r, 10)?,
+    })
+}
+
+fn client_from_row(r: &Row) -> Result<ClientRecord> {
+    let secret: Option<&[u8]> = get(r, 2)?;
+    let grant_types: &str = get(r, 4)?;
+    let secs = |v: Option<i64>| {
+        v.map(|s| u32::try_from(s).map_err(|_| bad("seconds")))
+            .transpose()
+    };
+    Ok(ClientRecord {
+        id: get(r, 0)?,
+        name: get(r, 1)?,
+        secret_hash: secret.map(hash).transpose()?,
+        scopes: scopes(get(r, 3)?)?,
+        grant_types: grant_types.split_whitespace().map(str::to_owned).collect(),
+        device_code_ttl_secs: secs(get(r, 5)?)?,
+        poll_interval_secs: secs(get(r, 6)?)?,
+        created_at: ts(get(r, 7)?),
+    })
+}
+
+fn user_from_row(r: &Row) -> Result<UserRecord> {
+    Ok(UserRecord {
+        id: get(r, 0)?,
+        username: get(r, 1)?,
+        password_hash: get(r, 2)?,
+        name: get(r, 3)?,
+        email: get(r, 4)?,
+        created_at: ts(get(r, 5)?),
+    })
+}
+
+fn refresh_from_row(r: &Row) -> Result<RefreshToken> {
+    Ok(RefreshToken {
+        hash: hash(get(r, 0)?)?,
+        family_id: get(r, 1)?,
+        client_id: get(r, 2)?,
+        subject: get(r, 3)?,
+        scopes: scopes(get(r, 4)?)?,
+        auth_time: ts(get(r, 5)?),
+        created_at: ts(get(r, 6)?),
+        expires_at: ts(get(r, 7)?),
+        used: get(r, 8)?,
+    })
+}
+
+fn key_from_row(r: &Row) -> Result<KeyRecord> {
+    Ok(KeyRecord {
+        id: get(r, 0)?,
+        alg: Algorithm::parse(get(r, 1)?).ok_or_else(|| bad("algorithm"))?,
+        pkcs8: get(r, 2)?,
+        created_at: ts(get(r, 3)?),
+    })
+}
+
+fn session_from_row(r: &Row) -> Result<BrowserSession> {
+    let flow: Option<&[u8]> = get(r, 3)?;
+    Ok(BrowserSession {
+        id_hash: hash(get(r, 0)?)?,
+        user_id: get(r, 1)?,
+        signed_on_at: opt_ts(get(r, 2)?),
+        flow_hash: flow.map(hash).transpose()?,
+        created_at: ts(get(r, 4)?),
+        expires_at: ts(get(r, 5)?),
+    })
+}
+
+fn grant_status_columns(s: &GrantStatus) -> (&'static str, Option<&str>, Option<i64>) {
+    match s {
+        GrantStatus::Approved { subject, auth_time } => (
+            s.name(),
+            Some(subject.as_str()),
+            Some(auth_time.as_millis()),
+        ),
+        _ => (s.name(), None, None),
+    }
+}
+
+fn flow_result_column(r: Option<FlowResult>) -> Option<&'static str> {
+    r.map(|r| match r {
+        FlowResult::Approved => "approved",
+        FlowResult::Denied => "denied",
+    })
+}
+
+/// The conditional update of a grant, and its announcement, inside `tx`.
+async fn update_grant_in(tx: &deadpool_postgres::Transaction<'_>, g: &DeviceGrant) -> Result<()> {
+    let (status, subject, auth_time) = grant_status_columns(&g.status);
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE device_grants SET status = $1, subject = $2, auth_time = $3, interval_secs = $4, \
+             last_poll_at = $5, flow_id = $6, flow_expires_at = $7, version = version + 1 \
+             WHERE id = $8 AND version = $9",
+        )
+        .await
+        .map_err(pg)?;
+    let n = tx
+        .execute(
+            &stmt,
+            &[
+                &status,
+                &subject,
+                &auth_time,
+                &i64::from(g.interval_secs),
+                &g.last_poll_at.map(Timestamp::as_millis),
+                &g.flow_id,
+                &g.flow_expires_at.map(Timestamp::as_millis),
+                &g.id,
+                &g.version,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    if n != 1 {
+        let exists = tx
+            .query_opt("SELECT 1 FROM device_grants WHERE id = $1", &[&g.id])
+            .await
+            .map_err(pg)?;
+        return Err(if exists.is_some() {
+            StoreError::Conflict
+        } else {
+            StoreError::NotFound
+        });
+    }
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &g.id])
+        .await
+        .map_err(pg)?;
+    Ok(())
+}
+
+async fn insert_refresh_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    t: &RefreshToken,
+) -> Result<()> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .await
+        .map_err(pg)?;
+    tx.execute(
+        &stmt,
+        &[
+            &t.hash.as_bytes().as_slice(),
+            &t.family_id,
+            &t.client_id,
+            &t.subject,
+            &t.scopes.to_string(),
+            &t.auth_time.as_millis(),
+            &t.created_at.as_millis(),
+            &t.expires_at.as_millis(),
+            &t.used,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<()> {
+        self.exec("SELECT 1", &[]).await.map(|_| ())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<GrantChanged> {
+        self.inner.grants.subscribe()
+    }
+
+    async fn create_client(&self, c: &ClientRecord) -> Result<()> {
+        self.exec(
+            &format!(
+                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            &[
+                &c.id,
+                &c.name,
+                &c.secret_hash.as_ref().map(|h| h.as_bytes().to_vec()),
+                &c.scopes.to_string(),
+                &c.grant_types.join(" "),
+                &c.device_code_ttl_secs.map(i64::from),
+                &c.poll_interval_secs.map(i64::from),
+                &c.created_at.as_millis(),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_client(&self, id: &str) -> Result<ClientRecord> {
+        self.one(
+            &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"),
+            &[&id],
+            client_from_row,
+        )
+        .await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
+        self.all(
+            &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id"),
+            client_from_row,
+        )
+        .await
+    }
+
+    async fn delete_client(&self, id: &str) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        if tx
+            .execute("DELETE FROM clients WHERE id = $1", &[&id])
+            .await
+            .map_err(pg)?
+            == 0
+        {
+            return Err(StoreError::NotFound);
+        }
+        tx.execute("DELETE FROM device_grants WHERE client_id = $1", &[&id])
+            .await
+            .map_err(pg)?;
+        tx.execute("DELETE FROM refresh_tokens WHERE client_id = $1", &[&id])
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn create_user(&self, u: &UserRecord) -> Result<()> {
+        self.exec(
+            &format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+            &[
+                &u.id,
+                &u.username,
+                &u.password_hash,
+                &u.name,
+                &u.email,
+                &u.created_at.as_millis(),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_user(&self, id: &str) -> Result<UserRecord> {
+        self.one(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
+            &[&id],
+            user_from_row,
+        )
+        .await
+    }
+
+    async fn get_user_by_username(&self, username: &str) -> Result<UserRecord> {
+        self.one(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"),
+            &[&username],
+            user_from_row,
+        )
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>> {
+        self.all(
+            &format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"),
+            user_from_row,
+        )
+        .await
+    }
+
+    async fn delete_user(&self, username: &str) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let row = tx
+            .query_opt(
+                "DELETE FROM users WHERE username = $1 RETURNING id",
+                &[&username],
+            )
+            .await
+            .map_err(pg)?;
+        let id: String = row.ok_or(StoreError::NotFound)?.get(0);
+        tx.execute("DELETE FROM refresh_tokens WHERE subject = $1", &[&id])
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn set_password(&self, username: &str, password_hash: &str) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let row = tx
+            .query_opt(
+                "UPDATE users SET password_hash = $1 WHERE username = $2 RETURNING id",
+                &[&password_hash, &username],
+            )
+            .await
+            .map_err(pg)?;
+        let id: String = row.ok_or(StoreError::NotFound)?.get(0);
+        tx.execute("DELETE FROM refresh_tokens WHERE subject = $1", &[&id])
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn create_grant(&self, g: &DeviceGrant) -> Result<()> {
+        let (status, subject, auth_time) = grant_status_columns(&g.status);
+        self.exec(
+            &format!(
+                "INSERT INTO device_grants ({GRANT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            ),
+            &[
+                &g.id,
+                &g.device_code_hash.as_bytes().as_slice(),
+                &g.user_code.canonical(),
+                &g.client_id,
+                &g.scopes.to_string(),
+                &status,
+                &subject,
+                &auth_time,
+                &g.created_at.as_millis(),
+                &g.expires_at.as_millis(),
+                &i64::from(g.interval_secs),
+                &g.last_poll_at.map(Timestamp::as_millis),
+                &g.flow_id,
+                &g.flow_expires_at.map(Timestamp::as_millis),
+                &g.requester.ip,
+                &g.requester.user_agent,
+                &g.version,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_grant(&self, id: &str) -> Result<DeviceGrant> {
+        self.one(
+            &format!("SELECT {GRANT_COLUMNS} FROM device_grants WHERE id = $1"),
+            &[&id],
+            grant_from_row,
+        )
+        .await
+    }
+
+    async fn get_grant_by_device_code(&self, h: &SecretHash) -> Result<DeviceGrant> {
+        self.one(
+            &format!("SELECT {GRANT_COLUMNS} FROM device_grants WHERE device_code_hash = $1"),
+            &[&h.as_bytes().as_slice()],
+            grant_from_row,
+        )
+        .await
+    }
+
+    async fn get_grant_by_user_code(&self, code: &UserCode) -> Result<DeviceGrant> {
+        self.one(
+            &format!("SELECT {GRANT_COLUMNS} FROM device_grants WHERE user_code = $1"),
+            &[&code.canonical()],
+            grant_from_row,
+        )
+        .await
+    }
+
+    async fn update_grant(&self, g: &DeviceGrant) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        update_grant_in(&tx, g).await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn redeem_grant(&self, g: &DeviceGrant, refresh: Option<&RefreshToken>) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        update_grant_in(&tx, g).await?;
+        if let Some(t) = refresh {
+            insert_refresh_in(&tx, t).await?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn create_flow(&self, f: &Flow) -> Result<()> {
+        self.exec(
+            &format!("INSERT INTO flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
+            &[
+                &f.id,
+                &f.secret_hash.as_bytes().as_slice(),
+                &f.status.as_str(),
+                &f.grant_id,
+                &f.user_id,
+                &f.signed_on_at.map(Timestamp::as_millis),
+                &i64::from(f.failed_attempts),
+                &flow_result_column(f.result),
+                &f.created_at.as_millis(),
+                &f.expires_at.as_millis(),
+                &f.version,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_flow(&self, h: &SecretHash) -> Result<Flow> {
+        self.one(
+            &format!("SELECT {FLOW_COLUMNS} FROM flows WHERE secret_hash = $1"),
+            &[&h.as_bytes().as_slice()],
+            flow_from_row,
+        )
+        .await
+    }
+
+    async fn update_flow(&self, f: &Flow, grant: Option<&DeviceGrant>) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE flows SET status = $1, grant_id = $2, user_id = $3, signed_on_at = $4, \
+                 failed_attempts = $5, result = $6, version = version + 1 WHERE id = $7 AND version = $8",
+            )
+            .await
+            .map_err(pg)?;
+        let n = tx
+            .execute(
+                &stmt,
+                &[
+                    &f.status.as_str(),
+                    &f.grant_id,
+                    &f.user_id,
+                    &f.signed_on_at.map(Timestamp::as_millis),
+                    &i64::from(f.failed_attempts),
+                    &flow_result_column(f.result),
+                    &f.id,
+                    &f.version,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        if n != 1 {
+            let exists = tx
+                .query_opt("SELECT 1 FROM flows WHERE id = $1", &[&f.id])
+                .await
+                .map_err(pg)?;
+            return Err(if exists.is_some() {
+                StoreError::Conflict
+            } else {
+                StoreError::NotFound
+            });
+        }
+        if let Some(g) = grant {
+            update_grant_in(&tx, g).await?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn get_refresh_token(&self, h: &SecretHash) -> Result<RefreshToken> {
+        self.one(
+            &format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE hash = $1"),
+            &[&h.as_bytes().as_slice()],
+            refresh_from_row,
+        )
+        .await
+    }
+
+    async fn rotate_refresh_token(&self, old: &SecretHash, new: &RefreshToken) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let old = old.as_bytes().as_slice();
+        let n = tx
+            .execute(
+                "UPDATE refresh_tokens SET used = TRUE WHERE hash = $1 AND NOT used",
+                &[&old],
+            )
+            .await
+            .map_err(pg)?;
+        if n != 1 {
+            let exists = tx
+                .query_opt("SELECT 1 FROM refresh_tokens WHERE hash = $1", &[&old])
+                .await
+                .map_err(pg)?;
+            return Err(if exists.is_some() {
+                StoreError::Conflict
+            } else {
+                StoreError::NotFound
+            });
+        }
+        insert_refresh_in(&tx, new).await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn revoke_refresh_family(&self, family_id: &str) -> Result<u64> {
+        self.exec(
+            "DELETE FROM refresh_tokens WHERE family_id = $1",
+            &[&family_id],
+        )
+        .await
+    }
+
+    async fn count_pending_grants(&self, now: Timestamp) -> Result<u64> {
+        let row = self
+            .opt(
+                "SELECT COUNT(*) FROM device_grants WHERE status = 'pending' AND expires_at > $1",
+                &[&now.as_millis()],
+            )
+            .await?
+            .ok_or_else(|| bad("count"))?;
+        Ok(get::<i64>(&row, 0)? as u64)
+    }
+
+    async fn create_session(&self, s: &BrowserSession) -> Result<()> {
+        self.exec(
+            &format!(
+                "INSERT INTO browser_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            ),
+            &[
+                &s.id_hash.as_bytes().as_slice(),
+                &s.user_id,
+                &s.signed_on_at.map(Timestamp::as_millis),
+                &s.flow_hash.map(|h| h.as_bytes().to_vec()),
+                &s.created_at.as_millis(),
+                &s.expires_at.as_millis(),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_session(&self, h: &SecretHash) -> Result<BrowserSession> {
+        self.one(
+            &format!("SELECT {SESSION_COLUMNS} FROM browser_sessions WHERE id_hash = $1"),
+            &[&h.as_bytes().as_slice()],
+            session_from_row,
+        )
+        .await
+    }
+
+    async fn update_session(&self, s: &BrowserSession) -> Result<()> {
+        let n = self
+            .exec(
+                "UPDATE browser_sessions SET user_id = $1, signed_on_at = $2, flow_hash = $3, expires_at = $4 \
+                 WHERE id_hash = $5",
+                &[
+                    &s.user_id,
+                    &s.signed_on_at.map(Timestamp::as_millis),
+                    &s.flow_hash.map(|h| h.as_bytes().to_vec()),
+                    &s.expires_at.as_millis(),
+                    &s.id_hash.as_bytes().as_slice(),
+                ],
+            )
+            .await?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    async fn delete_session(&self, h: &SecretHash) -> Result<()> {
+        match self
+            .exec(
+                "DELETE FROM browser_sessions WHERE id_hash = $1",
+                &[&h.as_bytes().as_slice()],
+            )
+            .await?
+        {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
+        self.all(
+            "SELECT id, alg, pkcs8, created_at FROM signing_keys ORDER BY created_at, id",
+            key_from_row,
+        )
+        .await
+    }
+
+    async fn insert_key(&self, k: &KeyRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO signing_keys (id, alg, pkcs8, created_at) VALUES ($1, $2, $3, $4)",
+            &[&k.id, &k.alg.as_str(), &k.pkcs8, &k.created_at.as_millis()],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn ensure_key(&self, k: &KeyRecord) -> Result<Vec<KeyRecord>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // Serialise instances creating keys; the lock ends with the transaction.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(MIGRATION_LOCK + 1)])
+            .await
+            .map_err(pg)?;
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM signing_keys WHERE alg = $1 LIMIT 1",
+                &[&k.alg.as_str()],
+            )
+            .await
+            .map_err(pg)?;
+        if exists.is_none() {
+            tx.execute(
+                "INSERT INTO signing_keys (id, alg, pkcs8, created_at) VALUES ($1, $2, $3, $4)",
+                &[&k.id, &k.alg.as_str(), &k.pkcs8, &k.created_at.as_millis()],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        let rows = tx
+            .query(
+                "SELECT id, alg, pkcs8, created_at FROM signing_keys ORDER BY created_at, id",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn sweep(&self, now: Timestamp, grace_before: Timestamp) -> Result<SweepCounts> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let grace = grace_before.as_millis();
+        let now = now.as_millis();
+        let grants = tx
+            .execute("DELETE FROM device_grants WHERE expires_at < $1", &[&grace])
+            .await
+            .map_err(pg)?;
+        let flows = tx
+            .execute("DELETE FROM flows WHERE expires_at < $1", &[&grace])
+            .await
+            .map_err(pg)?;
+        let refresh_tokens = tx
+            .execute("DELETE FROM refresh_tokens WHERE expires_at < $1", &[&now])
+            .await
+            .map_err(pg)?;
+        let sessions = tx
+            .execute(
+                "DELETE FROM browser_sessions WHERE expires_at < $1",
+                &[&now],
+            )
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(SweepCounts {
+            grants,
+            flows,
+            refresh_tokens,
+            sessions,
+        })
+    }
+}
