@@ -70,10 +70,6 @@ impl Schedule {
         }
     }
 
-    pub(crate) fn interval(&self) -> Duration {
-        self.interval
-    }
-
     /// How long to wait before the next request, or `None` when that request would fall
     /// after `expires_in`: the device code is dead by then, so polling stops (§3.5: the
     /// client may not poll for a code past its lifetime).

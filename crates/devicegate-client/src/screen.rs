@@ -56,6 +56,20 @@ const FONT: &[(char, [&str; GLYPH_ROWS])] = &[
 /// The whole screen for `authorization`: the address, the code large and plain, and a QR
 /// code of the complete address (or of the plain one when the server gave no complete one).
 pub fn render(authorization: &Authorization) -> String {
+    render_inner(authorization, |qr| qr)
+}
+
+/// [`render`] for a terminal that takes ANSI colours: the QR code is drawn white on black
+/// whatever the terminal's theme, so phones read it on light backgrounds too.
+pub fn render_ansi(authorization: &Authorization) -> String {
+    render_inner(authorization, |qr| {
+        qr.lines()
+            .map(|l| format!("\x1b[97;40m{l}\x1b[0m\n"))
+            .collect()
+    })
+}
+
+fn render_inner(authorization: &Authorization, paint_qr: impl Fn(String) -> String) -> String {
     let qr_target = authorization
         .verification_uri_complete()
         .unwrap_or(authorization.verification_uri());
@@ -74,7 +88,7 @@ pub fn render(authorization: &Authorization) -> String {
         out.push_str(
             "or scan this code with a phone to open the address with the code filled in:\n\n",
         );
-        out.push_str(&qr);
+        out.push_str(&paint_qr(qr));
     }
     out
 }
@@ -198,6 +212,19 @@ mod tests {
                 assert_eq!(light, expected[(x, y)] == Color::Light, "module ({x},{y})");
             }
         }
+    }
+
+    #[test]
+    fn the_ansi_screen_paints_only_the_qr_code() {
+        let a = authorization(Some("https://id.example/device?user_code=BDKW-QZTR"));
+        let (plain, ansi) = (render(&a), render_ansi(&a));
+        let painted: Vec<&str> = ansi.lines().filter(|l| l.contains("\x1b[")).collect();
+        let qr = qr_code("https://id.example/device?user_code=BDKW-QZTR").unwrap();
+        assert_eq!(painted.len(), qr.lines().count());
+        assert_eq!(
+            ansi.replace("\x1b[97;40m", "").replace("\x1b[0m", ""),
+            plain
+        );
     }
 
     #[test]

@@ -4,5 +4,6 @@
 mod cli;
 mod flows;
 mod interop;
+mod login;
 mod oauth;
 mod support;
