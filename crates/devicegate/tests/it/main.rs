@@ -6,4 +6,5 @@ mod flows;
 mod interop;
 mod login;
 mod oauth;
+mod oidc_provider;
 mod support;
