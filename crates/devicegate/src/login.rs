@@ -29,6 +29,9 @@ pub mod exit {
 pub enum AccountCommand {
     /// Sign in with the device flow: shows a code to approve in a browser, then stores the
     /// tokens (needs --issuer)
+    #[command(
+        after_help = "Exit codes: 0 signed in, 1 error, 2 usage, 3 access denied, 4 code expired, 130 cancelled"
+    )]
     Login(LoginArgs),
     /// Show or refresh the stored tokens
     #[command(subcommand)]
