@@ -421,6 +421,8 @@ impl TokenTypeHint {
 enum Answer {
     Tokens(Tokens),
     Refused(AnyErrorResponse),
+    /// An answer that is neither tokens nor an OAuth error.
+    Malformed(Error),
     /// Transport failure, timeout, or a 5xx/429: worth retrying later.
     Unreachable(Error),
 }
@@ -530,6 +532,7 @@ impl Client {
             match self.token_request(form()).await {
                 Answer::Tokens(t) => poll::Outcome::Tokens(t),
                 Answer::Unreachable(_) => poll::Outcome::Unreachable,
+                Answer::Malformed(e) => poll::Outcome::Fatal(e),
                 Answer::Refused(e) => match e.code() {
                     Some(ErrorCode::AuthorizationPending) => poll::Outcome::Pending,
                     Some(ErrorCode::SlowDown) => poll::Outcome::SlowDown {
@@ -575,7 +578,7 @@ impl Client {
                 Ok(t)
             }
             Answer::Refused(e) => Err(oauth_error(e)),
-            Answer::Unreachable(e) => Err(e),
+            Answer::Unreachable(e) | Answer::Malformed(e) => Err(e),
         }
     }
 
@@ -623,19 +626,17 @@ impl Client {
         if status.is_success() {
             return match serde_json::from_str::<AnyTokenResponse>(&text) {
                 Ok(t) => Answer::Tokens(t.into()),
-                Err(e) => Answer::Refused(AnyErrorResponse {
-                    error: "invalid_response".into(),
-                    error_description: Some(format!("not a token response: {e}")),
-                    interval: None,
+                Err(e) => Answer::Malformed(Error::Protocol {
+                    url: url.clone(),
+                    detail: format!("not a token response: {e}"),
                 }),
             };
         }
         match serde_json::from_str::<AnyErrorResponse>(&text) {
             Ok(e) => Answer::Refused(e),
-            Err(_) => Answer::Refused(AnyErrorResponse {
-                error: "invalid_response".into(),
-                error_description: Some(format!("HTTP {status} without an OAuth error body")),
-                interval: None,
+            Err(_) => Answer::Malformed(Error::Protocol {
+                url: url.clone(),
+                detail: format!("HTTP {status} without an OAuth error body"),
             }),
         }
     }
@@ -753,6 +754,29 @@ mod tests {
         let d = format!("{a:?}");
         assert!(!d.contains("dgd_secret") && d.contains("BDKW-QZTR"), "{d}");
         assert_eq!(a.interval(), Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn poll_until_ends_with_cancelled_when_the_signal_fires() {
+        let a = Authorization::from_response(
+            DeviceAuthorizationResponse {
+                device_code: "dc".into(),
+                user_code: "BDKW-QZTR".into(),
+                verification_uri: "http://127.0.0.1:9/device".into(),
+                verification_uri_complete: None,
+                expires_in: 600,
+                interval: Some(1),
+            },
+            Instant::now(),
+        );
+        let client = Client::new(
+            Endpoints::new("http://127.0.0.1:9/d", "http://127.0.0.1:9/t"),
+            "cli",
+        );
+        let started = Instant::now();
+        let r = client.poll_until(&a, std::future::ready(())).await;
+        assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+        assert!(started.elapsed() < Duration::from_millis(500));
     }
 
     #[test]

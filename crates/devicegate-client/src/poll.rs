@@ -71,8 +71,8 @@ impl Schedule {
     }
 
     /// How long to wait before the next request, or `None` when that request would fall
-    /// after `expires_in`: the device code is dead by then, so polling stops (§3.5: the
-    /// client may not poll for a code past its lifetime).
+    /// after `expires_in` (§3.2): the device code is dead by then and the request could only
+    /// hear `expired_token`, so polling stops.
     pub(crate) fn next_wait(&self, now: Instant) -> Option<Duration> {
         // §3.5: "On encountering a connection timeout, clients MUST unilaterally reduce their
         // polling frequency before retrying", by doubling, as the RFC recommends.
