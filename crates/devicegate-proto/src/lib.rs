@@ -113,6 +113,12 @@ impl ErrorCode {
             ErrorCode::InsufficientScope => "insufficient_scope",
         }
     }
+
+    /// The code named `s`, if it is one of ours.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        // Through serde so that the list of codes lives in one place, the enum.
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    }
 }
 
 /// RFC 6749 §5.2 error body, with the extra members RFC 8628 and the flows API use.
@@ -183,6 +189,65 @@ pub struct ServerMetadata {
     pub claims_supported: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_endpoint: Option<String>,
+}
+
+/// An RFC 6749 §5.2 error body from any server, read by clients: `error` is kept as text so
+/// that codes outside [`ErrorCode`] (extensions, other servers' own codes) still parse.
+/// devicegate's server sends [`ErrorResponse`], which always parses as this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnyErrorResponse {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+    /// RFC 8628 §3.5: some servers say the new interval with `slow_down`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u64>,
+}
+
+impl AnyErrorResponse {
+    /// The code as one of ours, or `None` for a code devicegate does not know.
+    pub fn code(&self) -> Option<ErrorCode> {
+        ErrorCode::parse(&self.error)
+    }
+}
+
+/// An RFC 6749 §5.1 token response from any server, read by clients. `expires_in` is only
+/// RECOMMENDED and `scope` OPTIONAL (when it equals the request) there; devicegate's
+/// [`TokenResponse`] always carries both and parses as this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnyTokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// RFC 8414 / OpenID Connect Discovery metadata from any server, read by clients: only
+/// `issuer` and `token_endpoint` are required, since a server may offer the device grant
+/// without advertising it and omit what it does not support. Unknown members are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnyServerMetadata {
+    pub issuer: String,
+    pub token_endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_endpoint: Option<String>,
+    /// RFC 7009 via RFC 8414 §2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_types_supported: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
 }
 
 /// Status of a verification flow, as the flows API reports it.
@@ -306,6 +371,59 @@ mod tests {
             password: "hunter2".into(),
         };
         assert!(!format!("{a:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn error_code_parse_knows_every_code_and_only_those() {
+        for c in [
+            ErrorCode::SlowDown,
+            ErrorCode::InsufficientScope,
+            ErrorCode::NotFound,
+        ] {
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(ErrorCode::parse("invalid_dpop_proof"), None);
+    }
+
+    #[test]
+    fn the_servers_shapes_parse_as_the_lenient_client_shapes() {
+        let e = ErrorResponse {
+            interval: Some(10),
+            ..ErrorResponse::new(ErrorCode::SlowDown, "slow")
+        };
+        let any: AnyErrorResponse =
+            serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(
+            (any.code(), any.interval),
+            (Some(ErrorCode::SlowDown), Some(10))
+        );
+        let unknown: AnyErrorResponse =
+            serde_json::from_str(r#"{"error":"invalid_dpop_proof"}"#).unwrap();
+        assert_eq!(unknown.code(), None);
+
+        let t = TokenResponse {
+            access_token: "a".into(),
+            token_type: "Bearer".into(),
+            expires_in: 60,
+            refresh_token: Some("r".into()),
+            id_token: None,
+            scope: "openid".into(),
+        };
+        let any: AnyTokenResponse =
+            serde_json::from_value(serde_json::to_value(&t).unwrap()).unwrap();
+        assert_eq!(
+            (any.expires_in, any.scope.as_deref()),
+            (Some(60), Some("openid"))
+        );
+        let bare: AnyTokenResponse =
+            serde_json::from_str(r#"{"access_token":"a","token_type":"bearer"}"#).unwrap();
+        assert_eq!((bare.expires_in, bare.scope), (None, None));
+
+        let m: AnyServerMetadata = serde_json::from_str(
+            r#"{"issuer":"https://i","token_endpoint":"https://i/t","extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(m.device_authorization_endpoint, None);
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The `devicegate` binary: `serve`, `migrate`, and the `client` and `user` administration
-//! commands, over the SQLite store.
+//! commands, over the SQLite store; and `login`, `token`, `logout`, the device side, which
+//! never open it.
 //!
 //! `main` calls [`run`]; tests and the benchmark start servers through [`start`].
 
 mod admin;
 pub mod config;
+mod login;
+mod token_store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +54,8 @@ pub enum Command {
     /// Manage local users
     #[command(subcommand)]
     User(UserCommand),
+    #[command(flatten)]
+    Account(login::AccountCommand),
 }
 
 /// Parses the command line and runs it.
@@ -62,11 +67,16 @@ pub fn run() -> anyhow::Result<ExitCode> {
     };
     let keys = cli.keys.over(file);
     init_logging(keys.log.as_deref().unwrap_or("info"));
+    let command = match cli.command {
+        Command::Account(c) => return login::run(c, keys.issuer.as_deref()),
+        server_side => server_side,
+    };
     let db = keys.database()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
+    match command {
+        Command::Account(_) => unreachable!("handled above"),
         Command::Migrate => {
             let n = match &db {
                 Database::Sqlite(path) => {

@@ -5,6 +5,8 @@ mod browser;
 mod cli;
 mod flows;
 mod interop;
+mod login;
 mod oauth;
+mod oidc_provider;
 mod pages;
 mod support;
