@@ -205,6 +205,7 @@ pub fn router(state: AppState) -> Router {
             get(discovery::authorize).post(discovery::authorize),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         // Set per part, before merging: the flows API sets its own under its CORS layer.
         .method_not_allowed_fallback(error::method_not_allowed)
         .merge(oauth)
@@ -216,6 +217,14 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// `/readyz`: 200 while the store answers, 503 JSON otherwise (for load balancers).
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<&'static str, OAuthError> {
+    state.store.ping().await?;
+    Ok("ready")
 }
 
 /// The span of a request. Paths can carry flow ids, which are secrets: they are redacted.

@@ -7,6 +7,7 @@
 mod admin;
 pub mod config;
 mod login;
+pub mod temp_postgres;
 mod token_store;
 
 use std::net::SocketAddr;
