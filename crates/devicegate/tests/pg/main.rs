@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use devicegate::temp_postgres::TempPostgres;
 use devicegate_store::PostgresStore;
 
+#[derive(Debug)]
 pub struct Ctx {
     pub pg: TempPostgres,
     next_db: AtomicUsize,
