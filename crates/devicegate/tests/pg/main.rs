@@ -5,6 +5,8 @@
 //! The cases share one PostgreSQL server (each on its own database) and run in order, so this
 //! test binary has its own `main` and prints the `N passed, N failed` line itself.
 
+mod instances;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -41,9 +43,23 @@ async fn conformance(ctx: Arc<Ctx>) {
 
 fn main() -> std::process::ExitCode {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let cases: Vec<(&str, Case)> = vec![("conformance_suite_on_postgresql", |c| {
-        Box::pin(conformance(c))
-    })];
+    let cases: Vec<(&str, Case)> = vec![
+        ("conformance_suite_on_postgresql", |c| {
+            Box::pin(conformance(c))
+        }),
+        ("instances_share_keys_codes_tokens_and_slow_down", |c| {
+            Box::pin(instances::shared_state(c))
+        }),
+        ("fifty_polls_across_instances_give_one_token", |c| {
+            Box::pin(instances::one_token_across_instances(c))
+        }),
+        ("grant_changes_are_announced_across_instances", |c| {
+            Box::pin(instances::announcements(c))
+        }),
+        ("database_outage_gives_503_and_service_resumes", |c| {
+            Box::pin(instances::outage(c))
+        }),
+    ];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

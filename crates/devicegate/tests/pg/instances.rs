@@ -1,0 +1,395 @@
+//! Several `devicegate serve` processes on one PostgreSQL database behave as one server.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use devicegate_core::user_code::UserCode;
+use devicegate_store::{PostgresStore, Store};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::Ctx;
+
+const ISSUER: &str = "http://devicegate.test";
+const PASSWORD: &str = "correct horse battery";
+const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// One `devicegate serve` process.
+struct Instance {
+    child: Child,
+    base: String,
+}
+
+impl Instance {
+    fn spawn(database: &str) -> Instance {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_devicegate"))
+            .args([
+                "serve",
+                "--database",
+                database,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--issuer",
+                ISSUER,
+            ])
+            .env("DEVICEGATE_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Instance {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn ready(&self, http: &reqwest::Client) {
+        for _ in 0..300 {
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("instance {} did not become ready", self.base);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(database: &str, args: &[&str], stdin: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devicegate"))
+        .arg("--database")
+        .arg(database)
+        .args(args)
+        .env("DEVICEGATE_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A database with client `tv` (interval 1 s) and user `ann`, and `n` instances on it,
+/// started together.
+async fn cluster(ctx: &Ctx, n: usize) -> (String, Vec<Instance>, reqwest::Client) {
+    let db = ctx.database();
+    cli(&db, &["migrate"], "");
+    cli(
+        &db,
+        &[
+            "client",
+            "create",
+            "--id",
+            "tv",
+            "--name",
+            "TV",
+            "--public",
+            "--poll-interval-secs",
+            "1",
+        ],
+        "",
+    );
+    cli(
+        &db,
+        &["user", "create", "--username", "ann", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    let instances: Vec<Instance> = (0..n).map(|_| Instance::spawn(&db)).collect();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    for i in &instances {
+        i.ready(&http).await;
+    }
+    (db, instances, http)
+}
+
+async fn form(http: &reqwest::Client, url: String, params: &[(&str, &str)]) -> (StatusCode, Value) {
+    let res = http.post(url).form(params).send().await.unwrap();
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn authorize(http: &reqwest::Client, at: &Instance) -> Value {
+    let (status, d) = form(
+        http,
+        at.url("/oauth2/device_authorization"),
+        &[("client_id", "tv"), ("scope", "openid offline_access")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    d
+}
+
+async fn poll(http: &reqwest::Client, at: &Instance, d: &Value) -> (StatusCode, Value) {
+    form(
+        http,
+        at.url("/oauth2/token"),
+        &[
+            ("grant_type", DEVICE_CODE),
+            ("client_id", "tv"),
+            ("device_code", d["device_code"].as_str().unwrap()),
+        ],
+    )
+    .await
+}
+
+async fn act(http: &reqwest::Client, at: &Instance, flow: &str, body: Value) -> Value {
+    let res = http
+        .post(at.url(&format!("/api/v1/flows/{flow}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+/// Approves `d` through the flows API of `at`.
+async fn approve(http: &reqwest::Client, at: &Instance, d: &Value) {
+    let res = http
+        .post(at.url("/api/v1/flows"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let flow: Value = res.json().await.unwrap();
+    let flow = flow["id"].as_str().unwrap();
+    act(
+        http,
+        at,
+        flow,
+        json!({"action": "user_code.verify", "user_code": d["user_code"]}),
+    )
+    .await;
+    act(
+        http,
+        at,
+        flow,
+        json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+    )
+    .await;
+    let done = act(http, at, flow, json!({"action": "consent", "accept": true})).await;
+    assert_eq!(done["result"], "approved");
+}
+
+pub async fn shared_state(ctx: Arc<Ctx>) {
+    let (_db, inst, http) = cluster(&ctx, 3).await;
+    let (a, b, c) = (&inst[0], &inst[1], &inst[2]);
+    // Started together on an empty database, they agreed on one signing key.
+    let mut jwks = Vec::new();
+    for i in &inst {
+        jwks.push(
+            http.get(i.url("/oauth2/jwks"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(jwks[0]["keys"].as_array().unwrap().len(), 1, "{}", jwks[0]);
+    assert!(jwks.iter().all(|j| j == &jwks[0]), "{jwks:?}");
+
+    // A code issued by one instance, approved through a second, redeemed on a third.
+    let d = authorize(&http, a).await;
+    approve(&http, b, &d).await;
+    let (status, t) = poll(&http, c, &d).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    // A token from one instance is accepted by another.
+    let res = http
+        .get(a.url("/oauth2/userinfo"))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (status, body) = form(
+        &http,
+        b.url("/oauth2/token"),
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "tv"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // slow_down holds across instances: a poll on one, then at once on another.
+    let d = authorize(&http, a).await;
+    assert_eq!(poll(&http, b, &d).await.1["error"], "authorization_pending");
+    let (_, body) = poll(&http, c, &d).await;
+    assert_eq!(
+        (body["error"].as_str(), body["interval"].as_u64()),
+        (Some("slow_down"), Some(6)),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (_, body) = poll(&http, a, &d).await;
+    assert_eq!(
+        body["error"], "slow_down",
+        "the longer interval is remembered everywhere: {body}"
+    );
+}
+
+pub async fn one_token_across_instances(ctx: Arc<Ctx>) {
+    let (_db, inst, http) = cluster(&ctx, 3).await;
+    let d = authorize(&http, &inst[0]).await;
+    approve(&http, &inst[1], &d).await;
+    let inst = Arc::new(inst);
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (inst, http, d, barrier) = (inst.clone(), http.clone(), d.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                poll(&http, &inst[i % 3], &d).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        if status == StatusCode::OK {
+            ok += 1;
+        } else {
+            assert_eq!(body["error"], "invalid_grant", "{body}");
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+pub async fn announcements(ctx: Arc<Ctx>) {
+    let (db, inst, http) = cluster(&ctx, 2).await;
+    // This process is a third instance listening on the same database.
+    let store = PostgresStore::connect(&db).await.unwrap();
+    let mut changes = store.subscribe();
+    let d = authorize(&http, &inst[0]).await;
+    let grant = store
+        .get_grant_by_user_code(&UserCode::parse(d["user_code"].as_str().unwrap()).unwrap())
+        .await
+        .unwrap();
+    approve(&http, &inst[1], &d).await;
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let change = changes.recv().await.unwrap();
+            if change.grant_id == grant.id
+                && store.get_grant(&grant.id).await.unwrap().status.name() == "approved"
+            {
+                return change;
+            }
+        }
+    })
+    .await
+    .expect("the approval was announced to the listening instance");
+    assert_eq!(heard.grant_id, grant.id);
+}
+
+pub async fn outage(ctx: Arc<Ctx>) {
+    let (_db, mut inst, http) = cluster(&ctx, 2).await;
+    let approved = authorize(&http, &inst[0]).await;
+    approve(&http, &inst[1], &approved).await;
+
+    ctx.pg.stop().unwrap();
+    let (status, body) = poll(&http, &inst[0], &approved).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("temporarily_unavailable")
+        ),
+        "{body}"
+    );
+    let text = body.to_string().to_lowercase();
+    for leak in ["postgres", "connection", "refused", "sql", "pool"] {
+        assert!(!text.contains(leak), "internal detail {leak:?} in {body}");
+    }
+    let (status, body) = form(
+        &http,
+        inst[1].url("/oauth2/device_authorization"),
+        &[("client_id", "tv")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("temporarily_unavailable")
+        )
+    );
+    assert_eq!(
+        http.get(inst[0].url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK,
+        "the process is up"
+    );
+    assert_eq!(
+        http.get(inst[0].url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    ctx.pg.start().unwrap();
+    for i in &inst {
+        i.ready(&http).await;
+    }
+    for i in inst.iter_mut() {
+        assert!(i.child.try_wait().unwrap().is_none(), "instances stayed up");
+    }
+    // The approval made before the outage survived, and is redeemed once.
+    let (status, t) = poll(&http, &inst[1], &approved).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let (status, body) = poll(&http, &inst[0], &approved).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let fresh = authorize(&http, &inst[0]).await;
+    assert_eq!(
+        poll(&http, &inst[1], &fresh).await.1["error"],
+        "authorization_pending"
+    );
+}
