@@ -169,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
         .state
         .store
         .create_client(&ClientRecord {
+            tenant: devicegate_store::DEFAULT_TENANT.into(),
             id: "bench".into(),
             name: "Bench".into(),
             secret_hash: None,

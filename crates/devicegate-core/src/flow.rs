@@ -23,6 +23,7 @@ pub const MAX_WRONG_CODES: u32 = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flow {
     pub id: String,
+    pub tenant: String,
     pub secret_hash: SecretHash,
     pub status: FlowStatus,
     pub grant_id: Option<String>,
@@ -77,6 +78,7 @@ impl From<DecideError> for FlowError {
 
 impl Flow {
     pub fn new(
+        tenant: &str,
         id: String,
         secret_hash: SecretHash,
         now: Timestamp,
@@ -84,6 +86,7 @@ impl Flow {
     ) -> Flow {
         Flow {
             id,
+            tenant: tenant.to_owned(),
             secret_hash,
             status: FlowStatus::UserCodeRequired,
             grant_id: None,
@@ -133,7 +136,8 @@ impl Flow {
     ) -> Result<(Flow, DeviceGrant), Refusal> {
         self.ensure_live(now)?;
         self.ensure_status(&[FlowStatus::UserCodeRequired])?;
-        let Some(grant) = found else {
+        // Another tenant's code is no code here.
+        let Some(grant) = found.filter(|g| g.tenant == self.tenant) else {
             let mut next = self.clone();
             next.failed_attempts += 1;
             let attempts_left = MAX_WRONG_CODES.saturating_sub(next.failed_attempts);
@@ -247,6 +251,7 @@ mod tests {
 
     fn flow(id: &str) -> Flow {
         Flow::new(
+            "default",
             id.into(),
             SecretHash::of(id.as_bytes()),
             t(0),
@@ -319,6 +324,7 @@ mod tests {
             .verify_user_code(Some(&grant), t(2))
             .unwrap();
         let b = Flow::new(
+            "default",
             "b".into(),
             SecretHash::of(b"b"),
             t(500),
@@ -342,6 +348,16 @@ mod tests {
         let (b, g2) = b.verify_user_code(Some(&g), a.expires_at).unwrap();
         assert_eq!(g2.flow_id.as_deref(), Some("b"));
         assert!(b.consent(&g2, true, t(1000)).is_ok());
+    }
+
+    #[test]
+    fn another_tenants_code_is_a_wrong_code() {
+        let grant = DeviceGrant {
+            tenant: "acme".into(),
+            ..DeviceGrant::example_pending("cli", t(0))
+        };
+        let refused = flow("f").verify_user_code(Some(&grant), t(1)).unwrap_err();
+        assert_eq!(refused.error, FlowError::WrongCode { attempts_left: 4 });
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Requester {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceGrant {
     pub id: String,
+    /// The tenant whose client asked; nothing crosses tenants.
+    pub tenant: String,
     pub device_code_hash: SecretHash,
     pub user_code: UserCode,
     pub client_id: String,
@@ -64,6 +66,8 @@ pub struct DeviceGrant {
     pub flow_id: Option<String>,
     pub flow_expires_at: Option<Timestamp>,
     pub requester: Requester,
+    /// What a dialect remembers with the grant (Ocient's database), opaque to the core.
+    pub context: Option<String>,
     /// Bumped by the store on every change; the compare in compare-and-swap.
     pub version: i64,
 }
@@ -189,6 +193,7 @@ impl DeviceGrant {
     pub fn example_pending(client_id: &str, now: Timestamp) -> DeviceGrant {
         DeviceGrant {
             id: "g1".into(),
+            tenant: "default".into(),
             device_code_hash: SecretHash::of(b"dgd_example"),
             user_code: UserCode::from_canonical("BCDFGHJK".into()),
             client_id: client_id.into(),
@@ -201,6 +206,7 @@ impl DeviceGrant {
             flow_id: None,
             flow_expires_at: None,
             requester: Requester::default(),
+            context: None,
             version: 0,
         }
     }

@@ -12,6 +12,7 @@ use http::header::AUTHORIZATION;
 use crate::AppState;
 use crate::error::OAuthError;
 use crate::extract::OAuthForm;
+use crate::tenant::Tenant;
 
 struct Presented {
     id: String,
@@ -81,11 +82,12 @@ fn presented(headers: &HeaderMap, form: &OAuthForm) -> Result<Presented, OAuthEr
 /// Who is calling: an authenticated confidential client or a public client.
 pub async fn authenticate_client(
     state: &AppState,
+    tenant: &Tenant,
     headers: &HeaderMap,
     form: &OAuthForm,
 ) -> Result<ClientRecord, OAuthError> {
     let p = presented(headers, form)?;
-    let client = match state.store.get_client(&p.id).await {
+    let client = match state.store.get_client(&tenant.id, &p.id).await {
         Ok(c) => c,
         Err(StoreError::NotFound) => return Err(OAuthError::invalid_client(p.basic)),
         Err(e) => return Err(e.into()),

@@ -3,8 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::extract::{ConnectInfo, State};
+use axum::{Extension, Json};
 use devicegate_core::grant::{DeviceGrant, GrantStatus, Requester};
 use devicegate_core::scope::Scopes;
 use devicegate_core::secret::{Secret, SecretKind, random_id};
@@ -17,6 +19,7 @@ use http::header::USER_AGENT;
 use crate::client_auth::{authenticate_client, ensure_grant_allowed};
 use crate::error::OAuthError;
 use crate::extract::OAuthForm;
+use crate::tenant::Tenant;
 use crate::{AppState, now};
 
 /// A user-code collision is one in 2^34 per pending code; a handful of retries is plenty.
@@ -24,20 +27,70 @@ const USER_CODE_ATTEMPTS: usize = 8;
 
 pub async fn authorize(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Json<DeviceAuthorizationResponse>, OAuthError> {
-    let client = authenticate_client(&state, &headers, &form).await?;
+    let client = authenticate_client(&state, &tenant, &headers, &form).await?;
     ensure_grant_allowed(&client, GrantType::DeviceCode)?;
     let scopes = requested_scopes(&client, form.get("scope"))?;
-    let requester = Requester {
+    let issued = issue(
+        &state,
+        &tenant,
+        &client,
+        scopes,
+        requester(peer, &headers),
+        None,
+    )
+    .await?;
+    Ok(Json(issued.response(&tenant.verification_uri(&state))))
+}
+
+/// Who asked, as the person approving will see it.
+pub fn requester(peer: SocketAddr, headers: &HeaderMap) -> Requester {
+    Requester {
         ip: Some(peer.ip().to_string()),
         user_agent: headers
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect()),
-    };
+    }
+}
+
+/// A device code just issued.
+#[derive(Debug)]
+pub struct Issued {
+    pub device_code: Secret,
+    pub grant: DeviceGrant,
+    pub ttl: Duration,
+}
+
+impl Issued {
+    /// RFC 8628 §3.2.
+    pub fn response(&self, verification_uri: &str) -> DeviceAuthorizationResponse {
+        let user_code = self.grant.user_code.display();
+        DeviceAuthorizationResponse {
+            device_code: self.device_code.expose().to_owned(),
+            verification_uri_complete: Some(format!("{verification_uri}?user_code={user_code}")),
+            verification_uri: verification_uri.to_owned(),
+            user_code,
+            expires_in: self.ttl.as_secs(),
+            interval: Some(u64::from(self.grant.interval_secs)),
+        }
+    }
+}
+
+/// Creates a pending grant for `client` (every front door shares this): a device code and a
+/// fresh user code, the client's or the server's lifetime and interval.
+pub async fn issue(
+    state: &AppState,
+    tenant: &Tenant,
+    client: &ClientRecord,
+    scopes: Scopes,
+    requester: Requester,
+    context: Option<String>,
+) -> Result<Issued, OAuthError> {
     let ttl = client
         .device_code_ttl_secs
         .map(|s| Duration::from_secs(u64::from(s)))
@@ -48,11 +101,11 @@ pub async fn authorize(
     let now = now();
     for _ in 0..USER_CODE_ATTEMPTS {
         let device_code = Secret::generate(SecretKind::DeviceCode);
-        let user_code = UserCode::generate();
         let grant = DeviceGrant {
             id: random_id(),
+            tenant: tenant.id.clone(),
             device_code_hash: device_code.hash(),
-            user_code: user_code.clone(),
+            user_code: UserCode::generate(),
             client_id: client.id.clone(),
             scopes: scopes.clone(),
             status: GrantStatus::Pending,
@@ -63,26 +116,16 @@ pub async fn authorize(
             flow_id: None,
             flow_expires_at: None,
             requester: requester.clone(),
+            context: context.clone(),
             version: 0,
         };
         match state.store.create_grant(&grant).await {
             Ok(()) => {
-                let verification_uri = state
-                    .settings
-                    .verification_uri
-                    .clone()
-                    .unwrap_or_else(|| format!("{}/device", state.settings.issuer));
-                return Ok(Json(DeviceAuthorizationResponse {
-                    device_code: device_code.expose().to_owned(),
-                    verification_uri_complete: Some(format!(
-                        "{verification_uri}?user_code={}",
-                        user_code.display()
-                    )),
-                    verification_uri,
-                    user_code: user_code.display(),
-                    expires_in: ttl.as_secs(),
-                    interval: Some(u64::from(interval_secs)),
-                }));
+                return Ok(Issued {
+                    device_code,
+                    grant,
+                    ttl,
+                });
             }
             Err(StoreError::AlreadyExists) => continue,
             Err(e) => return Err(e.into()),

@@ -1,12 +1,15 @@
 //! RFC 8414 and OpenID Connect Discovery metadata, and the JWK Set; built once at start.
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::http::header;
 use axum::response::IntoResponse;
 use devicegate_core::scope;
 use devicegate_proto::{GrantType, ServerMetadata};
 
-use crate::{AppState, KeySet, Settings};
+use crate::KeySet;
+use crate::tenant::Tenant;
 
 #[derive(Debug)]
 pub struct Documents {
@@ -16,10 +19,9 @@ pub struct Documents {
 }
 
 impl Documents {
-    pub fn new(settings: &Settings, keys: &KeySet) -> Documents {
-        let issuer = &settings.issuer;
+    pub fn new(issuer: &str, keys: &KeySet) -> Documents {
         let meta = ServerMetadata {
-            issuer: issuer.clone(),
+            issuer: issuer.to_owned(),
             device_authorization_endpoint: format!("{issuer}/oauth2/device_authorization"),
             token_endpoint: format!("{issuer}/oauth2/token"),
             jwks_uri: format!("{issuer}/oauth2/jwks"),
@@ -81,16 +83,16 @@ fn json(body: &str, content_type: &'static str) -> impl IntoResponse + use<> {
     )
 }
 
-pub async fn openid_configuration(State(s): State<AppState>) -> impl IntoResponse {
-    json(&s.discovery.openid, "application/json")
+pub async fn openid_configuration(Extension(t): Extension<Arc<Tenant>>) -> impl IntoResponse {
+    json(&t.discovery.openid, "application/json")
 }
 
-pub async fn oauth_metadata(State(s): State<AppState>) -> impl IntoResponse {
-    json(&s.discovery.oauth, "application/json")
+pub async fn oauth_metadata(Extension(t): Extension<Arc<Tenant>>) -> impl IntoResponse {
+    json(&t.discovery.oauth, "application/json")
 }
 
-pub async fn jwks(State(s): State<AppState>) -> impl IntoResponse {
-    json(&s.discovery.jwks, "application/jwk-set+json")
+pub async fn jwks(Extension(t): Extension<Arc<Tenant>>) -> impl IntoResponse {
+    json(&t.discovery.jwks, "application/jwk-set+json")
 }
 
 /// The authorization endpoint exists only because OpenID Connect Discovery requires one.

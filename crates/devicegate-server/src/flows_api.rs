@@ -17,9 +17,14 @@ use axum::extract::ConnectInfo;
 use devicegate_core::{Secret, SecretHash};
 use http::HeaderMap;
 
+use std::sync::Arc;
+
+use axum::Extension;
+
 use crate::error::OAuthError;
 use crate::extract::ApiJson;
 use crate::limits::client_ip;
+use crate::tenant::Tenant;
 use crate::verification::{self, StepError};
 use crate::{AppState, Settings, now};
 
@@ -97,6 +102,7 @@ async fn view(
 
 async fn create(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Response, OAuthError> {
     if !body.is_object() {
@@ -104,19 +110,20 @@ async fn create(
             "the body must be a JSON object",
         ));
     }
-    let (secret, flow) = verification::start(&state).await?;
+    let (secret, flow) = verification::start(&state, &tenant).await?;
     let id = secret.expose();
     let body = view(&state, id, flow).await?;
-    let location = HeaderValue::from_str(&format!("/api/v1/flows/{id}"))
+    let location = HeaderValue::from_str(&format!("{}/api/v1/flows/{id}", tenant.base))
         .map_err(|_| OAuthError::internal())?;
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], body).into_response())
 }
 
 async fn read(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     Path(id): Path<String>,
 ) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
-    let flow = verification::load(&state, &key(&id), now()).await?;
+    let flow = verification::load(&state, &tenant, &key(&id), now()).await?;
     view(&state, &id, flow).await
 }
 
@@ -127,6 +134,7 @@ fn key(flow_id: &str) -> SecretHash {
 
 async fn act(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -136,12 +144,14 @@ async fn act(
     let key = key(&id);
     let flow = match action {
         FlowAction::VerifyUserCode { user_code } => {
-            verification::verify_user_code(&state, &key, &user_code, ip).await?
+            verification::verify_user_code(&state, &tenant, &key, &user_code, ip).await?
         }
         FlowAction::SignOn { username, password } => {
-            verification::sign_on(&state, &key, &username, &password, ip).await?
+            verification::sign_on(&state, &tenant, &key, &username, &password, ip).await?
         }
-        FlowAction::Consent { accept } => verification::consent(&state, &key, accept).await?,
+        FlowAction::Consent { accept } => {
+            verification::consent(&state, &tenant, &key, accept).await?
+        }
     };
     view(&state, &id, flow).await
 }

@@ -18,15 +18,17 @@ impl KeySet {
     /// Loads every stored key; creates and stores a key of `alg` when there is none.
     pub async fn load_or_create(
         store: &dyn Store,
+        tenant: &str,
         alg: Algorithm,
         now: Timestamp,
     ) -> Result<KeySet, crate::StartError> {
-        let mut records = store.list_keys().await?;
+        let mut records = store.list_keys(tenant).await?;
         if !records.iter().any(|r| r.alg == alg) {
             let material = tokio::task::spawn_blocking(move || KeyMaterial::generate(alg))
                 .await
                 .map_err(|_| KeyError::Generate)??;
             let candidate = KeyRecord {
+                tenant: tenant.to_owned(),
                 id: random_id(),
                 alg,
                 pkcs8: material.pkcs8,
@@ -35,7 +37,7 @@ impl KeySet {
             // Instances starting together on one database agree on a single key.
             records = store.ensure_key(&candidate).await?;
             if records.iter().any(|r| r.id == candidate.id) {
-                tracing::info!(alg = alg.as_str(), "created a signing key");
+                tracing::info!(tenant, alg = alg.as_str(), "created a signing key");
             }
         }
         let mut signers = Vec::with_capacity(records.len());

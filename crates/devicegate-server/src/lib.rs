@@ -10,14 +10,16 @@
 
 mod client_auth;
 mod device;
+mod dialects;
 mod discovery;
 mod error;
 mod extract;
 mod flows_api;
 mod keys;
 pub mod limits;
-mod pages;
+pub(crate) mod pages;
 mod passwords;
+pub mod tenant;
 mod token;
 mod userinfo;
 pub mod verification;
@@ -120,10 +122,9 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub settings: Settings,
     pub store: Arc<dyn Store>,
-    pub keys: KeySet,
     pub passwords: Passwords,
     pub limits: limits::Limits,
-    discovery: discovery::Documents,
+    tenants: tenant::Tenants,
     pages: pages::Pages,
 }
 
@@ -135,22 +136,31 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Loads (or on first start creates) the signing keys and prepares the documents.
+    /// Loads (or on first start creates) the default tenant and its signing keys.
     pub async fn new(settings: Settings, store: Arc<dyn Store>) -> Result<AppState, StartError> {
-        let keys = KeySet::load_or_create(store.as_ref(), settings.signing_alg, now()).await?;
-        let discovery = discovery::Documents::new(&settings, &keys);
+        tenant::ensure_default(store.as_ref()).await?;
         let passwords = Passwords::new(settings.max_concurrent_hashes);
         let limits = limits::Limits::new(settings.device_code_ttl.max(Duration::from_secs(3600)));
         let pages = pages::Pages::new(&settings)?;
-        Ok(AppState(Arc::new(Inner {
+        let state = AppState(Arc::new(Inner {
             settings,
             store,
-            keys,
             passwords,
             limits,
-            discovery,
+            tenants: tenant::Tenants::default(),
             pages,
-        })))
+        }));
+        let default = state
+            .store
+            .get_tenant(devicegate_store::DEFAULT_TENANT)
+            .await?;
+        tenant::load(&state, default).await?;
+        Ok(state)
+    }
+
+    /// The default tenant (loaded at start).
+    pub async fn default_tenant(&self) -> Result<Arc<tenant::Tenant>, OAuthError> {
+        self.tenant(devicegate_store::DEFAULT_TENANT).await
     }
 }
 
@@ -172,8 +182,8 @@ pub fn now() -> Timestamp {
     Timestamp::from_millis(d.as_millis() as i64)
 }
 
-/// Every route devicegate serves.
-pub fn router(state: AppState) -> Router {
+/// The routes every tenant has, under its own prefix.
+fn tenant_routes(settings: &Settings) -> Router<AppState> {
     let no_store = SetResponseHeaderLayer::overriding(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-store"),
@@ -187,7 +197,10 @@ pub fn router(state: AppState) -> Router {
             "/oauth2/userinfo",
             get(userinfo::userinfo).post(userinfo::userinfo),
         )
-        .merge(flows_api::router(&state.settings))
+        .merge(dialects::idcs::router())
+        .merge(dialects::ocient::router())
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .merge(flows_api::router(settings))
         .layer(pragma)
         .layer(no_store);
     Router::new()
@@ -204,12 +217,33 @@ pub fn router(state: AppState) -> Router {
             "/oauth2/authorize",
             get(discovery::authorize).post(discovery::authorize),
         )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
         // Set per part, before merging: the flows API sets its own under its CORS layer.
         .method_not_allowed_fallback(error::method_not_allowed)
         .merge(oauth)
-        .merge(pages::router(&state.settings))
+        .merge(pages::router(settings))
+}
+
+/// Every route devicegate serves: the default tenant's at the root, every tenant's under
+/// `/t/{tenant}`, and the PingOne dialect's under `/{envID}`.
+pub fn router(state: AppState) -> Router {
+    use axum::middleware::from_fn_with_state;
+    let scoped = tenant_routes(&state.settings);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .merge(
+            scoped
+                .clone()
+                .layer(from_fn_with_state(state.clone(), tenant::default_tenant)),
+        )
+        .nest(
+            "/t/{tenant}",
+            scoped.layer(from_fn_with_state(state.clone(), tenant::named_tenant)),
+        )
+        .merge(
+            dialects::pingone::router()
+                .layer(from_fn_with_state(state.clone(), tenant::environment)),
+        )
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

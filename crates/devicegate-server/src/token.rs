@@ -1,6 +1,9 @@
 //! `POST /oauth2/token`: the device-code grant (RFC 8628 §3.4–3.5) and refresh (RFC 6749 §6).
 
 use axum::Json;
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::State;
 use devicegate_core::Timestamp;
 use devicegate_core::grant::{DeviceGrant, PollDecision};
@@ -14,7 +17,16 @@ use http::HeaderMap;
 use crate::client_auth::{authenticate_client, ensure_grant_allowed};
 use crate::error::OAuthError;
 use crate::extract::OAuthForm;
+use crate::tenant::Tenant;
 use crate::{AppState, now};
+
+/// The `aud` of access tokens: configured for the default tenant, else the tenant's issuer.
+pub(crate) fn access_token_audience<'a>(state: &'a AppState, tenant: &'a Tenant) -> &'a str {
+    match &state.settings.access_token_audience {
+        Some(aud) if tenant.is_default() => aud,
+        _ => &tenant.issuer,
+    }
+}
 
 /// Re-reads after a lost compare-and-swap before giving up. Each retry means another request
 /// changed the grant; a handful is far beyond what honest clients cause.
@@ -22,6 +34,7 @@ const CAS_ATTEMPTS: usize = 16;
 
 pub async fn token(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Json<TokenResponse>, OAuthError> {
@@ -31,25 +44,28 @@ pub async fn token(
             "this grant type is not supported",
         )
     })?;
-    let client = authenticate_client(&state, &headers, &form).await?;
+    let client = authenticate_client(&state, &tenant, &headers, &form).await?;
     ensure_grant_allowed(&client, grant_type)?;
     match grant_type {
-        GrantType::DeviceCode => device_code(&state, &client, &form).await,
-        GrantType::RefreshToken => refresh(&state, &client, &form).await,
+        GrantType::DeviceCode => device_code(&state, &tenant, &client, &form).await,
+        GrantType::RefreshToken => refresh(&state, &tenant, &client, &form).await,
     }
     .map(Json)
 }
 
 /// RFC 8628 §3.4: exchange a device code; §3.5 decides the error while it is not approved.
-async fn device_code(
+pub(crate) async fn device_code(
     state: &AppState,
+    tenant: &Tenant,
     client: &ClientRecord,
     form: &OAuthForm,
 ) -> Result<TokenResponse, OAuthError> {
     let hash = Secret::from_presented(form.require("device_code")?).hash();
     for _ in 0..CAS_ATTEMPTS {
         let grant = match state.store.get_grant_by_device_code(&hash).await {
-            Ok(g) => g,
+            // Another tenant's code is no code here.
+            Ok(g) if g.tenant == tenant.id => g,
+            Ok(_) => return Err(OAuthError::invalid_grant("unknown device code")),
             Err(StoreError::NotFound) => {
                 return Err(OAuthError::invalid_grant("unknown device code"));
             }
@@ -94,7 +110,19 @@ async fn device_code(
                 subject,
                 auth_time,
             } => {
-                let out = redeem(state, client, &grant, next, &subject, auth_time, now).await;
+                let out = redeem(
+                    Ctx {
+                        state,
+                        tenant,
+                        client,
+                    },
+                    &grant,
+                    next,
+                    &subject,
+                    auth_time,
+                    now,
+                )
+                .await;
                 match out {
                     Err(Redeem::Lost) => Err(StoreError::Conflict),
                     Err(Redeem::Failed(e)) => return Err(e),
@@ -118,6 +146,14 @@ async fn device_code(
     ))
 }
 
+/// Who a token request is for: the server, the tenant, the authenticated client.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    state: &'a AppState,
+    tenant: &'a Tenant,
+    client: &'a ClientRecord,
+}
+
 enum Redeem {
     /// Another poll redeemed the code first.
     Lost,
@@ -127,16 +163,25 @@ enum Redeem {
 /// Marks the grant redeemed (compare-and-swap, with its refresh token in the same
 /// transaction), and only then signs: a poll that loses the race costs no signature.
 async fn redeem(
-    state: &AppState,
-    client: &ClientRecord,
+    cx: Ctx<'_>,
     grant: &DeviceGrant,
     next: DeviceGrant,
     subject: &str,
     auth_time: Timestamp,
     now: Timestamp,
 ) -> Result<TokenResponse, Redeem> {
+    let Ctx {
+        state,
+        tenant,
+        client,
+    } = cx;
     let user = match state.store.get_user(subject).await {
-        Ok(u) => u,
+        Ok(u) if u.tenant == tenant.id => u,
+        Ok(_) => {
+            return Err(Redeem::Failed(OAuthError::invalid_grant(
+                "the approving user no longer exists",
+            )));
+        }
         Err(StoreError::NotFound) => {
             return Err(Redeem::Failed(OAuthError::invalid_grant(
                 "the approving user no longer exists",
@@ -170,8 +215,11 @@ async fn redeem(
         Err(e) => return Err(Redeem::Failed(e.into())),
     }
     issue_tokens(
-        state,
-        client,
+        Ctx {
+            state,
+            tenant,
+            client,
+        },
         &user,
         &grant.scopes,
         auth_time,
@@ -202,6 +250,7 @@ fn new_refresh_token(
     let secret = Secret::generate(SecretKind::RefreshToken);
     let record = RefreshToken {
         hash: secret.hash(),
+        tenant: client.tenant.clone(),
         family_id,
         client_id: client.id.clone(),
         subject: subject.to_owned(),
@@ -215,22 +264,22 @@ fn new_refresh_token(
 }
 
 fn issue_tokens(
-    state: &AppState,
-    client: &ClientRecord,
+    cx: Ctx<'_>,
     user: &UserRecord,
     scopes: &Scopes,
     auth_time: Timestamp,
     now: Timestamp,
     refresh: Option<Secret>,
 ) -> Result<TokenResponse, OAuthError> {
+    let Ctx {
+        state,
+        tenant,
+        client,
+    } = cx;
     let access_ttl_secs = state.settings.access_token_ttl.as_secs();
     let issue = Issue {
-        issuer: &state.settings.issuer,
-        audience: state
-            .settings
-            .access_token_audience
-            .as_deref()
-            .unwrap_or(&state.settings.issuer),
+        issuer: &tenant.issuer,
+        audience: access_token_audience(state, tenant),
         client_id: &client.id,
         subject: &user.id,
         scopes,
@@ -242,14 +291,14 @@ fn issue_tokens(
         tracing::error!(error = %e, "signing failed");
         OAuthError::internal()
     };
-    let access_token = state
+    let access_token = tenant
         .keys
         .sign(jwt::TYP_ACCESS_TOKEN, &jwt::access_token_claims(&issue))
         .map_err(sign_failed)?;
     let id_token = if scopes.contains(scope::OPENID) {
         let claims = jwt::id_token_claims(&issue, &user_claims(user));
         Some(
-            state
+            tenant
                 .keys
                 .sign(jwt::TYP_JWT, &claims)
                 .map_err(sign_failed)?,
@@ -280,13 +329,15 @@ pub fn user_claims(user: &UserRecord) -> UserClaims {
 /// already rotated revokes its whole family (OAuth 2.0 Security BCP §4.14.2).
 async fn refresh(
     state: &AppState,
+    tenant: &Tenant,
     client: &ClientRecord,
     form: &OAuthForm,
 ) -> Result<TokenResponse, OAuthError> {
     let presented = Secret::from_presented(form.require("refresh_token")?).hash();
     let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
     let token = match state.store.get_refresh_token(&presented).await {
-        Ok(t) => t,
+        Ok(t) if t.tenant == tenant.id => t,
+        Ok(_) => return Err(invalid()),
         Err(StoreError::NotFound) => return Err(invalid()),
         Err(e) => return Err(e.into()),
     };
@@ -319,7 +370,8 @@ async fn refresh(
         }
     };
     let user = match state.store.get_user(&token.subject).await {
-        Ok(u) => u,
+        Ok(u) if u.tenant == tenant.id => u,
+        Ok(_) => return Err(invalid()),
         Err(StoreError::NotFound) => {
             revoke_family(state, &token.family_id, "the user no longer exists").await?;
             return Err(invalid());
@@ -351,8 +403,11 @@ async fn refresh(
         Err(e) => return Err(e.into()),
     }
     issue_tokens(
-        state,
-        client,
+        Ctx {
+            state,
+            tenant,
+            client,
+        },
         &user,
         &scopes,
         token.auth_time,

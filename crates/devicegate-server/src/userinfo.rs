@@ -1,8 +1,10 @@
 //! `GET|POST /oauth2/userinfo` (OpenID Connect Core §5.3) with a Bearer access token.
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use devicegate_core::jwt;
 use devicegate_core::scope::{self, Scopes};
 use devicegate_proto::ErrorCode;
@@ -12,6 +14,7 @@ use http::header::AUTHORIZATION;
 use serde_json::{Map, Value, json};
 
 use crate::error::OAuthError;
+use crate::tenant::Tenant;
 use crate::token::user_claims;
 use crate::{AppState, now};
 
@@ -27,6 +30,7 @@ fn bearer_error(status: StatusCode, code: Option<ErrorCode>, description: &str) 
 
 pub async fn userinfo(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, OAuthError> {
     let token = headers
@@ -50,10 +54,10 @@ pub async fn userinfo(
         )
     };
     let claims = jwt::verify(
-        state.keys.all(),
+        tenant.keys.all(),
         token,
         jwt::TYP_ACCESS_TOKEN,
-        &state.settings.issuer,
+        &tenant.issuer,
         now(),
     )
     .map_err(|_| invalid())?;
@@ -74,7 +78,8 @@ pub async fn userinfo(
         .and_then(Value::as_str)
         .ok_or_else(invalid)?;
     let user = match state.store.get_user(sub).await {
-        Ok(u) => u,
+        Ok(u) if u.tenant == tenant.id => u,
+        Ok(_) => return Err(invalid()),
         Err(StoreError::NotFound) => return Err(invalid()),
         Err(e) => return Err(e.into()),
     };

@@ -13,6 +13,7 @@ use devicegate_core::{SecretHash, Timestamp};
 use devicegate_proto::{FlowClient, FlowStatus, FlowView};
 use devicegate_store::StoreError;
 
+use crate::tenant::Tenant;
 use crate::{AppState, now};
 
 const CAS_ATTEMPTS: usize = 16;
@@ -71,17 +72,30 @@ impl Described {
 }
 
 /// Starts a flow; the returned secret is the flow's id and the only way to drive it.
-pub async fn start(state: &AppState) -> Result<(Secret, Flow), StepError> {
+pub async fn start(state: &AppState, tenant: &Tenant) -> Result<(Secret, Flow), StepError> {
     let secret = Secret::generate(SecretKind::FlowId);
-    let flow = Flow::new(random_id(), secret.hash(), now(), state.settings.flow_ttl);
+    let flow = Flow::new(
+        &tenant.id,
+        random_id(),
+        secret.hash(),
+        now(),
+        state.settings.flow_ttl,
+    );
     state.store.create_flow(&flow).await?;
     Ok((secret, flow))
 }
 
 /// The flow behind a capability's hash; `Expired` once its time is up.
-pub async fn load(state: &AppState, key: &SecretHash, now: Timestamp) -> Result<Flow, StepError> {
+pub async fn load(
+    state: &AppState,
+    tenant: &Tenant,
+    key: &SecretHash,
+    now: Timestamp,
+) -> Result<Flow, StepError> {
     let flow = match state.store.get_flow(key).await {
-        Ok(f) => f,
+        Ok(f) if f.tenant == tenant.id => f,
+        // Another tenant's flow does not exist here.
+        Ok(_) => return Err(StepError::NotFound),
         Err(StoreError::NotFound) => return Err(StepError::NotFound),
         Err(e) => return Err(e.into()),
     };
@@ -100,7 +114,7 @@ pub async fn describe(state: &AppState, flow: Flow) -> Result<Described, StepErr
     };
     let client_name = match &grant {
         None => None,
-        Some(g) => match state.store.get_client(&g.client_id).await {
+        Some(g) => match state.store.get_client(&g.tenant, &g.client_id).await {
             Ok(c) => Some(c.name),
             Err(StoreError::NotFound) => None,
             Err(e) => return Err(e.into()),
@@ -153,6 +167,7 @@ async fn pending_codes(state: &AppState, now: Timestamp) -> Result<u64, StepErro
 /// refused, right or wrong, so the limit tells nothing about the code.
 pub async fn verify_user_code(
     state: &AppState,
+    tenant: &Tenant,
     key: &SecretHash,
     input: &str,
     ip: IpAddr,
@@ -160,7 +175,8 @@ pub async fn verify_user_code(
     let code = UserCode::parse(input);
     for _ in 0..CAS_ATTEMPTS {
         let now = now();
-        let flow = load(state, key, now).await?;
+        let flow = load(state, tenant, key, now).await?;
+        // User ids are unique across tenants, so they key the account limit as they are.
         let account = flow.user_id.as_deref();
         let pending = pending_codes(state, now).await?;
         if let Some(retry_after) = state.limits.check_code(ip, account, pending, now) {
@@ -206,17 +222,21 @@ pub async fn verify_user_code(
 /// time; failures count per account and per IP.
 pub async fn sign_on(
     state: &AppState,
+    tenant: &Tenant,
     key: &SecretHash,
     username: &str,
     password: &str,
     ip: IpAddr,
 ) -> Result<Flow, StepError> {
     let now = now();
-    load(state, key, now).await?.ensure_can_sign_on(now)?;
-    if let Some(retry_after) = state.limits.check_sign_on(ip, username, now) {
+    load(state, tenant, key, now)
+        .await?
+        .ensure_can_sign_on(now)?;
+    let account = format!("{}/{username}", tenant.id);
+    if let Some(retry_after) = state.limits.check_sign_on(ip, &account, now) {
         return Err(StepError::Limited { retry_after });
     }
-    let user = match state.store.get_user_by_username(username).await {
+    let user = match state.store.get_user_by_username(&tenant.id, username).await {
         Ok(u) => Some(u),
         Err(StoreError::NotFound) => None,
         Err(e) => return Err(e.into()),
@@ -227,32 +247,34 @@ pub async fn sign_on(
     let user = match user {
         Some(u) if matches => u,
         _ => {
-            state.limits.record_failed_sign_on(ip, username, now);
+            state.limits.record_failed_sign_on(ip, &account, now);
             return Err(StepError::InvalidCredentials);
         }
     };
-    attach_user(state, key, &user.id, now).await
+    attach_user(state, tenant, key, &user.id, now).await
 }
 
 /// A browser session whose person signed on at `auth_time` walks a new flow.
 pub async fn resume_session(
     state: &AppState,
+    tenant: &Tenant,
     key: &SecretHash,
     user_id: &str,
     auth_time: Timestamp,
 ) -> Result<Flow, StepError> {
-    attach_user(state, key, user_id, auth_time).await
+    attach_user(state, tenant, key, user_id, auth_time).await
 }
 
 async fn attach_user(
     state: &AppState,
+    tenant: &Tenant,
     key: &SecretHash,
     user_id: &str,
     auth_time: Timestamp,
 ) -> Result<Flow, StepError> {
     for _ in 0..CAS_ATTEMPTS {
         let now = now();
-        let next = load(state, key, now)
+        let next = load(state, tenant, key, now)
             .await?
             .sign_on_at(user_id, auth_time, now)?;
         if commit(state, &next, None).await? {
@@ -263,10 +285,15 @@ async fn attach_user(
 }
 
 /// Approve (`accept`) or deny the grant this flow bound.
-pub async fn consent(state: &AppState, key: &SecretHash, accept: bool) -> Result<Flow, StepError> {
+pub async fn consent(
+    state: &AppState,
+    tenant: &Tenant,
+    key: &SecretHash,
+    accept: bool,
+) -> Result<Flow, StepError> {
     for _ in 0..CAS_ATTEMPTS {
         let now = now();
-        let flow = load(state, key, now).await?;
+        let flow = load(state, tenant, key, now).await?;
         let Some(grant_id) = flow
             .grant_id
             .clone()

@@ -17,8 +17,12 @@ use devicegate_core::secret::{Secret, SecretKind, random_id};
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 
-use crate::{BrowserSession, ClientRecord, KeyRecord, RefreshToken, Store, StoreError, UserRecord};
+use crate::{
+    BrowserSession, ClientRecord, DEFAULT_TENANT, KeyRecord, RefreshToken, Store, StoreError,
+    TenantRecord, UserRecord,
+};
 
+const T: &str = DEFAULT_TENANT;
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
 /// Runs every case, each on a store fresh from `make`.
@@ -39,6 +43,7 @@ where
     refresh_tokens(make().await).await;
     concurrent_rotation_has_one_winner(Arc::new(make().await)).await;
     keys(make().await).await;
+    tenants_are_isolated(make().await).await;
     ensure_key_agrees(Arc::new(make().await)).await;
     grant_changes_are_announced(make().await).await;
     sessions(make().await).await;
@@ -48,6 +53,7 @@ where
 
 fn client(id: &str) -> ClientRecord {
     ClientRecord {
+        tenant: T.into(),
         id: id.into(),
         name: format!("Client {id}"),
         secret_hash: Some(SecretHash::of(id.as_bytes())),
@@ -62,6 +68,7 @@ fn client(id: &str) -> ClientRecord {
 fn user(name: &str) -> UserRecord {
     UserRecord {
         id: random_id(),
+        tenant: T.into(),
         username: name.into(),
         password_hash: "$argon2id$fake".into(),
         name: Some("Ann Example".into()),
@@ -74,6 +81,7 @@ fn grant(client_id: &str) -> (Secret, DeviceGrant) {
     let code = Secret::generate(SecretKind::DeviceCode);
     let g = DeviceGrant {
         id: random_id(),
+        tenant: T.into(),
         device_code_hash: code.hash(),
         user_code: UserCode::generate(),
         client_id: client_id.into(),
@@ -89,6 +97,7 @@ fn grant(client_id: &str) -> (Secret, DeviceGrant) {
             ip: Some("127.0.0.1".into()),
             user_agent: Some("tv/1".into()),
         },
+        context: Some("database=system".into()),
         version: 0,
     };
     (code, g)
@@ -98,6 +107,7 @@ fn refresh(family: &str) -> (Secret, RefreshToken) {
     let s = Secret::generate(SecretKind::RefreshToken);
     let t = RefreshToken {
         hash: s.hash(),
+        tenant: T.into(),
         family_id: family.into(),
         client_id: "cli".into(),
         subject: "u1".into(),
@@ -114,19 +124,19 @@ async fn clients(s: impl Store) {
     let c = client("a");
     s.create_client(&c).await.unwrap();
     assert_eq!(s.create_client(&c).await, Err(StoreError::AlreadyExists));
-    assert_eq!(s.get_client("a").await.unwrap(), c);
-    assert_eq!(s.get_client("b").await, Err(StoreError::NotFound));
+    assert_eq!(s.get_client(T, "a").await.unwrap(), c);
+    assert_eq!(s.get_client(T, "b").await, Err(StoreError::NotFound));
     let public = ClientRecord {
         secret_hash: None,
         ..client("b")
     };
     s.create_client(&public).await.unwrap();
-    assert_eq!(s.list_clients().await.unwrap(), vec![c, public]);
+    assert_eq!(s.list_clients(T).await.unwrap(), vec![c, public]);
     // Deleting a client takes its grants with it.
     let (code, g) = grant("a");
     s.create_grant(&g).await.unwrap();
-    s.delete_client("a").await.unwrap();
-    assert_eq!(s.delete_client("a").await, Err(StoreError::NotFound));
+    s.delete_client(T, "a").await.unwrap();
+    assert_eq!(s.delete_client(T, "a").await, Err(StoreError::NotFound));
     assert_eq!(
         s.get_grant_by_device_code(&code.hash()).await,
         Err(StoreError::NotFound)
@@ -142,9 +152,9 @@ async fn users(s: impl Store) {
         Err(StoreError::AlreadyExists)
     );
     assert_eq!(s.get_user(&u.id).await.unwrap(), u);
-    assert_eq!(s.get_user_by_username("ann").await.unwrap(), u);
+    assert_eq!(s.get_user_by_username(T, "ann").await.unwrap(), u);
     assert_eq!(
-        s.get_user_by_username("bob").await,
+        s.get_user_by_username(T, "bob").await,
         Err(StoreError::NotFound)
     );
     // A new password revokes the user's refresh tokens.
@@ -161,19 +171,22 @@ async fn users(s: impl Store) {
     };
     s.redeem_grant(&redeemed, Some(&token)).await.unwrap();
     assert!(s.get_refresh_token(&token_secret.hash()).await.is_ok());
-    s.set_password("ann", "$argon2id$new").await.unwrap();
+    s.set_password(T, "ann", "$argon2id$new").await.unwrap();
     assert_eq!(
         s.get_user(&u.id).await.unwrap().password_hash,
         "$argon2id$new"
     );
-    assert_eq!(s.set_password("bob", "x").await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.set_password(T, "bob", "x").await,
+        Err(StoreError::NotFound)
+    );
     assert_eq!(
         s.get_refresh_token(&token_secret.hash()).await,
         Err(StoreError::NotFound)
     );
-    assert_eq!(s.list_users().await.unwrap().len(), 1);
-    s.delete_user("ann").await.unwrap();
-    assert_eq!(s.delete_user("ann").await, Err(StoreError::NotFound));
+    assert_eq!(s.list_users(T).await.unwrap().len(), 1);
+    s.delete_user(T, "ann").await.unwrap();
+    assert_eq!(s.delete_user(T, "ann").await, Err(StoreError::NotFound));
     assert_eq!(s.get_user(&u.id).await, Err(StoreError::NotFound));
 }
 
@@ -279,7 +292,7 @@ async fn concurrent_approve_and_deny_have_one_winner(s: Arc<impl Store>) {
 
 fn flow() -> (Secret, Flow) {
     let secret = Secret::generate(SecretKind::FlowId);
-    let f = Flow::new(random_id(), secret.hash(), NOW, Duration::from_secs(900));
+    let f = Flow::new(T, random_id(), secret.hash(), NOW, Duration::from_secs(900));
     (secret, f)
 }
 
@@ -404,7 +417,7 @@ async fn refresh_tokens(s: impl Store) {
     })
     .await
     .unwrap();
-    s.delete_user("ann").await.unwrap();
+    s.delete_user(T, "ann").await.unwrap();
     assert_eq!(
         s.get_refresh_token(&other.hash).await,
         Err(StoreError::NotFound)
@@ -443,9 +456,69 @@ async fn concurrent_rotation_has_one_winner(s: Arc<impl Store>) {
     );
 }
 
+async fn tenants_are_isolated(s: impl Store) {
+    let acme = TenantRecord {
+        id: "acme".into(),
+        uuid: "0f3c5b0e-8d43-4e4b-9a53-4cbe5a6a1a01".into(),
+        created_at: NOW,
+    };
+    s.create_tenant(&acme).await.unwrap();
+    assert_eq!(s.create_tenant(&acme).await, Err(StoreError::AlreadyExists));
+    assert_eq!(s.get_tenant("acme").await.unwrap(), acme);
+    assert_eq!(
+        s.get_tenant_by_uuid(&acme.uuid.to_uppercase())
+            .await
+            .unwrap(),
+        acme
+    );
+    assert_eq!(s.get_tenant("nope").await, Err(StoreError::NotFound));
+    // The same client id and username in two tenants are two records.
+    s.create_client(&client("tv")).await.unwrap();
+    let acme_client = ClientRecord {
+        tenant: "acme".into(),
+        name: "Acme TV".into(),
+        ..client("tv")
+    };
+    s.create_client(&acme_client).await.unwrap();
+    assert_eq!(s.get_client("acme", "tv").await.unwrap().name, "Acme TV");
+    assert_eq!(s.get_client(T, "tv").await.unwrap().name, "Client tv");
+    s.create_user(&user("ann")).await.unwrap();
+    let acme_ann = UserRecord {
+        tenant: "acme".into(),
+        ..user("ann")
+    };
+    s.create_user(&acme_ann).await.unwrap();
+    assert_eq!(
+        s.get_user_by_username("acme", "ann").await.unwrap().id,
+        acme_ann.id
+    );
+    assert_eq!(s.list_users("acme").await.unwrap().len(), 1);
+    let key = KeyRecord {
+        tenant: "acme".into(),
+        id: "acme-key".into(),
+        alg: Algorithm::Es256,
+        pkcs8: vec![1],
+        created_at: NOW,
+    };
+    assert_eq!(s.ensure_key(&key).await.unwrap(), vec![key.clone()]);
+    assert!(
+        s.list_keys(T).await.unwrap().is_empty(),
+        "keys are per tenant"
+    );
+    // Deleting a tenant deletes what it holds, and nothing else.
+    s.delete_tenant("acme").await.unwrap();
+    assert_eq!(s.delete_tenant("acme").await, Err(StoreError::NotFound));
+    assert_eq!(s.get_client("acme", "tv").await, Err(StoreError::NotFound));
+    assert_eq!(s.get_user(&acme_ann.id).await, Err(StoreError::NotFound));
+    assert!(s.list_keys("acme").await.unwrap().is_empty());
+    assert!(s.get_client(T, "tv").await.is_ok());
+    assert_eq!(s.list_tenants().await.unwrap(), vec![]);
+}
+
 async fn keys(s: impl Store) {
-    assert!(s.list_keys().await.unwrap().is_empty());
+    assert!(s.list_keys(T).await.unwrap().is_empty());
     let k = KeyRecord {
+        tenant: T.into(),
         id: "k1".into(),
         alg: Algorithm::Es256,
         pkcs8: vec![1, 2, 3],
@@ -453,7 +526,7 @@ async fn keys(s: impl Store) {
     };
     s.insert_key(&k).await.unwrap();
     assert_eq!(s.insert_key(&k).await, Err(StoreError::AlreadyExists));
-    assert_eq!(s.list_keys().await.unwrap(), vec![k]);
+    assert_eq!(s.list_keys(T).await.unwrap(), vec![k]);
 }
 
 async fn ensure_key_agrees(s: Arc<impl Store>) {
@@ -463,6 +536,7 @@ async fn ensure_key_agrees(s: Arc<impl Store>) {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let candidate = KeyRecord {
+                tenant: T.into(),
                 id: format!("k{i}"),
                 alg: Algorithm::EdDsa,
                 pkcs8: vec![i],
@@ -480,6 +554,7 @@ async fn ensure_key_agrees(s: Arc<impl Store>) {
         "one key, the same for all: {seen:?}"
     );
     let other = KeyRecord {
+        tenant: T.into(),
         id: "rsa".into(),
         alg: Algorithm::Rs256,
         pkcs8: vec![9],
@@ -509,6 +584,7 @@ async fn grant_changes_are_announced(s: impl Store) {
 async fn sessions(s: impl Store) {
     let id = Secret::generate(SecretKind::FlowId);
     let session = BrowserSession {
+        tenant: T.into(),
         id_hash: id.hash(),
         user_id: None,
         signed_on_at: None,
@@ -591,6 +667,7 @@ async fn sweep(s: impl Store) {
         .await
         .unwrap();
     let stale_session = BrowserSession {
+        tenant: T.into(),
         id_hash: SecretHash::of(b"stale"),
         user_id: None,
         signed_on_at: None,

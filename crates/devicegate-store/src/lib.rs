@@ -20,7 +20,10 @@ use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 
 pub use postgres::PostgresStore;
-pub use records::{BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, UserRecord};
+pub use records::{
+    BrowserSession, ClientRecord, DEFAULT_TENANT, KeyRecord, RefreshToken, SweepCounts,
+    TenantRecord, UserRecord,
+};
 pub use sqlite::SqliteStore;
 
 /// Sentinel errors every backend returns for the same situations.
@@ -42,6 +45,17 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Tables whose rows belong to a tenant (deleted with it).
+pub const TENANT_TABLES: [&str; 7] = [
+    "clients",
+    "users",
+    "device_grants",
+    "flows",
+    "refresh_tokens",
+    "signing_keys",
+    "browser_sessions",
+];
+
 /// A grant changed state (bound, approved, denied, polled, redeemed). Announced to every
 /// subscriber of every instance sharing the store, so that whatever waits on a grant's
 /// outcome learns of it at once instead of polling the database.
@@ -61,20 +75,28 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// them, from every other.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<GrantChanged>;
 
+    async fn create_tenant(&self, tenant: &TenantRecord) -> Result<()>;
+    async fn get_tenant(&self, id: &str) -> Result<TenantRecord>;
+    async fn get_tenant_by_uuid(&self, uuid: &str) -> Result<TenantRecord>;
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>>;
+    /// Deletes the tenant and everything it holds.
+    async fn delete_tenant(&self, id: &str) -> Result<()>;
+
     async fn create_client(&self, client: &ClientRecord) -> Result<()>;
-    async fn get_client(&self, id: &str) -> Result<ClientRecord>;
-    async fn list_clients(&self) -> Result<Vec<ClientRecord>>;
+    async fn get_client(&self, tenant: &str, id: &str) -> Result<ClientRecord>;
+    async fn list_clients(&self, tenant: &str) -> Result<Vec<ClientRecord>>;
     /// Deletes the client with its grants and refresh tokens.
-    async fn delete_client(&self, id: &str) -> Result<()>;
+    async fn delete_client(&self, tenant: &str, id: &str) -> Result<()>;
 
     async fn create_user(&self, user: &UserRecord) -> Result<()>;
+    /// By subject; subjects are unique across tenants (callers check the tenant).
     async fn get_user(&self, id: &str) -> Result<UserRecord>;
-    async fn get_user_by_username(&self, username: &str) -> Result<UserRecord>;
-    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    async fn get_user_by_username(&self, tenant: &str, username: &str) -> Result<UserRecord>;
+    async fn list_users(&self, tenant: &str) -> Result<Vec<UserRecord>>;
     /// Deletes the user with their refresh tokens.
-    async fn delete_user(&self, username: &str) -> Result<()>;
+    async fn delete_user(&self, tenant: &str, username: &str) -> Result<()>;
     /// Sets the password and revokes the user's refresh tokens.
-    async fn set_password(&self, username: &str, password_hash: &str) -> Result<()>;
+    async fn set_password(&self, tenant: &str, username: &str, password_hash: &str) -> Result<()>;
 
     /// `AlreadyExists` when the device code or user code is taken.
     async fn create_grant(&self, grant: &DeviceGrant) -> Result<()>;
@@ -110,10 +132,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn update_session(&self, session: &BrowserSession) -> Result<()>;
     async fn delete_session(&self, id_hash: &SecretHash) -> Result<()>;
 
-    async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
+    async fn list_keys(&self, tenant: &str) -> Result<Vec<KeyRecord>>;
     async fn insert_key(&self, key: &KeyRecord) -> Result<()>;
-    /// Stores `candidate` unless a key of its algorithm exists, atomically across instances,
-    /// and returns every key: instances starting together agree on one key.
+    /// Stores `candidate` unless its tenant has a key of its algorithm, atomically across
+    /// instances, and returns every key of the tenant: instances starting together agree.
     async fn ensure_key(&self, candidate: &KeyRecord) -> Result<Vec<KeyRecord>>;
 
     /// Deletes grants and flows that expired before `grace_before`, and expired refresh

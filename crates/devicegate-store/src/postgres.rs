@@ -25,9 +25,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, UserRecord,
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UserRecord,
 };
-use crate::{GrantChanged, Result, Store, StoreError};
+use crate::{GrantChanged, Result, Store, StoreError, TENANT_TABLES};
 
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
 /// Taken while migrating, so that instances starting together migrate once.
@@ -143,6 +143,23 @@ impl PostgresStore {
             .collect()
     }
 
+    async fn all_for<T>(
+        &self,
+        sql: &str,
+        param: &str,
+        map: fn(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(pg)?;
+        client
+            .query(&stmt, &[&param])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(map)
+            .collect()
+    }
+
     async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(pg)?;
@@ -225,14 +242,16 @@ async fn listen_forever(config: tokio_postgres::Config, out: broadcast::Sender<G
 
 const GRANT_COLUMNS: &str = "id, device_code_hash, user_code, client_id, scopes, status, subject, auth_time, \
      created_at, expires_at, interval_secs, last_poll_at, flow_id, flow_expires_at, requester_ip, requester_agent, \
-     version";
+     version, tenant, context";
 const FLOW_COLUMNS: &str = "id, secret_hash, status, grant_id, user_id, signed_on_at, failed_attempts, result, \
-     created_at, expires_at, version";
-const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_types, device_code_ttl_secs, poll_interval_secs, created_at";
-const USER_COLUMNS: &str = "id, username, password_hash, name, email, created_at";
+     created_at, expires_at, version, tenant";
+const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_types, device_code_ttl_secs, poll_interval_secs, created_at, tenant";
+const USER_COLUMNS: &str = "id, username, password_hash, name, email, created_at, tenant";
 const REFRESH_COLUMNS: &str =
-    "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used";
-const SESSION_COLUMNS: &str = "id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at";
+    "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used, tenant";
+const SESSION_COLUMNS: &str =
+    "id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at, tenant";
+const KEY_COLUMNS: &str = "id, alg, pkcs8, created_at, tenant";
 
 fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
@@ -284,6 +303,8 @@ fn grant_from_row(r: &Row) -> Result<DeviceGrant> {
             user_agent: get(r, 15)?,
         },
         version: get(r, 16)?,
+        tenant: get(r, 17)?,
+        context: get(r, 18)?,
     })
 }
 
@@ -305,6 +326,7 @@ fn flow_from_row(r: &Row) -> Result<Flow> {
         created_at: ts(get(r, 8)?),
         expires_at: ts(get(r, 9)?),
         version: get(r, 10)?,
+        tenant: get(r, 11)?,
     })
 }
 
@@ -324,6 +346,7 @@ fn client_from_row(r: &Row) -> Result<ClientRecord> {
         device_code_ttl_secs: secs(get(r, 5)?)?,
         poll_interval_secs: secs(get(r, 6)?)?,
         created_at: ts(get(r, 7)?),
+        tenant: get(r, 8)?,
     })
 }
 
@@ -335,6 +358,7 @@ fn user_from_row(r: &Row) -> Result<UserRecord> {
         name: get(r, 3)?,
         email: get(r, 4)?,
         created_at: ts(get(r, 5)?),
+        tenant: get(r, 6)?,
     })
 }
 
@@ -349,6 +373,7 @@ fn refresh_from_row(r: &Row) -> Result<RefreshToken> {
         created_at: ts(get(r, 6)?),
         expires_at: ts(get(r, 7)?),
         used: get(r, 8)?,
+        tenant: get(r, 9)?,
     })
 }
 
@@ -358,6 +383,7 @@ fn key_from_row(r: &Row) -> Result<KeyRecord> {
         alg: Algorithm::parse(get(r, 1)?).ok_or_else(|| bad("algorithm"))?,
         pkcs8: get(r, 2)?,
         created_at: ts(get(r, 3)?),
+        tenant: get(r, 4)?,
     })
 }
 
@@ -370,6 +396,15 @@ fn session_from_row(r: &Row) -> Result<BrowserSession> {
         flow_hash: flow.map(hash).transpose()?,
         created_at: ts(get(r, 4)?),
         expires_at: ts(get(r, 5)?),
+        tenant: get(r, 6)?,
+    })
+}
+
+fn tenant_from_row(r: &Row) -> Result<TenantRecord> {
+    Ok(TenantRecord {
+        id: get(r, 0)?,
+        uuid: get(r, 1)?,
+        created_at: ts(get(r, 2)?),
     })
 }
 
@@ -442,7 +477,7 @@ async fn insert_refresh_in(
 ) -> Result<()> {
     let stmt = tx
         .prepare_cached(&format!(
-            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .await
         .map_err(pg)?;
@@ -458,6 +493,7 @@ async fn insert_refresh_in(
             &t.created_at.as_millis(),
             &t.expires_at.as_millis(),
             &t.used,
+            &t.tenant,
         ],
     )
     .await
@@ -475,10 +511,65 @@ impl Store for PostgresStore {
         self.inner.grants.subscribe()
     }
 
+    async fn create_tenant(&self, t: &TenantRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO tenants (id, uuid, created_at) VALUES ($1, $2, $3)",
+            &[&t.id, &t.uuid, &t.created_at.as_millis()],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<TenantRecord> {
+        self.one(
+            "SELECT id, uuid, created_at FROM tenants WHERE id = $1",
+            &[&id],
+            tenant_from_row,
+        )
+        .await
+    }
+
+    async fn get_tenant_by_uuid(&self, uuid: &str) -> Result<TenantRecord> {
+        let uuid = uuid.to_ascii_lowercase();
+        self.one(
+            "SELECT id, uuid, created_at FROM tenants WHERE uuid = $1",
+            &[&uuid],
+            tenant_from_row,
+        )
+        .await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
+        self.all(
+            "SELECT id, uuid, created_at FROM tenants ORDER BY id",
+            tenant_from_row,
+        )
+        .await
+    }
+
+    async fn delete_tenant(&self, id: &str) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        if tx
+            .execute("DELETE FROM tenants WHERE id = $1", &[&id])
+            .await
+            .map_err(pg)?
+            == 0
+        {
+            return Err(StoreError::NotFound);
+        }
+        for table in TENANT_TABLES {
+            tx.execute(&format!("DELETE FROM {table} WHERE tenant = $1"), &[&id])
+                .await
+                .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
     async fn create_client(&self, c: &ClientRecord) -> Result<()> {
         self.exec(
             &format!(
-                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             ),
             &[
                 &c.id,
@@ -489,52 +580,63 @@ impl Store for PostgresStore {
                 &c.device_code_ttl_secs.map(i64::from),
                 &c.poll_interval_secs.map(i64::from),
                 &c.created_at.as_millis(),
+                &c.tenant,
             ],
         )
         .await
         .map(|_| ())
     }
 
-    async fn get_client(&self, id: &str) -> Result<ClientRecord> {
+    async fn get_client(&self, tenant: &str, id: &str) -> Result<ClientRecord> {
         self.one(
-            &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"),
-            &[&id],
+            &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE tenant = $1 AND id = $2"),
+            &[&tenant, &id],
             client_from_row,
         )
         .await
     }
 
-    async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
-        self.all(
-            &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id"),
+    async fn list_clients(&self, tenant: &str) -> Result<Vec<ClientRecord>> {
+        self.all_for(
+            &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE tenant = $1 ORDER BY id"),
+            tenant,
             client_from_row,
         )
         .await
     }
 
-    async fn delete_client(&self, id: &str) -> Result<()> {
+    async fn delete_client(&self, tenant: &str, id: &str) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         if tx
-            .execute("DELETE FROM clients WHERE id = $1", &[&id])
+            .execute(
+                "DELETE FROM clients WHERE tenant = $1 AND id = $2",
+                &[&tenant, &id],
+            )
             .await
             .map_err(pg)?
             == 0
         {
             return Err(StoreError::NotFound);
         }
-        tx.execute("DELETE FROM device_grants WHERE client_id = $1", &[&id])
-            .await
-            .map_err(pg)?;
-        tx.execute("DELETE FROM refresh_tokens WHERE client_id = $1", &[&id])
-            .await
-            .map_err(pg)?;
+        tx.execute(
+            "DELETE FROM device_grants WHERE tenant = $1 AND client_id = $2",
+            &[&tenant, &id],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            "DELETE FROM refresh_tokens WHERE tenant = $1 AND client_id = $2",
+            &[&tenant, &id],
+        )
+        .await
+        .map_err(pg)?;
         tx.commit().await.map_err(pg)
     }
 
     async fn create_user(&self, u: &UserRecord) -> Result<()> {
         self.exec(
-            &format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+            &format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
             &[
                 &u.id,
                 &u.username,
@@ -542,6 +644,7 @@ impl Store for PostgresStore {
                 &u.name,
                 &u.email,
                 &u.created_at.as_millis(),
+                &u.tenant,
             ],
         )
         .await
@@ -557,30 +660,31 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn get_user_by_username(&self, username: &str) -> Result<UserRecord> {
+    async fn get_user_by_username(&self, tenant: &str, username: &str) -> Result<UserRecord> {
         self.one(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"),
-            &[&username],
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE tenant = $1 AND username = $2"),
+            &[&tenant, &username],
             user_from_row,
         )
         .await
     }
 
-    async fn list_users(&self) -> Result<Vec<UserRecord>> {
-        self.all(
-            &format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"),
+    async fn list_users(&self, tenant: &str) -> Result<Vec<UserRecord>> {
+        self.all_for(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE tenant = $1 ORDER BY username"),
+            tenant,
             user_from_row,
         )
         .await
     }
 
-    async fn delete_user(&self, username: &str) -> Result<()> {
+    async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let row = tx
             .query_opt(
-                "DELETE FROM users WHERE username = $1 RETURNING id",
-                &[&username],
+                "DELETE FROM users WHERE tenant = $1 AND username = $2 RETURNING id",
+                &[&tenant, &username],
             )
             .await
             .map_err(pg)?;
@@ -591,13 +695,13 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(pg)
     }
 
-    async fn set_password(&self, username: &str, password_hash: &str) -> Result<()> {
+    async fn set_password(&self, tenant: &str, username: &str, password_hash: &str) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let row = tx
             .query_opt(
-                "UPDATE users SET password_hash = $1 WHERE username = $2 RETURNING id",
-                &[&password_hash, &username],
+                "UPDATE users SET password_hash = $1 WHERE tenant = $2 AND username = $3 RETURNING id",
+                &[&password_hash, &tenant, &username],
             )
             .await
             .map_err(pg)?;
@@ -613,7 +717,7 @@ impl Store for PostgresStore {
         self.exec(
             &format!(
                 "INSERT INTO device_grants ({GRANT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
             ),
             &[
                 &g.id,
@@ -633,6 +737,8 @@ impl Store for PostgresStore {
                 &g.requester.ip,
                 &g.requester.user_agent,
                 &g.version,
+                &g.tenant,
+                &g.context,
             ],
         )
         .await
@@ -685,7 +791,7 @@ impl Store for PostgresStore {
 
     async fn create_flow(&self, f: &Flow) -> Result<()> {
         self.exec(
-            &format!("INSERT INTO flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
+            &format!("INSERT INTO flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
             &[
                 &f.id,
                 &f.secret_hash.as_bytes().as_slice(),
@@ -698,6 +804,7 @@ impl Store for PostgresStore {
                 &f.created_at.as_millis(),
                 &f.expires_at.as_millis(),
                 &f.version,
+                &f.tenant,
             ],
         )
         .await
@@ -813,7 +920,7 @@ impl Store for PostgresStore {
     async fn create_session(&self, s: &BrowserSession) -> Result<()> {
         self.exec(
             &format!(
-                "INSERT INTO browser_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+                "INSERT INTO browser_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
             ),
             &[
                 &s.id_hash.as_bytes().as_slice(),
@@ -822,6 +929,7 @@ impl Store for PostgresStore {
                 &s.flow_hash.map(|h| h.as_bytes().to_vec()),
                 &s.created_at.as_millis(),
                 &s.expires_at.as_millis(),
+                &s.tenant,
             ],
         )
         .await
@@ -871,9 +979,12 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
-        self.all(
-            "SELECT id, alg, pkcs8, created_at FROM signing_keys ORDER BY created_at, id",
+    async fn list_keys(&self, tenant: &str) -> Result<Vec<KeyRecord>> {
+        self.all_for(
+            &format!(
+                "SELECT {KEY_COLUMNS} FROM signing_keys WHERE tenant = $1 ORDER BY created_at, id"
+            ),
+            tenant,
             key_from_row,
         )
         .await
@@ -881,8 +992,14 @@ impl Store for PostgresStore {
 
     async fn insert_key(&self, k: &KeyRecord) -> Result<()> {
         self.exec(
-            "INSERT INTO signing_keys (id, alg, pkcs8, created_at) VALUES ($1, $2, $3, $4)",
-            &[&k.id, &k.alg.as_str(), &k.pkcs8, &k.created_at.as_millis()],
+            &format!("INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"),
+            &[
+                &k.id,
+                &k.alg.as_str(),
+                &k.pkcs8,
+                &k.created_at.as_millis(),
+                &k.tenant,
+            ],
         )
         .await
         .map(|_| ())
@@ -897,23 +1014,29 @@ impl Store for PostgresStore {
             .map_err(pg)?;
         let exists = tx
             .query_opt(
-                "SELECT 1 FROM signing_keys WHERE alg = $1 LIMIT 1",
-                &[&k.alg.as_str()],
+                "SELECT 1 FROM signing_keys WHERE tenant = $1 AND alg = $2 LIMIT 1",
+                &[&k.tenant, &k.alg.as_str()],
             )
             .await
             .map_err(pg)?;
         if exists.is_none() {
             tx.execute(
-                "INSERT INTO signing_keys (id, alg, pkcs8, created_at) VALUES ($1, $2, $3, $4)",
-                &[&k.id, &k.alg.as_str(), &k.pkcs8, &k.created_at.as_millis()],
+                &format!("INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"),
+                &[
+                    &k.id,
+                    &k.alg.as_str(),
+                    &k.pkcs8,
+                    &k.created_at.as_millis(),
+                    &k.tenant,
+                ],
             )
             .await
             .map_err(pg)?;
         }
         let rows = tx
             .query(
-                "SELECT id, alg, pkcs8, created_at FROM signing_keys ORDER BY created_at, id",
-                &[],
+                &format!("SELECT {KEY_COLUMNS} FROM signing_keys WHERE tenant = $1 ORDER BY created_at, id"),
+                &[&k.tenant],
             )
             .await
             .map_err(pg)?;

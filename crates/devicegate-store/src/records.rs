@@ -2,8 +2,23 @@ use devicegate_core::keys::Algorithm;
 use devicegate_core::scope::Scopes;
 use devicegate_core::{SecretHash, Timestamp};
 
+/// The tenant every installation has; its endpoints keep the unprefixed paths.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// An isolated tenant (PingOne's environment, Oracle IDCS's tenant): its own clients, users,
+/// keys and issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRecord {
+    /// The name in paths (`/t/{id}/…`).
+    pub id: String,
+    /// PingOne's `{envID}`.
+    pub uuid: String,
+    pub created_at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientRecord {
+    pub tenant: String,
     pub id: String,
     pub name: String,
     /// `None` for a public client.
@@ -20,6 +35,7 @@ pub struct ClientRecord {
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub id: String,
+    pub tenant: String,
     pub username: String,
     /// argon2id PHC string.
     pub password_hash: String,
@@ -41,6 +57,7 @@ impl std::fmt::Debug for UserRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshToken {
     pub hash: SecretHash,
+    pub tenant: String,
     /// Every rotation of one original token shares a family; reuse revokes the family.
     pub family_id: String,
     pub client_id: String,
@@ -56,6 +73,7 @@ pub struct RefreshToken {
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyRecord {
     pub id: String,
+    pub tenant: String,
     pub alg: Algorithm,
     pub pkcs8: Vec<u8>,
     pub created_at: Timestamp,
@@ -65,6 +83,7 @@ pub struct KeyRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrowserSession {
     pub id_hash: SecretHash,
+    pub tenant: String,
     pub user_id: Option<String>,
     pub signed_on_at: Option<Timestamp>,
     /// The verification flow this browser is walking, by its capability's hash.

@@ -9,7 +9,7 @@ use devicegate_core::password::hash_password;
 use devicegate_core::scope::Scopes;
 use devicegate_core::secret::{Secret, SecretKind, random_id};
 use devicegate_proto::GrantType;
-use devicegate_store::{ClientRecord, Store, StoreError, UserRecord};
+use devicegate_store::{ClientRecord, DEFAULT_TENANT, Store, StoreError, TenantRecord, UserRecord};
 use serde_json::json;
 
 const DEFAULT_SCOPES: &str = "openid profile email offline_access";
@@ -89,8 +89,140 @@ fn store_err(e: StoreError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-pub async fn client(store: &dyn Store, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
+/// `client [--tenant T] …`
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// The tenant the client belongs to
+    #[arg(long, default_value = DEFAULT_TENANT)]
+    pub tenant: String,
+    #[command(subcommand)]
+    pub cmd: ClientCommand,
+}
+
+/// `user [--tenant T] …`
+#[derive(Debug, clap::Args)]
+pub struct UserArgs {
+    /// The tenant the user belongs to
+    #[arg(long, default_value = DEFAULT_TENANT)]
+    pub tenant: String,
+    #[command(subcommand)]
+    pub cmd: UserCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant; its endpoints live under /t/NAME, and PingOne's under /{UUID}
+    Create {
+        name: String,
+        /// The tenant's UUID (PingOne's environment id) [default: random]
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tenant with all its clients, users, keys, grants and tokens
+    Delete { name: String },
+}
+
+/// The tenant named on the command line, which must exist (the default one always does).
+async fn existing_tenant(store: &dyn Store, tenant: &str) -> anyhow::Result<String> {
+    devicegate_server::tenant::ensure_default(store)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match store.get_tenant(tenant).await {
+        Ok(t) => Ok(t.id),
+        Err(StoreError::NotFound) => {
+            bail!("no tenant named {tenant:?} (see `devicegate tenant list`)")
+        }
+        Err(e) => Err(store_err(e)),
+    }
+}
+
+fn valid_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+pub async fn tenant(store: &dyn Store, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
+    devicegate_server::tenant::ensure_default(store)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     match cmd {
+        TenantCommand::Create { name, id, json } => {
+            let ok_name = !name.is_empty()
+                && name.len() <= 63
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok_name || name == DEFAULT_TENANT {
+                bail!(
+                    "tenant names are 1–63 characters of a-z, 0-9 and '-', and not {DEFAULT_TENANT:?}"
+                );
+            }
+            let uuid = match id {
+                Some(u) if valid_uuid(&u) => u.to_ascii_lowercase(),
+                Some(u) => bail!("{u:?} is not a UUID"),
+                None => devicegate_server::tenant::new_uuid(),
+            };
+            let record = TenantRecord {
+                id: name.clone(),
+                uuid: uuid.clone(),
+                created_at: devicegate_server::now(),
+            };
+            match store.create_tenant(&record).await {
+                Ok(()) => {}
+                Err(StoreError::AlreadyExists) => {
+                    bail!("a tenant named {name:?} or with id {uuid} already exists")
+                }
+                Err(e) => return Err(store_err(e)),
+            }
+            if json {
+                println!("{}", json!({"name": name, "id": uuid}));
+            } else {
+                println!(
+                    "created tenant {name} (id {uuid}): endpoints under /t/{name}, PingOne's under /{uuid}"
+                );
+            }
+        }
+        TenantCommand::List { json } => {
+            let tenants = store.list_tenants().await.map_err(store_err)?;
+            if json {
+                let rows: Vec<_> = tenants
+                    .iter()
+                    .map(|t| json!({"name": t.id, "id": t.uuid}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for t in tenants {
+                    println!("{}\t{}", t.id, t.uuid);
+                }
+            }
+        }
+        TenantCommand::Delete { name } => {
+            if name == DEFAULT_TENANT {
+                bail!("the default tenant cannot be deleted");
+            }
+            match store.delete_tenant(&name).await {
+                Ok(()) => println!("deleted tenant {name}"),
+                Err(StoreError::NotFound) => bail!("no tenant named {name:?}"),
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn client(store: &dyn Store, args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let tenant = existing_tenant(store, &args.tenant).await?;
+    match args.cmd {
         ClientCommand::Create {
             id,
             name,
@@ -128,6 +260,7 @@ pub async fn client(store: &dyn Store, cmd: ClientCommand) -> anyhow::Result<Exi
             };
             let generated = secret.then(|| Secret::generate(SecretKind::ClientSecret));
             let record = ClientRecord {
+                tenant: tenant.clone(),
                 id: id.clone(),
                 name,
                 secret_hash: generated.as_ref().map(Secret::hash),
@@ -153,7 +286,7 @@ pub async fn client(store: &dyn Store, cmd: ClientCommand) -> anyhow::Result<Exi
             }
         }
         ClientCommand::List { json } => {
-            let clients = store.list_clients().await.map_err(store_err)?;
+            let clients = store.list_clients(&tenant).await.map_err(store_err)?;
             if json {
                 let rows: Vec<_> = clients
                     .iter()
@@ -174,7 +307,7 @@ pub async fn client(store: &dyn Store, cmd: ClientCommand) -> anyhow::Result<Exi
                 }
             }
         }
-        ClientCommand::Delete { id } => match store.delete_client(&id).await {
+        ClientCommand::Delete { id } => match store.delete_client(&tenant, &id).await {
             Ok(()) => println!("deleted client {id}"),
             Err(StoreError::NotFound) => bail!("no client with id {id:?}"),
             Err(e) => return Err(store_err(e)),
@@ -207,8 +340,9 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     Ok(password)
 }
 
-pub async fn user(store: &dyn Store, cmd: UserCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
+pub async fn user(store: &dyn Store, args: UserArgs) -> anyhow::Result<ExitCode> {
+    let tenant = existing_tenant(store, &args.tenant).await?;
+    match args.cmd {
         UserCommand::Create {
             username,
             password_stdin,
@@ -222,6 +356,7 @@ pub async fn user(store: &dyn Store, cmd: UserCommand) -> anyhow::Result<ExitCod
             let password = read_password(password_stdin)?;
             let record = UserRecord {
                 id: random_id(),
+                tenant: tenant.clone(),
                 username: username.clone(),
                 password_hash: tokio::task::spawn_blocking(move || hash_password(&password))
                     .await?,
@@ -236,7 +371,7 @@ pub async fn user(store: &dyn Store, cmd: UserCommand) -> anyhow::Result<ExitCod
             }
         }
         UserCommand::List { json } => {
-            let users = store.list_users().await.map_err(store_err)?;
+            let users = store.list_users(&tenant).await.map_err(store_err)?;
             if json {
                 let rows: Vec<_> = users
                     .iter()
@@ -255,7 +390,7 @@ pub async fn user(store: &dyn Store, cmd: UserCommand) -> anyhow::Result<ExitCod
                 }
             }
         }
-        UserCommand::Delete { username } => match store.delete_user(&username).await {
+        UserCommand::Delete { username } => match store.delete_user(&tenant, &username).await {
             Ok(()) => println!("deleted user {username}"),
             Err(StoreError::NotFound) => bail!("no user named {username:?}"),
             Err(e) => return Err(store_err(e)),
@@ -266,7 +401,7 @@ pub async fn user(store: &dyn Store, cmd: UserCommand) -> anyhow::Result<ExitCod
         } => {
             let password = read_password(password_stdin)?;
             let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?;
-            match store.set_password(&username, &hash).await {
+            match store.set_password(&tenant, &username, &hash).await {
                 Ok(()) => println!("password set for {username}"),
                 Err(StoreError::NotFound) => bail!("no user named {username:?}"),
                 Err(e) => return Err(store_err(e)),
@@ -281,7 +416,9 @@ pub const DEMO_USER: &str = "demo";
 
 /// `serve --demo`: a public client and a user, the password printed once.
 pub async fn seed_demo(store: &dyn Store) -> anyhow::Result<()> {
+    existing_tenant(store, DEFAULT_TENANT).await?;
     let client = ClientRecord {
+        tenant: DEFAULT_TENANT.into(),
         id: DEMO_CLIENT.into(),
         name: "Demo CLI".into(),
         secret_hash: None,
@@ -306,6 +443,7 @@ pub async fn seed_demo(store: &dyn Store) -> anyhow::Result<()> {
     };
     let user = UserRecord {
         id: random_id(),
+        tenant: DEFAULT_TENANT.into(),
         username: DEMO_USER.into(),
         password_hash: hash,
         name: Some("Demo User".into()),

@@ -21,7 +21,7 @@ use config::Database;
 use devicegate_server::{AppState, Settings};
 use devicegate_store::{PostgresStore, SqliteStore, Store};
 
-pub use admin::{ClientCommand, UserCommand};
+pub use admin::{ClientCommand, TenantCommand, UserCommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,11 +50,12 @@ pub enum Command {
     /// Apply pending database migrations and exit
     Migrate,
     /// Manage OAuth clients
-    #[command(subcommand)]
-    Client(ClientCommand),
+    Client(admin::ClientArgs),
     /// Manage local users
+    User(admin::UserArgs),
+    /// Manage tenants (isolated clients, users, keys and issuer)
     #[command(subcommand)]
-    User(UserCommand),
+    Tenant(admin::TenantCommand),
     #[command(flatten)]
     Account(login::AccountCommand),
 }
@@ -97,6 +98,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::User(cmd) => {
             rt.block_on(async { admin::user(open_store(&db).await?.as_ref(), cmd).await })
+        }
+        Command::Tenant(cmd) => {
+            rt.block_on(async { admin::tenant(open_store(&db).await?.as_ref(), cmd).await })
         }
         Command::Serve { demo } => rt.block_on(serve(&keys, &db, demo)),
     }

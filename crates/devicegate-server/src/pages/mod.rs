@@ -10,14 +10,15 @@ mod session;
 mod strings;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use devicegate_core::SecretHash;
 use devicegate_core::flow::{Flow, FlowError};
 use devicegate_core::user_code::UserCode;
@@ -26,6 +27,7 @@ use minijinja::{Environment, Value, context};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::limits::client_ip;
+use crate::tenant::Tenant;
 use crate::verification::{self, Described, StepError};
 use crate::{AppState, Settings, StartError, now};
 use session::{Session, SessionCookie};
@@ -49,7 +51,7 @@ pub struct Pages {
     css: String,
     logo: (Vec<u8>, String),
     t: Strings,
-    cookie: SessionCookie,
+    https: bool,
 }
 
 impl Pages {
@@ -76,7 +78,7 @@ impl Pages {
             css: STYLE.replace("__ACCENT__", &brand.accent_color),
             logo,
             t: Strings::en(),
-            cookie: SessionCookie::for_issuer(&settings.issuer),
+            https: settings.issuer.starts_with("https://"),
         })
     }
 }
@@ -120,15 +122,29 @@ pub fn router(settings: &Settings) -> Router<AppState> {
 /// What a page handler knows about the request.
 struct Visit {
     state: AppState,
+    tenant: Arc<Tenant>,
+    cookie: SessionCookie,
     session: Option<Session>,
     ip: IpAddr,
 }
 
 impl Visit {
-    async fn new(state: AppState, peer: SocketAddr, headers: &HeaderMap) -> Visit {
-        let session = Session::load(&state, headers).await;
+    async fn new(
+        state: AppState,
+        tenant: Arc<Tenant>,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+    ) -> Visit {
+        let cookie = SessionCookie::new(state.pages.https, &tenant.id);
+        let session = Session::load(&state, &tenant, &cookie, headers).await;
         let ip = client_ip(peer.ip(), headers, &state.settings.trusted_proxies);
-        Visit { state, session, ip }
+        Visit {
+            state,
+            tenant,
+            cookie,
+            session,
+            ip,
+        }
     }
 
     fn pages(&self) -> &Pages {
@@ -154,6 +170,7 @@ impl Visit {
             brand,
             title,
             csrf => self.session.as_ref().map(Session::csrf),
+            base => self.tenant.base,
             signed_in,
             ..ctx
         };
@@ -166,7 +183,7 @@ impl Visit {
                 )
                     .into_response();
                 if let Some(s) = &self.session
-                    && let Some(cookie) = s.set_cookie(&p.cookie)
+                    && let Some(cookie) = s.set_cookie(&self.cookie)
                 {
                     res.headers_mut().append(header::SET_COOKIE, cookie);
                 }
@@ -189,9 +206,9 @@ impl Visit {
 
     /// Redirect after a POST (303), carrying a new session cookie if there is one.
     fn see_other(&self, to: &str) -> Response {
-        let mut res = Redirect::to(to).into_response();
+        let mut res = Redirect::to(&format!("{}{to}", self.tenant.base)).into_response();
         if let Some(s) = &self.session
-            && let Some(cookie) = s.set_cookie(&self.pages().cookie)
+            && let Some(cookie) = s.set_cookie(&self.cookie)
         {
             res.headers_mut().append(header::SET_COOKIE, cookie);
         }
@@ -293,7 +310,9 @@ impl Visit {
     /// The flow this session walks, if it still lives.
     async fn current_flow(&self) -> Option<Flow> {
         let key = self.flow_key()?;
-        verification::load(&self.state, &key, now()).await.ok()
+        verification::load(&self.state, &self.tenant, &key, now())
+            .await
+            .ok()
     }
 }
 
@@ -332,19 +351,21 @@ impl PageForm {
 /// It changes nothing but starting a browser session.
 async fn enter_page(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let mut visit = Visit::new(state, peer, &headers).await;
+    let mut visit = Visit::new(state, tenant, peer, &headers).await;
     if visit.session.is_none() {
-        match Session::start(&visit.state).await {
+        match Session::start(&visit.state, &visit.tenant).await {
             Ok(s) => visit.session = Some(s),
             Err(e) => return visit.step_error(e.into()),
         }
     }
     let prefill: String = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "user_code")
+        // `code` is how Ocient's verification_uri_complete carries it.
+        .find(|(k, _)| k == "user_code" || k == "code")
         .map(|(_, c)| {
             c.chars()
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == ' ')
@@ -355,14 +376,56 @@ async fn enter_page(
     visit.enter(StatusCode::OK, None, &prefill)
 }
 
+/// A verification flow started elsewhere (PingOne's `/{envID}/device`) becomes this browser's:
+/// the session takes the flow over and the ordinary pages walk it.
+pub async fn adopt_flow(
+    state: AppState,
+    tenant: Arc<Tenant>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    flow: &SecretHash,
+    user_code: Option<String>,
+) -> Response {
+    let mut visit = Visit::new(state, tenant, peer, headers).await;
+    let flow = match verification::load(&visit.state, &visit.tenant, flow, now()).await {
+        Ok(f) => f,
+        Err(e) => return visit.step_error(e),
+    };
+    if visit.session.is_none() {
+        match Session::start(&visit.state, &visit.tenant).await {
+            Ok(s) => visit.session = Some(s),
+            Err(e) => return visit.step_error(e.into()),
+        }
+    }
+    if let Some(s) = visit.session.as_mut() {
+        s.record.flow_hash = Some(flow.secret_hash);
+        if let Err(e) = visit.state.store.update_session(&s.record).await {
+            return visit.step_error(e.into());
+        }
+    }
+    let code: String = user_code
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(16)
+        .collect();
+    match flow.status {
+        FlowStatus::UserCodeRequired if !code.is_empty() => {
+            visit.see_other(&format!("/device?user_code={code}"))
+        }
+        status => visit.see_other(step_path(status)),
+    }
+}
+
 /// `POST /device`: a code was entered.
 async fn enter_code(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut visit = Visit::new(state, peer, &headers).await;
+    let mut visit = Visit::new(state, tenant, peer, &headers).await;
     let form = PageForm::parse(&body);
     if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
@@ -373,7 +436,8 @@ async fn enter_code(
         Ok(Usable::Enter(key)) => key,
         Err(e) => return visit.step_error(e),
     };
-    let result = verification::verify_user_code(&visit.state, &key, &input, visit.ip).await;
+    let result =
+        verification::verify_user_code(&visit.state, &visit.tenant, &key, &input, visit.ip).await;
     if let Some(s) = visit.session.as_mut()
         && s.record.flow_hash != Some(key)
     {
@@ -413,12 +477,12 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
             FlowStatus::Completed | FlowStatus::Failed => {}
         }
     }
-    let (secret, _) = verification::start(&visit.state).await?;
+    let (secret, _) = verification::start(&visit.state, &visit.tenant).await?;
     let key = secret.hash();
     if let Some(s) = &visit.session
         && let (Some(user), Some(at)) = (&s.record.user_id, s.record.signed_on_at)
     {
-        verification::resume_session(&visit.state, &key, user, at).await?;
+        verification::resume_session(&visit.state, &visit.tenant, &key, user, at).await?;
     }
     Ok(Usable::Enter(key))
 }
@@ -426,10 +490,11 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
 /// `GET /device/signin`.
 async fn signin_page(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::new(state, peer, &headers).await;
+    let visit = Visit::new(state, tenant, peer, &headers).await;
     match visit.current_flow().await {
         Some(flow) if flow.status == FlowStatus::SignOnRequired => {
             signin_form(&visit, flow, StatusCode::OK, None, "").await
@@ -463,11 +528,12 @@ async fn signin_form(
 /// `POST /device/signin`: on success the browser gets a new session id.
 async fn signin(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut visit = Visit::new(state, peer, &headers).await;
+    let mut visit = Visit::new(state, tenant, peer, &headers).await;
     let form = PageForm::parse(&body);
     if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
@@ -477,7 +543,16 @@ async fn signin(
     };
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("");
-    match verification::sign_on(&visit.state, &key, &username, password, visit.ip).await {
+    match verification::sign_on(
+        &visit.state,
+        &visit.tenant,
+        &key,
+        &username,
+        password,
+        visit.ip,
+    )
+    .await
+    {
         Ok(flow) => {
             let Some(old) = visit.session.take() else {
                 return visit.see_other("/device");
@@ -509,10 +584,11 @@ async fn signin(
 /// `GET /device/consent`: who asks, for what, from where.
 async fn consent_page(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::new(state, peer, &headers).await;
+    let visit = Visit::new(state, tenant, peer, &headers).await;
     let flow = match visit.current_flow().await {
         Some(f) if f.status == FlowStatus::ConsentRequired => f,
         Some(f) => return visit.see_other(step_path(f.status)),
@@ -570,11 +646,12 @@ fn in_reading_order<'a>(scopes: impl Iterator<Item = &'a str>) -> impl Iterator<
 /// `POST /device/consent` with `decision=approve|deny`.
 async fn decide(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let visit = Visit::new(state, peer, &headers).await;
+    let visit = Visit::new(state, tenant, peer, &headers).await;
     let form = PageForm::parse(&body);
     if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
@@ -587,7 +664,7 @@ async fn decide(
     let Some(key) = visit.flow_key() else {
         return visit.see_other("/device");
     };
-    match verification::consent(&visit.state, &key, accept).await {
+    match verification::consent(&visit.state, &visit.tenant, &key, accept).await {
         Ok(_) => visit.see_other("/device/done"),
         Err(e) => visit.step_error(e),
     }
@@ -596,10 +673,11 @@ async fn decide(
 /// `GET /device/done`.
 async fn done_page(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::new(state, peer, &headers).await;
+    let visit = Visit::new(state, tenant, peer, &headers).await;
     let Some(key) = visit.flow_key() else {
         return visit.see_other("/device");
     };
@@ -627,11 +705,12 @@ async fn done_page(
 /// `POST /device/signout`: ends the session on the server and in the browser.
 async fn sign_out(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut visit = Visit::new(state, peer, &headers).await;
+    let mut visit = Visit::new(state, tenant, peer, &headers).await;
     let form = PageForm::parse(&body);
     if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
@@ -639,9 +718,9 @@ async fn sign_out(
     if let Some(s) = visit.session.take() {
         let _ = visit.state.store.delete_session(&s.record.id_hash).await;
     }
-    let mut res = Redirect::to("/device").into_response();
+    let mut res = Redirect::to(&format!("{}/device", visit.tenant.base)).into_response();
     res.headers_mut()
-        .append(header::SET_COOKIE, visit.pages().cookie.clear());
+        .append(header::SET_COOKIE, visit.cookie.clear());
     res
 }
 

@@ -8,30 +8,35 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use devicegate_core::flow::Flow;
 use devicegate_core::secret::{Secret, SecretHash, SecretKind};
-use devicegate_store::{BrowserSession, StoreError};
+use devicegate_store::{BrowserSession, DEFAULT_TENANT, StoreError};
 use http::{HeaderMap, HeaderValue, header};
 
+use crate::tenant::Tenant;
 use crate::{AppState, now};
 
 /// The cookie's name and attributes: `__Host-` and `Secure` when the issuer is https.
 #[derive(Debug, Clone)]
 pub struct SessionCookie {
-    name: &'static str,
+    name: String,
     secure: bool,
 }
 
 impl SessionCookie {
-    pub fn for_issuer(issuer: &str) -> SessionCookie {
-        if issuer.starts_with("https://") {
-            SessionCookie {
-                name: "__Host-devicegate",
-                secure: true,
-            }
+    /// One cookie per tenant, so that a browser can be signed in to several.
+    pub fn new(https: bool, tenant: &str) -> SessionCookie {
+        let prefix = if https {
+            "__Host-devicegate"
         } else {
-            SessionCookie {
-                name: "devicegate",
-                secure: false,
-            }
+            "devicegate"
+        };
+        let name = if tenant == DEFAULT_TENANT {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}-{tenant}")
+        };
+        SessionCookie {
+            name,
+            secure: https,
         }
     }
 
@@ -71,14 +76,19 @@ pub struct Session {
 
 impl Session {
     /// The live session named by the request's cookie, if any.
-    pub async fn load(state: &AppState, headers: &HeaderMap) -> Option<Session> {
-        let value = state.pages.cookie.read(headers)?;
+    pub async fn load(
+        state: &AppState,
+        tenant: &Tenant,
+        cookie: &SessionCookie,
+        headers: &HeaderMap,
+    ) -> Option<Session> {
+        let value = cookie.read(headers)?;
         if !value.starts_with(SecretKind::BrowserSession.prefix()) {
             return None;
         }
         let secret = Secret::from_presented(value);
         let record = state.store.get_session(&secret.hash()).await.ok()?;
-        if record.expires_at <= now() {
+        if record.expires_at <= now() || record.tenant != tenant.id {
             return None;
         }
         let username = match &record.user_id {
@@ -93,12 +103,13 @@ impl Session {
         })
     }
 
-    pub async fn start(state: &AppState) -> Result<Session, StoreError> {
-        Self::create(state, None, None, None, None).await
+    pub async fn start(state: &AppState, tenant: &Tenant) -> Result<Session, StoreError> {
+        Self::create(state, &tenant.id, None, None, None, None).await
     }
 
     async fn create(
         state: &AppState,
+        tenant: &str,
         user_id: Option<String>,
         signed_on_at: Option<devicegate_core::Timestamp>,
         flow_hash: Option<SecretHash>,
@@ -107,6 +118,7 @@ impl Session {
         let secret = Secret::generate(SecretKind::BrowserSession);
         let now = now();
         let record = BrowserSession {
+            tenant: tenant.to_owned(),
             id_hash: secret.hash(),
             user_id,
             signed_on_at,
@@ -132,6 +144,7 @@ impl Session {
     ) -> Result<Session, StoreError> {
         let next = Self::create(
             state,
+            &self.record.tenant,
             flow.user_id.clone(),
             flow.signed_on_at,
             Some(flow.secret_hash),

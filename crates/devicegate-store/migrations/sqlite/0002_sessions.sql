@@ -1,6 +1,7 @@
 -- Browser sessions of the verification pages.
 CREATE TABLE browser_sessions (
     id_hash      BLOB PRIMARY KEY,
+    tenant       TEXT NOT NULL,
     user_id      TEXT,
     signed_on_at INTEGER,
     flow_hash    BLOB,

@@ -11,7 +11,9 @@ use rusqlite::Row;
 use rusqlite::types::Type;
 
 use crate::StoreError;
-use crate::records::{BrowserSession, ClientRecord, KeyRecord, RefreshToken, UserRecord};
+use crate::records::{
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, UserRecord,
+};
 
 pub(super) fn internal(e: rusqlite::Error) -> StoreError {
     match e {
@@ -105,6 +107,8 @@ pub(super) fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceGrant> {
             user_agent: row.get(15)?,
         },
         version: row.get(16)?,
+        tenant: row.get(17)?,
+        context: row.get(18)?,
     })
 }
 
@@ -135,6 +139,7 @@ pub(super) fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
         created_at: ts(row, 8)?,
         expires_at: ts(row, 9)?,
         version: row.get(10)?,
+        tenant: row.get(11)?,
     })
 }
 
@@ -153,6 +158,7 @@ pub(super) fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
         device_code_ttl_secs: row.get(5)?,
         poll_interval_secs: row.get(6)?,
         created_at: ts(row, 7)?,
+        tenant: row.get(8)?,
     })
 }
 
@@ -164,6 +170,7 @@ pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         name: row.get(3)?,
         email: row.get(4)?,
         created_at: ts(row, 5)?,
+        tenant: row.get(6)?,
     })
 }
 
@@ -178,6 +185,7 @@ pub(super) fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> 
         created_at: ts(row, 6)?,
         expires_at: ts(row, 7)?,
         used: row.get(8)?,
+        tenant: row.get(9)?,
     })
 }
 
@@ -193,6 +201,7 @@ pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<BrowserSession
         },
         created_at: ts(row, 4)?,
         expires_at: ts(row, 5)?,
+        tenant: row.get(6)?,
     })
 }
 
@@ -203,5 +212,14 @@ pub(super) fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         alg: Algorithm::parse(&alg).ok_or_else(|| bad(1, "algorithm"))?,
         pkcs8: row.get(2)?,
         created_at: ts(row, 3)?,
+        tenant: row.get(4)?,
+    })
+}
+
+pub(super) fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<TenantRecord> {
+    Ok(TenantRecord {
+        id: row.get(0)?,
+        uuid: row.get(1)?,
+        created_at: ts(row, 2)?,
     })
 }

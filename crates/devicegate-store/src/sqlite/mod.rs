@@ -18,8 +18,9 @@ use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::TENANT_TABLES;
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, UserRecord,
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UserRecord,
 };
 use crate::{GrantChanged, Result, Store, StoreError};
 use codec::*;
@@ -143,13 +144,14 @@ impl SqliteStore {
 
 const GRANT_COLUMNS: &str = "id, device_code_hash, user_code, client_id, scopes, status, subject, auth_time, \
      created_at, expires_at, interval_secs, last_poll_at, flow_id, flow_expires_at, requester_ip, requester_agent, \
-     version";
+     version, tenant, context";
 const FLOW_COLUMNS: &str = "id, secret_hash, status, grant_id, user_id, signed_on_at, failed_attempts, result, \
-     created_at, expires_at, version";
-const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_types, device_code_ttl_secs, poll_interval_secs, created_at";
-const USER_COLUMNS: &str = "id, username, password_hash, name, email, created_at";
+     created_at, expires_at, version, tenant";
+const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_types, device_code_ttl_secs, poll_interval_secs, \
+     created_at, tenant";
+const USER_COLUMNS: &str = "id, username, password_hash, name, email, created_at, tenant";
 const REFRESH_COLUMNS: &str =
-    "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used";
+    "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used, tenant";
 
 fn get_one<T>(
     conn: &Connection,
@@ -172,6 +174,18 @@ fn get_all<T>(
 ) -> Result<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql).map_err(internal)?;
     let rows = stmt.query_map([], map).map_err(internal)?;
+    rows.collect::<rusqlite::Result<Vec<T>>>().map_err(internal)
+}
+
+/// All rows of a query with one parameter (a tenant).
+fn get_all_for<T>(
+    conn: &Connection,
+    sql: &str,
+    param: &str,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(internal)?;
+    let rows = stmt.query_map([param], map).map_err(internal)?;
     rows.collect::<rusqlite::Result<Vec<T>>>().map_err(internal)
 }
 
@@ -214,7 +228,7 @@ fn missing_or_conflict(conn: &Connection, table: &str, key: &str, id: &str) -> S
 
 fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))
     .map_err(internal)?
     .execute(params![
@@ -226,7 +240,8 @@ fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<()> {
         t.auth_time.as_millis(),
         t.created_at.as_millis(),
         t.expires_at.as_millis(),
-        t.used
+        t.used,
+        t.tenant
     ])
     .map_err(constraint)?;
     Ok(())
@@ -258,26 +273,101 @@ impl Store for SqliteStore {
             let tx = conn.transaction().map_err(internal)?;
             let exists = tx
                 .query_row(
-                    "SELECT 1 FROM signing_keys WHERE alg = ?1 LIMIT 1",
-                    [k.alg.as_str()],
+                    "SELECT 1 FROM signing_keys WHERE tenant = ?1 AND alg = ?2 LIMIT 1",
+                    [k.tenant.as_str(), k.alg.as_str()],
                     |_| Ok(()),
                 )
                 .optional()
                 .map_err(internal)?;
             if exists.is_none() {
                 tx.execute(
-                    "INSERT INTO signing_keys (id, alg, pkcs8, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![k.id, k.alg.as_str(), k.pkcs8, k.created_at.as_millis()],
+                    "INSERT INTO signing_keys (id, alg, pkcs8, created_at, tenant) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![k.id, k.alg.as_str(), k.pkcs8, k.created_at.as_millis(), k.tenant],
                 )
                 .map_err(constraint)?;
             }
-            let keys = get_all(
-                &tx,
-                "SELECT id, alg, pkcs8, created_at FROM signing_keys ORDER BY created_at, id",
-                key_from_row,
-            )?;
+            let keys = tx
+                .prepare_cached(
+                    "SELECT id, alg, pkcs8, created_at, tenant FROM signing_keys WHERE tenant = ?1 \
+                     ORDER BY created_at, id",
+                )
+                .map_err(internal)?
+                .query_map([&k.tenant], key_from_row)
+                .map_err(internal)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(internal)?;
             tx.commit().map_err(internal)?;
             Ok(keys)
+        })
+        .await
+    }
+
+    async fn create_tenant(&self, t: &TenantRecord) -> Result<()> {
+        let t = t.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO tenants (id, uuid, created_at) VALUES (?1, ?2, ?3)",
+                params![t.id, t.uuid, t.created_at.as_millis()],
+            )
+            .map_err(constraint)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<TenantRecord> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            get_one(
+                conn,
+                "SELECT id, uuid, created_at FROM tenants WHERE id = ?1",
+                [id],
+                tenant_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn get_tenant_by_uuid(&self, uuid: &str) -> Result<TenantRecord> {
+        let uuid = uuid.to_ascii_lowercase();
+        self.read(move |conn| {
+            get_one(
+                conn,
+                "SELECT id, uuid, created_at FROM tenants WHERE uuid = ?1",
+                [uuid],
+                tenant_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
+        self.read(|conn| {
+            get_all(
+                conn,
+                "SELECT id, uuid, created_at FROM tenants ORDER BY id",
+                tenant_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn delete_tenant(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            if tx
+                .execute("DELETE FROM tenants WHERE id = ?1", [&id])
+                .map_err(internal)?
+                == 0
+            {
+                return Err(StoreError::NotFound);
+            }
+            for table in TENANT_TABLES {
+                tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [&id])
+                    .map_err(internal)?;
+            }
+            tx.commit().map_err(internal)
         })
         .await
     }
@@ -287,7 +377,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             conn.execute(
                 &format!(
-                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                 ),
                 params![
                     c.id,
@@ -297,7 +387,8 @@ impl Store for SqliteStore {
                     c.grant_types.join(" "),
                     c.device_code_ttl_secs,
                     c.poll_interval_secs,
-                    c.created_at.as_millis()
+                    c.created_at.as_millis(),
+                    c.tenant
                 ],
             )
             .map_err(constraint)?;
@@ -306,44 +397,55 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get_client(&self, id: &str) -> Result<ClientRecord> {
-        let id = id.to_owned();
+    async fn get_client(&self, tenant: &str, id: &str) -> Result<ClientRecord> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.read(move |conn| {
             get_one(
                 conn,
-                &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?1"),
-                [id],
+                &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE tenant = ?1 AND id = ?2"),
+                [tenant, id],
                 client_from_row,
             )
         })
         .await
     }
 
-    async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
-        self.read(|conn| {
-            get_all(
+    async fn list_clients(&self, tenant: &str) -> Result<Vec<ClientRecord>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            get_all_for(
                 conn,
-                &format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id"),
+                &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE tenant = ?1 ORDER BY id"),
+                &tenant,
                 client_from_row,
             )
         })
         .await
     }
 
-    async fn delete_client(&self, id: &str) -> Result<()> {
-        let id = id.to_owned();
+    async fn delete_client(&self, tenant: &str, id: &str) -> Result<()> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let n = tx
-                .execute("DELETE FROM clients WHERE id = ?1", [&id])
+                .execute(
+                    "DELETE FROM clients WHERE tenant = ?1 AND id = ?2",
+                    [&tenant, &id],
+                )
                 .map_err(internal)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
-            tx.execute("DELETE FROM device_grants WHERE client_id = ?1", [&id])
-                .map_err(internal)?;
-            tx.execute("DELETE FROM refresh_tokens WHERE client_id = ?1", [&id])
-                .map_err(internal)?;
+            tx.execute(
+                "DELETE FROM device_grants WHERE tenant = ?1 AND client_id = ?2",
+                [&tenant, &id],
+            )
+            .map_err(internal)?;
+            tx.execute(
+                "DELETE FROM refresh_tokens WHERE tenant = ?1 AND client_id = ?2",
+                [&tenant, &id],
+            )
+            .map_err(internal)?;
             tx.commit().map_err(internal)
         })
         .await
@@ -353,14 +455,15 @@ impl Store for SqliteStore {
         let u = u.clone();
         self.write(move |conn| {
             conn.execute(
-                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                 params![
                     u.id,
                     u.username,
                     u.password_hash,
                     u.name,
                     u.email,
-                    u.created_at.as_millis()
+                    u.created_at.as_millis(),
+                    u.tenant
                 ],
             )
             .map_err(constraint)?;
@@ -382,38 +485,40 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get_user_by_username(&self, username: &str) -> Result<UserRecord> {
-        let username = username.to_owned();
+    async fn get_user_by_username(&self, tenant: &str, username: &str) -> Result<UserRecord> {
+        let (tenant, username) = (tenant.to_owned(), username.to_owned());
         self.read(move |conn| {
             get_one(
                 conn,
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"),
-                [username],
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE tenant = ?1 AND username = ?2"),
+                [tenant, username],
                 user_from_row,
             )
         })
         .await
     }
 
-    async fn list_users(&self) -> Result<Vec<UserRecord>> {
-        self.read(|conn| {
-            get_all(
+    async fn list_users(&self, tenant: &str) -> Result<Vec<UserRecord>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            get_all_for(
                 conn,
-                &format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"),
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE tenant = ?1 ORDER BY username"),
+                &tenant,
                 user_from_row,
             )
         })
         .await
     }
 
-    async fn delete_user(&self, username: &str) -> Result<()> {
-        let username = username.to_owned();
+    async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {
+        let (tenant, username) = (tenant.to_owned(), username.to_owned());
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let id: Option<String> = tx
                 .query_row(
-                    "DELETE FROM users WHERE username = ?1 RETURNING id",
-                    [&username],
+                    "DELETE FROM users WHERE tenant = ?1 AND username = ?2 RETURNING id",
+                    [&tenant, &username],
                     |r| r.get(0),
                 )
                 .optional()
@@ -426,14 +531,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_password(&self, username: &str, password_hash: &str) -> Result<()> {
-        let (username, hash) = (username.to_owned(), password_hash.to_owned());
+    async fn set_password(&self, tenant: &str, username: &str, password_hash: &str) -> Result<()> {
+        let (tenant, username, hash) = (
+            tenant.to_owned(),
+            username.to_owned(),
+            password_hash.to_owned(),
+        );
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let id: Option<String> = tx
                 .query_row(
-                    "UPDATE users SET password_hash = ?1 WHERE username = ?2 RETURNING id",
-                    [hash, username],
+                    "UPDATE users SET password_hash = ?1 WHERE tenant = ?2 AND username = ?3 RETURNING id",
+                    [hash, tenant, username],
                     |r| r.get(0),
                 )
                 .optional()
@@ -452,7 +561,7 @@ impl Store for SqliteStore {
             let (status, subject, auth_time) = grant_status_columns(&g.status);
             conn.prepare_cached(&format!(
                 "INSERT INTO device_grants ({GRANT_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
             ))
             .map_err(internal)?
             .execute(params![
@@ -472,7 +581,9 @@ impl Store for SqliteStore {
                 g.flow_expires_at.map(Timestamp::as_millis),
                 g.requester.ip,
                 g.requester.user_agent,
-                g.version
+                g.version,
+                g.tenant,
+                g.context
             ])
             .map_err(constraint)?;
             Ok(())
@@ -546,7 +657,7 @@ impl Store for SqliteStore {
         let f = f.clone();
         self.write(move |conn| {
             conn.prepare_cached(&format!(
-                "INSERT INTO flows ({FLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                "INSERT INTO flows ({FLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
             ))
             .map_err(internal)?
             .execute(params![
@@ -560,7 +671,8 @@ impl Store for SqliteStore {
                 flow_result_column(f.result),
                 f.created_at.as_millis(),
                 f.expires_at.as_millis(),
-                f.version
+                f.version,
+                f.tenant
             ])
             .map_err(constraint)?;
             Ok(())
@@ -693,8 +805,8 @@ impl Store for SqliteStore {
         let s = s.clone();
         self.write(move |conn| {
             conn.prepare_cached(
-                "INSERT INTO browser_sessions (id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO browser_sessions (id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at, tenant) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .map_err(internal)?
             .execute(params![
@@ -703,7 +815,8 @@ impl Store for SqliteStore {
                 s.signed_on_at.map(Timestamp::as_millis),
                 s.flow_hash.map(|h| h.as_bytes().to_vec()),
                 s.created_at.as_millis(),
-                s.expires_at.as_millis()
+                s.expires_at.as_millis(),
+                s.tenant
             ])
             .map_err(constraint)?;
             Ok(())
@@ -716,7 +829,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             get_one(
                 conn,
-                "SELECT id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at \
+                "SELECT id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at, tenant \
                  FROM browser_sessions WHERE id_hash = ?1",
                 [h.as_bytes()],
                 session_from_row,
@@ -768,11 +881,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
-        self.read(|conn| {
-            get_all(
+    async fn list_keys(&self, tenant: &str) -> Result<Vec<KeyRecord>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            get_all_for(
                 conn,
-                "SELECT id, alg, pkcs8, created_at FROM signing_keys ORDER BY created_at",
+                "SELECT id, alg, pkcs8, created_at, tenant FROM signing_keys WHERE tenant = ?1 \
+                 ORDER BY created_at, id",
+                &tenant,
                 key_from_row,
             )
         })
@@ -783,8 +899,8 @@ impl Store for SqliteStore {
         let k = k.clone();
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO signing_keys (id, alg, pkcs8, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![k.id, k.alg.as_str(), k.pkcs8, k.created_at.as_millis()],
+                "INSERT INTO signing_keys (id, alg, pkcs8, created_at, tenant) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![k.id, k.alg.as_str(), k.pkcs8, k.created_at.as_millis(), k.tenant],
             )
             .map_err(constraint)?;
             Ok(())

@@ -363,7 +363,11 @@ async fn a_code_verified_in_one_flow_cannot_be_taken_or_consented_in_another() {
     );
     let (status, t) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    let ann = s.store().get_user_by_username("ann").await.unwrap();
+    let ann = s
+        .store()
+        .get_user_by_username("default", "ann")
+        .await
+        .unwrap();
     assert_eq!(
         claims(t["access_token"].as_str().unwrap()).1["sub"],
         ann.id.as_str()

@@ -735,7 +735,7 @@ async fn userinfo_refuses_missing_forged_and_scope_less_tokens() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     // A deleted user's token no longer reads their info.
-    s.store().delete_user("ann").await.unwrap();
+    s.store().delete_user("default", "ann").await.unwrap();
     let res = s
         .http
         .get(s.url("/oauth2/userinfo"))

@@ -85,6 +85,7 @@ impl TestServer {
     pub async fn user(&self, username: &str) -> String {
         let u = UserRecord {
             id: random_id(),
+            tenant: devicegate_store::DEFAULT_TENANT.into(),
             username: username.into(),
             password_hash: hash_password(PASSWORD),
             name: Some(format!("{username} Example")),
@@ -210,6 +211,7 @@ impl TestServer {
 
 pub fn client_record(id: &str, secret: Option<devicegate_core::SecretHash>) -> ClientRecord {
     ClientRecord {
+        tenant: devicegate_store::DEFAULT_TENANT.into(),
         id: id.into(),
         name: format!("{id} app"),
         secret_hash: secret,

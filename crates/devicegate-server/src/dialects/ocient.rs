@@ -1,0 +1,410 @@
+//! Ocient's HTTP Query API: a service that hands a CLI a code (`POST /v1/sso_device_grant`)
+//! and later a session token (`POST /v1/sso_device_grant_verify`).
+//!
+//! The grant is an ordinary device grant of the tenant's `ocient` client (created on first
+//! use), approved on the ordinary pages; `verify` waits for the person's decision without
+//! polling the database, on the store's grant-change announcements.
+//!
+//! ## Redeeming with a user code
+//! Ocient redeems with the user code alone, which is weaker than RFC 8628's secret device
+//! code: the user code is shown on a screen. devicegate mitigates it three ways:
+//! - the first answer carries `device_secret` (the grant's RFC 8628 device code, 256 bits);
+//!   `verify` with it is accepted from anywhere;
+//! - `verify` without it is accepted only from the address that asked for the code;
+//! - a grant is redeemed once (compare-and-swap), so a second `verify` gets "already used".
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use devicegate_core::Secret;
+use devicegate_core::grant::{DeviceGrant, GrantStatus, PollDecision};
+use devicegate_core::jwt;
+use devicegate_core::scope::Scopes;
+use devicegate_core::user_code::UserCode;
+use devicegate_proto::GrantType;
+use devicegate_store::{ClientRecord, StoreError};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::device::{issue, requester};
+use crate::limits::client_ip;
+use crate::tenant::Tenant;
+use crate::token::access_token_audience;
+
+/// The client Ocient grants belong to, in each tenant.
+pub const CLIENT_ID: &str = "ocient";
+const DEFAULT_DATABASE: &str = "system";
+const DEFAULT_TIMEOUT_SECS: u64 = 30;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sso_device_grant", post(grant))
+        .route("/v1/sso_device_grant_verify", post(verify))
+}
+
+/// Ocient's error: an HTTP status and a status object.
+#[derive(Debug)]
+struct OcientError {
+    http: StatusCode,
+    sql_state: &'static str,
+    vendor_code: i64,
+    reason: String,
+}
+
+impl OcientError {
+    fn new(
+        http: StatusCode,
+        sql_state: &'static str,
+        vendor_code: i64,
+        reason: impl Into<String>,
+    ) -> Self {
+        OcientError {
+            http,
+            sql_state,
+            vendor_code,
+            reason: reason.into(),
+        }
+    }
+    fn bad_request(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "22023", -1006, reason)
+    }
+    fn timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "HYT00",
+            -1001,
+            "Timed out waiting for the user to complete the device grant",
+        )
+    }
+    fn denied() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "28000",
+            -1002,
+            "The user denied the device grant",
+        )
+    }
+    fn expired() -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "08004",
+            -1003,
+            "The user code has expired",
+        )
+    }
+    fn unknown() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "42704", -1004, "Unknown user code")
+    }
+    fn used() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "08003",
+            -1005,
+            "The user code has already been used",
+        )
+    }
+    fn not_allowed() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "28000",
+            -1007,
+            "Verify this code from the address that requested it, or with its device_secret",
+        )
+    }
+    fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "08001",
+            -1008,
+            "The service is temporarily unavailable",
+        )
+    }
+}
+
+impl From<StoreError> for OcientError {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "ocient dialect: storage failed");
+        OcientError::unavailable()
+    }
+}
+
+impl IntoResponse for OcientError {
+    fn into_response(self) -> Response {
+        let body = json!({"status": {"reason": self.reason, "sql_state": self.sql_state, "vendor_code": self.vendor_code}});
+        (
+            self.http,
+            [(http::header::CACHE_CONTROL, "no-store")],
+            Json(body),
+        )
+            .into_response()
+    }
+}
+
+fn ok_status(reason: &str) -> Value {
+    json!({"reason": reason, "sql_state": "00000", "vendor_code": 0})
+}
+
+/// An optional JSON object body.
+fn body(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, OcientError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(OcientError::bad_request(
+            "The request body must be a JSON object",
+        )),
+    }
+}
+
+fn database(m: &serde_json::Map<String, Value>) -> Result<String, OcientError> {
+    match m.get("database") {
+        None | Some(Value::Null) => Ok(DEFAULT_DATABASE.into()),
+        Some(Value::String(d))
+            if !d.is_empty() && d.len() <= 128 && !d.chars().any(char::is_control) =>
+        {
+            Ok(d.clone())
+        }
+        Some(_) => Err(OcientError::bad_request(
+            "database must be a non-empty string",
+        )),
+    }
+}
+
+/// The tenant's Ocient client, created on first use.
+async fn client(state: &AppState, tenant: &Tenant) -> Result<ClientRecord, OcientError> {
+    match state.store.get_client(&tenant.id, CLIENT_ID).await {
+        Ok(c) => return Ok(c),
+        Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let record = ClientRecord {
+        tenant: tenant.id.clone(),
+        id: CLIENT_ID.into(),
+        name: "Ocient".into(),
+        secret_hash: None,
+        scopes: Scopes::parse("openid profile").unwrap_or_default(),
+        grant_types: vec![GrantType::DeviceCode.as_str().into()],
+        device_code_ttl_secs: None,
+        poll_interval_secs: None,
+        created_at: crate::now(),
+    };
+    match state.store.create_client(&record).await {
+        Ok(()) | Err(StoreError::AlreadyExists) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(state.store.get_client(&tenant.id, CLIENT_ID).await?)
+}
+
+/// `POST /v1/sso_device_grant`.
+async fn grant(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Json<Value>, OcientError> {
+    let database = database(&body(&bytes)?)?;
+    let client = client(&state, &tenant).await?;
+    let mut who = requester(peer, &headers);
+    who.ip = Some(client_ip(peer.ip(), &headers, &state.settings.trusted_proxies).to_string());
+    let issued = issue(
+        &state,
+        &tenant,
+        &client,
+        client.scopes.clone(),
+        who,
+        Some(database),
+    )
+    .await
+    .map_err(|_| OcientError::unavailable())?;
+    let uri = tenant.verification_uri(&state);
+    let code = issued.grant.user_code.canonical().to_owned();
+    Ok(Json(json!({
+        "verification_uri_complete": format!("{uri}?code={code}"),
+        "verification_uri": uri,
+        "user_code": code,
+        "device_secret": issued.device_code.expose(),
+        "expires_in": issued.ttl.as_secs(),
+        "status": ok_status("Device authorization initiated"),
+    })))
+}
+
+fn timeout(m: &serde_json::Map<String, Value>) -> Result<Duration, OcientError> {
+    let secs = match m.get("timeout") {
+        None | Some(Value::Null) => DEFAULT_TIMEOUT_SECS,
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| OcientError::bad_request("timeout must be 1 to 600 seconds"))?,
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| OcientError::bad_request("timeout must be 1 to 600 seconds"))?,
+        Some(_) => return Err(OcientError::bad_request("timeout must be 1 to 600 seconds")),
+    };
+    if !(1..=600).contains(&secs) {
+        return Err(OcientError::bad_request("timeout must be 1 to 600 seconds"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// `POST /v1/sso_device_grant_verify`: waits until the person decides or `timeout` passes.
+async fn verify(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Json<Value>, OcientError> {
+    let m = body(&bytes)?;
+    let Some(Value::String(input)) = m.get("user_code") else {
+        return Err(OcientError::bad_request("user_code is required"));
+    };
+    let wait = timeout(&m)?;
+    let code = UserCode::parse(input).ok_or_else(OcientError::unknown)?;
+    // Subscribe before the first read, so that no decision slips between read and wait.
+    let mut changes = state.store.subscribe();
+    let grant = load(&state, &tenant, &code).await?;
+    match m.get("device_secret") {
+        Some(Value::String(secret)) => {
+            if !grant
+                .device_code_hash
+                .matches(&Secret::from_presented(secret.as_str()).hash())
+            {
+                return Err(OcientError::not_allowed());
+            }
+        }
+        Some(_) => return Err(OcientError::bad_request("device_secret must be a string")),
+        None => {
+            let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies).to_string();
+            if grant.requester.ip.as_deref() != Some(ip.as_str()) {
+                return Err(OcientError::not_allowed());
+            }
+        }
+    }
+    let asked_database = database(&m)?;
+    let granted_database = grant
+        .context
+        .clone()
+        .unwrap_or_else(|| DEFAULT_DATABASE.into());
+    if m.contains_key("database") && asked_database != granted_database {
+        return Err(OcientError::bad_request(
+            "database differs from the one the code was requested for",
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let grant = load(&state, &tenant, &code).await?;
+        let now = crate::now();
+        match grant.on_poll(CLIENT_ID, now) {
+            PollDecision::Issue {
+                next,
+                subject,
+                auth_time,
+            } => match state.store.redeem_grant(&next, None).await {
+                Ok(()) => {
+                    return token(
+                        &state,
+                        &tenant,
+                        &grant,
+                        &subject,
+                        auth_time,
+                        &granted_database,
+                    )
+                    .await;
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            },
+            PollDecision::AccessDenied => return Err(OcientError::denied()),
+            PollDecision::ExpiredToken => return Err(OcientError::expired()),
+            PollDecision::InvalidGrant => return Err(OcientError::used()),
+            // Still pending: wait for an announcement about this grant (or the deadline). The
+            // poll bookkeeping of RFC 8628 is not recorded: this is a wait, not a poll.
+            PollDecision::Pending { .. } | PollDecision::SlowDown { .. } => {}
+        }
+        let heard = tokio::time::timeout_at(deadline, async {
+            loop {
+                match changes.recv().await {
+                    Ok(c) if c.grant_id == grant.id => return true,
+                    Ok(_) => continue,
+                    // Missed announcements: read again to be sure.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                }
+            }
+        })
+        .await;
+        match heard {
+            Ok(true) => continue,
+            Ok(false) | Err(_) => {
+                // One last look: the decision may have landed just at the deadline.
+                let last = load(&state, &tenant, &code).await?;
+                if matches!(last.status, GrantStatus::Pending) {
+                    return Err(OcientError::timeout());
+                }
+            }
+        }
+    }
+}
+
+async fn load(
+    state: &AppState,
+    tenant: &Tenant,
+    code: &UserCode,
+) -> Result<DeviceGrant, OcientError> {
+    match state.store.get_grant_by_user_code(code).await {
+        Ok(g) if g.tenant == tenant.id && g.client_id == CLIENT_ID => Ok(g),
+        Ok(_) | Err(StoreError::NotFound) => Err(OcientError::unknown()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The session token: an RFC 9068 access token from the tenant's keys, carrying the database.
+async fn token(
+    state: &AppState,
+    tenant: &Tenant,
+    grant: &DeviceGrant,
+    subject: &str,
+    auth_time: devicegate_core::Timestamp,
+    database: &str,
+) -> Result<Json<Value>, OcientError> {
+    let user = match state.store.get_user(subject).await {
+        Ok(u) if u.tenant == tenant.id => u,
+        Ok(_) | Err(StoreError::NotFound) => return Err(OcientError::unknown()),
+        Err(e) => return Err(e.into()),
+    };
+    let issue = jwt::Issue {
+        issuer: &tenant.issuer,
+        audience: access_token_audience(state, tenant),
+        client_id: CLIENT_ID,
+        subject,
+        scopes: &grant.scopes,
+        now: crate::now(),
+        access_ttl_secs: state.settings.access_token_ttl.as_secs(),
+        auth_time,
+    };
+    let mut claims = jwt::access_token_claims(&issue);
+    claims["database"] = json!(database);
+    claims["preferred_username"] = json!(user.username);
+    let access_token = tenant
+        .keys
+        .sign(jwt::TYP_ACCESS_TOKEN, &claims)
+        .map_err(|e| {
+            tracing::error!(error = %e, "signing failed");
+            OcientError::unavailable()
+        })?;
+    Ok(Json(json!({
+        "access_token": access_token,
+        "username": user.username,
+        "database": database,
+        "status": ok_status("Authentication successful"),
+    })))
+}

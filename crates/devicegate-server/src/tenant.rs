@@ -1,0 +1,236 @@
+//! Tenants as the HTTP layer sees them: each with its issuer, its path prefix, its signing
+//! keys and discovery documents. The default tenant keeps the unprefixed paths; another
+//! tenant's endpoints live under `/t/{tenant}/…` (and PingOne's under `/{envID}/…`).
+//!
+//! A middleware resolves the tenant of every request and puts it in the request's extensions;
+//! handlers take `Extension<Arc<Tenant>>` and never mix tenants: every record they load is
+//! checked against it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use devicegate_core::secret::random_bytes;
+use devicegate_proto::ErrorCode;
+use devicegate_store::{DEFAULT_TENANT, StoreError, TenantRecord};
+
+use crate::error::OAuthError;
+use crate::{AppState, KeySet, StartError, discovery, now};
+
+/// How long a loaded tenant is trusted before it is looked up again (a tenant deleted from
+/// the CLI disappears from running servers within this).
+const CACHE_FOR: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: String,
+    pub uuid: String,
+    pub issuer: String,
+    /// Path prefix of this tenant's native endpoints: "" or "/t/{id}".
+    pub base: String,
+    pub keys: KeySet,
+    pub(crate) discovery: discovery::Documents,
+}
+
+impl Tenant {
+    pub fn is_default(&self) -> bool {
+        self.id == DEFAULT_TENANT
+    }
+
+    /// Where people enter codes for this tenant.
+    pub fn verification_uri(&self, state: &AppState) -> String {
+        match &state.settings.verification_uri {
+            Some(uri) if self.is_default() => uri.clone(),
+            _ => format!("{}/device", self.issuer),
+        }
+    }
+}
+
+/// A random RFC 4122 version-4 UUID.
+pub fn new_uuid() -> String {
+    let mut b = random_bytes::<16>();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Loaded tenants, by id.
+#[derive(Debug, Default)]
+pub struct Tenants {
+    cache: Mutex<HashMap<String, (Instant, Arc<Tenant>)>>,
+}
+
+impl Tenants {
+    fn cached(&self, id: &str) -> Option<Arc<Tenant>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(id)
+            .filter(|(at, _)| at.elapsed() < CACHE_FOR)
+            .map(|(_, t)| t.clone())
+    }
+
+    fn remember(&self, t: Arc<Tenant>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(t.id.clone(), (Instant::now(), t));
+    }
+}
+
+/// Makes sure the default tenant exists (with a UUID of its own).
+pub async fn ensure_default(state_store: &dyn devicegate_store::Store) -> Result<(), StartError> {
+    let record = TenantRecord {
+        id: DEFAULT_TENANT.into(),
+        uuid: new_uuid(),
+        created_at: now(),
+    };
+    match state_store.create_tenant(&record).await {
+        Ok(()) | Err(StoreError::AlreadyExists) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Builds a tenant's HTTP context from its record: issuer, keys, documents.
+pub async fn load(state: &AppState, record: TenantRecord) -> Result<Arc<Tenant>, StartError> {
+    let (issuer, base) = if record.id == DEFAULT_TENANT {
+        (state.settings.issuer.clone(), String::new())
+    } else {
+        (
+            format!("{}/t/{}", state.settings.issuer, record.id),
+            format!("/t/{}", record.id),
+        )
+    };
+    let keys = KeySet::load_or_create(
+        state.store.as_ref(),
+        &record.id,
+        state.settings.signing_alg,
+        now(),
+    )
+    .await?;
+    let discovery = discovery::Documents::new(&issuer, &keys);
+    let tenant = Arc::new(Tenant {
+        id: record.id,
+        uuid: record.uuid,
+        issuer,
+        base,
+        keys,
+        discovery,
+    });
+    state.tenants.remember(tenant.clone());
+    Ok(tenant)
+}
+
+fn unknown() -> OAuthError {
+    OAuthError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such tenant")
+}
+
+fn failed(e: StartError) -> OAuthError {
+    match e {
+        StartError::Store(s) => s.into(),
+        other => {
+            tracing::error!(error = %other, "loading a tenant failed");
+            OAuthError::internal()
+        }
+    }
+}
+
+impl AppState {
+    pub async fn tenant(&self, id: &str) -> Result<Arc<Tenant>, OAuthError> {
+        if let Some(t) = self.tenants.cached(id) {
+            return Ok(t);
+        }
+        match self.store.get_tenant(id).await {
+            Ok(record) => load(self, record).await.map_err(failed),
+            Err(StoreError::NotFound) => Err(unknown()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn tenant_by_uuid(&self, uuid: &str) -> Result<Arc<Tenant>, OAuthError> {
+        match self.store.get_tenant_by_uuid(uuid).await {
+            Ok(record) => {
+                if let Some(t) = self.tenants.cached(&record.id) {
+                    return Ok(t);
+                }
+                load(self, record).await.map_err(failed)
+            }
+            Err(StoreError::NotFound) => Err(unknown()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Middleware for the unprefixed routes: the default tenant.
+pub async fn default_tenant(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match state.tenant(DEFAULT_TENANT).await {
+        Ok(t) => {
+            req.extensions_mut().insert(t);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Middleware for `/t/{tenant}/…`.
+pub async fn named_tenant(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(id) = params.get("tenant") else {
+        return unknown().into_response();
+    };
+    match state.tenant(id).await {
+        Ok(t) => {
+            req.extensions_mut().insert(t);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Middleware for PingOne's `/{envID}/…`: the tenant whose UUID is `envID`.
+pub async fn environment(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(env) = params.get("env") else {
+        return unknown().into_response();
+    };
+    match state.tenant_by_uuid(env).await {
+        Ok(t) => {
+            req.extensions_mut().insert(t);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uuids_are_version_4() {
+        let u = super::new_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "{u}");
+        assert_ne!(u, super::new_uuid());
+    }
+}
