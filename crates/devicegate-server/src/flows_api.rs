@@ -17,6 +17,7 @@ use axum::extract::ConnectInfo;
 use devicegate_core::{Secret, SecretHash};
 use http::HeaderMap;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Extension;
@@ -121,8 +122,9 @@ async fn create(
 async fn read(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
-    Path(id): Path<String>,
+    Path(params): Path<HashMap<String, String>>,
 ) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
+    let id = params.get("id").cloned().unwrap_or_default();
     let flow = verification::load(&state, &tenant, &key(&id), now()).await?;
     view(&state, &id, flow).await
 }
@@ -137,9 +139,10 @@ async fn act(
     Extension(tenant): Extension<Arc<Tenant>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(params): Path<HashMap<String, String>>,
     ApiJson(action): ApiJson<FlowAction>,
 ) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
+    let id = params.get("id").cloned().unwrap_or_default();
     let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
     let key = key(&id);
     let flow = match action {

@@ -93,7 +93,7 @@ fn store_err(e: StoreError) -> anyhow::Error {
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
     /// The tenant the client belongs to
-    #[arg(long, default_value = DEFAULT_TENANT)]
+    #[arg(long, global = true, default_value = DEFAULT_TENANT)]
     pub tenant: String,
     #[command(subcommand)]
     pub cmd: ClientCommand,
@@ -103,7 +103,7 @@ pub struct ClientArgs {
 #[derive(Debug, clap::Args)]
 pub struct UserArgs {
     /// The tenant the user belongs to
-    #[arg(long, default_value = DEFAULT_TENANT)]
+    #[arg(long, global = true, default_value = DEFAULT_TENANT)]
     pub tenant: String,
     #[command(subcommand)]
     pub cmd: UserCommand,

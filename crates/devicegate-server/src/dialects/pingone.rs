@@ -314,7 +314,11 @@ async fn act(
     bytes: Bytes,
 ) -> Response {
     let media = media_type(&headers);
-    if ![USER_CODE_VERIFY, USERNAME_PASSWORD_CHECK, CONSENT].contains(&media.as_str()) {
+    let is = |t: &str| media.eq_ignore_ascii_case(t);
+    if ![USER_CODE_VERIFY, USERNAME_PASSWORD_CHECK, CONSENT]
+        .into_iter()
+        .any(is)
+    {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "INVALID_REQUEST",
@@ -335,12 +339,12 @@ async fn act(
     };
     let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
     let k = key(&flow_id);
-    let result = if media == USER_CODE_VERIFY {
+    let result = if is(USER_CODE_VERIFY) {
         match field(&body, "userCode") {
             Ok(code) => verification::verify_user_code(&state, &tenant, &k, code, ip).await,
             Err(name) => return required(name),
         }
-    } else if media == USERNAME_PASSWORD_CHECK {
+    } else if is(USERNAME_PASSWORD_CHECK) {
         match (field(&body, "username"), field(&body, "password")) {
             (Ok(u), Ok(p)) => verification::sign_on(&state, &tenant, &k, u, p, ip).await,
             (Err(name), _) | (_, Err(name)) => return required(name),

@@ -170,7 +170,8 @@ impl Visit {
             brand,
             title,
             csrf => self.session.as_ref().map(Session::csrf),
-            base => self.tenant.base,
+            // Tenant names are [a-z0-9-]: nothing in the prefix needs escaping.
+            base => Value::from_safe_string(self.tenant.base.clone()),
             signed_in,
             ..ctx
         };

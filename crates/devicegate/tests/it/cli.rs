@@ -228,3 +228,84 @@ fn serve_demo_serves_and_sigterm_stops_it_cleanly() {
     );
     assert!(stderr.contains("shutting down"), "{stderr}");
 }
+
+#[test]
+fn tenants_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let uuid = "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+    let (ok, out, err) = run(
+        d,
+        &["tenant", "create", "acme", "--id", uuid, "--json"],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        serde_json::json!({"name": "acme", "id": uuid})
+    );
+    for bad in [
+        vec!["tenant", "create", "acme"],
+        vec!["tenant", "create", "Bad Name"],
+        vec!["tenant", "create", "x", "--id", "not-a-uuid"],
+        vec!["tenant", "create", "default"],
+    ] {
+        assert!(!run(d, &bad, None).0, "{bad:?}");
+    }
+    let (_, out, _) = run(d, &["tenant", "list", "--json"], None);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2,
+        "default and acme: {list}"
+    );
+    assert!(
+        run(
+            d,
+            &[
+                "client", "create", "--tenant", "acme", "--id", "tv", "--name", "Acme TV",
+                "--public"
+            ],
+            None
+        )
+        .0
+    );
+    assert!(
+        run(
+            d,
+            &["client", "create", "--id", "tv", "--name", "TV", "--public"],
+            None
+        )
+        .0,
+        "the same id in another tenant"
+    );
+    assert!(
+        run(
+            d,
+            &[
+                "user",
+                "create",
+                "--tenant",
+                "acme",
+                "--username",
+                "bob",
+                "--password-stdin"
+            ],
+            Some("long enough password\n")
+        )
+        .0
+    );
+    let (_, out, _) = run(d, &["client", "list", "--tenant", "acme", "--json"], None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()[0]["name"],
+        "Acme TV"
+    );
+    let (_, out, _) = run(d, &["user", "list", "--json"], None);
+    assert_eq!(out.trim(), "[]", "bob is acme's, not the default tenant's");
+    let (ok, _, err) = run(d, &["client", "list", "--tenant", "nope"], None);
+    assert!(!ok && err.contains("no tenant named"), "{err}");
+    assert!(run(d, &["tenant", "delete", "acme"], None).0);
+    let (ok, _, err) = run(d, &["client", "list", "--tenant", "acme"], None);
+    assert!(!ok && err.contains("no tenant named"), "{err}");
+    assert!(!run(d, &["tenant", "delete", "default"], None).0);
+}

@@ -252,3 +252,14 @@ pub fn claims(jwt: &str) -> (Value, Value) {
 pub async fn sleep_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
+
+/// `(status, body)` of an `api` answer.
+pub trait IntoPair {
+    fn into_pair(self) -> (StatusCode, Value);
+}
+
+impl IntoPair for (StatusCode, reqwest::header::HeaderMap, Value) {
+    fn into_pair(self) -> (StatusCode, Value) {
+        (self.0, self.2)
+    }
+}

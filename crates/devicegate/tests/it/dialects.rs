@@ -1,0 +1,923 @@
+//! Tenants, and the vendor dialects (Oracle IDCS, PingOne, Ocient) over real HTTP, with the
+//! shapes of ../shared/reference/.
+
+use std::time::Duration;
+
+use devicegate_core::scope::Scopes;
+use devicegate_store::{ClientRecord, TenantRecord, UserRecord};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::pages::{browser, get, post};
+use crate::support::*;
+
+const ACME_UUID: &str = "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+
+/// A server with tenant `acme`, client `tv` in both tenants, `ann` in both, `bob` only in acme.
+async fn two_tenants() -> TestServer {
+    let s = TestServer::start().await;
+    s.store()
+        .create_tenant(&TenantRecord {
+            id: "acme".into(),
+            uuid: ACME_UUID.into(),
+            created_at: devicegate_server::now(),
+        })
+        .await
+        .unwrap();
+    s.public_client("tv", 1).await;
+    s.client(ClientRecord {
+        tenant: "acme".into(),
+        name: "Acme TV".into(),
+        poll_interval_secs: Some(1),
+        ..client_record("tv", None)
+    })
+    .await;
+    s.client(ClientRecord {
+        tenant: "acme".into(),
+        ..client_record("acme-only", None)
+    })
+    .await;
+    s.user("ann").await;
+    for name in ["ann", "bob"] {
+        let u = UserRecord {
+            id: devicegate_core::secret::random_id(),
+            tenant: "acme".into(),
+            username: name.into(),
+            password_hash: devicegate_core::password::hash_password(PASSWORD),
+            name: Some(format!("{name} of Acme")),
+            email: None,
+            created_at: devicegate_server::now(),
+        };
+        s.store().create_user(&u).await.unwrap();
+    }
+    s
+}
+
+async fn flow_at(s: &TestServer, base: &str) -> String {
+    let (status, _, b) = s
+        .api("POST", &format!("{base}/api/v1/flows"), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{b}");
+    b["id"].as_str().unwrap().to_owned()
+}
+
+async fn act_at(s: &TestServer, base: &str, flow: &str, body: Value) -> (StatusCode, Value) {
+    let (status, _, b) = s
+        .api("POST", &format!("{base}/api/v1/flows/{flow}"), Some(body))
+        .await;
+    (status, b)
+}
+
+#[tokio::test]
+async fn a_tenant_has_its_own_issuer_keys_clients_users_codes_and_tokens() {
+    let s = two_tenants().await;
+    let (_, _, meta) = s
+        .api("GET", "/t/acme/.well-known/openid-configuration", None)
+        .await;
+    assert_eq!(meta["issuer"], s.url("/t/acme"));
+    assert_eq!(meta["token_endpoint"], s.url("/t/acme/oauth2/token"));
+    let (_, _, acme_jwks) = s.api("GET", "/t/acme/oauth2/jwks", None).await;
+    let (_, _, default_jwks) = s.api("GET", "/oauth2/jwks", None).await;
+    assert_ne!(acme_jwks["keys"][0]["kid"], default_jwks["keys"][0]["kid"]);
+
+    // A whole flow inside acme.
+    let (status, _, d) = s
+        .form(
+            "/t/acme/oauth2/device_authorization",
+            &[("client_id", "tv")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(d["verification_uri"], s.url("/t/acme/device"));
+    let code = d["user_code"].as_str().unwrap();
+
+    // Another tenant's code is a wrong code here, and its device code unknown.
+    let flow = s.new_flow().await;
+    let (status, b) = s
+        .act(
+            &flow,
+            json!({"action": "user_code.verify", "user_code": code}),
+        )
+        .await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_user_code")),
+        "{b}"
+    );
+    let (status, b) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{b}"
+    );
+    // acme's client and user do not exist in the default tenant.
+    let (status, _, b) = s
+        .form(
+            "/oauth2/device_authorization",
+            &[("client_id", "acme-only")],
+        )
+        .await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    let (status, b) = s
+        .act(
+            &flow,
+            json!({"action": "sign_on", "username": "bob", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+    );
+    // A flow of one tenant does not exist in another.
+    let (status, _, _) = s
+        .api("GET", &format!("/t/acme/api/v1/flows/{flow}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let flow = flow_at(&s, "/t/acme").await;
+    act_at(
+        &s,
+        "/t/acme",
+        &flow,
+        json!({"action": "user_code.verify", "user_code": code}),
+    )
+    .await;
+    let (status, b) = act_at(
+        &s,
+        "/t/acme",
+        &flow,
+        json!({"action": "sign_on", "username": "bob", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(
+        (status, b["client"]["name"].as_str()),
+        (StatusCode::OK, Some("Acme TV")),
+        "{b}"
+    );
+    act_at(
+        &s,
+        "/t/acme",
+        &flow,
+        json!({"action": "consent", "accept": true}),
+    )
+    .await;
+    let (status, _, t) = s
+        .form(
+            "/t/acme/oauth2/token",
+            &[
+                ("grant_type", devicegate_proto::GRANT_TYPE_DEVICE_CODE),
+                ("client_id", "tv"),
+                ("device_code", d["device_code"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let (header, claims) = crate::support::claims(t["access_token"].as_str().unwrap());
+    assert_eq!(claims["iss"], s.url("/t/acme"));
+    assert_eq!(header["kid"], acme_jwks["keys"][0]["kid"]);
+    let at = t["access_token"].as_str().unwrap();
+    // Accepted by acme's userinfo, refused by the default tenant's.
+    let ok = s
+        .http
+        .get(s.url("/t/acme/oauth2/userinfo"))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let refused = s
+        .http
+        .get(s.url("/oauth2/userinfo"))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // Its refresh token is unknown to the default tenant's client of the same id.
+    let rt = t["refresh_token"].as_str().unwrap();
+    let (status, _, b) = s
+        .form(
+            "/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "tv"),
+                ("refresh_token", rt),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let (status, _, _) = s
+        .form(
+            "/t/acme/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "tv"),
+                ("refresh_token", rt),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The tenant's pages post to the tenant's paths; an unknown tenant is a 404.
+    let page = get(&browser(), s.url("/t/acme/device")).await;
+    assert!(
+        page.html.contains(r#"action="/t/acme/device""#),
+        "{}",
+        page.html
+    );
+    let (status, _, b) = s
+        .api("GET", "/t/nope/.well-known/openid-configuration", None)
+        .await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+}
+
+#[tokio::test]
+async fn idcs_device_endpoint_and_token_polling() {
+    let s = two_tenants().await;
+    let secret = s.confidential_client("backend").await;
+    let (status, _, d) = s
+        .form(
+            "/oauth2/v1/device",
+            &[
+                ("response_type", "device_code"),
+                ("client_id", "tv"),
+                ("scope", "openid profile"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    for member in ["expires_in", "device_code", "user_code", "verification_uri"] {
+        assert!(!d[member].is_null(), "{member}: {d}");
+    }
+    let code = d["user_code"].as_str().unwrap();
+    assert!(
+        code.len() == 8 && !code.contains('-'),
+        "IDCS shows the code undecorated: {code}"
+    );
+    for (params, status_want, error) in [
+        (
+            vec![("client_id", "tv")],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![("response_type", "code"), ("client_id", "tv")],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            vec![("response_type", "device_code"), ("client_id", "nobody")],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            vec![("response_type", "device_code"), ("client_id", "backend")],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+    ] {
+        let (status, _, b) = s.form("/oauth2/v1/device", &params).await;
+        assert_eq!(
+            (status, b["error"].as_str()),
+            (status_want, Some(error)),
+            "{params:?}: {b}"
+        );
+    }
+    let (status, _, _) = s
+        .form(
+            "/oauth2/v1/device",
+            &[
+                ("response_type", "device_code"),
+                ("client_id", "backend"),
+                ("client_secret", &secret),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let poll = |device_code: String| {
+        let s = &s;
+        async move {
+            s.form(
+                "/oauth2/v1/token",
+                &[
+                    ("grant_type", devicegate_proto::GRANT_TYPE_DEVICE_CODE),
+                    ("client_id", "tv"),
+                    ("device_code", &device_code),
+                ],
+            )
+            .await
+        }
+    };
+    let device_code = d["device_code"].as_str().unwrap().to_owned();
+    assert_eq!(
+        poll(device_code.clone()).await.2["error"],
+        "authorization_pending"
+    );
+    // Approved through the pages, as an IDCS user would.
+    let b = browser();
+    let entry = get(&b, d["verification_uri"].as_str().unwrap().to_owned()).await;
+    post(
+        &b,
+        s.url("/device"),
+        &[("csrf", &entry.csrf()), ("user_code", code)],
+    )
+    .await;
+    let form = get(&b, s.url("/device/signin")).await;
+    post(
+        &b,
+        s.url("/device/signin"),
+        &[
+            ("csrf", &form.csrf()),
+            ("username", "ann"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    let consent = get(&b, s.url("/device/consent")).await;
+    post(
+        &b,
+        s.url("/device/consent"),
+        &[("csrf", &consent.csrf()), ("decision", "approve")],
+    )
+    .await;
+    let (status, _, t) = poll(device_code).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    assert!(t["id_token"].is_string());
+
+    // A denial reads as access_denied, and the tenant has the same endpoints under its prefix.
+    let (status, _, d) = s
+        .form(
+            "/t/acme/oauth2/v1/device",
+            &[("response_type", "device_code"), ("client_id", "tv")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let flow = flow_at(&s, "/t/acme").await;
+    act_at(
+        &s,
+        "/t/acme",
+        &flow,
+        json!({"action": "user_code.verify", "user_code": d["user_code"]}),
+    )
+    .await;
+    act_at(
+        &s,
+        "/t/acme",
+        &flow,
+        json!({"action": "sign_on", "username": "bob", "password": PASSWORD}),
+    )
+    .await;
+    act_at(
+        &s,
+        "/t/acme",
+        &flow,
+        json!({"action": "consent", "accept": false}),
+    )
+    .await;
+    let (_, _, b) = s
+        .form(
+            "/t/acme/oauth2/v1/token",
+            &[
+                ("grant_type", devicegate_proto::GRANT_TYPE_DEVICE_CODE),
+                ("client_id", "tv"),
+                ("device_code", d["device_code"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(b["error"], "access_denied");
+}
+
+async fn ping_post(
+    s: &TestServer,
+    env: &str,
+    flow: &str,
+    media: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let res = s
+        .http
+        .post(s.url(&format!("/{env}/flows/{flow}")))
+        .header("content-type", media)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap())
+}
+
+const VERIFY: &str = "application/vnd.pingidentity.deviceAuthGrant.userCode.verify+json";
+const CHECK: &str = "application/vnd.pingidentity.usernamePassword.check+json";
+const CONSENT: &str = "application/vnd.pingidentity.deviceAuthGrant.consent+json";
+
+/// `GET /{env}/device`: the flow id from the `Location`.
+async fn ping_start(s: &TestServer, path: &str) -> (StatusCode, String) {
+    let res = s.http.get(s.url(path)).send().await.unwrap();
+    let status = res.status();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, location)
+}
+
+fn flow_id(location: &str) -> String {
+    location
+        .split("flowId=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn pingone_device_authorization_flows_api_and_token() {
+    let s = two_tenants().await;
+    let env = s.store().get_tenant("default").await.unwrap().uuid;
+    let (status, _, d) = s
+        .form(
+            &format!("/{env}/as/device_authorization"),
+            &[("client_id", "tv"), ("scope", "openid")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(d["verification_uri"], s.url(&format!("/{env}/device")));
+    assert_eq!(
+        d["verification_uri_complete"],
+        s.url(&format!(
+            "/{env}/device?user_code={}",
+            d["user_code"].as_str().unwrap()
+        ))
+    );
+    assert_eq!(
+        (d["expires_in"].as_u64(), d["interval"].as_u64()),
+        (Some(600), Some(1))
+    );
+
+    let (status, location) = ping_start(&s, &format!("/{env}/device")).await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert!(
+        location.starts_with(&s.url(&format!("/{env}/signon/?flowId="))),
+        "{location}"
+    );
+    let flow = flow_id(&location);
+    let (status, f) = s
+        .api("GET", &format!("/{env}/flows/{flow}"), None)
+        .await
+        .into_pair();
+    assert_eq!(
+        (status, f["status"].as_str()),
+        (StatusCode::OK, Some("DAG_USER_CODE_REQUIRED")),
+        "{f}"
+    );
+    assert_eq!(f["environment"]["id"], env.as_str());
+
+    let (status, e) = ping_post(&s, &env, &flow, VERIFY, json!({"userCode": "BCDF-BCDF"})).await;
+    assert_eq!(
+        (
+            status,
+            e["code"].as_str(),
+            e["details"][0]["target"].as_str()
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("INVALID_DATA"),
+            Some("userCode")
+        ),
+        "{e}"
+    );
+    let (status, f) = ping_post(&s, &env, &flow, VERIFY, json!({"userCode": d["user_code"]})).await;
+    assert_eq!(
+        (status, f["status"].as_str()),
+        (StatusCode::OK, Some("USERNAME_PASSWORD_REQUIRED")),
+        "{f}"
+    );
+    assert_eq!(f["application"]["id"], "tv");
+    let (status, e) = ping_post(
+        &s,
+        &env,
+        &flow,
+        CHECK,
+        json!({"username": "ann", "password": "wrong password"}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["details"][0]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("INVALID_CREDENTIALS")),
+        "{e}"
+    );
+    let (status, f) = ping_post(
+        &s,
+        &env,
+        &flow,
+        CHECK,
+        json!({"username": "ann", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(
+        (status, f["status"].as_str()),
+        (StatusCode::OK, Some("DAG_CONSENT_REQUIRED")),
+        "{f}"
+    );
+    let (status, f) = ping_post(&s, &env, &flow, CONSENT, json!({"accept": true})).await;
+    assert_eq!(
+        (status, f["status"].as_str()),
+        (StatusCode::OK, Some("COMPLETED")),
+        "{f}"
+    );
+
+    let (status, _, t) = s
+        .form(
+            &format!("/{env}/as/token"),
+            &[
+                ("grant_type", devicegate_proto::GRANT_TYPE_DEVICE_CODE),
+                ("device_code", d["device_code"].as_str().unwrap()),
+                ("client_id", "tv"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+
+    // Errors in PingOne's shape.
+    let res = s
+        .http
+        .post(s.url(&format!("/{env}/flows/{flow}")))
+        .json(&json!({"accept": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, e) = ping_post(&s, &env, "dgf_nope", CONSENT, json!({"accept": true})).await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
+    );
+    assert!(e["id"].is_string() && e["message"].is_string());
+    let (status, _) = ping_start(&s, "/00000000-0000-4000-8000-000000000000/device").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = ping_start(&s, &format!("/{env}/device/no-such-app")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, location) = ping_start(&s, &format!("/{env}/device/tv")).await;
+    assert_eq!(status, StatusCode::FOUND, "{location}");
+}
+
+#[tokio::test]
+async fn pingone_refused_consent_fails_the_flow_and_environments_are_isolated() {
+    let s = two_tenants().await;
+    let env = s.store().get_tenant("default").await.unwrap().uuid;
+    let (_, _, d) = s
+        .form(
+            &format!("/{ACME_UUID}/as/device_authorization"),
+            &[("client_id", "tv")],
+        )
+        .await;
+    // An acme code is no code in the default environment's flow.
+    let (_, location) = ping_start(&s, &format!("/{env}/device")).await;
+    let flow = flow_id(&location);
+    let (status, e) = ping_post(&s, &env, &flow, VERIFY, json!({"userCode": d["user_code"]})).await;
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("INVALID_DATA")),
+        "{e}"
+    );
+    // In acme's environment, bob refuses.
+    let (_, location) = ping_start(&s, &format!("/{ACME_UUID}/device")).await;
+    let flow = flow_id(&location);
+    ping_post(
+        &s,
+        ACME_UUID,
+        &flow,
+        CHECK,
+        json!({"username": "bob", "password": PASSWORD}),
+    )
+    .await;
+    let (_, f) = ping_post(
+        &s,
+        ACME_UUID,
+        &flow,
+        VERIFY,
+        json!({"userCode": d["user_code"]}),
+    )
+    .await;
+    assert_eq!(f["status"], "DAG_CONSENT_REQUIRED", "{f}");
+    let (_, f) = ping_post(&s, ACME_UUID, &flow, CONSENT, json!({"accept": false})).await;
+    assert_eq!(f["status"], "FAILED", "{f}");
+    let (_, _, b) = s
+        .form(
+            &format!("/{ACME_UUID}/as/token"),
+            &[
+                ("grant_type", devicegate_proto::GRANT_TYPE_DEVICE_CODE),
+                ("device_code", d["device_code"].as_str().unwrap()),
+                ("client_id", "tv"),
+            ],
+        )
+        .await;
+    assert_eq!(b["error"], "access_denied");
+}
+
+#[tokio::test]
+async fn pingone_sign_on_screen_walks_the_flow_in_the_browser() {
+    let s = two_tenants().await;
+    let env = s.store().get_tenant("default").await.unwrap().uuid;
+    let (_, _, d) = s
+        .form(
+            &format!("/{env}/as/device_authorization"),
+            &[("client_id", "tv")],
+        )
+        .await;
+    let (_, location) = ping_start(
+        &s,
+        &format!(
+            "/{env}/device?user_code={}",
+            d["user_code"].as_str().unwrap()
+        ),
+    )
+    .await;
+    let b = browser();
+    let p = get(&b, location).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let entry = get(&b, s.url(p.location())).await;
+    assert_eq!(
+        crate::pages::input_value(&entry.html, "user_code").as_deref(),
+        d["user_code"].as_str()
+    );
+    post(
+        &b,
+        s.url("/device"),
+        &[
+            ("csrf", &entry.csrf()),
+            ("user_code", d["user_code"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    let form = get(&b, s.url("/device/signin")).await;
+    post(
+        &b,
+        s.url("/device/signin"),
+        &[
+            ("csrf", &form.csrf()),
+            ("username", "ann"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    let consent = get(&b, s.url("/device/consent")).await;
+    post(
+        &b,
+        s.url("/device/consent"),
+        &[("csrf", &consent.csrf()), ("decision", "approve")],
+    )
+    .await;
+    let (status, _, t) = s
+        .form(
+            &format!("/{env}/as/token"),
+            &[
+                ("grant_type", devicegate_proto::GRANT_TYPE_DEVICE_CODE),
+                ("device_code", d["device_code"].as_str().unwrap()),
+                ("client_id", "tv"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+}
+
+async fn ocient(s: &TestServer, path: &str, body: Value, xff: Option<&str>) -> (StatusCode, Value) {
+    let mut req = s.http.post(s.url(path)).json(&body);
+    if let Some(ip) = xff {
+        req = req.header("x-forwarded-for", ip);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap())
+}
+
+/// Approves `code` as `ann` through the pages, following the `?code=` link.
+async fn approve_on_pages(s: &TestServer, link: &str, accept: bool) {
+    let b = browser();
+    let entry = get(&b, link.to_owned()).await;
+    let code =
+        crate::pages::input_value(&entry.html, "user_code").expect("the link fills the code in");
+    post(
+        &b,
+        s.url("/device"),
+        &[("csrf", &entry.csrf()), ("user_code", &code)],
+    )
+    .await;
+    let form = get(&b, s.url("/device/signin")).await;
+    post(
+        &b,
+        s.url("/device/signin"),
+        &[
+            ("csrf", &form.csrf()),
+            ("username", "ann"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    let consent = get(&b, s.url("/device/consent")).await;
+    let decision = if accept { "approve" } else { "deny" };
+    let p = post(
+        &b,
+        s.url("/device/consent"),
+        &[("csrf", &consent.csrf()), ("decision", decision)],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.html);
+}
+
+fn assert_ocient_error(status: StatusCode, body: &Value, want: StatusCode, sql_state: &str) {
+    assert_eq!(
+        (status, body["status"]["sql_state"].as_str()),
+        (want, Some(sql_state)),
+        "{body}"
+    );
+    assert!(
+        body["status"]["vendor_code"].as_i64().unwrap() < 0 && body["status"]["reason"].is_string()
+    );
+}
+
+#[tokio::test]
+async fn ocient_grant_and_a_verify_that_waits_for_the_approval() {
+    let s = std::sync::Arc::new(two_tenants().await);
+    let (status, g) = ocient(
+        &s,
+        "/v1/sso_device_grant",
+        json!({"database": "retail_analytics"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{g}");
+    assert_eq!(
+        g["status"],
+        json!({"reason": "Device authorization initiated", "sql_state": "00000", "vendor_code": 0})
+    );
+    let code = g["user_code"].as_str().unwrap().to_owned();
+    assert!(code.len() == 8 && !code.contains('-'));
+    assert_eq!(g["verification_uri"], s.url("/device"));
+    assert_eq!(
+        g["verification_uri_complete"],
+        s.url(&format!("/device?code={code}"))
+    );
+    assert!(g["device_secret"].as_str().unwrap().starts_with("dgd_"));
+
+    // Nobody approves within a second: a timeout, told apart from the other errors.
+    let (status, e) = ocient(
+        &s,
+        "/v1/sso_device_grant_verify",
+        json!({"user_code": code, "timeout": 1}),
+        None,
+    )
+    .await;
+    assert_ocient_error(status, &e, StatusCode::REQUEST_TIMEOUT, "HYT00");
+
+    // verify waits (timeout given as a string, as Ocient documents it) while a person approves.
+    let waiter = {
+        let (s, code) = (s.clone(), code.clone());
+        tokio::spawn(async move {
+            ocient(
+                &s,
+                "/v1/sso_device_grant_verify",
+                json!({"user_code": code, "database": "retail_analytics", "timeout": "20"}),
+                None,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    approve_on_pages(&s, g["verification_uri_complete"].as_str().unwrap(), true).await;
+    let (status, v) = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["username"].as_str(), v["database"].as_str()),
+        (Some("ann"), Some("retail_analytics"))
+    );
+    assert_eq!(v["status"]["sql_state"], "00000");
+    let (header, claims) = crate::support::claims(v["access_token"].as_str().unwrap());
+    assert_eq!(
+        (header["typ"].as_str(), claims["database"].as_str()),
+        (Some("at+jwt"), Some("retail_analytics"))
+    );
+    let (_, _, jwks) = s.api("GET", "/oauth2/jwks", None).await;
+    assert_eq!(
+        header["kid"], jwks["keys"][0]["kid"],
+        "signed with the tenant's key"
+    );
+
+    // Redeemed once.
+    let (status, e) = ocient(
+        &s,
+        "/v1/sso_device_grant_verify",
+        json!({"user_code": code}),
+        None,
+    )
+    .await;
+    assert_ocient_error(status, &e, StatusCode::CONFLICT, "08003");
+    // Unknown codes and bad parameters.
+    let (status, e) = ocient(
+        &s,
+        "/v1/sso_device_grant_verify",
+        json!({"user_code": "BCDFBCDF"}),
+        None,
+    )
+    .await;
+    assert_ocient_error(status, &e, StatusCode::NOT_FOUND, "42704");
+    for timeout in [json!(0), json!(601), json!("soon"), json!(true)] {
+        let (status, e) = ocient(
+            &s,
+            "/v1/sso_device_grant_verify",
+            json!({"user_code": code, "timeout": timeout}),
+            None,
+        )
+        .await;
+        assert_ocient_error(status, &e, StatusCode::BAD_REQUEST, "22023");
+    }
+    // An empty body asks for the system database.
+    let res = s
+        .http
+        .post(s.url("/v1/sso_device_grant"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn ocient_denial_expiry_and_the_user_code_mitigations() {
+    let s =
+        TestServer::start_with(|c| c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    s.user("ann").await;
+    // A short-lived Ocient client, to see expiry.
+    s.client(ClientRecord {
+        device_code_ttl_secs: Some(1),
+        scopes: Scopes::parse("openid profile").unwrap(),
+        ..client_record("ocient", None)
+    })
+    .await;
+    let (_, g) = ocient(&s, "/v1/sso_device_grant", json!({}), Some("203.0.113.1")).await;
+    let code = g["user_code"].as_str().unwrap().to_owned();
+    // From another address, a bare user code is refused; with the device secret it is not.
+    let (status, e) = ocient(
+        &s,
+        "/v1/sso_device_grant_verify",
+        json!({"user_code": code, "timeout": 1}),
+        Some("203.0.113.2"),
+    )
+    .await;
+    assert_ocient_error(status, &e, StatusCode::FORBIDDEN, "28000");
+    assert_eq!(e["status"]["vendor_code"], -1007);
+    let (status, e) = ocient(
+        &s,
+        "/v1/sso_device_grant_verify",
+        json!({"user_code": code, "timeout": 1, "device_secret": "dgd_wrong"}),
+        Some("203.0.113.2"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+    let (status, e) = ocient(
+        &s,
+        "/v1/sso_device_grant_verify",
+        json!({"user_code": code, "timeout": 1, "device_secret": g["device_secret"]}),
+        Some("203.0.113.2"),
+    )
+    .await;
+    assert_ocient_error(status, &e, StatusCode::REQUEST_TIMEOUT, "HYT00");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, e) = ocient(
+        &s,
+        "/v1/sso_device_grant_verify",
+        json!({"user_code": code}),
+        Some("203.0.113.1"),
+    )
+    .await;
+    assert_ocient_error(status, &e, StatusCode::GONE, "08004");
+
+    // A denial.
+    s.store().delete_client("default", "ocient").await.unwrap();
+    let (_, g) = ocient(&s, "/v1/sso_device_grant", json!({}), Some("203.0.113.1")).await;
+    approve_on_pages(&s, g["verification_uri_complete"].as_str().unwrap(), false).await;
+    let (status, e) = ocient(
+        &s,
+        "/v1/sso_device_grant_verify",
+        json!({"user_code": g["user_code"]}),
+        Some("203.0.113.1"),
+    )
+    .await;
+    assert_ocient_error(status, &e, StatusCode::FORBIDDEN, "28000");
+    assert_eq!(e["status"]["vendor_code"], -1002);
+}
