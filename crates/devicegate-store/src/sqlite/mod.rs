@@ -25,6 +25,61 @@ use crate::records::{
 use crate::{GrantChanged, Result, Store, StoreError};
 use codec::*;
 
+/// A write, run inside the group transaction: says whether it succeeded, and how to answer
+/// once the transaction's fate is known.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+type Reply = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// Most writes committed together in one transaction.
+const MAX_GROUP: usize = 256;
+
+/// The writer thread: group commit. Takes every write waiting, runs each in its own savepoint
+/// (a failing one is rolled back alone), commits once, then answers them all. Under load this
+/// turns many commits into one; alone, a write commits at once.
+fn write_forever(conn: Connection, queue: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
+            let e = internal(e);
+            for job in jobs {
+                let (_, reply) = job(&conn);
+                reply(Err(e.clone()));
+            }
+            continue;
+        }
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let savepoint = run_cached(&conn, "SAVEPOINT job");
+            let (ok, reply) = job(&conn);
+            let ended = savepoint.and_then(|()| {
+                if !ok {
+                    run_cached(&conn, "ROLLBACK TO job")?;
+                }
+                run_cached(&conn, "RELEASE job")
+            });
+            replies.push((reply, ended.map_err(internal)));
+        }
+        let committed = run_cached(&conn, "COMMIT").map_err(internal);
+        if committed.is_err() {
+            let _ = run_cached(&conn, "ROLLBACK");
+        }
+        for (reply, ended) in replies {
+            reply(committed.clone().and(ended));
+        }
+    }
+}
+
+/// A parameterless statement, prepared once per connection.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Numbered migrations, applied in order; `PRAGMA user_version` records the last one.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -42,7 +97,7 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     grants: tokio::sync::broadcast::Sender<GrantChanged>,
-    writer: Mutex<Connection>,
+    writer: Mutex<std::sync::mpsc::Sender<Job>>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -70,11 +125,9 @@ fn migrate(conn: &mut Connection) -> Result<usize> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction().map_err(internal)?;
-        tx.execute_batch(sql).map_err(internal)?;
-        tx.pragma_update(None, "user_version", i + 1)
+        conn.execute_batch(sql).map_err(internal)?;
+        conn.pragma_update(None, "user_version", i + 1)
             .map_err(internal)?;
-        tx.commit().map_err(internal)?;
     }
     Ok(MIGRATIONS.len() - current)
 }
@@ -85,11 +138,16 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let mut writer = open_connection(&path)?;
         migrate(&mut writer)?;
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("devicegate-sqlite-writer".into())
+            .spawn(move || write_forever(writer, queue))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 grants: tokio::sync::broadcast::channel(1024).0,
-                writer: Mutex::new(writer),
+                writer: Mutex::new(jobs),
                 readers: Mutex::new(Vec::new()),
             }),
         })
@@ -100,45 +158,59 @@ impl SqliteStore {
         migrate(&mut open_connection(path.as_ref())?)
     }
 
+    /// Runs `f` on the writer thread, inside a savepoint of the current group transaction;
+    /// answers after that transaction commits.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let out = f(conn);
+            let ok = out.is_ok();
+            let reply: Reply = Box::new(move |committed| {
+                let _ = answer.send(committed.and(out));
+            });
+            (ok, reply)
+        });
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| StoreError::Internal("the SQLite writer thread has stopped".into()))?;
+        answered
+            .await
+            .map_err(|_| StoreError::Internal("the SQLite writer thread has stopped".into()))?
     }
 
+    /// Runs a read on a pooled reader connection, right here on the calling task.
+    ///
+    /// Reads are point lookups by key, a few microseconds each, and in WAL mode a reader never
+    /// waits for the writer; handing them to the blocking pool cost more than running them
+    /// (the hop was most of a pending poll's cost), so they run inline.
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = inner
-                .readers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop();
-            let conn = match pooled {
-                Some(c) => c,
-                None => open_connection(&inner.path)?,
-            };
-            let out = f(&conn);
-            let mut readers = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
-            if readers.len() < MAX_IDLE_READERS {
-                readers.push(conn);
-            }
-            out
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?
+        let inner = &self.inner;
+        let pooled = inner
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&inner.path)?,
+        };
+        let out = f(&conn);
+        let mut readers = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if readers.len() < MAX_IDLE_READERS {
+            readers.push(conn);
+        }
+        out
     }
 }
 
@@ -270,8 +342,7 @@ impl Store for SqliteStore {
     async fn ensure_key(&self, candidate: &KeyRecord) -> Result<Vec<KeyRecord>> {
         let k = candidate.clone();
         self.write(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
-            let exists = tx
+            let exists = conn
                 .query_row(
                     "SELECT 1 FROM signing_keys WHERE tenant = ?1 AND alg = ?2 LIMIT 1",
                     [k.tenant.as_str(), k.alg.as_str()],
@@ -280,13 +351,13 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(internal)?;
             if exists.is_none() {
-                tx.execute(
+                conn.execute(
                     "INSERT INTO signing_keys (id, alg, pkcs8, created_at, tenant) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![k.id, k.alg.as_str(), k.pkcs8, k.created_at.as_millis(), k.tenant],
                 )
                 .map_err(constraint)?;
             }
-            let keys = tx
+            let keys = conn
                 .prepare_cached(
                     "SELECT id, alg, pkcs8, created_at, tenant FROM signing_keys WHERE tenant = ?1 \
                      ORDER BY created_at, id",
@@ -296,8 +367,7 @@ impl Store for SqliteStore {
                 .map_err(internal)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(internal)?;
-            tx.commit().map_err(internal)?;
-            Ok(keys)
+                        Ok(keys)
         })
         .await
     }
@@ -355,8 +425,7 @@ impl Store for SqliteStore {
     async fn delete_tenant(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.write(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
-            if tx
+            if conn
                 .execute("DELETE FROM tenants WHERE id = ?1", [&id])
                 .map_err(internal)?
                 == 0
@@ -364,10 +433,10 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound);
             }
             for table in TENANT_TABLES {
-                tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [&id])
+                conn.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [&id])
                     .map_err(internal)?;
             }
-            tx.commit().map_err(internal)
+            Ok(())
         })
         .await
     }
@@ -426,8 +495,7 @@ impl Store for SqliteStore {
     async fn delete_client(&self, tenant: &str, id: &str) -> Result<()> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.write(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
-            let n = tx
+            let n = conn
                 .execute(
                     "DELETE FROM clients WHERE tenant = ?1 AND id = ?2",
                     [&tenant, &id],
@@ -436,17 +504,17 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
-            tx.execute(
+            conn.execute(
                 "DELETE FROM device_grants WHERE tenant = ?1 AND client_id = ?2",
                 [&tenant, &id],
             )
             .map_err(internal)?;
-            tx.execute(
+            conn.execute(
                 "DELETE FROM refresh_tokens WHERE tenant = ?1 AND client_id = ?2",
                 [&tenant, &id],
             )
             .map_err(internal)?;
-            tx.commit().map_err(internal)
+            Ok(())
         })
         .await
     }
@@ -514,8 +582,7 @@ impl Store for SqliteStore {
     async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {
         let (tenant, username) = (tenant.to_owned(), username.to_owned());
         self.write(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
-            let id: Option<String> = tx
+            let id: Option<String> = conn
                 .query_row(
                     "DELETE FROM users WHERE tenant = ?1 AND username = ?2 RETURNING id",
                     [&tenant, &username],
@@ -524,9 +591,9 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(internal)?;
             let id = id.ok_or(StoreError::NotFound)?;
-            tx.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
+            conn.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
                 .map_err(internal)?;
-            tx.commit().map_err(internal)
+            Ok(())
         })
         .await
     }
@@ -538,8 +605,7 @@ impl Store for SqliteStore {
             password_hash.to_owned(),
         );
         self.write(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
-            let id: Option<String> = tx
+            let id: Option<String> = conn
                 .query_row(
                     "UPDATE users SET password_hash = ?1 WHERE tenant = ?2 AND username = ?3 RETURNING id",
                     [hash, tenant, username],
@@ -548,9 +614,9 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(internal)?;
             let id = id.ok_or(StoreError::NotFound)?;
-            tx.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
+            conn.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
                 .map_err(internal)?;
-            tx.commit().map_err(internal)
+            Ok(())
         })
         .await
     }
@@ -641,12 +707,11 @@ impl Store for SqliteStore {
     async fn redeem_grant(&self, g: &DeviceGrant, refresh: Option<&RefreshToken>) -> Result<()> {
         let (grant, refresh) = (g.clone(), refresh.cloned());
         self.write(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
-            update_grant_in(&tx, &grant)?;
+            update_grant_in(conn, &grant)?;
             if let Some(t) = &refresh {
-                insert_refresh_in(&tx, t)?;
+                insert_refresh_in(conn, t)?;
             }
-            tx.commit().map_err(internal)
+            Ok(())
         })
         .await?;
         self.announce(&g.id);
@@ -697,8 +762,7 @@ impl Store for SqliteStore {
         let grant_id = grant.map(|g| g.id.clone());
         let (f, grant) = (f.clone(), grant.cloned());
         self.write(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
-            let n = tx
+            let n = conn
                 .prepare_cached(
                     "UPDATE flows SET status = ?1, grant_id = ?2, user_id = ?3, signed_on_at = ?4, \
                      failed_attempts = ?5, result = ?6, version = version + 1 WHERE id = ?7 AND version = ?8",
@@ -716,12 +780,12 @@ impl Store for SqliteStore {
                 ])
                 .map_err(internal)?;
             if n != 1 {
-                return Err(missing_or_conflict(&tx, "flows", "id", &f.id));
+                return Err(missing_or_conflict(conn, "flows", "id", &f.id));
             }
             if let Some(g) = &grant {
-                update_grant_in(&tx, g)?;
+                update_grant_in(conn, g)?;
             }
-            tx.commit().map_err(internal)
+            Ok(())
         })
         .await?;
         if let Some(id) = grant_id {
@@ -746,15 +810,14 @@ impl Store for SqliteStore {
     async fn rotate_refresh_token(&self, old: &SecretHash, new: &RefreshToken) -> Result<()> {
         let (old, new) = (*old, new.clone());
         self.write(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
-            let n = tx
+            let n = conn
                 .execute(
                     "UPDATE refresh_tokens SET used = 1 WHERE hash = ?1 AND used = 0",
                     [old.as_bytes()],
                 )
                 .map_err(internal)?;
             if n != 1 {
-                let exists = tx
+                let exists = conn
                     .query_row(
                         "SELECT 1 FROM refresh_tokens WHERE hash = ?1",
                         [old.as_bytes()],
@@ -768,8 +831,8 @@ impl Store for SqliteStore {
                     StoreError::NotFound
                 });
             }
-            insert_refresh_in(&tx, &new)?;
-            tx.commit().map_err(internal)
+            insert_refresh_in(conn, &new)?;
+            Ok(())
         })
         .await
     }
@@ -910,32 +973,30 @@ impl Store for SqliteStore {
 
     async fn sweep(&self, now: Timestamp, grace_before: Timestamp) -> Result<SweepCounts> {
         self.write(move |conn| {
-            let tx = conn.transaction().map_err(internal)?;
-            let grants = tx
+            let grants = conn
                 .execute(
                     "DELETE FROM device_grants WHERE expires_at < ?1",
                     [grace_before.as_millis()],
                 )
                 .map_err(internal)?;
-            let flows = tx
+            let flows = conn
                 .execute(
                     "DELETE FROM flows WHERE expires_at < ?1",
                     [grace_before.as_millis()],
                 )
                 .map_err(internal)?;
-            let refresh_tokens = tx
+            let refresh_tokens = conn
                 .execute(
                     "DELETE FROM refresh_tokens WHERE expires_at < ?1",
                     [now.as_millis()],
                 )
                 .map_err(internal)?;
-            let sessions = tx
+            let sessions = conn
                 .execute(
                     "DELETE FROM browser_sessions WHERE expires_at < ?1",
                     [now.as_millis()],
                 )
                 .map_err(internal)?;
-            tx.commit().map_err(internal)?;
             Ok(SweepCounts {
                 grants: grants as u64,
                 flows: flows as u64,
