@@ -2,9 +2,9 @@
 //!
 //! rusqlite rather than sqlx: on this machine sqlx's per-query cost on SQLite measured 4–17×
 //! the engine's own, and the poll path is a point select plus a conditional update. Writes go
-//! through one writer connection (SQLite allows one writer at a time anyway); reads use a
-//! small pool of reader connections, which WAL lets run beside the writer. All of it runs on
-//! tokio's blocking pool, never on the async worker threads.
+//! to one writer thread (SQLite allows one writer at a time anyway) that commits every write
+//! waiting in one transaction; reads use a pool of reader connections, which WAL lets run
+//! beside the writer.
 
 mod codec;
 
