@@ -67,6 +67,7 @@ pub async fn authorize(
         };
         match state.store.create_grant(&grant).await {
             Ok(()) => {
+                crate::metrics::code_issued();
                 let verification_uri = state
                     .settings
                     .verification_uri

@@ -16,6 +16,7 @@ mod extract;
 mod flows_api;
 mod keys;
 pub mod limits;
+pub mod metrics;
 mod pages;
 mod passwords;
 mod token;
@@ -206,11 +207,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::endpoint))
         // Set per part, before merging: the flows API sets its own under its CORS layer.
         .method_not_allowed_fallback(error::method_not_allowed)
         .merge(oauth)
         .merge(pages::router(&state.settings))
         .fallback(error::not_found)
+        // Outside the routes, so that every route (and the fallback) is counted and timed.
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,

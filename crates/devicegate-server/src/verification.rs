@@ -177,6 +177,7 @@ pub async fn verify_user_code(
         match flow.verify_user_code(found.as_ref(), now) {
             Ok((next, grant)) => {
                 if commit(state, &next, Some(&grant)).await? {
+                    crate::metrics::code_verified();
                     return Ok(next);
                 }
             }
@@ -281,6 +282,7 @@ pub async fn consent(state: &AppState, key: &SecretHash, accept: bool) -> Result
         };
         let (next, grant) = flow.consent(&grant, accept, now)?;
         if commit(state, &next, Some(&grant)).await? {
+            crate::metrics::code_decided(accept, grant.created_at, now);
             return Ok(next);
         }
     }
