@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Drive a running server and print one JSON line per mode
-    Load(load::LoadArgs),
+    Load(Box<load::LoadArgs>),
     /// Serve a trivial axum handler (the ceiling); prints `listening URL`
     Trivial {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Load(args) => rt.block_on(load::run(args)),
+        Command::Load(args) => rt.block_on(load::run(*args)),
         Command::Trivial { listen } => rt.block_on(trivial(listen)),
         Command::PgServer { database } => rt.block_on(pg_server(&database)),
         Command::Table { file } => report::table(&file),

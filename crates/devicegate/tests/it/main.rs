@@ -6,6 +6,7 @@ mod cli;
 mod flows;
 mod interop;
 mod login;
+mod metrics;
 mod oauth;
 mod oidc_provider;
 mod pages;
