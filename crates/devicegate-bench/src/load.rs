@@ -356,6 +356,7 @@ async fn measure(run: &Arc<Run>, mode: Mode) -> anyhow::Result<serde_json::Value
             "cpu_us_per_request": 1e6 * (af.cpu_secs - b.cpu_secs) / requests.max(1) as f64,
             "rss_mb_before": b.rss_bytes as f64 / 1048576.0,
             "rss_mb_after": af.rss_bytes as f64 / 1048576.0,
+            "pss_mb_after": af.pss_bytes as f64 / 1048576.0,
             "idle_rss_mb": run.idle_rss.map(|r| r as f64 / 1048576.0),
             "processes": af.processes,
         }),

@@ -38,11 +38,11 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
-    /// Start a throw-away PostgreSQL with durable defaults; prints `url URL` and `pid PID`,
-    /// then runs until SIGTERM or Ctrl-C and deletes it
+    /// Start a throw-away PostgreSQL with durable defaults; prints `url URL` per database
+    /// and `pid PID`, then runs until SIGTERM or Ctrl-C and deletes it
     PgServer {
-        #[arg(long, default_value = "devicegate")]
-        database: String,
+        #[arg(long, default_value = "devicegate", value_delimiter = ',')]
+        database: Vec<String>,
     },
     /// Print the markdown table, with ratios, of the JSON lines `load --out` wrote
     Table { file: PathBuf },
@@ -92,11 +92,12 @@ async fn trivial(listen: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn pg_server(database: &str) -> anyhow::Result<()> {
+async fn pg_server(databases: &[String]) -> anyhow::Result<()> {
     let pg = devicegate::temp_postgres::TempPostgres::start_durable()?;
-    let url = pg.create_database(database)?;
+    for name in databases {
+        println!("url {}", pg.create_database(name)?);
+    }
     let pid = std::fs::read_to_string(pg.dir().join("data/postmaster.pid"))?;
-    println!("url {url}");
     println!("pid {}", pid.lines().next().unwrap_or_default());
     shutdown().await;
     // Dropping `pg` stops the server and deletes its directory.

@@ -10,6 +10,9 @@ const TICKS_PER_SEC: f64 = 100.0;
 pub struct Usage {
     pub cpu_secs: f64,
     pub rss_bytes: u64,
+    /// Proportional set size: shared pages divided among the processes sharing them, so that
+    /// PostgreSQL's shared buffers count once across its backends, not once per backend.
+    pub pss_bytes: u64,
     pub processes: usize,
 }
 
@@ -44,9 +47,10 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+/// A `Key:  N kB` line of a `/proc` file, in bytes.
+fn kb_field(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
@@ -62,7 +66,8 @@ pub fn usage(roots: &[u32]) -> Option<Usage> {
         let ticks: f64 = f.get(11).and_then(|t| t.parse().ok()).unwrap_or(0.0)
             + f.get(12).and_then(|t| t.parse().ok()).unwrap_or(0.0);
         u.cpu_secs += ticks / TICKS_PER_SEC;
-        u.rss_bytes += rss_bytes(pid).unwrap_or(0);
+        u.rss_bytes += kb_field(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0);
+        u.pss_bytes += kb_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:").unwrap_or(0);
         u.processes += 1;
     }
     Some(u)

@@ -60,7 +60,12 @@ pub fn table(file: &Path) -> anyhow::Result<()> {
             let (cpu, rss) = if server.is_object() {
                 (
                     format!("{:.0}", num(server, "cpu_us_per_request")),
-                    format!("{:.0}", num(server, "rss_mb_after")),
+                    // Several processes (PostgreSQL): PSS, so shared memory counts once.
+                    if server["processes"].as_u64().unwrap_or(1) > 1 {
+                        format!("{:.0} (PSS)", num(server, "pss_mb_after"))
+                    } else {
+                        format!("{:.0}", num(server, "rss_mb_after"))
+                    },
                 )
             } else {
                 ("—".into(), "—".into())
