@@ -159,6 +159,16 @@ struct Run {
     idle_rss: Option<u64>,
 }
 
+/// Resident memory: RSS for one process, PSS summed for several (PostgreSQL's backends
+/// share its buffers, which RSS would count once per backend).
+fn resident(u: procfs::Usage) -> u64 {
+    if u.processes > 1 {
+        u.pss_bytes
+    } else {
+        u.rss_bytes
+    }
+}
+
 /// Runs `n` workers to completion; returns what they recorded and the wall time taken.
 async fn workers<F, Fut>(n: usize, f: F) -> (Rec, f64)
 where
@@ -227,7 +237,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         username: args.username.clone(),
         password: args.password.clone(),
     };
-    let idle_rss = procfs::usage(&args.server_pid).map(|u| u.rss_bytes);
+    let idle_rss = procfs::usage(&args.server_pid).map(resident);
     let run = Arc::new(Run {
         args: args.clone(),
         http,
@@ -294,7 +304,7 @@ async fn measure(run: &Arc<Run>, mode: Mode) -> anyhow::Result<serde_json::Value
         extra.insert("pending_codes".into(), json!(pending));
         extra.insert(
             "rss_bytes_per_pending_code".into(),
-            json!((b.rss_bytes as f64 - idle as f64) / pending.max(1) as f64),
+            json!((resident(b) as f64 - idle as f64) / pending.max(1) as f64),
         );
     }
     eprintln!(
