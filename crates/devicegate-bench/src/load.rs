@@ -307,27 +307,22 @@ async fn measure(run: &Arc<Run>, mode: Mode) -> anyhow::Result<serde_json::Value
             json!((resident(b) as f64 - idle as f64) / pending.max(1) as f64),
         );
     }
+    let seconds = if mode == Mode::Devices {
+        a.devices_seconds
+    } else {
+        a.seconds
+    };
     eprintln!(
-        "{}: {} ({} connections, up to {} s){}",
+        "{}: {} ({} connections, up to {seconds} s){}",
         a.label,
         mode.name(),
         a.connections,
-        if mode == Mode::Devices {
-            a.devices_seconds
-        } else {
-            a.seconds
-        },
         if setup_secs > 0.5 {
             format!(", after {setup_secs:.1} s of setup")
         } else {
             String::new()
         }
     );
-    let seconds = if mode == Mode::Devices {
-        a.devices_seconds
-    } else {
-        a.seconds
-    };
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let (mut rec, elapsed) = match mode {
         Mode::Trivial => trivial(run, deadline).await,
