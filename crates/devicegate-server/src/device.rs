@@ -121,6 +121,7 @@ pub async fn issue(
         };
         match state.store.create_grant(&grant).await {
             Ok(()) => {
+                crate::metrics::code_issued();
                 return Ok(Issued {
                     device_code,
                     grant,

@@ -17,6 +17,7 @@ mod extract;
 mod flows_api;
 mod keys;
 pub mod limits;
+pub mod metrics;
 pub(crate) mod pages;
 mod passwords;
 pub mod tenant;
@@ -231,6 +232,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::endpoint))
         .merge(
             scoped
                 .clone()
@@ -245,6 +247,8 @@ pub fn router(state: AppState) -> Router {
                 .layer(from_fn_with_state(state.clone(), tenant::environment)),
         )
         .fallback(error::not_found)
+        // Outside the routes, so that every route (and the fallback) is counted and timed.
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,

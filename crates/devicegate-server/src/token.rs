@@ -79,6 +79,7 @@ pub(crate) async fn device_code(
                 ));
             }
             PollDecision::ExpiredToken => {
+                crate::metrics::expired_token();
                 return Err(OAuthError::bad(
                     ErrorCode::ExpiredToken,
                     "the device code has expired",
@@ -100,6 +101,7 @@ pub(crate) async fn device_code(
                 next,
                 interval_secs,
             } => state.store.update_grant(&next).await.map(|()| {
+                crate::metrics::slow_down();
                 Err(
                     OAuthError::bad(ErrorCode::SlowDown, "polling too fast; slow down")
                         .with_interval(interval_secs),

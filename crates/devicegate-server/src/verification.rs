@@ -193,6 +193,7 @@ pub async fn verify_user_code(
         match flow.verify_user_code(found.as_ref(), now) {
             Ok((next, grant)) => {
                 if commit(state, &next, Some(&grant)).await? {
+                    crate::metrics::code_verified();
                     return Ok(next);
                 }
             }
@@ -308,6 +309,7 @@ pub async fn consent(
         };
         let (next, grant) = flow.consent(&grant, accept, now)?;
         if commit(state, &next, Some(&grant)).await? {
+            crate::metrics::code_decided(accept, grant.created_at, now);
             return Ok(next);
         }
     }

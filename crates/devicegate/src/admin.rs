@@ -38,7 +38,8 @@ pub enum ClientCommand {
         grant_types: Vec<String>,
         /// Device code lifetime for this client, overriding the server's
         #[arg(long)]
-        device_code_ttl_secs: Option<u32>,
+        // u64 like the server-wide flag of the same name, which clap merges with this one.
+        device_code_ttl_secs: Option<u64>,
         /// Poll interval for this client, overriding the server's
         #[arg(long)]
         poll_interval_secs: Option<u32>,
@@ -244,6 +245,10 @@ pub async fn client(store: &dyn Store, args: ClientArgs) -> anyhow::Result<ExitC
             if device_code_ttl_secs == Some(0) || poll_interval_secs == Some(0) {
                 bail!("device code lifetime and poll interval must be at least 1 second");
             }
+            let device_code_ttl_secs = device_code_ttl_secs
+                .map(|s| u32::try_from(s).ok().filter(|s| *s <= 86_400))
+                .map(|s| s.context("the device code lifetime must be at most 86400 seconds"))
+                .transpose()?;
             let grant_types = if grant_types.is_empty() {
                 GrantType::ALL
                     .iter()
@@ -292,7 +297,8 @@ pub async fn client(store: &dyn Store, args: ClientArgs) -> anyhow::Result<ExitC
                     .iter()
                     .map(|c| {
                         json!({"client_id": c.id, "name": c.name, "public": c.secret_hash.is_none(),
-                               "scope": c.scopes.to_string(), "grant_types": c.grant_types})
+                               "scope": c.scopes.to_string(), "grant_types": c.grant_types,
+                               "device_code_ttl_secs": c.device_code_ttl_secs, "poll_interval_secs": c.poll_interval_secs})
                     })
                     .collect();
                 println!("{}", serde_json::Value::Array(rows));

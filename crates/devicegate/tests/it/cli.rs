@@ -72,21 +72,38 @@ fn clients_and_users_are_managed_from_the_command_line() {
         !ok && err.contains("--public"),
         "public or secret is required: {err}"
     );
-    assert!(
-        run(
-            d,
-            &[
-                "client", "create", "--id", "tv", "--name", "TV", "--public", "--scope", "openid"
-            ],
-            None
-        )
-        .0
+    let (ok, _, err) = run(
+        d,
+        &[
+            "client",
+            "create",
+            "--id",
+            "tv",
+            "--name",
+            "TV",
+            "--public",
+            "--scope",
+            "openid",
+            "--device-code-ttl-secs",
+            "60",
+            "--poll-interval-secs",
+            "2",
+        ],
+        None,
     );
+    assert!(ok, "{err}");
     let (ok, out, _) = run(d, &["client", "list", "--json"], None);
     assert!(ok);
     let list: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert_eq!(list[1]["public"], true);
+    assert_eq!(
+        (
+            list[1]["device_code_ttl_secs"].as_u64(),
+            list[1]["poll_interval_secs"].as_u64()
+        ),
+        (Some(60), Some(2))
+    );
     assert!(run(d, &["client", "delete", "tv"], None).0);
     assert!(!run(d, &["client", "delete", "tv"], None).0);
 

@@ -7,6 +7,7 @@ mod dialects;
 mod flows;
 mod interop;
 mod login;
+mod metrics;
 mod oauth;
 mod oidc_provider;
 mod pages;
