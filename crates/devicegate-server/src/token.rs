@@ -91,7 +91,7 @@ pub(crate) async fn device_code(
                     "the request was denied",
                 ));
             }
-            PollDecision::Pending { next } => state.store.update_grant(&next).await.map(|()| {
+            PollDecision::Pending { next } => state.store.record_poll(&next).await.map(|()| {
                 Err(OAuthError::bad(
                     ErrorCode::AuthorizationPending,
                     "the request has not been approved yet",
@@ -100,7 +100,7 @@ pub(crate) async fn device_code(
             PollDecision::SlowDown {
                 next,
                 interval_secs,
-            } => state.store.update_grant(&next).await.map(|()| {
+            } => state.store.record_poll(&next).await.map(|()| {
                 crate::metrics::slow_down();
                 Err(
                     OAuthError::bad(ErrorCode::SlowDown, "polling too fast; slow down")

@@ -224,8 +224,9 @@ async fn grant_update_is_compare_and_swap(s: impl Store) {
     let PollDecision::Pending { next } = g.on_poll("cli", NOW) else {
         panic!()
     };
-    s.update_grant(&next).await.unwrap();
-    // A second write from the same read is stale.
+    s.record_poll(&next).await.unwrap();
+    // A second write from the same read is stale, whichever way it is written.
+    assert_eq!(s.record_poll(&next).await, Err(StoreError::Conflict));
     assert_eq!(s.update_grant(&next).await, Err(StoreError::Conflict));
     let (_, missing) = grant("cli");
     assert_eq!(s.update_grant(&missing).await, Err(StoreError::NotFound));

@@ -105,6 +105,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_grant_by_user_code(&self, code: &UserCode) -> Result<DeviceGrant>;
     /// Stores `grant` if the stored version is still `grant.version`; bumps the version.
     async fn update_grant(&self, grant: &DeviceGrant) -> Result<()>;
+    /// Like `update_grant`, for a poll's bookkeeping only (last poll time, a `slow_down`'s
+    /// longer interval). Not announced (nothing was decided), and a backend may make it less
+    /// durable than a decision: losing the last poll time in a crash only spares one
+    /// `slow_down`.
+    async fn record_poll(&self, grant: &DeviceGrant) -> Result<()> {
+        self.update_grant(grant).await
+    }
     /// Like `update_grant` (to the redeemed state), storing the refresh token in the same
     /// transaction so that a redemption never loses its token.
     async fn redeem_grant(&self, grant: &DeviceGrant, refresh: Option<&RefreshToken>)

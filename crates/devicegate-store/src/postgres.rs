@@ -42,6 +42,7 @@ pub struct PostgresStore {
 #[derive(Debug)]
 struct Inner {
     pool: Pool,
+    polls: Pool,
     grants: broadcast::Sender<GrantChanged>,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -68,6 +69,27 @@ fn bad(what: &str) -> StoreError {
     StoreError::Internal(format!("invalid {what} in the database"))
 }
 
+/// A pool with short timeouts, so that an unreachable database is a prompt `Unavailable`.
+fn new_pool(config: tokio_postgres::Config, size: usize) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .timeouts(Timeouts {
+            wait: Some(Duration::from_secs(2)),
+            create: Some(Duration::from_secs(2)),
+            recycle: Some(Duration::from_secs(2)),
+        })
+        .build()
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
 impl PostgresStore {
     /// Connects, applies pending migrations, and starts listening for grant changes.
     pub async fn connect(url: &str) -> Result<PostgresStore> {
@@ -76,29 +98,19 @@ impl PostgresStore {
         })?;
         let mut config = config;
         config.connect_timeout(Duration::from_secs(2));
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(16)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .timeouts(Timeouts {
-                wait: Some(Duration::from_secs(2)),
-                create: Some(Duration::from_secs(2)),
-                recycle: Some(Duration::from_secs(2)),
-            })
-            .build()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let pool = new_pool(config.clone(), 16)?;
+        // Poll bookkeeping goes through connections that do not wait for the WAL flush:
+        // a crash can lose the last poll times (sparing a `slow_down`), never a decision.
+        let mut relaxed = config.clone();
+        relaxed.options("-c synchronous_commit=off");
+        let polls = new_pool(relaxed, 8)?;
         migrate(&pool).await?;
         let grants = broadcast::channel(1024).0;
         let listener = tokio::spawn(listen_forever(config, grants.clone()));
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool,
+                polls,
                 grants,
                 listener,
             }),
@@ -770,6 +782,48 @@ impl Store for PostgresStore {
             grant_from_row,
         )
         .await
+    }
+
+    /// One conditional `UPDATE` in autocommit (one round trip), on the relaxed pool, with no
+    /// `NOTIFY`: a poll decides nothing anyone waits for.
+    async fn record_poll(&self, g: &DeviceGrant) -> Result<()> {
+        let client = self
+            .inner
+            .polls
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE device_grants SET interval_secs = $1, last_poll_at = $2, version = version + 1 \
+                 WHERE id = $3 AND version = $4",
+            )
+            .await
+            .map_err(pg)?;
+        let n = client
+            .execute(
+                &stmt,
+                &[
+                    &i64::from(g.interval_secs),
+                    &g.last_poll_at.map(Timestamp::as_millis),
+                    &g.id,
+                    &g.version,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        if n == 1 {
+            return Ok(());
+        }
+        let exists = client
+            .query_opt("SELECT 1 FROM device_grants WHERE id = $1", &[&g.id])
+            .await
+            .map_err(pg)?;
+        Err(if exists.is_some() {
+            StoreError::Conflict
+        } else {
+            StoreError::NotFound
+        })
     }
 
     async fn update_grant(&self, g: &DeviceGrant) -> Result<()> {

@@ -696,6 +696,11 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn record_poll(&self, g: &DeviceGrant) -> Result<()> {
+        let grant = g.clone();
+        self.write(move |conn| update_grant_in(conn, &grant)).await
+    }
+
     async fn update_grant(&self, g: &DeviceGrant) -> Result<()> {
         let grant = g.clone();
         self.write(move |conn| update_grant_in(conn, &grant))
