@@ -106,7 +106,11 @@ impl PostgresStore {
         let polls = new_pool(relaxed, 8)?;
         migrate(&pool).await?;
         let grants = broadcast::channel(1024).0;
-        let listener = tokio::spawn(listen_forever(config, grants.clone()));
+        // Return once this instance listens, so that no announcement made after `connect`
+        // is missed (a subscriber may act at once).
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        let listener = tokio::spawn(listen_forever(config, grants.clone(), ready));
+        let _ = tokio::time::timeout(Duration::from_secs(2), listening).await;
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool,
@@ -223,7 +227,12 @@ async fn migrate(pool: &Pool) -> Result<usize> {
 /// One LISTEN connection per instance, forwarding announcements; reconnects forever.
 /// Announcements made while it is disconnected are lost: waiters re-read the grant after
 /// a timeout, as they must anyway.
-async fn listen_forever(config: tokio_postgres::Config, out: broadcast::Sender<GrantChanged>) {
+async fn listen_forever(
+    config: tokio_postgres::Config,
+    out: broadcast::Sender<GrantChanged>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
     use futures_util::StreamExt;
     loop {
         if let Ok((client, mut conn)) = config.connect(NoTls).await {
@@ -241,6 +250,9 @@ async fn listen_forever(config: tokio_postgres::Config, out: broadcast::Sender<G
                 .await
                 .is_ok()
             {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
                 while let Some(grant_id) = rx.recv().await {
                     let _ = out.send(GrantChanged { grant_id });
                 }
