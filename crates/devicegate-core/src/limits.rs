@@ -23,9 +23,17 @@ use std::time::Duration;
 use crate::time::Timestamp;
 use crate::user_code::{ALPHABET, LENGTH};
 
-/// `N / 2^20`: the most pending-code-guesses allowed per code lifetime (see module docs).
+/// `N / 2^20` for 8-character codes: the most pending-code-guesses allowed per code lifetime
+/// (see module docs).
 pub fn guess_budget() -> u64 {
-    (ALPHABET.len() as u64).pow(LENGTH as u32) >> 20
+    guess_budget_for(LENGTH)
+}
+
+/// `N / 2^20` for codes of `len` characters. Longer codes are how a deployment with more than
+/// 24,414 codes pending at once keeps accepting codes: 12 characters allow 3.9·10^9
+/// pending-code-guesses per lifetime, some 3,900 wrong codes with a million codes pending.
+pub fn guess_budget_for(len: usize) -> u64 {
+    (ALPHABET.len() as u64).pow(len as u32) >> 20
 }
 
 /// Failures per key in a sliding window.
@@ -88,9 +96,9 @@ pub struct GuessBudget {
 }
 
 impl GuessBudget {
-    /// `window` is the longest lifetime a code can have.
-    pub fn new(window: Duration) -> GuessBudget {
-        GuessBudget::with_budget(window, guess_budget())
+    /// `window` is the longest lifetime a code can have; codes are `code_length` long.
+    pub fn new(window: Duration, code_length: usize) -> GuessBudget {
+        GuessBudget::with_budget(window, guess_budget_for(code_length))
     }
 
     pub fn with_budget(window: Duration, budget: u64) -> GuessBudget {
@@ -150,6 +158,7 @@ mod tests {
     fn the_budget_keeps_the_guessing_chance_below_2_to_the_minus_20() {
         let n = 20f64.powi(8);
         assert_eq!(guess_budget(), 24_414);
+        assert_eq!(guess_budget_for(12), 3_906_250_000);
         // The budget spent at the worst moment: every failure with P pending.
         for pending in [1u64, 10, 1000, 24_414] {
             let guesses = guess_budget() / pending;

@@ -105,7 +105,7 @@ pub async fn issue(
             id: random_id(),
             tenant: tenant.id.clone(),
             device_code_hash: device_code.hash(),
-            user_code: UserCode::generate(),
+            user_code: UserCode::generate_len(state.settings.user_code_length),
             client_id: client.id.clone(),
             scopes: scopes.clone(),
             status: GrantStatus::Pending,

@@ -53,6 +53,9 @@ pub struct Settings {
     /// Defaults to the issuer, whose userinfo endpoint accepts them.
     pub access_token_audience: Option<String>,
     pub device_code_ttl: Duration,
+    /// Characters in new user codes, 8–12 (longer when very many codes are pending at once:
+    /// see `devicegate_core::limits`).
+    pub user_code_length: usize,
     pub poll_interval_secs: u32,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
@@ -99,6 +102,7 @@ impl Default for Settings {
             verification_uri: None,
             access_token_audience: None,
             device_code_ttl: Duration::from_secs(600),
+            user_code_length: devicegate_core::user_code::LENGTH,
             poll_interval_secs: 5,
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(30 * 86_400),
@@ -141,7 +145,10 @@ impl AppState {
     pub async fn new(settings: Settings, store: Arc<dyn Store>) -> Result<AppState, StartError> {
         tenant::ensure_default(store.as_ref()).await?;
         let passwords = Passwords::new(settings.max_concurrent_hashes);
-        let limits = limits::Limits::new(settings.device_code_ttl.max(Duration::from_secs(3600)));
+        let limits = limits::Limits::new(
+            settings.device_code_ttl.max(Duration::from_secs(3600)),
+            settings.user_code_length,
+        );
         let pages = pages::Pages::new(&settings)?;
         let state = AppState(Arc::new(Inner {
             settings,

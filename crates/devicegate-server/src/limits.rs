@@ -37,12 +37,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Limits {
     /// `code_lifetime` is the longest a user code lives: the budget's window.
-    pub fn new(code_lifetime: Duration) -> Limits {
+    pub fn new(code_lifetime: Duration, code_length: usize) -> Limits {
         let minute = Duration::from_secs(60);
         Limits {
             codes_by_ip: Mutex::new(FailureWindow::new(WRONG_CODES_PER_MINUTE, minute)),
             codes_by_account: Mutex::new(FailureWindow::new(WRONG_CODES_PER_MINUTE, minute)),
-            budget: Mutex::new(GuessBudget::new(code_lifetime)),
+            budget: Mutex::new(GuessBudget::new(code_lifetime, code_length)),
             sign_ons_by_ip: Mutex::new(FailureWindow::new(FAILED_SIGN_ONS_PER_IP, SIGN_ON_WINDOW)),
             sign_ons_by_account: Mutex::new(FailureWindow::new(
                 FAILED_SIGN_ONS_PER_ACCOUNT,
@@ -127,6 +127,25 @@ pub fn client_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &[IpAddr]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn longer_codes_keep_code_entry_open_with_many_codes_pending() {
+        let now = Timestamp::from_secs(1_700_000_000);
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let window = Duration::from_secs(600);
+        // With 8 characters, one guess among 30,000 pending codes already breaks 2^-20.
+        assert!(
+            Limits::new(window, 8)
+                .check_code(ip, None, 30_000, now)
+                .is_some()
+        );
+        // With 12, a million pending codes still leave room for wrong codes.
+        let limits = Limits::new(window, 12);
+        for _ in 0..5 {
+            assert_eq!(limits.check_code(ip, None, 1_000_000, now), None);
+            limits.record_bad_code(ip, None, true, 1_000_000, now);
+        }
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {

@@ -55,6 +55,10 @@ pub struct Keys {
     /// The `aud` of access tokens: the resource servers they are for [default: the issuer]
     #[arg(long, global = true, env = "DEVICEGATE_ACCESS_TOKEN_AUDIENCE")]
     pub access_token_audience: Option<String>,
+    /// Characters in user codes, 8 to 12; raise it when more than 24,414 codes may be pending
+    /// at once, or code entry stops to keep guessing odds below 2^-20 [default: 8]
+    #[arg(long, global = true, env = "DEVICEGATE_USER_CODE_LENGTH")]
+    pub user_code_length: Option<usize>,
     /// Lifetime of device and user codes [default: 600]
     #[arg(long, global = true, env = "DEVICEGATE_DEVICE_CODE_TTL_SECS")]
     pub device_code_ttl_secs: Option<u64>,
@@ -120,6 +124,7 @@ impl Keys {
             listen: self.listen.or(file.listen),
             issuer: self.issuer.or(file.issuer),
             verification_uri: self.verification_uri.or(file.verification_uri),
+            user_code_length: self.user_code_length.or(file.user_code_length),
             access_token_audience: self.access_token_audience.or(file.access_token_audience),
             device_code_ttl_secs: self.device_code_ttl_secs.or(file.device_code_ttl_secs),
             poll_interval_secs: self.poll_interval_secs.or(file.poll_interval_secs),
@@ -235,7 +240,14 @@ impl Keys {
         {
             bail!("verification_uri must be an http:// or https:// URL, got {uri:?}");
         }
+        let user_code_length = self.user_code_length.unwrap_or(d.user_code_length);
+        if !(devicegate_core::user_code::LENGTH..=devicegate_core::user_code::MAX_LENGTH)
+            .contains(&user_code_length)
+        {
+            bail!("user_code_length must be 8 to 12, got {user_code_length}");
+        }
         Ok(Settings {
+            user_code_length,
             verification_uri: self.verification_uri.clone(),
             access_token_audience: self.access_token_audience.clone(),
             issuer,

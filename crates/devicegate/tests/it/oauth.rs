@@ -224,6 +224,26 @@ async fn oidc_auth_time_is_when_the_person_signed_on() {
     assert!(id["iat"].as_i64().unwrap() >= auth_time + 2);
 }
 
+#[tokio::test]
+async fn longer_user_codes_are_shown_in_fours_and_accepted() {
+    let s = TestServer::start_with(|c| c.user_code_length = 12).await;
+    s.public_client("cli", 1).await;
+    s.user("ann").await;
+    let d = s.device_authorization("cli", None).await;
+    let code = d["user_code"].as_str().unwrap();
+    assert_eq!(
+        (code.len(), &code[4..5], &code[9..10]),
+        (14, "-", "-"),
+        "{code}"
+    );
+    s.decide(&code.to_lowercase().replace('-', " "), "ann", true)
+        .await;
+    assert_eq!(
+        s.poll("cli", d["device_code"].as_str().unwrap()).await.0,
+        StatusCode::OK
+    );
+}
+
 // 2. Polling.
 
 #[tokio::test]
