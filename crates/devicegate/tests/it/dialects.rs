@@ -8,7 +8,7 @@ use devicegate_store::{ClientRecord, TenantRecord, UserRecord};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::pages::{browser, get, post};
+use crate::pages::{Page, browser, get, post};
 use crate::support::*;
 
 const ACME_UUID: &str = "6f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b";
@@ -326,30 +326,7 @@ async fn idcs_device_endpoint_and_token_polling() {
     // Approved through the pages, as an IDCS user would.
     let b = browser();
     let entry = get(&b, d["verification_uri"].as_str().unwrap().to_owned()).await;
-    post(
-        &b,
-        s.url("/device"),
-        &[("csrf", &entry.csrf()), ("user_code", code)],
-    )
-    .await;
-    let form = get(&b, s.url("/device/signin")).await;
-    post(
-        &b,
-        s.url("/device/signin"),
-        &[
-            ("csrf", &form.csrf()),
-            ("username", "ann"),
-            ("password", PASSWORD),
-        ],
-    )
-    .await;
-    let consent = get(&b, s.url("/device/consent")).await;
-    post(
-        &b,
-        s.url("/device/consent"),
-        &[("csrf", &consent.csrf()), ("decision", "approve")],
-    )
-    .await;
+    finish_on_pages(&s, &b, entry, Some(code), true).await;
     let (status, _, t) = poll(device_code).await;
     assert_eq!(status, StatusCode::OK, "{t}");
     assert!(t["id_token"].is_string());
@@ -654,33 +631,7 @@ async fn pingone_sign_on_screen_walks_the_flow_in_the_browser() {
         crate::pages::input_value(&entry.html, "user_code").as_deref(),
         d["user_code"].as_str()
     );
-    post(
-        &b,
-        s.url("/device"),
-        &[
-            ("csrf", &entry.csrf()),
-            ("user_code", d["user_code"].as_str().unwrap()),
-        ],
-    )
-    .await;
-    let form = get(&b, s.url("/device/signin")).await;
-    post(
-        &b,
-        s.url("/device/signin"),
-        &[
-            ("csrf", &form.csrf()),
-            ("username", "ann"),
-            ("password", PASSWORD),
-        ],
-    )
-    .await;
-    let consent = get(&b, s.url("/device/consent")).await;
-    post(
-        &b,
-        s.url("/device/consent"),
-        &[("csrf", &consent.csrf()), ("decision", "approve")],
-    )
-    .await;
+    finish_on_pages(&s, &b, entry, None, true).await;
     let (status, _, t) = s
         .form(
             &format!("/{env}/as/token"),
@@ -704,21 +655,26 @@ async fn ocient(s: &TestServer, path: &str, body: Value, xff: Option<&str>) -> (
     (status, res.json().await.unwrap())
 }
 
-/// Approves `code` as `ann` through the pages, following the `?code=` link.
-async fn approve_on_pages(s: &TestServer, link: &str, accept: bool) {
-    let b = browser();
-    let entry = get(&b, link.to_owned()).await;
-    let code =
-        crate::pages::input_value(&entry.html, "user_code").expect("the link fills the code in");
+/// From a code-entry page `entry` in browser `b`: enters `code` (or the one the page was
+/// filled with), signs `ann` in, and approves or denies.
+async fn finish_on_pages(
+    s: &TestServer,
+    b: &reqwest::Client,
+    entry: Page,
+    code: Option<&str>,
+    accept: bool,
+) {
+    let filled = crate::pages::input_value(&entry.html, "user_code");
+    let code = code.map(str::to_owned).or(filled).expect("a code to enter");
     post(
-        &b,
+        b,
         s.url("/device"),
         &[("csrf", &entry.csrf()), ("user_code", &code)],
     )
     .await;
-    let form = get(&b, s.url("/device/signin")).await;
+    let form = get(b, s.url("/device/signin")).await;
     post(
-        &b,
+        b,
         s.url("/device/signin"),
         &[
             ("csrf", &form.csrf()),
@@ -727,15 +683,22 @@ async fn approve_on_pages(s: &TestServer, link: &str, accept: bool) {
         ],
     )
     .await;
-    let consent = get(&b, s.url("/device/consent")).await;
+    let consent = get(b, s.url("/device/consent")).await;
     let decision = if accept { "approve" } else { "deny" };
     let p = post(
-        &b,
+        b,
         s.url("/device/consent"),
         &[("csrf", &consent.csrf()), ("decision", decision)],
     )
     .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.html);
+}
+
+/// Approves (or denies) as `ann` through the pages, following a link that fills the code in.
+async fn approve_on_pages(s: &TestServer, link: &str, accept: bool) {
+    let b = browser();
+    let entry = get(&b, link.to_owned()).await;
+    finish_on_pages(s, &b, entry, None, accept).await;
 }
 
 fn assert_ocient_error(status: StatusCode, body: &Value, want: StatusCode, sql_state: &str) {
