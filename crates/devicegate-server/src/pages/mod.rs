@@ -13,12 +13,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
 use devicegate_core::SecretHash;
 use devicegate_core::flow::{Flow, FlowError};
 use devicegate_core::user_code::UserCode;
@@ -317,6 +317,30 @@ impl Visit {
     }
 }
 
+impl axum::extract::FromRequestParts<AppState> for Visit {
+    type Rejection = Response;
+
+    /// Every page handler starts the same way: the tenant, the session, the client address.
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let Some(tenant) = parts.extensions.get::<Arc<Tenant>>().cloned() else {
+            return Err(StatusCode::NOT_FOUND.into_response());
+        };
+        // The server is always served with connect info; without it the guessing limits
+        // could not tell clients apart, so refuse rather than guess.
+        let Some(peer) = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+        else {
+            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        };
+        Ok(Visit::new(state.clone(), tenant, peer, &parts.headers).await)
+    }
+}
+
 /// Where a flow in `status` continues.
 fn step_path(status: FlowStatus) -> &'static str {
     match status {
@@ -350,14 +374,7 @@ impl PageForm {
 
 /// `GET /device[?user_code=…]`: the code form, pre-filled from `verification_uri_complete`.
 /// It changes nothing but starting a browser session.
-async fn enter_page(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let mut visit = Visit::new(state, tenant, peer, &headers).await;
+async fn enter_page(mut visit: Visit, RawQuery(query): RawQuery) -> Response {
     if visit.session.is_none() {
         match Session::start(&visit.state, &visit.tenant).await {
             Ok(s) => visit.session = Some(s),
@@ -419,14 +436,7 @@ pub async fn adopt_flow(
 }
 
 /// `POST /device`: a code was entered.
-async fn enter_code(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let mut visit = Visit::new(state, tenant, peer, &headers).await;
+async fn enter_code(mut visit: Visit, body: Bytes) -> Response {
     let form = PageForm::parse(&body);
     if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
@@ -489,13 +499,7 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
 }
 
 /// `GET /device/signin`.
-async fn signin_page(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let visit = Visit::new(state, tenant, peer, &headers).await;
+async fn signin_page(visit: Visit) -> Response {
     match visit.current_flow().await {
         Some(flow) if flow.status == FlowStatus::SignOnRequired => {
             signin_form(&visit, flow, StatusCode::OK, None, "").await
@@ -527,14 +531,7 @@ async fn signin_form(
 }
 
 /// `POST /device/signin`: on success the browser gets a new session id.
-async fn signin(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let mut visit = Visit::new(state, tenant, peer, &headers).await;
+async fn signin(mut visit: Visit, body: Bytes) -> Response {
     let form = PageForm::parse(&body);
     if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
@@ -583,13 +580,7 @@ async fn signin(
 }
 
 /// `GET /device/consent`: who asks, for what, from where.
-async fn consent_page(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let visit = Visit::new(state, tenant, peer, &headers).await;
+async fn consent_page(visit: Visit) -> Response {
     let flow = match visit.current_flow().await {
         Some(f) if f.status == FlowStatus::ConsentRequired => f,
         Some(f) => return visit.see_other(step_path(f.status)),
@@ -645,14 +636,7 @@ fn in_reading_order<'a>(scopes: impl Iterator<Item = &'a str>) -> impl Iterator<
 }
 
 /// `POST /device/consent` with `decision=approve|deny`.
-async fn decide(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let visit = Visit::new(state, tenant, peer, &headers).await;
+async fn decide(visit: Visit, body: Bytes) -> Response {
     let form = PageForm::parse(&body);
     if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
@@ -672,13 +656,7 @@ async fn decide(
 }
 
 /// `GET /device/done`.
-async fn done_page(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let visit = Visit::new(state, tenant, peer, &headers).await;
+async fn done_page(visit: Visit) -> Response {
     let Some(key) = visit.flow_key() else {
         return visit.see_other("/device");
     };
@@ -704,14 +682,7 @@ async fn done_page(
 }
 
 /// `POST /device/signout`: ends the session on the server and in the browser.
-async fn sign_out(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let mut visit = Visit::new(state, tenant, peer, &headers).await;
+async fn sign_out(mut visit: Visit, body: Bytes) -> Response {
     let form = PageForm::parse(&body);
     if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
