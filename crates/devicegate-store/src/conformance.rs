@@ -36,6 +36,7 @@ where
     users(make().await).await;
     grants(make().await).await;
     grant_update_is_compare_and_swap(make().await).await;
+    polls_race_and_decisions_see_them(Arc::new(make().await)).await;
     concurrent_redemption_has_one_winner(Arc::new(make().await)).await;
     concurrent_approve_and_deny_have_one_winner(Arc::new(make().await)).await;
     flows(make().await).await;
@@ -232,6 +233,59 @@ async fn grant_update_is_compare_and_swap(s: impl Store) {
     assert_eq!(s.update_grant(&missing).await, Err(StoreError::NotFound));
     let stored = s.get_grant(&g.id).await.unwrap();
     assert_eq!((stored.version, stored.last_poll_at), (1, Some(NOW)));
+}
+
+async fn polls_race_and_decisions_see_them(s: Arc<impl Store>) {
+    let (code, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    // Many polls from one read: one is recorded, the others must re-read.
+    let read = s.get_grant_by_device_code(&code.hash()).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (s, read) = (s.clone(), read.clone());
+        tasks.push(tokio::spawn(async move {
+            let PollDecision::Pending { next } =
+                read.on_poll("cli", NOW.plus(Duration::from_millis(i)))
+            else {
+                panic!()
+            };
+            s.record_poll(&next).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(e) => assert_eq!(e, StoreError::Conflict),
+        }
+    }
+    assert_eq!(wins, 1);
+    // Every read sees the recorded poll, so the next early poll slows down.
+    let polled = s.get_grant_by_device_code(&code.hash()).await.unwrap();
+    assert!(polled.last_poll_at.is_some() && polled.version > read.version);
+    assert_eq!(s.get_grant(&g.id).await.unwrap(), polled);
+    let PollDecision::SlowDown { next, .. } =
+        polled.on_poll("cli", NOW.plus(Duration::from_secs(1)))
+    else {
+        panic!()
+    };
+    s.record_poll(&next).await.unwrap();
+    let slowed = s.get_grant(&g.id).await.unwrap();
+    assert_eq!(slowed.interval_secs, 10);
+    // A decision made on a read from before the polls is stale; one on a fresh read holds,
+    // and keeps the longer interval.
+    assert_eq!(
+        s.update_grant(&read.approve("u1", NOW, NOW).unwrap()).await,
+        Err(StoreError::Conflict)
+    );
+    s.update_grant(&slowed.approve("u1", NOW, NOW).unwrap())
+        .await
+        .unwrap();
+    let approved = s.get_grant(&g.id).await.unwrap();
+    assert!(matches!(approved.status, GrantStatus::Approved { .. }));
+    assert_eq!(approved.interval_secs, 10);
+    // A poll recorded from a read before the decision is refused.
+    assert_eq!(s.record_poll(&slowed).await, Err(StoreError::Conflict));
 }
 
 async fn concurrent_redemption_has_one_winner(s: Arc<impl Store>) {

@@ -8,6 +8,7 @@
 
 mod codec;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -75,6 +76,97 @@ fn write_forever(conn: Connection, queue: std::sync::mpsc::Receiver<Job>) {
     }
 }
 
+/// Poll bookkeeping kept in memory (RFC 8628 §3.5: the last poll time and the interval after
+/// a `slow_down`), so that a pending poll costs no write of its own. The store stays the
+/// authority on decisions; a note only says what the newest polls changed on top of the
+/// grant's stored version `base`, and the flusher copies it to the database every few
+/// milliseconds (without bumping the version), so a restart forgets at most those last
+/// milliseconds of poll times.
+#[derive(Debug, Clone, Copy)]
+struct PollNote {
+    /// The stored version the note builds on.
+    base: i64,
+    /// The grant's version as readers see it (`base` plus the polls recorded).
+    version: i64,
+    last_poll_at: Option<Timestamp>,
+    interval_secs: u32,
+    dirty: bool,
+    touched: std::time::Instant,
+}
+
+type Notes = Mutex<HashMap<String, PollNote>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How often noted polls are written to the database.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
+/// Flushed notes untouched this long are forgotten (the database has them).
+const FORGET_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Overlays a grant read from the database with its poll note, or drops a note that a
+/// decision has made stale.
+fn apply_note(notes: &Notes, grant: &mut DeviceGrant) {
+    let mut notes = lock(notes);
+    match notes.get(&grant.id) {
+        Some(n) if n.base == grant.version => {
+            grant.last_poll_at = n.last_poll_at;
+            grant.interval_secs = n.interval_secs;
+            grant.version = n.version;
+        }
+        Some(_) => {
+            notes.remove(&grant.id);
+        }
+        None => {}
+    }
+}
+
+fn flush_polls_forever(inner: std::sync::Weak<Inner>) {
+    loop {
+        std::thread::sleep(FLUSH_EVERY);
+        let Some(inner) = inner.upgrade() else { return };
+        let now = std::time::Instant::now();
+        let mut dirty = Vec::new();
+        {
+            let mut notes = lock(&inner.polls);
+            notes.retain(|id, n| {
+                if n.dirty {
+                    dirty.push((id.clone(), *n));
+                    n.dirty = false;
+                    return true;
+                }
+                now.duration_since(n.touched) < FORGET_AFTER
+            });
+        }
+        if dirty.is_empty() {
+            continue;
+        }
+        let job: Job = Box::new(move |conn| {
+            let mut ok = true;
+            for (id, n) in &dirty {
+                let written = conn
+                    .prepare_cached(
+                        "UPDATE device_grants SET last_poll_at = ?1, interval_secs = ?2 \
+                         WHERE id = ?3 AND version = ?4",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            n.last_poll_at.map(Timestamp::as_millis),
+                            n.interval_secs,
+                            id,
+                            n.base
+                        ])
+                    });
+                ok &= written.is_ok();
+            }
+            let reply: Reply = Box::new(|_| {});
+            (ok, reply)
+        });
+        let _ = lock(&inner.writer).send(job);
+    }
+}
+
 /// A parameterless statement, prepared once per connection.
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
@@ -98,6 +190,7 @@ struct Inner {
     path: PathBuf,
     grants: tokio::sync::broadcast::Sender<GrantChanged>,
     writer: Mutex<std::sync::mpsc::Sender<Job>>,
+    polls: Notes,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -143,14 +236,21 @@ impl SqliteStore {
             .name("devicegate-sqlite-writer".into())
             .spawn(move || write_forever(writer, queue))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        Ok(SqliteStore {
+        let store = SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 grants: tokio::sync::broadcast::channel(1024).0,
                 writer: Mutex::new(jobs),
+                polls: Mutex::new(HashMap::new()),
                 readers: Mutex::new(Vec::new()),
             }),
-        })
+        };
+        let weak = Arc::downgrade(&store.inner);
+        std::thread::Builder::new()
+            .name("devicegate-poll-flusher".into())
+            .spawn(move || flush_polls_forever(weak))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(store)
     }
 
     /// Applies pending migrations to the database at `path`; returns how many ran.
@@ -195,23 +295,33 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let inner = &self.inner;
-        let pooled = inner
-            .readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => open_connection(&inner.path)?,
-        };
-        let out = f(&conn);
-        let mut readers = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if readers.len() < MAX_IDLE_READERS {
-            readers.push(conn);
-        }
-        out
+        read_now(&self.inner, f)
     }
+
+    /// A grant read, with its poll note applied.
+    async fn read_grant<F>(&self, f: F) -> Result<DeviceGrant>
+    where
+        F: FnOnce(&Connection) -> Result<DeviceGrant> + Send + 'static,
+    {
+        let mut grant = self.read(f).await?;
+        apply_note(&self.inner.polls, &mut grant);
+        Ok(grant)
+    }
+}
+
+/// `read`, synchronously.
+fn read_now<T>(inner: &Inner, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let pooled = lock(&inner.readers).pop();
+    let conn = match pooled {
+        Some(c) => c,
+        None => open_connection(&inner.path)?,
+    };
+    let out = f(&conn);
+    let mut readers = lock(&inner.readers);
+    if readers.len() < MAX_IDLE_READERS {
+        readers.push(conn);
+    }
+    out
 }
 
 const GRANT_COLUMNS: &str = "id, device_code_hash, user_code, client_id, scopes, status, subject, auth_time, \
@@ -261,7 +371,16 @@ fn get_all_for<T>(
     rows.collect::<rusqlite::Result<Vec<T>>>().map_err(internal)
 }
 
-fn update_grant_in(conn: &Connection, g: &DeviceGrant) -> Result<()> {
+/// The conditional update of a grant. `g.version` is the version the caller read, which may
+/// include noted polls: the compare is then against the note, and the update against the
+/// stored version the note builds on (and the note, now written, goes).
+fn update_grant_in(conn: &Connection, notes: &Notes, g: &DeviceGrant) -> Result<()> {
+    let mut notes = lock(notes);
+    let expected = match notes.get(&g.id) {
+        Some(n) if n.version != g.version => return Err(StoreError::Conflict),
+        Some(n) => n.base,
+        None => g.version,
+    };
     let (status, subject, auth_time) = grant_status_columns(&g.status);
     let n = conn
         .prepare_cached(
@@ -279,11 +398,14 @@ fn update_grant_in(conn: &Connection, g: &DeviceGrant) -> Result<()> {
             g.flow_id,
             g.flow_expires_at.map(Timestamp::as_millis),
             g.id,
-            g.version
+            expected
         ])
         .map_err(internal)?;
     match n {
-        1 => Ok(()),
+        1 => {
+            notes.remove(&g.id);
+            Ok(())
+        }
         _ => Err(missing_or_conflict(conn, "device_grants", "id", &g.id)),
     }
 }
@@ -659,7 +781,7 @@ impl Store for SqliteStore {
 
     async fn get_grant(&self, id: &str) -> Result<DeviceGrant> {
         let id = id.to_owned();
-        self.read(move |conn| {
+        self.read_grant(move |conn| {
             get_one(
                 conn,
                 &format!("SELECT {GRANT_COLUMNS} FROM device_grants WHERE id = ?1"),
@@ -672,7 +794,7 @@ impl Store for SqliteStore {
 
     async fn get_grant_by_device_code(&self, hash: &SecretHash) -> Result<DeviceGrant> {
         let hash = *hash;
-        self.read(move |conn| {
+        self.read_grant(move |conn| {
             get_one(
                 conn,
                 &format!("SELECT {GRANT_COLUMNS} FROM device_grants WHERE device_code_hash = ?1"),
@@ -685,7 +807,7 @@ impl Store for SqliteStore {
 
     async fn get_grant_by_user_code(&self, code: &UserCode) -> Result<DeviceGrant> {
         let code = code.canonical().to_owned();
-        self.read(move |conn| {
+        self.read_grant(move |conn| {
             get_one(
                 conn,
                 &format!("SELECT {GRANT_COLUMNS} FROM device_grants WHERE user_code = ?1"),
@@ -696,23 +818,63 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// Noted in memory (see [`PollNote`]): compare-and-swap against the note, or against the
+    /// stored version when there is none; no write of its own, no announcement.
     async fn record_poll(&self, g: &DeviceGrant) -> Result<()> {
-        let grant = g.clone();
-        self.write(move |conn| update_grant_in(conn, &grant)).await
+        let inner = &self.inner;
+        let mut notes = lock(&inner.polls);
+        let now = std::time::Instant::now();
+        if let Some(n) = notes.get_mut(&g.id) {
+            if n.version != g.version {
+                return Err(StoreError::Conflict);
+            }
+            n.version += 1;
+            n.last_poll_at = g.last_poll_at;
+            n.interval_secs = g.interval_secs;
+            n.dirty = true;
+            n.touched = now;
+            return Ok(());
+        }
+        // No note: the caller's version must still be the stored one. Read under the lock,
+        // so that no other poll of this grant slips in between.
+        let id = g.id.clone();
+        let stored: i64 = read_now(inner, move |conn| {
+            get_one(
+                conn,
+                "SELECT version FROM device_grants WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+        })?;
+        if stored != g.version {
+            return Err(StoreError::Conflict);
+        }
+        notes.insert(
+            g.id.clone(),
+            PollNote {
+                base: stored,
+                version: stored + 1,
+                last_poll_at: g.last_poll_at,
+                interval_secs: g.interval_secs,
+                dirty: true,
+                touched: now,
+            },
+        );
+        Ok(())
     }
 
     async fn update_grant(&self, g: &DeviceGrant) -> Result<()> {
-        let grant = g.clone();
-        self.write(move |conn| update_grant_in(conn, &grant))
+        let (grant, inner) = (g.clone(), self.inner.clone());
+        self.write(move |conn| update_grant_in(conn, &inner.polls, &grant))
             .await?;
         self.announce(&g.id);
         Ok(())
     }
 
     async fn redeem_grant(&self, g: &DeviceGrant, refresh: Option<&RefreshToken>) -> Result<()> {
-        let (grant, refresh) = (g.clone(), refresh.cloned());
+        let (grant, refresh, inner) = (g.clone(), refresh.cloned(), self.inner.clone());
         self.write(move |conn| {
-            update_grant_in(conn, &grant)?;
+            update_grant_in(conn, &inner.polls, &grant)?;
             if let Some(t) = &refresh {
                 insert_refresh_in(conn, t)?;
             }
@@ -765,7 +927,7 @@ impl Store for SqliteStore {
 
     async fn update_flow(&self, f: &Flow, grant: Option<&DeviceGrant>) -> Result<()> {
         let grant_id = grant.map(|g| g.id.clone());
-        let (f, grant) = (f.clone(), grant.cloned());
+        let (f, grant, inner) = (f.clone(), grant.cloned(), self.inner.clone());
         self.write(move |conn| {
             let n = conn
                 .prepare_cached(
@@ -788,7 +950,7 @@ impl Store for SqliteStore {
                 return Err(missing_or_conflict(conn, "flows", "id", &f.id));
             }
             if let Some(g) = &grant {
-                update_grant_in(conn, g)?;
+                update_grant_in(conn, &inner.polls, g)?;
             }
             Ok(())
         })
@@ -1025,6 +1187,33 @@ mod tests {
             async move { super::SqliteStore::open(path).unwrap() }
         })
         .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn noted_polls_reach_the_file_within_milliseconds() {
+        use crate::Store;
+        use devicegate_core::grant::{DeviceGrant, PollDecision};
+        use devicegate_core::{SecretHash, Timestamp};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let s = super::SqliteStore::open(&path).unwrap();
+        let now = Timestamp::from_millis(1_800_000_000_000);
+        let g = DeviceGrant {
+            device_code_hash: SecretHash::of(b"dgd_x"),
+            ..DeviceGrant::example_pending("cli", now)
+        };
+        s.create_grant(&g).await.unwrap();
+        let PollDecision::Pending { next } = g.on_poll("cli", now) else {
+            panic!()
+        };
+        s.record_poll(&next).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Another process (a restart) reads the poll time from the file.
+        let other = super::SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            other.get_grant(&g.id).await.unwrap().last_poll_at,
+            Some(now)
+        );
     }
 
     #[test]
