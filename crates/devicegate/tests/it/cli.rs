@@ -326,3 +326,127 @@ fn tenants_are_managed_from_the_command_line() {
     assert!(!ok && err.contains("no tenant named"), "{err}");
     assert!(!run(d, &["tenant", "delete", "default"], None).0);
 }
+
+/// Starts `devicegate serve` on `dir`'s default database; returns the process and its base URL.
+fn serve_in(dir: &std::path::Path) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = devicegate(dir)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--issuer",
+            &base,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, base)
+}
+
+async fn wait_until_up(http: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{base} did not come up");
+}
+
+#[test]
+fn an_answered_device_code_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(
+        run(
+            d,
+            &[
+                "client",
+                "create",
+                "--id",
+                "tv",
+                "--name",
+                "TV",
+                "--public",
+                "--poll-interval-secs",
+                "1"
+            ],
+            None
+        )
+        .0
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let (mut first, base) = serve_in(d);
+    let (device_code, polled) = rt.block_on(async {
+        wait_until_up(&http, &base).await;
+        let answer: Value = http
+            .post(format!("{base}/oauth2/device_authorization"))
+            .form(&[("client_id", "tv")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let code = answer["device_code"].as_str().unwrap().to_owned();
+        // A poll too, whose time lives in memory for a few milliseconds before the file.
+        let polled: Value = http
+            .post(format!("{base}/oauth2/token"))
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", "tv"),
+                ("device_code", &code),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (code, polled)
+    });
+    assert_eq!(polled["error"], "authorization_pending");
+    // No goodbye: the process is killed outright, right after answering.
+    assert!(
+        Command::new("sh")
+            .args(["-c", &format!("kill -KILL {}", first.id())])
+            .status()
+            .unwrap()
+            .success()
+    );
+    first.wait().unwrap();
+    let (mut second, base) = serve_in(d);
+    let after: Value = rt.block_on(async {
+        wait_until_up(&http, &base).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        http.post(format!("{base}/oauth2/token"))
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", "tv"),
+                ("device_code", &device_code),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        after["error"], "authorization_pending",
+        "the code is still known after kill -9: {after}"
+    );
+    let _ = second.kill();
+    let _ = second.wait();
+}
