@@ -9,6 +9,10 @@ use devicegate_store::{ClientRecord, StoreError};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use crate::AppState;
 use crate::error::OAuthError;
 use crate::extract::OAuthForm;
@@ -79,6 +83,41 @@ fn presented(headers: &HeaderMap, form: &OAuthForm) -> Result<Presented, OAuthEr
     }
 }
 
+/// Clients as recently read: every device-flow request names its client, and clients change
+/// rarely, so a second of staleness (a deleted client or a new secret taking effect up to a
+/// second late) buys a database read per request.
+#[derive(Debug, Default)]
+pub struct ClientCache(Mutex<HashMap<(String, String), (Instant, ClientRecord)>>);
+
+const CLIENT_CACHE_FOR: Duration = Duration::from_secs(1);
+const CLIENT_CACHE_MAX: usize = 10_000;
+
+impl ClientCache {
+    async fn get(
+        &self,
+        state: &AppState,
+        tenant: &str,
+        id: &str,
+    ) -> Result<ClientRecord, StoreError> {
+        let key = (tenant.to_owned(), id.to_owned());
+        {
+            let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, c)) = cache.get(&key)
+                && at.elapsed() < CLIENT_CACHE_FOR
+            {
+                return Ok(c.clone());
+            }
+        }
+        let client = state.store.get_client(tenant, id).await?;
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CLIENT_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (Instant::now(), client.clone()));
+        Ok(client)
+    }
+}
+
 /// Who is calling: an authenticated confidential client or a public client.
 pub async fn authenticate_client(
     state: &AppState,
@@ -87,7 +126,7 @@ pub async fn authenticate_client(
     form: &OAuthForm,
 ) -> Result<ClientRecord, OAuthError> {
     let p = presented(headers, form)?;
-    let client = match state.store.get_client(&tenant.id, &p.id).await {
+    let client = match state.clients.get(state, &tenant.id, &p.id).await {
         Ok(c) => c,
         Err(StoreError::NotFound) => return Err(OAuthError::invalid_client(p.basic)),
         Err(e) => return Err(e.into()),

@@ -129,6 +129,7 @@ pub struct Inner {
     pub store: Arc<dyn Store>,
     pub passwords: Passwords,
     pub limits: limits::Limits,
+    clients: client_auth::ClientCache,
     tenants: tenant::Tenants,
     pages: pages::Pages,
 }
@@ -155,6 +156,7 @@ impl AppState {
             store,
             passwords,
             limits,
+            clients: client_auth::ClientCache::default(),
             tenants: tenant::Tenants::default(),
             pages,
         }));
