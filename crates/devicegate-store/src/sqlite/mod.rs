@@ -115,10 +115,13 @@ fn apply_note(notes: &Notes, grant: &mut DeviceGrant) {
             grant.interval_secs = n.interval_secs;
             grant.version = n.version;
         }
-        Some(_) => {
+        // A decision was stored since the note: the note is history.
+        Some(n) if n.base < grant.version => {
             notes.remove(&grant.id);
         }
-        None => {}
+        // This read is older than the note (a snapshot from before a decision the note
+        // already builds on): leave both as they are; a write from it will conflict.
+        _ => {}
     }
 }
 
