@@ -32,19 +32,31 @@ pub async fn authorize(
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Json<DeviceAuthorizationResponse>, OAuthError> {
-    let client = authenticate_client(&state, &tenant, &headers, &form).await?;
+    let issued = authorize_form(&state, &tenant, peer, &headers, &form).await?;
+    Ok(Json(issued.response(&tenant.verification_uri(&state))))
+}
+
+/// RFC 8628 §3.1 as every form-encoded front door does it (native, IDCS, PingOne): the
+/// client authenticates, may use the grant, asks for allowed scopes, and gets a code.
+pub async fn authorize_form(
+    state: &AppState,
+    tenant: &Tenant,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    form: &OAuthForm,
+) -> Result<Issued, OAuthError> {
+    let client = authenticate_client(state, tenant, headers, form).await?;
     ensure_grant_allowed(&client, GrantType::DeviceCode)?;
     let scopes = requested_scopes(&client, form.get("scope"))?;
-    let issued = issue(
-        &state,
-        &tenant,
+    issue(
+        state,
+        tenant,
         &client,
         scopes,
-        requester(peer, &headers),
+        requester(peer, headers),
         None,
     )
-    .await?;
-    Ok(Json(issued.response(&tenant.verification_uri(&state))))
+    .await
 }
 
 /// Who asked, as the person approving will see it.

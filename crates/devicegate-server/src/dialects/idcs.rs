@@ -11,13 +11,11 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, State};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use devicegate_proto::GrantType;
 use http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::client_auth::{authenticate_client, ensure_grant_allowed};
-use crate::device::{issue, requested_scopes, requester};
+use crate::device::authorize_form;
 use crate::error::OAuthError;
 use crate::extract::OAuthForm;
 use crate::tenant::Tenant;
@@ -48,18 +46,7 @@ async fn device(
             ));
         }
     }
-    let client = authenticate_client(&state, &tenant, &headers, &form).await?;
-    ensure_grant_allowed(&client, GrantType::DeviceCode)?;
-    let scopes = requested_scopes(&client, form.get("scope"))?;
-    let issued = issue(
-        &state,
-        &tenant,
-        &client,
-        scopes,
-        requester(peer, &headers),
-        None,
-    )
-    .await?;
+    let issued = authorize_form(&state, &tenant, peer, &headers, &form).await?;
     let uri = tenant.verification_uri(&state);
     let code = issued.grant.user_code.canonical().to_owned();
     Ok(Json(json!({

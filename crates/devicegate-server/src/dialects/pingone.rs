@@ -51,12 +51,7 @@ async fn device_authorization(
     headers: HeaderMap,
     form: crate::extract::OAuthForm,
 ) -> Result<Response, crate::OAuthError> {
-    use crate::client_auth::{authenticate_client, ensure_grant_allowed};
-    let client = authenticate_client(&state, &tenant, &headers, &form).await?;
-    ensure_grant_allowed(&client, devicegate_proto::GrantType::DeviceCode)?;
-    let scopes = crate::device::requested_scopes(&client, form.get("scope"))?;
-    let who = crate::device::requester(peer, &headers);
-    let issued = crate::device::issue(&state, &tenant, &client, scopes, who, None).await?;
+    let issued = crate::device::authorize_form(&state, &tenant, peer, &headers, &form).await?;
     let uri = format!("{}/{}/device", state.settings.issuer, tenant.uuid);
     Ok(Json(issued.response(&uri)).into_response())
 }
