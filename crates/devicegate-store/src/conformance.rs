@@ -52,6 +52,18 @@ where
     sweep(make().await).await;
 }
 
+/// Racing writes: exactly one succeeds, every other one is told `Conflict`.
+async fn assert_one_winner(tasks: Vec<tokio::task::JoinHandle<crate::Result<()>>>) {
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(e) => assert_eq!(e, StoreError::Conflict),
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
 fn client(id: &str) -> ClientRecord {
     ClientRecord {
         tenant: T.into(),
@@ -252,14 +264,7 @@ async fn polls_race_and_decisions_see_them(s: Arc<impl Store>) {
             s.record_poll(&next).await
         }));
     }
-    let mut wins = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(()) => wins += 1,
-            Err(e) => assert_eq!(e, StoreError::Conflict),
-        }
-    }
-    assert_eq!(wins, 1);
+    assert_one_winner(tasks).await;
     // Every read sees the recorded poll, so the next early poll slows down.
     let polled = s.get_grant_by_device_code(&code.hash()).await.unwrap();
     assert!(polled.last_poll_at.is_some() && polled.version > read.version);
@@ -305,14 +310,7 @@ async fn concurrent_redemption_has_one_winner(s: Arc<impl Store>) {
             s.redeem_grant(&next, Some(&token)).await
         }));
     }
-    let mut wins = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(()) => wins += 1,
-            Err(e) => assert_eq!(e, StoreError::Conflict),
-        }
-    }
-    assert_eq!(wins, 1);
+    assert_one_winner(tasks).await;
     assert_eq!(
         s.get_grant(&g.id).await.unwrap().status,
         GrantStatus::Redeemed
@@ -496,14 +494,7 @@ async fn concurrent_rotation_has_one_winner(s: Arc<impl Store>) {
             s.rotate_refresh_token(&old, &new).await
         }));
     }
-    let mut wins = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(()) => wins += 1,
-            Err(e) => assert_eq!(e, StoreError::Conflict),
-        }
-    }
-    assert_eq!(wins, 1);
+    assert_one_winner(tasks).await;
     assert_eq!(
         s.revoke_refresh_family("fam").await.unwrap(),
         2,

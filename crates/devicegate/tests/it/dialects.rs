@@ -164,14 +164,11 @@ async fn a_tenant_has_its_own_issuer_keys_clients_users_codes_and_tokens() {
         json!({"action": "consent", "accept": true}),
     )
     .await;
-    let (status, _, t) = s
-        .form(
+    let (status, t) = s
+        .poll_at(
             "/t/acme/oauth2/token",
-            &[
-                ("grant_type", devicegate_proto::GRANT_TYPE_DEVICE_CODE),
-                ("client_id", "tv"),
-                ("device_code", d["device_code"].as_str().unwrap()),
-            ],
+            "tv",
+            d["device_code"].as_str().unwrap(),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{t}");
@@ -306,28 +303,18 @@ async fn idcs_device_endpoint_and_token_polling() {
 
     let poll = |device_code: String| {
         let s = &s;
-        async move {
-            s.form(
-                "/oauth2/v1/token",
-                &[
-                    ("grant_type", devicegate_proto::GRANT_TYPE_DEVICE_CODE),
-                    ("client_id", "tv"),
-                    ("device_code", &device_code),
-                ],
-            )
-            .await
-        }
+        async move { s.poll_at("/oauth2/v1/token", "tv", &device_code).await }
     };
     let device_code = d["device_code"].as_str().unwrap().to_owned();
     assert_eq!(
-        poll(device_code.clone()).await.2["error"],
+        poll(device_code.clone()).await.1["error"],
         "authorization_pending"
     );
     // Approved through the pages, as an IDCS user would.
     let b = browser();
     let entry = get(&b, d["verification_uri"].as_str().unwrap().to_owned()).await;
     finish_on_pages(&s, &b, entry, Some(code), true).await;
-    let (status, _, t) = poll(device_code).await;
+    let (status, t) = poll(device_code).await;
     assert_eq!(status, StatusCode::OK, "{t}");
     assert!(t["id_token"].is_string());
 
@@ -361,14 +348,11 @@ async fn idcs_device_endpoint_and_token_polling() {
         json!({"action": "consent", "accept": false}),
     )
     .await;
-    let (_, _, b) = s
-        .form(
+    let (_, b) = s
+        .poll_at(
             "/t/acme/oauth2/v1/token",
-            &[
-                ("grant_type", devicegate_proto::GRANT_TYPE_DEVICE_CODE),
-                ("client_id", "tv"),
-                ("device_code", d["device_code"].as_str().unwrap()),
-            ],
+            "tv",
+            d["device_code"].as_str().unwrap(),
         )
         .await;
     assert_eq!(b["error"], "access_denied");
@@ -516,14 +500,11 @@ async fn pingone_device_authorization_flows_api_and_token() {
         "{f}"
     );
 
-    let (status, _, t) = s
-        .form(
+    let (status, t) = s
+        .poll_at(
             &format!("/{env}/as/token"),
-            &[
-                ("grant_type", devicegate_proto::GRANT_TYPE_DEVICE_CODE),
-                ("device_code", d["device_code"].as_str().unwrap()),
-                ("client_id", "tv"),
-            ],
+            "tv",
+            d["device_code"].as_str().unwrap(),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{t}");
@@ -592,14 +573,11 @@ async fn pingone_refused_consent_fails_the_flow_and_environments_are_isolated() 
     assert_eq!(f["status"], "DAG_CONSENT_REQUIRED", "{f}");
     let (_, f) = ping_post(&s, ACME_UUID, &flow, CONSENT, json!({"accept": false})).await;
     assert_eq!(f["status"], "FAILED", "{f}");
-    let (_, _, b) = s
-        .form(
+    let (_, b) = s
+        .poll_at(
             &format!("/{ACME_UUID}/as/token"),
-            &[
-                ("grant_type", devicegate_proto::GRANT_TYPE_DEVICE_CODE),
-                ("device_code", d["device_code"].as_str().unwrap()),
-                ("client_id", "tv"),
-            ],
+            "tv",
+            d["device_code"].as_str().unwrap(),
         )
         .await;
     assert_eq!(b["error"], "access_denied");
@@ -632,14 +610,11 @@ async fn pingone_sign_on_screen_walks_the_flow_in_the_browser() {
         d["user_code"].as_str()
     );
     finish_on_pages(&s, &b, entry, None, true).await;
-    let (status, _, t) = s
-        .form(
+    let (status, t) = s
+        .poll_at(
             &format!("/{env}/as/token"),
-            &[
-                ("grant_type", devicegate_proto::GRANT_TYPE_DEVICE_CODE),
-                ("device_code", d["device_code"].as_str().unwrap()),
-                ("client_id", "tv"),
-            ],
+            "tv",
+            d["device_code"].as_str().unwrap(),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{t}");

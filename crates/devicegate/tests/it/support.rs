@@ -122,9 +122,19 @@ impl TestServer {
     }
 
     pub async fn poll(&self, client_id: &str, device_code: &str) -> (StatusCode, Value) {
+        self.poll_at("/oauth2/token", client_id, device_code).await
+    }
+
+    /// A device-code token request to the token endpoint at `path` (a tenant's, a dialect's).
+    pub async fn poll_at(
+        &self,
+        path: &str,
+        client_id: &str,
+        device_code: &str,
+    ) -> (StatusCode, Value) {
         let (s, _, b) = self
             .form(
-                "/oauth2/token",
+                path,
                 &[
                     ("grant_type", GrantType::DeviceCode.as_str()),
                     ("device_code", device_code),
