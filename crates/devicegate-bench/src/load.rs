@@ -203,13 +203,14 @@ async fn wait_due(code: &Code, deadline: Instant, rec: &mut Rec) -> bool {
 
 /// After an answer to a poll of `code`: the next poll waits a full interval from now, which
 /// is after the server read its clock for this one (RFC 8628 §3.5), 5 s more after
-/// `slow_down`.
+/// `slow_down`, plus a millisecond: the server and this tool round their clocks to whole
+/// milliseconds from different origins.
 fn polled(code: &Code, answer: &Answer) {
     if answer.outcome == "slow_down" {
         code.interval_ms.fetch_add(5000, Ordering::Relaxed);
     }
     code.due_ms.store(
-        since_epoch_ms() + code.interval_ms.load(Ordering::Relaxed),
+        since_epoch_ms() + code.interval_ms.load(Ordering::Relaxed) + 1,
         Ordering::Relaxed,
     );
 }

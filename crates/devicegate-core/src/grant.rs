@@ -72,6 +72,43 @@ pub struct DeviceGrant {
     pub version: i64,
 }
 
+/// What polling a pending grant reads and changes (RFC 8628 §3.5): when it was last polled,
+/// and its interval, which every `slow_down` lengthens for good. A store can keep this apart
+/// from the rest of the grant and answer pending polls with it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollPace {
+    pub interval_secs: u32,
+    pub last_poll_at: Option<Timestamp>,
+}
+
+/// A pending grant's answer to a poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paced {
+    /// `authorization_pending`.
+    Pending,
+    /// Polled before the interval passed; the interval is now `interval_secs`.
+    SlowDown { interval_secs: u32 },
+}
+
+impl PollPace {
+    /// Records a poll at `now` and says how to answer it: `slow_down` (and 5 s more interval,
+    /// from now on) if it came before the interval since the previous poll had passed.
+    pub fn poll(&mut self, now: Timestamp) -> Paced {
+        let too_early = self.last_poll_at.is_some_and(|last| {
+            last.until(now) < Duration::from_secs(u64::from(self.interval_secs))
+        });
+        self.last_poll_at = Some(now);
+        if too_early {
+            self.interval_secs = self.interval_secs.saturating_add(SLOW_DOWN_STEP_SECS);
+            Paced::SlowDown {
+                interval_secs: self.interval_secs,
+            }
+        } else {
+            Paced::Pending
+        }
+    }
+}
+
 /// What a poll of the token endpoint decides (RFC 8628 §3.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PollDecision {
@@ -128,28 +165,29 @@ impl DeviceGrant {
                 auth_time: *auth_time,
             },
             GrantStatus::Pending => {
-                let too_early = self.last_poll_at.is_some_and(|last| {
-                    last.until(now) < Duration::from_secs(u64::from(self.interval_secs))
-                });
-                if too_early {
-                    let interval_secs = self.interval_secs.saturating_add(SLOW_DOWN_STEP_SECS);
-                    PollDecision::SlowDown {
-                        next: DeviceGrant {
-                            interval_secs,
-                            last_poll_at: Some(now),
-                            ..self.clone()
-                        },
+                let mut pace = self.pace();
+                let decision = pace.poll(now);
+                let next = DeviceGrant {
+                    interval_secs: pace.interval_secs,
+                    last_poll_at: pace.last_poll_at,
+                    ..self.clone()
+                };
+                match decision {
+                    Paced::Pending => PollDecision::Pending { next },
+                    Paced::SlowDown { interval_secs } => PollDecision::SlowDown {
+                        next,
                         interval_secs,
-                    }
-                } else {
-                    PollDecision::Pending {
-                        next: DeviceGrant {
-                            last_poll_at: Some(now),
-                            ..self.clone()
-                        },
-                    }
+                    },
                 }
             }
+        }
+    }
+
+    /// The poll bookkeeping of this grant.
+    pub fn pace(&self) -> PollPace {
+        PollPace {
+            interval_secs: self.interval_secs,
+            last_poll_at: self.last_poll_at,
         }
     }
 

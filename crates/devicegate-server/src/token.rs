@@ -6,12 +6,12 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::extract::State;
 use devicegate_core::Timestamp;
-use devicegate_core::grant::{DeviceGrant, PollDecision};
+use devicegate_core::grant::{DeviceGrant, Paced, PollDecision};
 use devicegate_core::jwt::{self, Issue, UserClaims};
 use devicegate_core::scope::{self, Scopes};
 use devicegate_core::secret::{Secret, SecretKind, random_id};
 use devicegate_proto::{ErrorCode, GrantType, TokenResponse};
-use devicegate_store::{ClientRecord, RefreshToken, StoreError, UserRecord};
+use devicegate_store::{ClientRecord, HeldPoll, RefreshToken, StoreError, UserRecord};
 use http::HeaderMap;
 
 use crate::client_auth::{authenticate_client, ensure_grant_allowed};
@@ -61,6 +61,15 @@ pub(crate) async fn device_code(
     form: &OAuthForm,
 ) -> Result<TokenResponse, OAuthError> {
     let hash = Secret::from_presented(form.require("device_code")?).hash();
+    // Nearly every poll: a pending grant whose poll state the store holds in memory.
+    match state.store.poll_held(&hash, &tenant.id, &client.id, now()) {
+        Some(HeldPoll::Paced(Paced::Pending)) => return Err(pending()),
+        Some(HeldPoll::Paced(Paced::SlowDown { interval_secs })) => {
+            return Err(slow_down(interval_secs));
+        }
+        Some(HeldPoll::Expired) => return Err(expired()),
+        None => {}
+    }
     for _ in 0..CAS_ATTEMPTS {
         let grant = match state.store.get_grant_by_device_code(&hash).await {
             // Another tenant's code is no code here.
@@ -78,35 +87,22 @@ pub(crate) async fn device_code(
                     "unknown or already used device code",
                 ));
             }
-            PollDecision::ExpiredToken => {
-                crate::metrics::expired_token();
-                return Err(OAuthError::bad(
-                    ErrorCode::ExpiredToken,
-                    "the device code has expired",
-                ));
-            }
+            PollDecision::ExpiredToken => return Err(expired()),
             PollDecision::AccessDenied => {
                 return Err(OAuthError::bad(
                     ErrorCode::AccessDenied,
                     "the request was denied",
                 ));
             }
-            PollDecision::Pending { next } => state.store.record_poll(&next).await.map(|()| {
-                Err(OAuthError::bad(
-                    ErrorCode::AuthorizationPending,
-                    "the request has not been approved yet",
-                ))
-            }),
+            PollDecision::Pending { next } => state
+                .store
+                .record_poll(&next)
+                .await
+                .map(|()| Err(pending())),
             PollDecision::SlowDown {
                 next,
                 interval_secs,
-            } => state.store.record_poll(&next).await.map(|()| {
-                crate::metrics::slow_down();
-                Err(
-                    OAuthError::bad(ErrorCode::SlowDown, "polling too fast; slow down")
-                        .with_interval(interval_secs),
-                )
-            }),
+            } => (state.store.record_poll(&next).await).map(|()| Err(slow_down(interval_secs))),
             PollDecision::Issue {
                 next,
                 subject,
@@ -146,6 +142,23 @@ pub(crate) async fn device_code(
         ErrorCode::TemporarilyUnavailable,
         "too many concurrent requests for this device code",
     ))
+}
+
+fn pending() -> OAuthError {
+    OAuthError::bad(
+        ErrorCode::AuthorizationPending,
+        "the request has not been approved yet",
+    )
+}
+
+fn slow_down(interval_secs: u32) -> OAuthError {
+    crate::metrics::slow_down();
+    OAuthError::bad(ErrorCode::SlowDown, "polling too fast; slow down").with_interval(interval_secs)
+}
+
+fn expired() -> OAuthError {
+    crate::metrics::expired_token();
+    OAuthError::bad(ErrorCode::ExpiredToken, "the device code has expired")
 }
 
 /// Who a token request is for: the server, the tenant, the authenticated client.

@@ -64,7 +64,7 @@ async fn assert_one_winner(tasks: Vec<tokio::task::JoinHandle<crate::Result<()>>
     assert_eq!(wins, 1);
 }
 
-fn client(id: &str) -> ClientRecord {
+pub(crate) fn client(id: &str) -> ClientRecord {
     ClientRecord {
         tenant: T.into(),
         id: id.into(),

@@ -9,13 +9,14 @@
 //! This crate knows nothing about HTTP.
 
 pub mod conformance;
+mod pending;
 pub mod postgres;
 mod records;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use devicegate_core::flow::Flow;
-use devicegate_core::grant::DeviceGrant;
+use devicegate_core::grant::{DeviceGrant, Paced};
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 
@@ -64,6 +65,15 @@ pub struct GrantChanged {
     pub grant_id: String,
 }
 
+/// A poll answered from the poll state a backend holds in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldPoll {
+    /// The grant is pending: `authorization_pending` or `slow_down`, recorded.
+    Paced(Paced),
+    /// The grant expired while pending.
+    Expired,
+}
+
 /// Everything devicegate persists. Methods are typed per record; updates to grants, flows and
 /// refresh tokens are compare-and-swap on what the caller read.
 #[async_trait]
@@ -105,6 +115,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_grant_by_user_code(&self, code: &UserCode) -> Result<DeviceGrant>;
     /// Stores `grant` if the stored version is still `grant.version`; bumps the version.
     async fn update_grant(&self, grant: &DeviceGrant) -> Result<()>;
+    /// Answers a poll of a pending grant from memory, recording it, for backends that hold
+    /// pending grants' poll state there (see `pending.rs`). `None` when the grant is not held
+    /// (not pending, unknown, or `client_id`'s of `tenant` it is not): the caller reads the
+    /// grant and decides as usual. Never touches the database.
+    fn poll_held(
+        &self,
+        _hash: &SecretHash,
+        _tenant: &str,
+        _client_id: &str,
+        _now: Timestamp,
+    ) -> Option<HeldPoll> {
+        None
+    }
     /// Like `update_grant`, for a poll's bookkeeping only (last poll time, a `slow_down`'s
     /// longer interval). Not announced (nothing was decided), and a backend may make it less
     /// durable than a decision: losing the last poll time in a crash only spares one

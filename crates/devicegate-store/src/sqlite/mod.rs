@@ -8,22 +8,23 @@
 
 mod codec;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use devicegate_core::flow::Flow;
-use devicegate_core::grant::DeviceGrant;
+use devicegate_core::grant::{DeviceGrant, PollPace};
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::TENANT_TABLES;
+use crate::pending::{Loaded, PendingIndex, Unwritten};
 use crate::records::{
     BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UserRecord,
 };
-use crate::{GrantChanged, Result, Store, StoreError};
+use crate::{GrantChanged, HeldPoll, Result, Store, StoreError};
 use codec::*;
 
 /// A write, run inside the group transaction: says whether it succeeded, and how to answer
@@ -76,97 +77,111 @@ fn write_forever(conn: Connection, queue: std::sync::mpsc::Receiver<Job>) {
     }
 }
 
-/// Poll bookkeeping kept in memory (RFC 8628 §3.5: the last poll time and the interval after
-/// a `slow_down`), so that a pending poll costs no write of its own. The store stays the
-/// authority on decisions; a note only says what the newest polls changed on top of the
-/// grant's stored version `base`, and the flusher copies it to the database every few
-/// milliseconds (without bumping the version), so a restart forgets at most those last
-/// milliseconds of poll times.
-#[derive(Debug, Clone, Copy)]
-struct PollNote {
-    /// The stored version the note builds on.
-    base: i64,
-    /// The grant's version as readers see it (`base` plus the polls recorded).
-    version: i64,
-    last_poll_at: Option<Timestamp>,
-    interval_secs: u32,
-    dirty: bool,
-    touched: std::time::Instant,
-}
-
-type Notes = Mutex<HashMap<String, PollNote>>;
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// How often noted polls are written to the database.
+/// How often lengthened intervals are written, and another process's writes looked for.
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
-/// Flushed notes untouched this long are forgotten (the database has them).
-const FORGET_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Overlays a grant read from the database with its poll note, or drops a note that a
-/// decision has made stale.
-fn apply_note(notes: &Notes, grant: &mut DeviceGrant) {
-    let mut notes = lock(notes);
-    match notes.get(&grant.id) {
-        Some(n) if n.base == grant.version => {
-            grant.last_poll_at = n.last_poll_at;
-            grant.interval_secs = n.interval_secs;
-            grant.version = n.version;
-        }
-        // A decision was stored since the note: the note is history.
-        Some(n) if n.base < grant.version => {
-            notes.remove(&grant.id);
-        }
-        // This read is older than the note (a snapshot from before a decision the note
-        // already builds on): leave both as they are; a write from it will conflict.
-        _ => {}
+/// Every pending grant with its poll state, for the [`PendingIndex`].
+fn load_pending(conn: &Connection) -> Result<Vec<Loaded>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT device_code_hash, version, tenant, client_id, expires_at, last_poll_at, \
+             interval_secs FROM device_grants WHERE status = 'pending'",
+        )
+        .map_err(internal)?;
+    let rows = stmt
+        .query_map([], |r| {
+            let hash: Vec<u8> = r.get(0)?;
+            Ok((
+                hash,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get(6)?,
+            ))
+        })
+        .map_err(internal)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (hash, version, tenant, client_id, expires_at, last_poll_at, interval_secs) =
+            row.map_err(internal)?;
+        let hash = SecretHash::from_bytes(&hash)
+            .ok_or_else(|| StoreError::Internal("a device code hash is not 32 bytes".into()))?;
+        out.push(Loaded {
+            hash,
+            version,
+            tenant,
+            client_id,
+            expires_at: Timestamp::from_millis(expires_at),
+            pace: PollPace {
+                interval_secs,
+                last_poll_at: last_poll_at.map(Timestamp::from_millis),
+            },
+        });
     }
+    Ok(out)
 }
 
-fn flush_polls_forever(inner: std::sync::Weak<Inner>) {
+/// Writes held poll state back, without bumping versions (nothing was decided).
+fn write_pace(conn: &Connection, unwritten: &[Unwritten]) -> bool {
+    let mut ok = true;
+    for u in unwritten {
+        let written = conn
+            .prepare_cached(
+                "UPDATE device_grants SET last_poll_at = ?1, interval_secs = ?2 \
+                 WHERE device_code_hash = ?3 AND version = ?4",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    u.pace.last_poll_at.map(Timestamp::as_millis),
+                    u.pace.interval_secs,
+                    u.hash.as_bytes(),
+                    u.base
+                ])
+            });
+        ok &= written.is_ok();
+    }
+    ok
+}
+
+/// `PRAGMA data_version`: changes when another connection (another process: every write of
+/// this one goes through the writer connection) commits.
+fn data_version(conn: &Connection) -> Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+        .map_err(internal)
+}
+
+/// The store's background thread: every few milliseconds, writes lengthened intervals, and
+/// reloads the pending index if another process changed the database (`devicegate client
+/// delete` beside a running server, say).
+fn maintain_forever(inner: std::sync::Weak<Inner>) {
     loop {
         std::thread::sleep(FLUSH_EVERY);
-        let Some(inner) = inner.upgrade() else { return };
-        let now = std::time::Instant::now();
-        let mut dirty = Vec::new();
-        {
-            let mut notes = lock(&inner.polls);
-            notes.retain(|id, n| {
-                if n.dirty {
-                    dirty.push((id.clone(), *n));
-                    n.dirty = false;
-                    return true;
-                }
-                now.duration_since(n.touched) < FORGET_AFTER
-            });
-        }
-        if dirty.is_empty() {
-            continue;
-        }
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let lengthened = strong.pending.take_lengthened();
+        let weak = inner.clone();
         let job: Job = Box::new(move |conn| {
-            let mut ok = true;
-            for (id, n) in &dirty {
-                let written = conn
-                    .prepare_cached(
-                        "UPDATE device_grants SET last_poll_at = ?1, interval_secs = ?2 \
-                         WHERE id = ?3 AND version = ?4",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            n.last_poll_at.map(Timestamp::as_millis),
-                            n.interval_secs,
-                            id,
-                            n.base
-                        ])
-                    });
-                ok &= written.is_ok();
+            let mut ok = write_pace(conn, &lengthened);
+            if let Some(inner) = weak.upgrade()
+                && let Ok(v) = data_version(conn)
+                && inner.data_version.swap(v, Ordering::Relaxed) != v
+            {
+                match load_pending(conn) {
+                    Ok(loaded) => inner.pending.reload(loaded),
+                    Err(_) => ok = false,
+                }
             }
             let reply: Reply = Box::new(|_| {});
             (ok, reply)
         });
-        let _ = lock(&inner.writer).send(job);
+        let _ = lock(&strong.writer).send(job);
     }
 }
 
@@ -193,8 +208,29 @@ struct Inner {
     path: PathBuf,
     grants: tokio::sync::broadcast::Sender<GrantChanged>,
     writer: Mutex<std::sync::mpsc::Sender<Job>>,
-    polls: Notes,
+    pending: PendingIndex,
+    /// The writer connection's `PRAGMA data_version` when the index was last (re)loaded.
+    data_version: AtomicI64,
     readers: Mutex<Vec<Connection>>,
+}
+
+impl Drop for Inner {
+    /// Poll times held in memory reach the file when the store closes (a clean shutdown), so
+    /// a restart keeps every `slow_down` pace; only a crash forgets them.
+    fn drop(&mut self) {
+        let unwritten = self.pending.take_all_dirty();
+        if unwritten.is_empty() {
+            return;
+        }
+        let written = open_connection(&self.path).and_then(|mut conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            write_pace(&tx, &unwritten);
+            tx.commit().map_err(internal)
+        });
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not write poll times at close");
+        }
+    }
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -234,6 +270,9 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let mut writer = open_connection(&path)?;
         migrate(&mut writer)?;
+        let pending = PendingIndex::default();
+        pending.reload(load_pending(&writer)?);
+        let data_version = AtomicI64::new(self::data_version(&writer)?);
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("devicegate-sqlite-writer".into())
@@ -244,14 +283,15 @@ impl SqliteStore {
                 path,
                 grants: tokio::sync::broadcast::channel(1024).0,
                 writer: Mutex::new(jobs),
-                polls: Mutex::new(HashMap::new()),
+                pending,
+                data_version,
                 readers: Mutex::new(Vec::new()),
             }),
         };
         let weak = Arc::downgrade(&store.inner);
         std::thread::Builder::new()
-            .name("devicegate-poll-flusher".into())
-            .spawn(move || flush_polls_forever(weak))
+            .name("devicegate-sqlite-upkeep".into())
+            .spawn(move || maintain_forever(weak))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         Ok(store)
     }
@@ -268,19 +308,31 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.write_then(f, |_| {}).await
+    }
+
+    /// `write`, and once the transaction has committed, `then` with `f`'s result, on the
+    /// writer thread before anything else is written or answered: how the pending index
+    /// follows the database, whether or not the caller is still waiting.
+    async fn write_then<T, F, G>(&self, f: F, then: G) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        G: FnOnce(&T) + Send + 'static,
+    {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let out = f(conn);
             let ok = out.is_ok();
             let reply: Reply = Box::new(move |committed| {
+                if let (Ok(()), Ok(out)) = (&committed, &out) {
+                    then(out);
+                }
                 let _ = answer.send(committed.and(out));
             });
             (ok, reply)
         });
-        self.inner
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner.writer)
             .send(job)
             .map_err(|_| StoreError::Internal("the SQLite writer thread has stopped".into()))?;
         answered
@@ -307,7 +359,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<DeviceGrant> + Send + 'static,
     {
         let mut grant = self.read(f).await?;
-        apply_note(&self.inner.polls, &mut grant);
+        self.inner.pending.overlay(&mut grant);
         Ok(grant)
     }
 }
@@ -374,16 +426,11 @@ fn get_all_for<T>(
     rows.collect::<rusqlite::Result<Vec<T>>>().map_err(internal)
 }
 
-/// The conditional update of a grant. `g.version` is the version the caller read, which may
-/// include noted polls: the compare is then against the note, and the update against the
-/// stored version the note builds on (and the note, now written, goes).
-fn update_grant_in(conn: &Connection, notes: &Notes, g: &DeviceGrant) -> Result<()> {
-    let mut notes = lock(notes);
-    let expected = match notes.get(&g.id) {
-        Some(n) if n.version != g.version => return Err(StoreError::Conflict),
-        Some(n) => n.base,
-        None => g.version,
-    };
+/// The conditional update of a grant; returns the new stored version. `g.version` is the
+/// version the caller read, which may include polls held in memory: the compare is then
+/// against those, and the update against the stored version they build on.
+fn update_grant_in(conn: &Connection, pending: &PendingIndex, g: &DeviceGrant) -> Result<i64> {
+    let expected = pending.expected_version(g)?;
     let (status, subject, auth_time) = grant_status_columns(&g.status);
     let n = conn
         .prepare_cached(
@@ -405,10 +452,7 @@ fn update_grant_in(conn: &Connection, notes: &Notes, g: &DeviceGrant) -> Result<
         ])
         .map_err(internal)?;
     match n {
-        1 => {
-            notes.remove(&g.id);
-            Ok(())
-        }
+        1 => Ok(expected + 1),
         _ => Err(missing_or_conflict(conn, "device_grants", "id", &g.id)),
     }
 }
@@ -548,21 +592,24 @@ impl Store for SqliteStore {
     }
 
     async fn delete_tenant(&self, id: &str) -> Result<()> {
-        let id = id.to_owned();
-        self.write(move |conn| {
-            if conn
-                .execute("DELETE FROM tenants WHERE id = ?1", [&id])
-                .map_err(internal)?
-                == 0
-            {
-                return Err(StoreError::NotFound);
-            }
-            for table in TENANT_TABLES {
-                conn.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [&id])
-                    .map_err(internal)?;
-            }
-            Ok(())
-        })
+        let (id, gone, inner) = (id.to_owned(), id.to_owned(), self.inner.clone());
+        self.write_then(
+            move |conn| {
+                if conn
+                    .execute("DELETE FROM tenants WHERE id = ?1", [&id])
+                    .map_err(internal)?
+                    == 0
+                {
+                    return Err(StoreError::NotFound);
+                }
+                for table in TENANT_TABLES {
+                    conn.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [&id])
+                        .map_err(internal)?;
+                }
+                Ok(())
+            },
+            move |()| inner.pending.forget_owner(&gone, None),
+        )
         .await
     }
 
@@ -619,28 +666,32 @@ impl Store for SqliteStore {
 
     async fn delete_client(&self, tenant: &str, id: &str) -> Result<()> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.write(move |conn| {
-            let n = conn
-                .execute(
-                    "DELETE FROM clients WHERE tenant = ?1 AND id = ?2",
+        let (gone, inner) = ((tenant.clone(), id.clone()), self.inner.clone());
+        self.write_then(
+            move |conn| {
+                let n = conn
+                    .execute(
+                        "DELETE FROM clients WHERE tenant = ?1 AND id = ?2",
+                        [&tenant, &id],
+                    )
+                    .map_err(internal)?;
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                conn.execute(
+                    "DELETE FROM device_grants WHERE tenant = ?1 AND client_id = ?2",
                     [&tenant, &id],
                 )
                 .map_err(internal)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            conn.execute(
-                "DELETE FROM device_grants WHERE tenant = ?1 AND client_id = ?2",
-                [&tenant, &id],
-            )
-            .map_err(internal)?;
-            conn.execute(
-                "DELETE FROM refresh_tokens WHERE tenant = ?1 AND client_id = ?2",
-                [&tenant, &id],
-            )
-            .map_err(internal)?;
-            Ok(())
-        })
+                conn.execute(
+                    "DELETE FROM refresh_tokens WHERE tenant = ?1 AND client_id = ?2",
+                    [&tenant, &id],
+                )
+                .map_err(internal)?;
+                Ok(())
+            },
+            move |()| inner.pending.forget_owner(&gone.0, Some(&gone.1)),
+        )
         .await
     }
 
@@ -747,8 +798,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_grant(&self, g: &DeviceGrant) -> Result<()> {
-        let g = g.clone();
-        self.write(move |conn| {
+        let (g, inner, held) = (g.clone(), self.inner.clone(), g.clone());
+        self.write_then(move |conn| {
             let (status, subject, auth_time) = grant_status_columns(&g.status);
             conn.prepare_cached(&format!(
                 "INSERT INTO device_grants ({GRANT_COLUMNS}) \
@@ -778,7 +829,7 @@ impl Store for SqliteStore {
             ])
             .map_err(constraint)?;
             Ok(())
-        })
+        }, move |()| inner.pending.written(&held, held.version))
         .await
     }
 
@@ -821,27 +872,26 @@ impl Store for SqliteStore {
         .await
     }
 
-    /// Noted in memory (see [`PollNote`]): compare-and-swap against the note, or against the
-    /// stored version when there is none; no write of its own, no announcement.
+    fn poll_held(
+        &self,
+        hash: &SecretHash,
+        tenant: &str,
+        client_id: &str,
+        now: Timestamp,
+    ) -> Option<HeldPoll> {
+        self.inner.pending.poll(hash, tenant, client_id, now)
+    }
+
+    /// Held in memory (see `pending.rs`): compare-and-swap against the held polls; no write
+    /// of its own, no announcement.
     async fn record_poll(&self, g: &DeviceGrant) -> Result<()> {
-        let inner = &self.inner;
-        let mut notes = lock(&inner.polls);
-        let now = std::time::Instant::now();
-        if let Some(n) = notes.get_mut(&g.id) {
-            if n.version != g.version {
-                return Err(StoreError::Conflict);
-            }
-            n.version += 1;
-            n.last_poll_at = g.last_poll_at;
-            n.interval_secs = g.interval_secs;
-            n.dirty = true;
-            n.touched = now;
+        if self.inner.pending.record(g)? {
             return Ok(());
         }
-        // No note: the caller's version must still be the stored one. Read under the lock,
-        // so that no other poll of this grant slips in between.
+        // Not held (every pending grant is, so this grant was just decided): the caller's
+        // version must still be the stored one, which then means it is still pending.
         let id = g.id.clone();
-        let stored: i64 = read_now(inner, move |conn| {
+        let stored: i64 = read_now(&self.inner, move |conn| {
             get_one(
                 conn,
                 "SELECT version FROM device_grants WHERE id = ?1",
@@ -852,37 +902,35 @@ impl Store for SqliteStore {
         if stored != g.version {
             return Err(StoreError::Conflict);
         }
-        notes.insert(
-            g.id.clone(),
-            PollNote {
-                base: stored,
-                version: stored + 1,
-                last_poll_at: g.last_poll_at,
-                interval_secs: g.interval_secs,
-                dirty: true,
-                touched: now,
-            },
-        );
+        self.inner.pending.written(g, stored);
         Ok(())
     }
 
     async fn update_grant(&self, g: &DeviceGrant) -> Result<()> {
         let (grant, inner) = (g.clone(), self.inner.clone());
-        self.write(move |conn| update_grant_in(conn, &inner.polls, &grant))
-            .await?;
+        let (held, after) = (g.clone(), self.inner.clone());
+        self.write_then(
+            move |conn| update_grant_in(conn, &inner.pending, &grant),
+            move |stored| after.pending.written(&held, *stored),
+        )
+        .await?;
         self.announce(&g.id);
         Ok(())
     }
 
     async fn redeem_grant(&self, g: &DeviceGrant, refresh: Option<&RefreshToken>) -> Result<()> {
         let (grant, refresh, inner) = (g.clone(), refresh.cloned(), self.inner.clone());
-        self.write(move |conn| {
-            update_grant_in(conn, &inner.polls, &grant)?;
-            if let Some(t) = &refresh {
-                insert_refresh_in(conn, t)?;
-            }
-            Ok(())
-        })
+        let (held, after) = (g.clone(), self.inner.clone());
+        self.write_then(
+            move |conn| {
+                let stored = update_grant_in(conn, &inner.pending, &grant)?;
+                if let Some(t) = &refresh {
+                    insert_refresh_in(conn, t)?;
+                }
+                Ok(stored)
+            },
+            move |stored| after.pending.written(&held, *stored),
+        )
         .await?;
         self.announce(&g.id);
         Ok(())
@@ -931,7 +979,8 @@ impl Store for SqliteStore {
     async fn update_flow(&self, f: &Flow, grant: Option<&DeviceGrant>) -> Result<()> {
         let grant_id = grant.map(|g| g.id.clone());
         let (f, grant, inner) = (f.clone(), grant.cloned(), self.inner.clone());
-        self.write(move |conn| {
+        let (held, after) = (grant.clone(), self.inner.clone());
+        self.write_then(move |conn| {
             let n = conn
                 .prepare_cached(
                     "UPDATE flows SET status = ?1, grant_id = ?2, user_id = ?3, signed_on_at = ?4, \
@@ -952,10 +1001,14 @@ impl Store for SqliteStore {
             if n != 1 {
                 return Err(missing_or_conflict(conn, "flows", "id", &f.id));
             }
-            if let Some(g) = &grant {
-                update_grant_in(conn, &inner.polls, g)?;
+            match &grant {
+                Some(g) => update_grant_in(conn, &inner.pending, g).map(Some),
+                None => Ok(None),
             }
-            Ok(())
+        }, move |stored| {
+            if let (Some(g), Some(stored)) = (&held, stored) {
+                after.pending.written(g, *stored);
+            }
         })
         .await?;
         if let Some(id) = grant_id {
@@ -1142,38 +1195,42 @@ impl Store for SqliteStore {
     }
 
     async fn sweep(&self, now: Timestamp, grace_before: Timestamp) -> Result<SweepCounts> {
-        self.write(move |conn| {
-            let grants = conn
-                .execute(
-                    "DELETE FROM device_grants WHERE expires_at < ?1",
-                    [grace_before.as_millis()],
-                )
-                .map_err(internal)?;
-            let flows = conn
-                .execute(
-                    "DELETE FROM flows WHERE expires_at < ?1",
-                    [grace_before.as_millis()],
-                )
-                .map_err(internal)?;
-            let refresh_tokens = conn
-                .execute(
-                    "DELETE FROM refresh_tokens WHERE expires_at < ?1",
-                    [now.as_millis()],
-                )
-                .map_err(internal)?;
-            let sessions = conn
-                .execute(
-                    "DELETE FROM browser_sessions WHERE expires_at < ?1",
-                    [now.as_millis()],
-                )
-                .map_err(internal)?;
-            Ok(SweepCounts {
-                grants: grants as u64,
-                flows: flows as u64,
-                refresh_tokens: refresh_tokens as u64,
-                sessions: sessions as u64,
-            })
-        })
+        let inner = self.inner.clone();
+        self.write_then(
+            move |conn| {
+                let grants = conn
+                    .execute(
+                        "DELETE FROM device_grants WHERE expires_at < ?1",
+                        [grace_before.as_millis()],
+                    )
+                    .map_err(internal)?;
+                let flows = conn
+                    .execute(
+                        "DELETE FROM flows WHERE expires_at < ?1",
+                        [grace_before.as_millis()],
+                    )
+                    .map_err(internal)?;
+                let refresh_tokens = conn
+                    .execute(
+                        "DELETE FROM refresh_tokens WHERE expires_at < ?1",
+                        [now.as_millis()],
+                    )
+                    .map_err(internal)?;
+                let sessions = conn
+                    .execute(
+                        "DELETE FROM browser_sessions WHERE expires_at < ?1",
+                        [now.as_millis()],
+                    )
+                    .map_err(internal)?;
+                Ok(SweepCounts {
+                    grants: grants as u64,
+                    flows: flows as u64,
+                    refresh_tokens: refresh_tokens as u64,
+                    sessions: sessions as u64,
+                })
+            },
+            move |_| inner.pending.forget_expired(grace_before),
+        )
         .await
     }
 }
@@ -1192,30 +1249,117 @@ mod tests {
         .await;
     }
 
+    use crate::{HeldPoll, Store};
+    use devicegate_core::grant::{DeviceGrant, Paced};
+    use devicegate_core::{SecretHash, Timestamp};
+
+    const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+    async fn pending_grant(s: &super::SqliteStore) -> DeviceGrant {
+        let g = DeviceGrant {
+            device_code_hash: SecretHash::of(b"dgd_x"),
+            ..DeviceGrant::example_pending("cli", NOW)
+        };
+        s.create_grant(&g).await.unwrap();
+        g
+    }
+
+    fn poll(s: &super::SqliteStore, g: &DeviceGrant, at: Timestamp) -> Option<HeldPoll> {
+        s.poll_held(&g.device_code_hash, &g.tenant, &g.client_id, at)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn noted_polls_reach_the_file_within_milliseconds() {
-        use crate::Store;
-        use devicegate_core::grant::{DeviceGrant, PollDecision};
-        use devicegate_core::{SecretHash, Timestamp};
+    async fn pending_polls_are_answered_from_memory_until_a_decision() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = super::SqliteStore::open(dir.path().join("p.db")).unwrap();
+        let g = pending_grant(&s).await;
+        assert_eq!(s.inner.pending.len(), 1);
+        assert_eq!(poll(&s, &g, NOW), Some(HeldPoll::Paced(Paced::Pending)));
+        // Another client, or the same client id in another tenant, is not answered here.
+        assert_eq!(
+            s.poll_held(&g.device_code_hash, &g.tenant, "other", NOW),
+            None
+        );
+        assert_eq!(
+            s.poll_held(&g.device_code_hash, "acme", &g.client_id, NOW),
+            None
+        );
+        // The held poll is part of the version: a decision made on the older read loses.
+        let approved = g.approve("alice", NOW, NOW).unwrap();
+        assert_eq!(
+            s.update_grant(&approved).await,
+            Err(crate::StoreError::Conflict)
+        );
+        let read = s.get_grant(&g.id).await.unwrap();
+        assert_eq!(
+            (read.version, read.last_poll_at),
+            (g.version + 1, Some(NOW))
+        );
+        s.update_grant(&read.approve("alice", NOW, NOW).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(poll(&s, &g, NOW), None);
+        assert_eq!(s.inner.pending.len(), 0);
+        // Expired while pending: answered from memory too.
+        let late = DeviceGrant {
+            id: "g2".into(),
+            device_code_hash: SecretHash::of(b"dgd_y"),
+            user_code: devicegate_core::user_code::UserCode::from_canonical("CDFGHJKL".into()),
+            ..DeviceGrant::example_pending("cli", NOW)
+        };
+        s.create_grant(&late).await.unwrap();
+        assert_eq!(poll(&s, &late, late.expires_at), Some(HeldPoll::Expired));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn poll_times_reach_the_file_when_the_store_closes_and_intervals_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.db");
         let s = super::SqliteStore::open(&path).unwrap();
-        let now = Timestamp::from_millis(1_800_000_000_000);
-        let g = DeviceGrant {
-            device_code_hash: SecretHash::of(b"dgd_x"),
-            ..DeviceGrant::example_pending("cli", now)
-        };
-        s.create_grant(&g).await.unwrap();
-        let PollDecision::Pending { next } = g.on_poll("cli", now) else {
-            panic!()
-        };
-        s.record_poll(&next).await.unwrap();
+        let g = pending_grant(&s).await;
+        assert_eq!(poll(&s, &g, NOW), Some(HeldPoll::Paced(Paced::Pending)));
+        let soon = Timestamp::from_millis(NOW.as_millis() + 1);
+        assert!(matches!(
+            poll(&s, &g, soon),
+            Some(HeldPoll::Paced(Paced::SlowDown { .. }))
+        ));
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        // Another process (a restart) reads the poll time from the file.
+        // Another process reads the lengthened interval while this store still runs.
         let other = super::SqliteStore::open(&path).unwrap();
+        let seen = other.get_grant(&g.id).await.unwrap();
+        assert_eq!(seen.interval_secs, g.interval_secs + 5);
+        drop(other);
+        let later = Timestamp::from_millis(soon.as_millis() + 60_000);
+        assert_eq!(poll(&s, &g, later), Some(HeldPoll::Paced(Paced::Pending)));
+        drop(s);
+        // A restart keeps the last poll time, so a poll right after it is still too early.
+        let s = super::SqliteStore::open(&path).unwrap();
+        let read = s.get_grant(&g.id).await.unwrap();
+        assert_eq!(read.last_poll_at, Some(later));
+        assert!(matches!(
+            poll(&s, &g, Timestamp::from_millis(later.as_millis() + 1)),
+            Some(HeldPoll::Paced(Paced::SlowDown { .. }))
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_process_deleting_grants_reaches_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let s = super::SqliteStore::open(&path).unwrap();
+        let client = crate::conformance::client("cli");
+        s.create_client(&client).await.unwrap();
+        let g = pending_grant(&s).await;
+        assert_eq!(poll(&s, &g, NOW), Some(HeldPoll::Paced(Paced::Pending)));
+        // `devicegate client delete` run beside the server.
+        let cli = super::SqliteStore::open(&path).unwrap();
+        cli.delete_client(&client.tenant, &client.id).await.unwrap();
+        drop(cli);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(poll(&s, &g, NOW), None);
         assert_eq!(
-            other.get_grant(&g.id).await.unwrap().last_poll_at,
-            Some(now)
+            s.get_grant_by_device_code(&g.device_code_hash).await,
+            Err(crate::StoreError::NotFound)
         );
     }
 

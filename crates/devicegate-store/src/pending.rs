@@ -1,0 +1,344 @@
+//! Every pending grant's poll state, held in memory by the store that owns the database, so
+//! that a pending poll (nearly all of a device flow's traffic) reads and writes no database.
+//!
+//! An entry holds what RFC 8628 §3.5 needs to answer a poll of a pending grant: whose grant
+//! it is, when it expires, and its [`PollPace`]. The database stays the authority on
+//! decisions: an entry builds on the grant's stored version (`base`), every committed write of
+//! a grant replaces or removes its entry before the writer answers, and a compare-and-swap of
+//! a grant compares against `base` plus the polls held here. Poll times reach the database
+//! only when they matter beyond this process: a lengthened interval at once, the rest when
+//! the store closes.
+//!
+//! About 110 bytes per pending grant (a 32-byte key, a 40-byte entry, the hash table's
+//! slack), sharded 16 ways so that polls on different cores rarely meet on a lock.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+use devicegate_core::grant::{DeviceGrant, GrantStatus, Paced, PollPace};
+use devicegate_core::{SecretHash, Timestamp};
+
+use crate::{HeldPoll, StoreError};
+
+const SHARDS: usize = 16;
+/// `last_poll_at` of a grant never polled.
+const NEVER: i64 = i64::MIN;
+
+/// The poll state of one pending grant.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// The stored version this entry builds on.
+    base: i64,
+    /// Polls recorded since; readers see version `base + polls`.
+    polls: u32,
+    /// Index into the owner table: the grant's tenant and client.
+    owner: u32,
+    expires_at: i64,
+    last_poll_at: i64,
+    interval_secs: u32,
+    dirty: Dirty,
+}
+
+/// What an entry holds that the database does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Dirty {
+    Clean,
+    /// A newer poll time: written when the store closes.
+    Polled,
+    /// A longer interval after `slow_down`: written at the next flush.
+    Interval,
+}
+
+impl Entry {
+    fn pace(&self) -> PollPace {
+        PollPace {
+            interval_secs: self.interval_secs,
+            last_poll_at: (self.last_poll_at != NEVER)
+                .then(|| Timestamp::from_millis(self.last_poll_at)),
+        }
+    }
+
+    fn set_pace(&mut self, pace: PollPace) {
+        self.interval_secs = pace.interval_secs;
+        self.last_poll_at = pace.last_poll_at.map_or(NEVER, Timestamp::as_millis);
+    }
+
+    fn version(&self) -> i64 {
+        self.base + i64::from(self.polls)
+    }
+}
+
+/// Keys are SHA-256 outputs of server-generated secrets: their first bytes are already a
+/// uniform hash, and nobody outside chooses which keys get inserted.
+#[derive(Default)]
+struct FirstBytes(u64);
+
+impl Hasher for FirstBytes {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // The derived `Hash` of `[u8; 32]` writes the bytes in one call (after a length,
+        // which is the same for every key).
+        if let Some(head) = bytes.get(..8) {
+            self.0 = u64::from_le_bytes(head.try_into().unwrap_or_default());
+        }
+    }
+}
+
+type Shard = HashMap<SecretHash, Entry, BuildHasherDefault<FirstBytes>>;
+
+/// A grant's poll state as the database has it, for writing back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unwritten {
+    pub hash: SecretHash,
+    pub base: i64,
+    pub pace: PollPace,
+}
+
+/// A pending grant as loaded from the database.
+pub(crate) struct Loaded {
+    pub hash: SecretHash,
+    pub version: i64,
+    pub tenant: String,
+    pub client_id: String,
+    pub expires_at: Timestamp,
+    pub pace: PollPace,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct PendingIndex {
+    shards: [Mutex<Shard>; SHARDS],
+    /// `(tenant, client_id)` by owner index; a handful of rows, never shrunk.
+    owners: RwLock<Vec<(Box<str>, Box<str>)>>,
+}
+
+impl std::fmt::Debug for FirstBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FirstBytes")
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl PendingIndex {
+    fn shard(&self, hash: &SecretHash) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[usize::from(hash.as_bytes()[31]) % SHARDS])
+    }
+
+    fn owner(&self, tenant: &str, client_id: &str) -> u32 {
+        let matches = |(t, c): &(Box<str>, Box<str>)| &**t == tenant && &**c == client_id;
+        if let Some(i) = self
+            .owners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .position(matches)
+        {
+            return i as u32;
+        }
+        let mut owners = self.owners.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = owners.iter().position(matches) {
+            return i as u32;
+        }
+        owners.push((tenant.into(), client_id.into()));
+        (owners.len() - 1) as u32
+    }
+
+    fn is_owner(&self, owner: u32, tenant: &str, client_id: &str) -> bool {
+        let owners = self.owners.read().unwrap_or_else(|p| p.into_inner());
+        owners
+            .get(owner as usize)
+            .is_some_and(|(t, c)| &**t == tenant && &**c == client_id)
+    }
+
+    fn entry(&self, g: &Loaded) -> Entry {
+        let mut e = Entry {
+            base: g.version,
+            polls: 0,
+            owner: self.owner(&g.tenant, &g.client_id),
+            expires_at: g.expires_at.as_millis(),
+            last_poll_at: NEVER,
+            interval_secs: 0,
+            dirty: Dirty::Clean,
+        };
+        e.set_pace(g.pace);
+        e
+    }
+
+    /// Answers a poll by `client_id` of `tenant` from memory, recording it; `None` when the
+    /// grant is not held here or is another client's (the caller decides from the database).
+    pub fn poll(
+        &self,
+        hash: &SecretHash,
+        tenant: &str,
+        client_id: &str,
+        now: Timestamp,
+    ) -> Option<HeldPoll> {
+        let mut shard = self.shard(hash);
+        let e = shard.get_mut(hash)?;
+        if !self.is_owner(e.owner, tenant, client_id) {
+            return None;
+        }
+        if now.as_millis() >= e.expires_at {
+            return Some(HeldPoll::Expired);
+        }
+        let mut pace = e.pace();
+        let paced = pace.poll(now);
+        e.set_pace(pace);
+        e.polls += 1;
+        e.dirty = e.dirty.max(match paced {
+            Paced::Pending => Dirty::Polled,
+            Paced::SlowDown { .. } => Dirty::Interval,
+        });
+        Some(HeldPoll::Paced(paced))
+    }
+
+    /// Overlays a grant read from the database with the polls held here, when the entry
+    /// builds on the version read. (An entry on an older version is about to be replaced by
+    /// the write that made the newer one; a read older than the entry sees no polls and
+    /// will lose any compare-and-swap.)
+    pub fn overlay(&self, g: &mut DeviceGrant) {
+        if let Some(e) = self.shard(&g.device_code_hash).get(&g.device_code_hash)
+            && e.base == g.version
+        {
+            g.version = e.version();
+            g.interval_secs = e.interval_secs;
+            g.last_poll_at = e.pace().last_poll_at;
+        }
+    }
+
+    /// For a compare-and-swap of `g`: the stored version it must find, or `Conflict` when
+    /// polls held here changed the grant since `g` was read.
+    pub fn expected_version(&self, g: &DeviceGrant) -> Result<i64, StoreError> {
+        match self.shard(&g.device_code_hash).get(&g.device_code_hash) {
+            Some(e) if e.version() != g.version => Err(StoreError::Conflict),
+            Some(e) => Ok(e.base),
+            None => Ok(g.version),
+        }
+    }
+
+    /// A poll recorded through the database path (`record_poll`): compare-and-swap against
+    /// the entry. `Ok(false)` when there is no entry.
+    pub fn record(&self, g: &DeviceGrant) -> Result<bool, StoreError> {
+        let mut shard = self.shard(&g.device_code_hash);
+        let Some(e) = shard.get_mut(&g.device_code_hash) else {
+            return Ok(false);
+        };
+        if e.version() != g.version {
+            return Err(StoreError::Conflict);
+        }
+        let lengthened = g.interval_secs != e.interval_secs;
+        e.set_pace(g.pace());
+        e.polls += 1;
+        e.dirty = e.dirty.max(if lengthened {
+            Dirty::Interval
+        } else {
+            Dirty::Polled
+        });
+        Ok(true)
+    }
+
+    /// After a committed write that stored `g` at version `stored`: holds it while it is
+    /// pending, forgets it once decided.
+    pub fn written(&self, g: &DeviceGrant, stored: i64) {
+        let mut shard = self.shard(&g.device_code_hash);
+        if g.status != GrantStatus::Pending {
+            shard.remove(&g.device_code_hash);
+            return;
+        }
+        let e = self.entry(&Loaded {
+            hash: g.device_code_hash,
+            version: stored,
+            tenant: g.tenant.clone(),
+            client_id: g.client_id.clone(),
+            expires_at: g.expires_at,
+            pace: g.pace(),
+        });
+        shard.insert(g.device_code_hash, e);
+    }
+
+    /// Replaces the whole index with `loaded` (every pending grant in the database), keeping
+    /// the polls held for grants whose stored version has not changed.
+    pub fn reload(&self, loaded: Vec<Loaded>) {
+        let mut fresh: [Shard; SHARDS] = Default::default();
+        for g in &loaded {
+            fresh[usize::from(g.hash.as_bytes()[31]) % SHARDS].insert(g.hash, self.entry(g));
+        }
+        for (shard, mut new) in self.shards.iter().zip(fresh) {
+            let mut shard = lock(shard);
+            for (hash, e) in new.iter_mut() {
+                if let Some(old) = shard.get(hash)
+                    && old.base == e.base
+                {
+                    *e = *old;
+                }
+            }
+            *shard = new;
+        }
+    }
+
+    /// Drops entries that satisfy `gone` (their grants were deleted).
+    fn forget(&self, gone: impl Fn(&Entry) -> bool) {
+        for shard in &self.shards {
+            lock(shard).retain(|_, e| !gone(e));
+        }
+    }
+
+    /// Grants that expired before `before` were deleted.
+    pub fn forget_expired(&self, before: Timestamp) {
+        self.forget(|e| e.expires_at < before.as_millis());
+    }
+
+    /// A client's grants (every client of the tenant when `client_id` is `None`) were deleted.
+    pub fn forget_owner(&self, tenant: &str, client_id: Option<&str>) {
+        let owners: Vec<u32> = {
+            let owners = self.owners.read().unwrap_or_else(|p| p.into_inner());
+            (0..owners.len() as u32)
+                .filter(|&i| {
+                    let (t, c) = &owners[i as usize];
+                    &**t == tenant && client_id.is_none_or(|id| &**c == id)
+                })
+                .collect()
+        };
+        self.forget(|e| owners.contains(&e.owner));
+    }
+
+    /// Poll state the database lacks: entries marked at least `at_least` dirty (a lengthened
+    /// interval only, or every poll time), marked clean as they are taken.
+    fn take_dirty(&self, at_least: Dirty) -> Vec<Unwritten> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            for (hash, e) in lock(shard).iter_mut() {
+                if e.dirty >= at_least {
+                    out.push(Unwritten {
+                        hash: *hash,
+                        base: e.base,
+                        pace: e.pace(),
+                    });
+                    e.dirty = Dirty::Clean;
+                }
+            }
+        }
+        out
+    }
+
+    /// Lengthened intervals to write now.
+    pub fn take_lengthened(&self) -> Vec<Unwritten> {
+        self.take_dirty(Dirty::Interval)
+    }
+
+    /// Everything to write before the process goes away.
+    pub fn take_all_dirty(&self) -> Vec<Unwritten> {
+        self.take_dirty(Dirty::Polled)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+}
