@@ -489,11 +489,16 @@ async fn approve_all(run: &Arc<Run>, codes: &[Arc<Code>]) -> anyhow::Result<()> 
     workers(run.args.approvers, |_| {
         let (run, codes, next, errors) = (run.clone(), codes.clone(), next.clone(), errors.clone());
         async move {
+            let mut session = None;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let Some(c) = codes.get(n) else { break };
                 let target = &run.targets[c.target];
-                if let Err(e) = run.approval.approve(&run.http, target, c).await {
+                if let Err(e) = run
+                    .approval
+                    .approve(&run.http, target, c, &mut session)
+                    .await
+                {
                     errors.lock().unwrap_or_else(|e| e.into_inner()).push(e);
                     break;
                 }
@@ -547,6 +552,7 @@ async fn flows(run: &Arc<Run>, deadline: Instant) -> (Rec, f64) {
         let run = run.clone();
         async move {
             let mut rec = Rec::default();
+            let mut session = None;
             let t = i % run.targets.len();
             let target = &run.targets[t];
             while Instant::now() < deadline {
@@ -560,7 +566,11 @@ async fn flows(run: &Arc<Run>, deadline: Instant) -> (Rec, f64) {
                 let Some(code) = code_from(t, &a) else {
                     continue;
                 };
-                if let Err(e) = run.approval.approve(&run.http, target, &code).await {
+                if let Err(e) = run
+                    .approval
+                    .approve(&run.http, target, &code, &mut session)
+                    .await
+                {
                     *rec.outcomes
                         .entry(format!("approval failed: {e:#}"))
                         .or_default() += 1;
@@ -594,6 +604,7 @@ async fn devices(run: &Arc<Run>, deadline: Instant) -> (Rec, f64) {
         .map(|_| {
             let (run, rx) = (run.clone(), rx.clone());
             tokio::spawn(async move {
+                let mut session = None;
                 loop {
                     let code = tokio::select! {
                         c = async { rx.lock().await.recv().await } => c,
@@ -602,7 +613,7 @@ async fn devices(run: &Arc<Run>, deadline: Instant) -> (Rec, f64) {
                     let Some(code) = code else { break };
                     let _ = run
                         .approval
-                        .approve(&run.http, &run.targets[code.target], &code)
+                        .approve(&run.http, &run.targets[code.target], &code, &mut session)
                         .await;
                 }
             })

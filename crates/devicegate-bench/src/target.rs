@@ -191,8 +191,16 @@ pub struct Approval {
 }
 
 impl Approval {
-    /// Approves `code` at `target`, or says which step failed.
-    pub async fn approve(&self, http: &Http, target: &Target, code: &Code) -> anyhow::Result<()> {
+    /// Approves `code` at `target`, or says which step failed. Through the flows API the
+    /// person signs on once and keeps the session in `session` for the next approvals
+    /// (`session.resume`), as a custom UI would.
+    pub async fn approve(
+        &self,
+        http: &Http,
+        target: &Target,
+        code: &Code,
+        session: &mut Option<String>,
+    ) -> anyhow::Result<()> {
         match self.approver {
             Approver::None => bail!("no approver given (--approve)"),
             Approver::OidcProvider => {
@@ -215,11 +223,28 @@ impl Approval {
                     .with_context(|| format!("creating a flow: {}", a.outcome))?
                     .to_owned();
                 let url = format!("{flows}/{id}");
-                let steps = [
-                    serde_json::json!({"action": "user_code.verify", "user_code": code.user_code}),
-                    serde_json::json!({"action": "sign_on", "username": self.username, "password": self.password}),
-                    serde_json::json!({"action": "consent", "accept": true}),
-                ];
+                let verify =
+                    serde_json::json!({"action": "user_code.verify", "user_code": code.user_code});
+                let a = send(http, json(&url, &verify)).await;
+                if a.outcome != "ok" {
+                    bail!("flow step user_code.verify: {}", a.outcome);
+                }
+                let resumed = match session.as_deref() {
+                    Some(s) => {
+                        let resume = serde_json::json!({"action": "session.resume", "session": s});
+                        send(http, json(&url, &resume)).await.outcome == "ok"
+                    }
+                    None => false,
+                };
+                if !resumed {
+                    let sign_on = serde_json::json!({"action": "sign_on", "username": self.username, "password": self.password});
+                    let a = send(http, json(&url, &sign_on)).await;
+                    if a.outcome != "ok" {
+                        bail!("flow step sign_on: {}", a.outcome);
+                    }
+                    *session = a.body["session"].as_str().map(str::to_owned);
+                }
+                let steps = [serde_json::json!({"action": "consent", "accept": true})];
                 for step in &steps {
                     let a = send(http, json(&url, step)).await;
                     if a.outcome != "ok" {

@@ -69,6 +69,8 @@ pub enum ErrorCode {
     InvalidCredentials,
     /// Flows API: the action does not fit the flow's status.
     InvalidAction,
+    /// Flows API: the session presented to `session.resume` is unknown or has ended.
+    InvalidSession,
     /// Flows API: no such flow.
     NotFound,
     /// Flows API: the flow has expired.
@@ -105,6 +107,7 @@ impl ErrorCode {
             ErrorCode::UsedUserCode => "used_user_code",
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::InvalidAction => "invalid_action",
+            ErrorCode::InvalidSession => "invalid_session",
             ErrorCode::NotFound => "not_found",
             ErrorCode::ExpiredFlow => "expired_flow",
             ErrorCode::FlowFailed => "flow_failed",
@@ -316,6 +319,10 @@ pub struct FlowView {
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<FlowResult>,
+    /// Returned once, by a successful `sign_on`: the person's session, which later flows
+    /// present with `session.resume` instead of signing on again (until it ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// A body posted to `/api/v1/flows/{id}`, tagged on `action`.
@@ -328,6 +335,9 @@ pub enum FlowAction {
     SignOn { username: String, password: String },
     #[serde(rename = "consent")]
     Consent { accept: bool },
+    /// Signs the flow on as the person of a session a `sign_on` returned.
+    #[serde(rename = "session.resume")]
+    SessionResume { session: String },
 }
 
 impl std::fmt::Debug for FlowAction {
@@ -342,6 +352,7 @@ impl std::fmt::Debug for FlowAction {
             FlowAction::Consent { accept } => {
                 f.debug_struct("Consent").field("accept", accept).finish()
             }
+            FlowAction::SessionResume { .. } => f.write_str("SessionResume"),
         }
     }
 }

@@ -59,6 +59,7 @@ impl From<StepError> for OAuthError {
             StepError::InvalidCredentials => {
                 (StatusCode::UNAUTHORIZED, ErrorCode::InvalidCredentials)
             }
+            StepError::InvalidSession => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidSession),
             StepError::Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::TemporarilyUnavailable,
@@ -150,7 +151,15 @@ async fn act(
             verification::verify_user_code(&state, &tenant, &key, &user_code, ip).await?
         }
         FlowAction::SignOn { username, password } => {
-            verification::sign_on(&state, &tenant, &key, &username, &password, ip).await?
+            let flow =
+                verification::sign_on(&state, &tenant, &key, &username, &password, ip).await?;
+            let session = verification::keep_sign_on(&state, &tenant, &flow).await?;
+            let Json(mut body) = view(&state, &id, flow).await?;
+            body.session = Some(session.expose().to_owned());
+            return Ok(Json(body));
+        }
+        FlowAction::SessionResume { session } => {
+            verification::resume_kept(&state, &tenant, &key, &session).await?
         }
         FlowAction::Consent { accept } => {
             verification::consent(&state, &tenant, &key, accept).await?

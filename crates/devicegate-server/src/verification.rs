@@ -11,7 +11,7 @@ use devicegate_core::secret::{Secret, SecretKind, random_id};
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 use devicegate_proto::{FlowClient, FlowStatus, FlowView};
-use devicegate_store::StoreError;
+use devicegate_store::{BrowserSession, StoreError};
 
 use crate::tenant::Tenant;
 use crate::{AppState, now};
@@ -27,6 +27,8 @@ pub enum StepError {
     Flow(#[from] FlowError),
     #[error("wrong username or password")]
     InvalidCredentials,
+    #[error("unknown or ended session; sign on again")]
+    InvalidSession,
     #[error("too many failed attempts; try again in {} s", .retry_after.as_secs())]
     Limited { retry_after: Duration },
     #[error("the flow changed too often concurrently")]
@@ -67,6 +69,7 @@ impl Described {
             user_code: self.grant.as_ref().map(|g| g.user_code.display()),
             username: self.username.clone(),
             result: self.flow.result,
+            session: None,
         }
     }
 }
@@ -264,6 +267,54 @@ pub async fn resume_session(
     auth_time: Timestamp,
 ) -> Result<Flow, StepError> {
     attach_user(state, tenant, key, user_id, auth_time).await
+}
+
+/// Keeps the sign-on of `flow` (just signed on) as a session for the flows API: a custom UI
+/// presents it with `session.resume` to walk later flows as the same person, the way a
+/// browser's cookie does on the pages. Stored like a browser session, as a hash; it ends with
+/// the session lifetime.
+pub async fn keep_sign_on(
+    state: &AppState,
+    tenant: &Tenant,
+    flow: &Flow,
+) -> Result<Secret, StepError> {
+    let secret = Secret::generate(SecretKind::BrowserSession);
+    let now = now();
+    state
+        .store
+        .create_session(&BrowserSession {
+            id_hash: secret.hash(),
+            tenant: tenant.id.clone(),
+            user_id: flow.user_id.clone(),
+            signed_on_at: flow.signed_on_at,
+            flow_hash: None,
+            created_at: now,
+            expires_at: now.plus(state.settings.session_ttl),
+        })
+        .await?;
+    Ok(secret)
+}
+
+/// Signs the flow behind `key` on as the person of a kept session (`keep_sign_on`).
+pub async fn resume_kept(
+    state: &AppState,
+    tenant: &Tenant,
+    key: &SecretHash,
+    presented: &str,
+) -> Result<Flow, StepError> {
+    let session = match state
+        .store
+        .get_session(&Secret::from_presented(presented).hash())
+        .await
+    {
+        Ok(s) if s.tenant == tenant.id && s.expires_at > now() => s,
+        Ok(_) | Err(StoreError::NotFound) => return Err(StepError::InvalidSession),
+        Err(e) => return Err(e.into()),
+    };
+    let (Some(user_id), Some(auth_time)) = (session.user_id, session.signed_on_at) else {
+        return Err(StepError::InvalidSession);
+    };
+    resume_session(state, tenant, key, &user_id, auth_time).await
 }
 
 async fn attach_user(

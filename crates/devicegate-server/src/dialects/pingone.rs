@@ -104,7 +104,8 @@ fn step_error(e: StepError) -> Response {
             &msg,
             Some(("INVALID_VALUE", "userCode")),
         ),
-        StepError::InvalidCredentials => error(
+        // PingOne's flows have no kept sessions; the variant comes from the flows API only.
+        StepError::InvalidCredentials | StepError::InvalidSession => error(
             StatusCode::BAD_REQUEST,
             "INVALID_DATA",
             "The provided username or password is not valid",

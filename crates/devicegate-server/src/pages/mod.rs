@@ -267,7 +267,7 @@ impl Visit {
             }
             StepError::Flow(FlowError::WrongStatus(status)) => self.see_other(step_path(status)),
             StepError::Limited { retry_after } => self.too_many(retry_after),
-            StepError::InvalidCredentials => {
+            StepError::InvalidCredentials | StepError::InvalidSession => {
                 self.message(StatusCode::UNAUTHORIZED, t.signin_title, t.bad_credentials)
             }
             StepError::Busy | StepError::Store(_) => {

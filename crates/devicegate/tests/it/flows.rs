@@ -431,3 +431,86 @@ async fn concurrent_wrong_codes_all_count() {
     let (_, _, read) = s.api("GET", &format!("/api/v1/flows/{id}"), None).await;
     assert_eq!(read["status"], "FAILED");
 }
+
+#[tokio::test]
+async fn a_person_signs_on_once_and_resumes_the_session_for_later_devices() {
+    let s = TestServer::start().await;
+    s.public_client("tv", 5).await;
+    s.user("ann").await;
+    let walk_to_sign_on = |d: Value| {
+        let s = &s;
+        async move {
+            let id = s.new_flow().await;
+            let code = d["user_code"].as_str().unwrap();
+            let (status, b) = s
+                .act(
+                    &id,
+                    json!({"action": "user_code.verify", "user_code": code}),
+                )
+                .await;
+            assert_eq!(b["status"], "SIGN_ON_REQUIRED", "{status} {b}");
+            id
+        }
+    };
+    let first = s.device_authorization("tv", Some("openid")).await;
+    let id = walk_to_sign_on(first.clone()).await;
+    let (status, b) = s
+        .act(
+            &id,
+            json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    let session = b["session"].as_str().unwrap().to_owned();
+    assert!(
+        session.starts_with("dgb_") && session.len() > 40,
+        "{session}"
+    );
+    // Returned once: reading the flow does not show it again.
+    let (_, _, read) = s.api("GET", &format!("/api/v1/flows/{id}"), None).await;
+    assert!(read.get("session").is_none(), "{read}");
+    s.act(&id, json!({"action": "consent", "accept": true}))
+        .await;
+    let (_, tokens) = s.poll("tv", first["device_code"].as_str().unwrap()).await;
+    let (_, first_id) = claims(tokens["id_token"].as_str().unwrap());
+
+    sleep_ms(1100).await;
+    let second = s.device_authorization("tv", Some("openid")).await;
+    let id = walk_to_sign_on(second.clone()).await;
+    // A made-up or garbled session is refused and changes nothing.
+    for bad in ["dgb_made-up", "", "not a session"] {
+        let (status, b) = s
+            .act(&id, json!({"action": "session.resume", "session": bad}))
+            .await;
+        assert_eq!(
+            err(status, &b),
+            (StatusCode::UNAUTHORIZED, "invalid_session")
+        );
+    }
+    let (_, _, read) = s.api("GET", &format!("/api/v1/flows/{id}"), None).await;
+    assert_eq!(read["status"], "SIGN_ON_REQUIRED");
+    let (status, b) = s
+        .act(&id, json!({"action": "session.resume", "session": session}))
+        .await;
+    assert_eq!(
+        (status, b["status"].as_str(), b["username"].as_str()),
+        (StatusCode::OK, Some("CONSENT_REQUIRED"), Some("ann")),
+        "{b}"
+    );
+    assert!(b.get("session").is_none(), "{b}");
+    s.act(&id, json!({"action": "consent", "accept": true}))
+        .await;
+    let (status, tokens) = s.poll("tv", second["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (_, second_id) = claims(tokens["id_token"].as_str().unwrap());
+    // Same person, and auth_time is still the one sign-on.
+    assert_eq!(second_id["sub"], first_id["sub"]);
+    assert_eq!(second_id["auth_time"], first_id["auth_time"]);
+    assert!(second_id["iat"].as_i64() > first_id["iat"].as_i64());
+
+    // A session resumes only flows that wait for a sign-on.
+    let (status, b) = s
+        .act(&id, json!({"action": "session.resume", "session": session}))
+        .await;
+    assert_eq!(err(status, &b), (StatusCode::CONFLICT, "invalid_action"));
+}
