@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::{Extension, Json};
 use devicegate_core::grant::{DeviceGrant, GrantStatus, Requester};
 use devicegate_core::scope::Scopes;
-use devicegate_core::secret::{Secret, SecretKind, random_id};
+use devicegate_core::secret::{Secret, SecretKind, ordered_id};
 use devicegate_core::user_code::UserCode;
 use devicegate_proto::{DeviceAuthorizationResponse, ErrorCode, GrantType};
 use devicegate_store::{ClientRecord, StoreError};
@@ -114,7 +114,7 @@ pub async fn issue(
     for _ in 0..USER_CODE_ATTEMPTS {
         let device_code = Secret::generate(SecretKind::DeviceCode);
         let grant = DeviceGrant {
-            id: random_id(),
+            id: ordered_id(now),
             tenant: tenant.id.clone(),
             device_code_hash: device_code.hash(),
             user_code: UserCode::generate_len(state.settings.user_code_length),
