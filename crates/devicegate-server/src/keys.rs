@@ -7,10 +7,11 @@ use devicegate_core::keys::{Algorithm, KeyError, KeyMaterial, Signer};
 use devicegate_core::secret::random_id;
 use devicegate_store::{KeyRecord, Store, StoreError};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct KeySet {
-    signers: Vec<Signer>,
+    signers: Arc<[Signer]>,
     active: usize,
 }
 
@@ -52,7 +53,10 @@ impl KeySet {
             .iter()
             .rposition(|r| r.alg == alg)
             .ok_or(crate::StartError::Store(StoreError::NotFound))?;
-        Ok(KeySet { signers, active })
+        Ok(KeySet {
+            signers: signers.into(),
+            active,
+        })
     }
 
     pub fn active(&self) -> &Signer {
@@ -67,6 +71,29 @@ impl KeySet {
         jwt::encode(self.active(), typ, claims)
     }
 
+    /// Signs every `(typ, claims)` with the active key. RSA signatures (about 0.2 ms each)
+    /// run on the blocking pool, so that the async workers go on answering polls meanwhile;
+    /// ES256 and EdDSA (microseconds) sign in place, where the hop would cost more than the
+    /// signature.
+    pub async fn sign_all(
+        &self,
+        jobs: Vec<(&'static str, Value)>,
+    ) -> Result<Vec<String>, KeyError> {
+        let (signers, active) = (self.signers.clone(), self.active);
+        let sign = move || {
+            jobs.iter()
+                .map(|(typ, claims)| jwt::encode(&signers[active], typ, claims))
+                .collect()
+        };
+        if self.active().alg == Algorithm::Rs256 {
+            tokio::task::spawn_blocking(sign)
+                .await
+                .map_err(|_| KeyError::Sign)?
+        } else {
+            sign()
+        }
+    }
+
     /// RFC 7517 JWK Set of every key.
     pub fn jwks(&self) -> Value {
         json!({ "keys": self.signers.iter().map(Signer::jwk).collect::<Vec<_>>() })
@@ -75,7 +102,7 @@ impl KeySet {
     /// Algorithms of the keys we hold.
     pub fn algorithms(&self) -> Vec<String> {
         let mut algs: Vec<String> = Vec::new();
-        for s in &self.signers {
+        for s in self.signers.iter() {
             let a = s.alg.as_str().to_owned();
             if !algs.contains(&a) {
                 algs.push(a);

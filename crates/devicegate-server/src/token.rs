@@ -241,6 +241,7 @@ async fn redeem(
         now,
         refresh.map(|(s, _)| s),
     )
+    .await
     .map_err(Redeem::Failed)
 }
 
@@ -278,7 +279,7 @@ fn new_refresh_token(
     (secret, record)
 }
 
-fn issue_tokens(
+async fn issue_tokens(
     cx: Ctx<'_>,
     user: &UserRecord,
     scopes: &Scopes,
@@ -302,25 +303,19 @@ fn issue_tokens(
         access_ttl_secs,
         auth_time,
     };
-    let sign_failed = |e| {
+    let mut jobs = vec![(jwt::TYP_ACCESS_TOKEN, jwt::access_token_claims(&issue))];
+    if scopes.contains(scope::OPENID) {
+        jobs.push((
+            jwt::TYP_JWT,
+            jwt::id_token_claims(&issue, &user_claims(user)),
+        ));
+    }
+    let mut signed = tenant.keys.sign_all(jobs).await.map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         OAuthError::internal()
-    };
-    let access_token = tenant
-        .keys
-        .sign(jwt::TYP_ACCESS_TOKEN, &jwt::access_token_claims(&issue))
-        .map_err(sign_failed)?;
-    let id_token = if scopes.contains(scope::OPENID) {
-        let claims = jwt::id_token_claims(&issue, &user_claims(user));
-        Some(
-            tenant
-                .keys
-                .sign(jwt::TYP_JWT, &claims)
-                .map_err(sign_failed)?,
-        )
-    } else {
-        None
-    };
+    })?;
+    let id_token = (signed.len() > 1).then(|| signed.remove(1));
+    let access_token = signed.remove(0);
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer".into(),
@@ -429,6 +424,7 @@ async fn refresh(
         now,
         Some(secret),
     )
+    .await
 }
 
 async fn revoke_family(state: &AppState, family_id: &str, why: &str) -> Result<(), OAuthError> {
