@@ -279,8 +279,18 @@ async fn measure(run: &Arc<Run>, mode: Mode) -> anyhow::Result<serde_json::Value
     let prepared: Vec<Arc<Code>> = match mode {
         Mode::Poll => {
             fill_pool(run, a.codes).await?;
-            let pool = run.pool.lock().await;
-            pool[..a.codes].to_vec()
+            let codes = run.pool.lock().await[..a.codes].to_vec();
+            if run.targets.len() > 1 {
+                // Steady state: every instance has seen every code once (its first poll of
+                // a code reads the database). That warm-up is reported apart.
+                let n = codes.len() * run.targets.len();
+                let deadline = Instant::now() + Duration::from_secs(120);
+                let (rec, secs) = poll(run, Arc::new(codes.clone()), Some(n), deadline).await;
+                let requests: u64 = rec.outcomes.values().sum();
+                extra.insert("warmup_req_per_s".into(), json!(requests as f64 / secs));
+                extra.insert("warmup_outcomes".into(), json!(rec.outcomes));
+            }
+            codes
         }
         Mode::Tokens => {
             // Fresh codes, never polled, so that none waits for its interval.
@@ -328,7 +338,11 @@ async fn measure(run: &Arc<Run>, mode: Mode) -> anyhow::Result<serde_json::Value
     let (mut rec, elapsed) = match mode {
         Mode::Trivial => trivial(run, deadline).await,
         Mode::Authorize => authorize(run, deadline).await,
-        Mode::Poll | Mode::Tokens => poll(run, Arc::new(prepared), mode, deadline).await,
+        Mode::Poll => poll(run, Arc::new(prepared), None, deadline).await,
+        Mode::Tokens => {
+            let n = prepared.len();
+            poll(run, Arc::new(prepared), Some(n), deadline).await
+        }
         Mode::Flows => flows(run, deadline).await,
         Mode::Devices => devices(run, deadline).await,
     };
@@ -514,12 +528,12 @@ async fn approve_all(run: &Arc<Run>, codes: &[Arc<Code>]) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Polls `codes` round-robin (`poll`: until the deadline) or each once (`tokens`), never a
-/// code before its interval has passed.
+/// Polls `codes` round-robin until the deadline, or `limit` polls (`tokens`: each code
+/// once), never a code before its interval has passed.
 async fn poll(
     run: &Arc<Run>,
     codes: Arc<Vec<Arc<Code>>>,
-    mode: Mode,
+    limit: Option<usize>,
     deadline: Instant,
 ) -> (Rec, f64) {
     let next = Arc::new(AtomicUsize::new(0));
@@ -529,14 +543,17 @@ async fn poll(
             let mut rec = Rec::default();
             while Instant::now() < deadline {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                if mode == Mode::Tokens && n >= codes.len() {
+                if limit.is_some_and(|l| n >= l) {
                     break;
                 }
                 let c = &codes[n % codes.len()];
                 if !wait_due(c, deadline, &mut rec).await {
                     break;
                 }
-                let req = run.targets[c.target].poll_request(&run.args.client_id, &c.device_code);
+                // Each round over the codes polls them on the next instance, as a load
+                // balancer would spread a device's polls: pace must hold across instances.
+                let t = (c.target + n / codes.len()) % run.targets.len();
+                let req = run.targets[t].poll_request(&run.args.client_id, &c.device_code);
                 let a = rec.timed(&run.http, req).await;
                 polled(c, &a);
             }

@@ -9,11 +9,18 @@
 //! only when they matter beyond this process: a lengthened interval at once, the rest when
 //! the store closes.
 //!
+//! On PostgreSQL, with several instances, each instance's index is a cache beside the others
+//! ([`Mode::Shared`]): held polls are not part of compare-and-swap (the database version is),
+//! an entry answers only after a database compare-and-swap admitted it and until any
+//! instance's `NOTIFY` of a change to its grant, and instances tell each other their polls'
+//! pace in batches, so that `slow_down` holds whichever instance a device polls.
+//!
 //! About 110 bytes per pending grant (a 32-byte key, a 40-byte entry, the hash table's
 //! slack), sharded 16 ways so that polls on different cores rarely meet on a lock.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use devicegate_core::grant::{DeviceGrant, GrantStatus, Paced, PollPace};
@@ -24,6 +31,18 @@ use crate::{HeldPoll, StoreError};
 const SHARDS: usize = 16;
 /// `last_poll_at` of a grant never polled.
 const NEVER: i64 = i64::MIN;
+
+/// Whose word an index is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Mode {
+    /// The only process writing the database (SQLite): held polls are part of every grant's
+    /// version, and every committed write of a grant updates its entry.
+    #[default]
+    Owner,
+    /// One of several instances sharing a database (PostgreSQL): entries are a cache, and
+    /// the database version alone decides compare-and-swap.
+    Shared,
+}
 
 /// The poll state of one pending grant.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +57,9 @@ struct Entry {
     last_poll_at: i64,
     interval_secs: u32,
     dirty: Dirty,
+    /// May answer polls (owner and expiry known and current). Entries that only carry pace
+    /// learnt from other instances, or whose grant changed, do not.
+    answerable: bool,
 }
 
 /// What an entry holds that the database does not.
@@ -66,6 +88,19 @@ impl Entry {
 
     fn version(&self) -> i64 {
         self.base + i64::from(self.polls)
+    }
+
+    /// Takes the later poll and the longer interval of the two.
+    fn merge_pace(&mut self, other: PollPace) {
+        let mine = self.pace();
+        self.set_pace(merged(mine, other));
+    }
+}
+
+fn merged(a: PollPace, b: PollPace) -> PollPace {
+    PollPace {
+        interval_secs: a.interval_secs.max(b.interval_secs),
+        last_poll_at: a.last_poll_at.max(b.last_poll_at),
     }
 }
 
@@ -96,6 +131,8 @@ pub(crate) struct Unwritten {
     pub hash: SecretHash,
     pub base: i64,
     pub pace: PollPace,
+    /// The interval grew (`slow_down`) since the pace was last taken.
+    pub lengthened: bool,
 }
 
 /// A pending grant as loaded from the database.
@@ -110,7 +147,11 @@ pub(crate) struct Loaded {
 
 #[derive(Debug, Default)]
 pub(crate) struct PendingIndex {
+    mode: Mode,
     shards: [Mutex<Shard>; SHARDS],
+    /// Per shard, how many times an entry of it was made unanswerable: an admission checks
+    /// that none was since it read the database.
+    invalidations: [std::sync::atomic::AtomicU64; SHARDS],
     /// `(tenant, client_id)` by owner index; a handful of rows, never shrunk.
     owners: RwLock<Vec<(Box<str>, Box<str>)>>,
 }
@@ -125,9 +166,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn shard_of(hash: &SecretHash) -> usize {
+    usize::from(hash.as_bytes()[31]) % SHARDS
+}
+
 impl PendingIndex {
+    pub fn new(mode: Mode) -> PendingIndex {
+        PendingIndex {
+            mode,
+            ..PendingIndex::default()
+        }
+    }
+
     fn shard(&self, hash: &SecretHash) -> MutexGuard<'_, Shard> {
-        lock(&self.shards[usize::from(hash.as_bytes()[31]) % SHARDS])
+        lock(&self.shards[shard_of(hash)])
     }
 
     fn owner(&self, tenant: &str, client_id: &str) -> u32 {
@@ -157,16 +209,33 @@ impl PendingIndex {
     }
 
     fn entry(&self, g: &Loaded) -> Entry {
+        self.new_entry(&g.tenant, &g.client_id, g.version, g.expires_at, g.pace)
+    }
+
+    /// The entry of grant `g`, stored at version `stored`.
+    fn entry_for(&self, g: &DeviceGrant, stored: i64) -> Entry {
+        self.new_entry(&g.tenant, &g.client_id, stored, g.expires_at, g.pace())
+    }
+
+    fn new_entry(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        version: i64,
+        expires_at: Timestamp,
+        pace: PollPace,
+    ) -> Entry {
         let mut e = Entry {
-            base: g.version,
+            base: version,
             polls: 0,
-            owner: self.owner(&g.tenant, &g.client_id),
-            expires_at: g.expires_at.as_millis(),
+            owner: self.owner(tenant, client_id),
+            expires_at: expires_at.as_millis(),
             last_poll_at: NEVER,
             interval_secs: 0,
             dirty: Dirty::Clean,
+            answerable: true,
         };
-        e.set_pace(g.pace);
+        e.set_pace(pace);
         e
     }
 
@@ -181,7 +250,7 @@ impl PendingIndex {
     ) -> Option<HeldPoll> {
         let mut shard = self.shard(hash);
         let e = shard.get_mut(hash)?;
-        if !self.is_owner(e.owner, tenant, client_id) {
+        if !e.answerable || !self.is_owner(e.owner, tenant, client_id) {
             return None;
         }
         if now.as_millis() >= e.expires_at {
@@ -203,9 +272,17 @@ impl PendingIndex {
     /// the write that made the newer one; a read older than the entry sees no polls and
     /// will lose any compare-and-swap.)
     pub fn overlay(&self, g: &mut DeviceGrant) {
-        if let Some(e) = self.shard(&g.device_code_hash).get(&g.device_code_hash)
-            && e.base == g.version
-        {
+        let shard = self.shard(&g.device_code_hash);
+        let Some(e) = shard.get(&g.device_code_hash) else {
+            return;
+        };
+        if self.mode == Mode::Shared {
+            // Pace only: the latest poll and longest interval any instance told of.
+            let pace = merged(g.pace(), e.pace());
+            (g.interval_secs, g.last_poll_at) = (pace.interval_secs, pace.last_poll_at);
+            return;
+        }
+        if e.base == g.version {
             g.version = e.version();
             g.interval_secs = e.interval_secs;
             g.last_poll_at = e.pace().last_poll_at;
@@ -215,6 +292,9 @@ impl PendingIndex {
     /// For a compare-and-swap of `g`: the stored version it must find, or `Conflict` when
     /// polls held here changed the grant since `g` was read.
     pub fn expected_version(&self, g: &DeviceGrant) -> Result<i64, StoreError> {
+        if self.mode == Mode::Shared {
+            return Ok(g.version);
+        }
         match self.shard(&g.device_code_hash).get(&g.device_code_hash) {
             Some(e) if e.version() != g.version => Err(StoreError::Conflict),
             Some(e) => Ok(e.base),
@@ -243,23 +323,96 @@ impl PendingIndex {
         Ok(true)
     }
 
-    /// After a committed write that stored `g` at version `stored`: holds it while it is
-    /// pending, forgets it once decided.
+    /// `Owner`: after a committed write that stored `g` at version `stored`: holds it while
+    /// it is pending, forgets it once decided.
     pub fn written(&self, g: &DeviceGrant, stored: i64) {
         let mut shard = self.shard(&g.device_code_hash);
         if g.status != GrantStatus::Pending {
             shard.remove(&g.device_code_hash);
             return;
         }
-        let e = self.entry(&Loaded {
-            hash: g.device_code_hash,
-            version: stored,
-            tenant: g.tenant.clone(),
-            client_id: g.client_id.clone(),
-            expires_at: g.expires_at,
-            pace: g.pace(),
-        });
+        shard.insert(g.device_code_hash, self.entry_for(g, stored));
+    }
+
+    /// `Shared`: how many invalidations `hash`'s shard has seen; read before the database,
+    /// handed to [`PendingIndex::admit`].
+    pub fn epoch(&self, hash: &SecretHash) -> u64 {
+        let _shard = self.shard(hash);
+        self.invalidations[shard_of(hash)].load(Relaxed)
+    }
+
+    /// `Shared`: after a compare-and-swap in the database proved `g` pending at version
+    /// `stored`, lets its entry answer polls, unless an invalidation arrived since `epoch`
+    /// (it might be of a change made after that compare-and-swap). `polled`: that
+    /// compare-and-swap recorded a poll, which the other instances are then told of.
+    pub fn admit(&self, g: &DeviceGrant, stored: i64, epoch: u64, polled: bool) {
+        let i = shard_of(&g.device_code_hash);
+        let mut shard = lock(&self.shards[i]);
+        // Invalidations count under the shard lock, so this compare is exact.
+        if self.invalidations[i].load(Relaxed) != epoch {
+            return;
+        }
+        let mut e = self.entry_for(g, stored);
+        if let Some(old) = shard.get(&g.device_code_hash) {
+            e.merge_pace(old.pace());
+            e.dirty = old.dirty;
+        }
+        if polled {
+            e.dirty = e.dirty.max(Dirty::Polled);
+        }
         shard.insert(g.device_code_hash, e);
+    }
+
+    /// `Shared`: `hash`'s grant changed somewhere; its entry keeps the pace but no longer
+    /// answers until admitted again.
+    pub fn invalidate(&self, hash: &SecretHash) {
+        let i = shard_of(hash);
+        let mut shard = lock(&self.shards[i]);
+        self.invalidations[i].fetch_add(1, Relaxed);
+        if let Some(e) = shard.get_mut(hash) {
+            e.answerable = false;
+        }
+    }
+
+    /// `Shared`: every grant may have changed (announcements were missed, or grants deleted).
+    pub fn invalidate_all(&self) {
+        for (i, shard) in self.shards.iter().enumerate() {
+            let mut shard = lock(shard);
+            self.invalidations[i].fetch_add(1, Relaxed);
+            for e in shard.values_mut() {
+                e.answerable = false;
+            }
+        }
+    }
+
+    /// `Shared`: another instance's polls of `hash`; kept even without an entry here, so
+    /// that this instance's first poll of the grant, read from the database, paces right.
+    pub fn merge_remote(&self, hash: SecretHash, pace: PollPace) {
+        let mut shard = self.shard(&hash);
+        match shard.get_mut(&hash) {
+            Some(e) => e.merge_pace(pace),
+            None => {
+                let mut e = Entry {
+                    base: 0,
+                    polls: 0,
+                    owner: u32::MAX,
+                    expires_at: i64::MAX,
+                    last_poll_at: NEVER,
+                    interval_secs: 0,
+                    dirty: Dirty::Clean,
+                    answerable: false,
+                };
+                e.set_pace(pace);
+                shard.insert(hash, e);
+            }
+        }
+    }
+
+    /// `Shared`: forgets entries of grants expired before `before`, and pace learnt from
+    /// other instances last polled before it.
+    pub fn prune(&self, before: Timestamp) {
+        let before = before.as_millis();
+        self.forget(|e| e.expires_at < before || (e.owner == u32::MAX && e.last_poll_at < before));
     }
 
     /// Replaces the whole index with `loaded` (every pending grant in the database), keeping
@@ -319,6 +472,7 @@ impl PendingIndex {
                         hash: *hash,
                         base: e.base,
                         pace: e.pace(),
+                        lengthened: e.dirty == Dirty::Interval,
                     });
                     e.dirty = Dirty::Clean;
                 }

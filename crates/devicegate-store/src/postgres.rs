@@ -6,6 +6,12 @@
 //! changing transaction (delivered on commit) and received by one `LISTEN` connection per
 //! instance, which reconnects by itself. When the database cannot be reached, calls fail fast
 //! with [`StoreError::Unavailable`] and the pool reconnects once it is back.
+//!
+//! Pending polls are answered from each instance's [`PendingIndex`] (`Mode::Shared`): an
+//! entry answers once a compare-and-swap in the database admitted it, until a `NOTIFY` says
+//! its grant changed. Each instance sends the pace of its polls to the others every 10 ms
+//! (`NOTIFY devicegate_polls`), so that `slow_down` holds whichever instance a device polls;
+//! lengthened intervals are also written to the database.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,15 +30,84 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use crate::pending::{Mode, PendingIndex, Unwritten};
 use crate::records::{
     BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UserRecord,
 };
-use crate::{GrantChanged, Result, Store, StoreError, TENANT_TABLES};
+use crate::{GrantChanged, HeldPoll, Result, Store, StoreError, TENANT_TABLES};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use devicegate_core::grant::PollPace;
 
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
 /// Taken while migrating, so that instances starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6465_7669_6365_6761;
 const CHANNEL: &str = "devicegate_grants";
+/// Instances' poll pace: `<instance> <base64 of records>` (see [`encode_paces`]).
+const POLLS_CHANNEL: &str = "devicegate_polls";
+/// The `CHANNEL` payload that says grants were deleted in bulk.
+const ALL_GRANTS: &str = "*";
+/// How often an instance tells the others of its polls.
+const PACE_EVERY: Duration = Duration::from_millis(10);
+/// Pace records per `NOTIFY` (payloads stay under PostgreSQL's 8,000 bytes).
+const PACES_PER_NOTIFY: usize = 120;
+const PACE_RECORD: usize = 32 + 8 + 4;
+
+/// Poll pace as `NOTIFY` payloads: per grant, its device code hash, last poll (ms) and
+/// interval, in base64.
+fn encode_paces(instance: &str, paces: &[Unwritten]) -> Vec<String> {
+    paces
+        .chunks(PACES_PER_NOTIFY)
+        .map(|chunk| {
+            let mut bytes = Vec::with_capacity(chunk.len() * PACE_RECORD);
+            for u in chunk {
+                bytes.extend_from_slice(u.hash.as_bytes());
+                let last = u.pace.last_poll_at.map_or(i64::MIN, Timestamp::as_millis);
+                bytes.extend_from_slice(&last.to_be_bytes());
+                bytes.extend_from_slice(&u.pace.interval_secs.to_be_bytes());
+            }
+            format!("{instance} {}", URL_SAFE_NO_PAD.encode(bytes))
+        })
+        .collect()
+}
+
+/// The records of a pace payload, unless it is this instance's own or malformed.
+fn decode_paces(instance: &str, payload: &str) -> Vec<(SecretHash, PollPace)> {
+    let Some((from, data)) = payload.split_once(' ') else {
+        return Vec::new();
+    };
+    if from == instance {
+        return Vec::new();
+    }
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(data) else {
+        return Vec::new();
+    };
+    bytes
+        .chunks_exact(PACE_RECORD)
+        .filter_map(|r| {
+            let hash = SecretHash::from_bytes(&r[..32])?;
+            let last = i64::from_be_bytes(r[32..40].try_into().ok()?);
+            let interval_secs = u32::from_be_bytes(r[40..44].try_into().ok()?);
+            let last_poll_at = (last != i64::MIN).then(|| Timestamp::from_millis(last));
+            Some((
+                hash,
+                PollPace {
+                    interval_secs,
+                    last_poll_at,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The `CHANNEL` payload for a change to grant `g`.
+fn grant_payload(g: &DeviceGrant) -> String {
+    format!(
+        "{} {}",
+        g.id,
+        URL_SAFE_NO_PAD.encode(g.device_code_hash.as_bytes())
+    )
+}
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -44,12 +119,15 @@ struct Inner {
     pool: Pool,
     polls: Pool,
     grants: broadcast::Sender<GrantChanged>,
+    pending: Arc<PendingIndex>,
     listener: tokio::task::JoinHandle<()>,
+    pacer: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.listener.abort();
+        self.pacer.abort();
     }
 }
 
@@ -106,17 +184,30 @@ impl PostgresStore {
         let polls = new_pool(relaxed, 8)?;
         migrate(&pool).await?;
         let grants = broadcast::channel(1024).0;
+        let pending = Arc::new(PendingIndex::new(Mode::Shared));
+        let instance = devicegate_core::secret::random_id();
         // Return once this instance listens, so that no announcement made after `connect`
         // is missed (a subscriber may act at once).
         let (ready, listening) = tokio::sync::oneshot::channel();
-        let listener = tokio::spawn(listen_forever(config, grants.clone(), ready));
+        let listener = tokio::spawn(listen_forever(
+            config,
+            Listening {
+                out: grants.clone(),
+                pending: pending.clone(),
+                instance: instance.clone(),
+            },
+            ready,
+        ));
         let _ = tokio::time::timeout(Duration::from_secs(2), listening).await;
+        let pacer = tokio::spawn(pace_forever(polls.clone(), pending.clone(), instance));
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool,
                 polls,
                 grants,
+                pending,
                 listener,
+                pacer,
             }),
         })
     }
@@ -224,37 +315,74 @@ async fn migrate(pool: &Pool) -> Result<usize> {
     Ok(MIGRATIONS.len() - current)
 }
 
+/// What the listener serves: the subscribers, the pending index, and who this instance is.
+struct Listening {
+    out: broadcast::Sender<GrantChanged>,
+    pending: Arc<PendingIndex>,
+    instance: String,
+}
+
+impl Listening {
+    fn heard(&self, channel: &str, payload: &str) {
+        if channel == POLLS_CHANNEL {
+            for (hash, pace) in decode_paces(&self.instance, payload) {
+                self.pending.merge_remote(hash, pace);
+            }
+            return;
+        }
+        if payload == ALL_GRANTS {
+            self.pending.invalidate_all();
+            return;
+        }
+        let (grant_id, hash) = payload.split_once(' ').unwrap_or((payload, ""));
+        match URL_SAFE_NO_PAD
+            .decode(hash)
+            .ok()
+            .and_then(|b| SecretHash::from_bytes(&b))
+        {
+            Some(hash) => self.pending.invalidate(&hash),
+            None => self.pending.invalidate_all(),
+        }
+        let _ = self.out.send(GrantChanged {
+            grant_id: grant_id.to_owned(),
+        });
+    }
+}
+
 /// One LISTEN connection per instance, forwarding announcements; reconnects forever.
 /// Announcements made while it is disconnected are lost: waiters re-read the grant after
-/// a timeout, as they must anyway.
+/// a timeout, as they must anyway, and the pending index stops answering until each grant
+/// is read again.
 async fn listen_forever(
     config: tokio_postgres::Config,
-    out: broadcast::Sender<GrantChanged>,
+    listening: Listening,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
     use futures_util::StreamExt;
     loop {
         if let Ok((client, mut conn)) = config.connect(NoTls).await {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
             let driver = tokio::spawn(async move {
                 let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
                 while let Some(Ok(message)) = messages.next().await {
                     if let tokio_postgres::AsyncMessage::Notification(n) = message {
-                        let _ = tx.send(n.payload().to_owned());
+                        let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
                     }
                 }
             });
             if client
-                .batch_execute(&format!("LISTEN {CHANNEL}"))
+                .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {POLLS_CHANNEL}"))
                 .await
                 .is_ok()
             {
+                // Whatever was announced while not listening is unknown here.
+                listening.pending.invalidate_all();
                 if let Some(r) = ready.take() {
                     let _ = r.send(());
                 }
-                while let Some(grant_id) = rx.recv().await {
-                    let _ = out.send(GrantChanged { grant_id });
+                while let Some((channel, payload)) = rx.recv().await {
+                    listening.heard(&channel, &payload);
                 }
             }
             driver.abort();
@@ -262,6 +390,74 @@ async fn listen_forever(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Every `PACE_EVERY`: tells the other instances the pace of this one's polls, and writes
+/// lengthened intervals to the database. On the relaxed pool: losing a batch in a crash
+/// spares at most one `slow_down`.
+async fn pace_forever(polls: Pool, pending: Arc<PendingIndex>, instance: String) {
+    let mut tick = tokio::time::interval(PACE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = std::time::Instant::now();
+    loop {
+        tick.tick().await;
+        if last_prune.elapsed() > Duration::from_secs(10) {
+            last_prune = std::time::Instant::now();
+            // Expired an hour ago: the sweep deletes such grants from the database.
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            pending.prune(Timestamp::from_millis(now_ms - 3_600_000));
+        }
+        let paces = pending.take_all_dirty();
+        if paces.is_empty() {
+            continue;
+        }
+        if let Err(e) = send_paces(&polls, &instance, &paces).await {
+            tracing::debug!(error = %e, "could not send poll pace");
+        }
+    }
+}
+
+async fn send_paces(polls: &Pool, instance: &str, paces: &[Unwritten]) -> Result<()> {
+    let client = polls
+        .get()
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let payloads = encode_paces(instance, paces);
+    client
+        .execute(
+            "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+            &[&POLLS_CHANNEL, &payloads],
+        )
+        .await
+        .map_err(pg)?;
+    let lengthened: Vec<&Unwritten> = paces.iter().filter(|u| u.lengthened).collect();
+    if !lengthened.is_empty() {
+        let hashes: Vec<&[u8]> = lengthened
+            .iter()
+            .map(|u| u.hash.as_bytes().as_slice())
+            .collect();
+        let intervals: Vec<i64> = lengthened
+            .iter()
+            .map(|u| i64::from(u.pace.interval_secs))
+            .collect();
+        let lasts: Vec<Option<i64>> = lengthened
+            .iter()
+            .map(|u| u.pace.last_poll_at.map(Timestamp::as_millis))
+            .collect();
+        client
+            .execute(
+                "UPDATE device_grants AS g SET interval_secs = GREATEST(g.interval_secs, u.i), \
+                 last_poll_at = GREATEST(g.last_poll_at, u.l) \
+                 FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) AS u(h, i, l) \
+                 WHERE g.device_code_hash = u.h",
+                &[&hashes, &intervals, &lasts],
+            )
+            .await
+            .map_err(pg)?;
+    }
+    Ok(())
 }
 
 const GRANT_COLUMNS: &str = "id, device_code_hash, user_code, client_id, scopes, status, subject, auth_time, \
@@ -489,7 +685,7 @@ async fn update_grant_in(tx: &deadpool_postgres::Transaction<'_>, g: &DeviceGran
             StoreError::NotFound
         });
     }
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &g.id])
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &grant_payload(g)])
         .await
         .map_err(pg)?;
     Ok(())
@@ -533,6 +729,16 @@ impl Store for PostgresStore {
 
     fn subscribe(&self) -> broadcast::Receiver<GrantChanged> {
         self.inner.grants.subscribe()
+    }
+
+    fn poll_held(
+        &self,
+        hash: &SecretHash,
+        tenant: &str,
+        client_id: &str,
+        now: Timestamp,
+    ) -> Option<HeldPoll> {
+        self.inner.pending.poll(hash, tenant, client_id, now)
     }
 
     async fn create_tenant(&self, t: &TenantRecord) -> Result<()> {
@@ -587,6 +793,9 @@ impl Store for PostgresStore {
                 .await
                 .map_err(pg)?;
         }
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &ALL_GRANTS])
+            .await
+            .map_err(pg)?;
         tx.commit().await.map_err(pg)
     }
 
@@ -655,6 +864,9 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &ALL_GRANTS])
+            .await
+            .map_err(pg)?;
         tx.commit().await.map_err(pg)
     }
 
@@ -738,6 +950,7 @@ impl Store for PostgresStore {
 
     async fn create_grant(&self, g: &DeviceGrant) -> Result<()> {
         let (status, subject, auth_time) = grant_status_columns(&g.status);
+        let epoch = self.inner.pending.epoch(&g.device_code_hash);
         self.exec(
             &format!(
                 "INSERT INTO device_grants ({GRANT_COLUMNS}) \
@@ -765,8 +978,9 @@ impl Store for PostgresStore {
                 &g.context,
             ],
         )
-        .await
-        .map(|_| ())
+        .await?;
+        self.inner.pending.admit(g, g.version, epoch, false);
+        Ok(())
     }
 
     async fn get_grant(&self, id: &str) -> Result<DeviceGrant> {
@@ -776,6 +990,10 @@ impl Store for PostgresStore {
             grant_from_row,
         )
         .await
+        .map(|mut g| {
+            self.inner.pending.overlay(&mut g);
+            g
+        })
     }
 
     async fn get_grant_by_device_code(&self, h: &SecretHash) -> Result<DeviceGrant> {
@@ -785,6 +1003,10 @@ impl Store for PostgresStore {
             grant_from_row,
         )
         .await
+        .map(|mut g| {
+            self.inner.pending.overlay(&mut g);
+            g
+        })
     }
 
     async fn get_grant_by_user_code(&self, code: &UserCode) -> Result<DeviceGrant> {
@@ -794,11 +1016,16 @@ impl Store for PostgresStore {
             grant_from_row,
         )
         .await
+        .map(|mut g| {
+            self.inner.pending.overlay(&mut g);
+            g
+        })
     }
 
     /// One conditional `UPDATE` in autocommit (one round trip), on the relaxed pool, with no
     /// `NOTIFY`: a poll decides nothing anyone waits for.
     async fn record_poll(&self, g: &DeviceGrant) -> Result<()> {
+        let epoch = self.inner.pending.epoch(&g.device_code_hash);
         let client = self
             .inner
             .polls
@@ -825,6 +1052,8 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         if n == 1 {
+            // Pending at this version: later polls are answered from memory.
+            self.inner.pending.admit(g, g.version + 1, epoch, true);
             return Ok(());
         }
         let exists = client
@@ -842,7 +1071,11 @@ impl Store for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         update_grant_in(&tx, g).await?;
-        tx.commit().await.map_err(pg)
+        tx.commit().await.map_err(pg)?;
+        // At once here; the `NOTIFY` does it on every instance (this one too, should this
+        // future be dropped now).
+        self.inner.pending.invalidate(&g.device_code_hash);
+        Ok(())
     }
 
     async fn redeem_grant(&self, g: &DeviceGrant, refresh: Option<&RefreshToken>) -> Result<()> {
@@ -852,7 +1085,9 @@ impl Store for PostgresStore {
         if let Some(t) = refresh {
             insert_refresh_in(&tx, t).await?;
         }
-        tx.commit().await.map_err(pg)
+        tx.commit().await.map_err(pg)?;
+        self.inner.pending.invalidate(&g.device_code_hash);
+        Ok(())
     }
 
     async fn create_flow(&self, f: &Flow) -> Result<()> {
@@ -926,7 +1161,11 @@ impl Store for PostgresStore {
         if let Some(g) = grant {
             update_grant_in(&tx, g).await?;
         }
-        tx.commit().await.map_err(pg)
+        tx.commit().await.map_err(pg)?;
+        if let Some(g) = grant {
+            self.inner.pending.invalidate(&g.device_code_hash);
+        }
+        Ok(())
     }
 
     async fn get_refresh_token(&self, h: &SecretHash) -> Result<RefreshToken> {

@@ -267,6 +267,31 @@ pub async fn shared_state(ctx: Arc<Ctx>) {
         body["error"], "slow_down",
         "the longer interval is remembered everywhere: {body}"
     );
+
+    // Once every instance answers a code's polls from memory, they still pace it together:
+    // each tells the others of its polls within milliseconds.
+    let d = authorize(&http, a).await;
+    assert_eq!(poll(&http, b, &d).await.1["error"], "authorization_pending");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(poll(&http, a, &d).await.1["error"], "authorization_pending");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (_, body) = poll(&http, b, &d).await;
+    assert_eq!(
+        (body["error"].as_str(), body["interval"].as_u64()),
+        (Some("slow_down"), Some(6)),
+        "b heard of a's poll: {body}"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        poll(&http, a, &d).await.1["error"],
+        "slow_down",
+        "a heard of b's longer interval"
+    );
+    // A decision made through one instance reaches the others' memory.
+    approve(&http, c, &d).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body) = poll(&http, b, &d).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 pub async fn one_token_across_instances(ctx: Arc<Ctx>) {
