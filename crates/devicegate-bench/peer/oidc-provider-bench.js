@@ -5,7 +5,8 @@
 // pages would after a sign-in, so the bench needs no browser.
 //
 // Imports oidc-provider from the interop fixture's node_modules (pinned by its package-lock);
-// run from this directory: `PORT=… ALG=RS256|EdDSA node oidc-provider-bench.js`.
+// run from this directory: `PORT=… ALG=RS256|ES256|EdDSA [ACCESS_ALG=…] node oidc-provider-bench.js`
+// (ACCESS_ALG signs the JWT access tokens; ALG by default).
 // Prints "listening <issuer>" once ready.
 import { generateKeyPairSync } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -28,6 +29,7 @@ if (!port) {
   process.exit(2);
 }
 const alg = process.env.ALG || 'RS256';
+const accessAlg = process.env.ACCESS_ALG || alg;
 const issuer = `http://127.0.0.1:${port}`;
 // The access tokens' audience, as devicegate's default is its own issuer.
 const resource = `${issuer}/api`;
@@ -36,6 +38,7 @@ const scope = 'openid offline_access';
 // Fresh keys per start: the bench never restarts the peer, and every grant is in memory.
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
 const ed = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
+const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
 
 const provider = new Provider(issuer, {
   clients: [
@@ -50,7 +53,13 @@ const provider = new Provider(issuer, {
     },
   ],
   adapter: (model) => new MemoryAdapter(model, storage),
-  jwks: { keys: [{ ...rsa, kid: 'rsa', use: 'sig' }, { ...ed, kid: 'ed', use: 'sig' }] },
+  jwks: {
+    keys: [
+      { ...rsa, kid: 'rsa', use: 'sig' },
+      { ...ed, kid: 'ed', use: 'sig' },
+      { ...ec, kid: 'ec', use: 'sig' },
+    ],
+  },
   features: {
     deviceFlow: { enabled: true },
     devInteractions: { enabled: false },
@@ -62,7 +71,7 @@ const provider = new Provider(issuer, {
         scope,
         audience: resource,
         accessTokenFormat: 'jwt',
-        jwt: { sign: { alg } },
+        jwt: { sign: { alg: accessAlg } },
       }),
     },
   },

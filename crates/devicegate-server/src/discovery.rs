@@ -35,7 +35,7 @@ impl Documents {
             // `none` says so while keeping the member that both specifications require.
             response_types_supported: vec!["none".into()],
             subject_types_supported: vec!["public".into()],
-            id_token_signing_alg_values_supported: keys.algorithms(),
+            id_token_signing_alg_values_supported: keys.id_token_algorithms(),
             token_endpoint_auth_methods_supported: vec![
                 "client_secret_basic".into(),
                 "client_secret_post".into(),

@@ -12,33 +12,51 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct KeySet {
     signers: Arc<[Signer]>,
+    /// Signs ID tokens (and everything else but access tokens).
     active: usize,
+    /// Signs access tokens: the same key unless `access_token_signing_alg` differs.
+    access: usize,
+}
+
+/// Stores a new key of `alg` unless another instance just did; returns every key.
+async fn create_key(
+    store: &dyn Store,
+    tenant: &str,
+    alg: Algorithm,
+    now: Timestamp,
+) -> Result<Vec<KeyRecord>, crate::StartError> {
+    let material = tokio::task::spawn_blocking(move || KeyMaterial::generate(alg))
+        .await
+        .map_err(|_| KeyError::Generate)??;
+    let candidate = KeyRecord {
+        tenant: tenant.to_owned(),
+        id: random_id(),
+        alg,
+        pkcs8: material.pkcs8,
+        created_at: now,
+    };
+    // Instances starting together on one database agree on a single key.
+    let records = store.ensure_key(&candidate).await?;
+    if records.iter().any(|r| r.id == candidate.id) {
+        tracing::info!(tenant, alg = alg.as_str(), "created a signing key");
+    }
+    Ok(records)
 }
 
 impl KeySet {
-    /// Loads every stored key; creates and stores a key of `alg` when there is none.
+    /// Loads every stored key; creates and stores a key of `alg` (ID tokens), and of
+    /// `access_alg` (access tokens) when it differs, where there is none.
     pub async fn load_or_create(
         store: &dyn Store,
         tenant: &str,
         alg: Algorithm,
+        access_alg: Algorithm,
         now: Timestamp,
     ) -> Result<KeySet, crate::StartError> {
         let mut records = store.list_keys(tenant).await?;
-        if !records.iter().any(|r| r.alg == alg) {
-            let material = tokio::task::spawn_blocking(move || KeyMaterial::generate(alg))
-                .await
-                .map_err(|_| KeyError::Generate)??;
-            let candidate = KeyRecord {
-                tenant: tenant.to_owned(),
-                id: random_id(),
-                alg,
-                pkcs8: material.pkcs8,
-                created_at: now,
-            };
-            // Instances starting together on one database agree on a single key.
-            records = store.ensure_key(&candidate).await?;
-            if records.iter().any(|r| r.id == candidate.id) {
-                tracing::info!(tenant, alg = alg.as_str(), "created a signing key");
+        for alg in [alg, access_alg] {
+            if !records.iter().any(|r| r.alg == alg) {
+                records = create_key(store, tenant, alg, now).await?;
             }
         }
         let mut signers = Vec::with_capacity(records.len());
@@ -48,14 +66,17 @@ impl KeySet {
                 pkcs8: r.pkcs8.clone(),
             })?);
         }
-        // Records come oldest first: the last key of the algorithm is the newest.
-        let active = records
-            .iter()
-            .rposition(|r| r.alg == alg)
-            .ok_or(crate::StartError::Store(StoreError::NotFound))?;
+        // Records come oldest first: the last key of an algorithm is its newest.
+        let newest = |alg: Algorithm| {
+            records
+                .iter()
+                .rposition(|r| r.alg == alg)
+                .ok_or(crate::StartError::Store(StoreError::NotFound))
+        };
         Ok(KeySet {
+            active: newest(alg)?,
+            access: newest(access_alg)?,
             signers: signers.into(),
-            active,
         })
     }
 
@@ -71,27 +92,48 @@ impl KeySet {
         jwt::encode(self.active(), typ, claims)
     }
 
-    /// Signs every `(typ, claims)` with the active key. RSA signatures (about 0.2 ms each)
-    /// run on the blocking pool, so that the async workers go on answering polls meanwhile;
-    /// ES256 and EdDSA (microseconds) sign in place, where the hop would cost more than the
-    /// signature.
-    pub async fn sign_all(
+    /// Signs an access token with the access-token key.
+    pub fn sign_access(&self, claims: &Value) -> Result<String, KeyError> {
+        jwt::encode(&self.signers[self.access], jwt::TYP_ACCESS_TOKEN, claims)
+    }
+
+    /// Signs a token set: the access token with the access-token key, the ID token (if any)
+    /// with the active key. RSA signatures (about 0.2 ms each) run on the blocking pool, so
+    /// that the async workers go on answering polls meanwhile; ES256 and EdDSA (microseconds)
+    /// sign in place, where the hop would cost more than the signature.
+    pub async fn sign_token_set(
         &self,
-        jobs: Vec<(&'static str, Value)>,
-    ) -> Result<Vec<String>, KeyError> {
-        let (signers, active) = (self.signers.clone(), self.active);
+        access: Value,
+        id: Option<Value>,
+    ) -> Result<(String, Option<String>), KeyError> {
+        let (signers, active, access_key) = (self.signers.clone(), self.active, self.access);
+        let rsa = signers[access_key].alg == Algorithm::Rs256
+            || (id.is_some() && signers[active].alg == Algorithm::Rs256);
         let sign = move || {
-            jobs.iter()
-                .map(|(typ, claims)| jwt::encode(&signers[active], typ, claims))
-                .collect()
+            let access = jwt::encode(&signers[access_key], jwt::TYP_ACCESS_TOKEN, &access)?;
+            let id = id
+                .map(|claims| jwt::encode(&signers[active], jwt::TYP_JWT, &claims))
+                .transpose()?;
+            Ok((access, id))
         };
-        if self.active().alg == Algorithm::Rs256 {
+        if rsa {
             tokio::task::spawn_blocking(sign)
                 .await
                 .map_err(|_| KeyError::Sign)?
         } else {
             sign()
         }
+    }
+
+    /// Algorithms that sign ID tokens: the active key's, and those of older keys still
+    /// published (not the access-token key's, if it differs).
+    pub fn id_token_algorithms(&self) -> Vec<String> {
+        let access_only = self.signers[self.access].alg;
+        let id_alg = self.active().alg;
+        self.algorithms()
+            .into_iter()
+            .filter(|a| *a == id_alg.as_str() || *a != access_only.as_str())
+            .collect()
     }
 
     /// RFC 7517 JWK Set of every key.

@@ -61,6 +61,9 @@ pub struct Settings {
     pub refresh_token_ttl: Duration,
     pub flow_ttl: Duration,
     pub signing_alg: Algorithm,
+    /// Signs access tokens when set (say ES256 beside RS256 ID tokens: one RSA signature per
+    /// token set instead of two); `None` signs them with `signing_alg`.
+    pub access_token_signing_alg: Option<Algorithm>,
     /// Origins allowed to call the flows API from a browser; empty means no CORS.
     pub cors_allowed_origins: Vec<String>,
     pub max_concurrent_hashes: usize,
@@ -108,6 +111,7 @@ impl Default for Settings {
             refresh_token_ttl: Duration::from_secs(30 * 86_400),
             flow_ttl: Duration::from_secs(900),
             signing_alg: Algorithm::Rs256,
+            access_token_signing_alg: None,
             cors_allowed_origins: Vec::new(),
             max_concurrent_hashes: 2,
             max_body_bytes: 16 * 1024,

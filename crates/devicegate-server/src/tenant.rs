@@ -114,6 +114,10 @@ pub async fn load(state: &AppState, record: TenantRecord) -> Result<Arc<Tenant>,
         state.store.as_ref(),
         &record.id,
         state.settings.signing_alg,
+        state
+            .settings
+            .access_token_signing_alg
+            .unwrap_or(state.settings.signing_alg),
         now(),
     )
     .await?;

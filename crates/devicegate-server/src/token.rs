@@ -303,19 +303,17 @@ async fn issue_tokens(
         access_ttl_secs,
         auth_time,
     };
-    let mut jobs = vec![(jwt::TYP_ACCESS_TOKEN, jwt::access_token_claims(&issue))];
-    if scopes.contains(scope::OPENID) {
-        jobs.push((
-            jwt::TYP_JWT,
-            jwt::id_token_claims(&issue, &user_claims(user)),
-        ));
-    }
-    let mut signed = tenant.keys.sign_all(jobs).await.map_err(|e| {
-        tracing::error!(error = %e, "signing failed");
-        OAuthError::internal()
-    })?;
-    let id_token = (signed.len() > 1).then(|| signed.remove(1));
-    let access_token = signed.remove(0);
+    let id_claims = scopes
+        .contains(scope::OPENID)
+        .then(|| jwt::id_token_claims(&issue, &user_claims(user)));
+    let (access_token, id_token) = tenant
+        .keys
+        .sign_token_set(jwt::access_token_claims(&issue), id_claims)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "signing failed");
+            OAuthError::internal()
+        })?;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer".into(),

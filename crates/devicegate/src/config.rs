@@ -77,6 +77,10 @@ pub struct Keys {
     /// Signing algorithm of new tokens: RS256, ES256 or EdDSA [default: RS256]
     #[arg(long, global = true, env = "DEVICEGATE_SIGNING_ALG")]
     pub signing_alg: Option<String>,
+    /// Signing algorithm of access tokens alone, when it should differ from signing_alg (for
+    /// example ES256 access tokens beside RS256 ID tokens) [default: signing_alg]
+    #[arg(long, global = true, env = "DEVICEGATE_ACCESS_TOKEN_SIGNING_ALG")]
+    pub access_token_signing_alg: Option<String>,
     /// Origins allowed to call the flows API from browsers, comma-separated [default: none]
     #[arg(
         long,
@@ -132,6 +136,9 @@ impl Keys {
             refresh_token_ttl_secs: self.refresh_token_ttl_secs.or(file.refresh_token_ttl_secs),
             flow_ttl_secs: self.flow_ttl_secs.or(file.flow_ttl_secs),
             signing_alg: self.signing_alg.or(file.signing_alg),
+            access_token_signing_alg: self
+                .access_token_signing_alg
+                .or(file.access_token_signing_alg),
             cors_allowed_origins: self.cors_allowed_origins.or(file.cors_allowed_origins),
             max_concurrent_hashes: self.max_concurrent_hashes.or(file.max_concurrent_hashes),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
@@ -215,10 +222,17 @@ impl Keys {
         if issuer.contains(['?', '#']) {
             bail!("issuer must not have a query or fragment (RFC 8414 §2)");
         }
+        let alg = |key: &str, v: &str| {
+            Algorithm::parse(v)
+                .with_context(|| format!("unknown {key} {v:?}; use RS256, ES256 or EdDSA"))
+        };
         let signing_alg = match &self.signing_alg {
             None => d.signing_alg,
-            Some(s) => Algorithm::parse(s)
-                .with_context(|| format!("unknown signing_alg {s:?}; use RS256, ES256 or EdDSA"))?,
+            Some(s) => alg("signing_alg", s)?,
+        };
+        let access_token_signing_alg = match &self.access_token_signing_alg {
+            None => None,
+            Some(s) => Some(alg("access_token_signing_alg", s)?),
         };
         let secs = |v: Option<u64>, default: Duration, name: &str| -> anyhow::Result<Duration> {
             match v {
@@ -269,6 +283,7 @@ impl Keys {
             )?,
             flow_ttl: secs(self.flow_ttl_secs, d.flow_ttl, "flow_ttl_secs")?,
             signing_alg,
+            access_token_signing_alg,
             cors_allowed_origins: self.cors_allowed_origins.clone().unwrap_or_default(),
             max_concurrent_hashes: self.max_concurrent_hashes.unwrap_or(cpus).max(1),
             max_body_bytes: d.max_body_bytes,

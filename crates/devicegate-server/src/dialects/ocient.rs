@@ -394,13 +394,10 @@ async fn token(
     let mut claims = jwt::access_token_claims(&issue);
     claims["database"] = json!(database);
     claims["preferred_username"] = json!(user.username);
-    let access_token = tenant
-        .keys
-        .sign(jwt::TYP_ACCESS_TOKEN, &claims)
-        .map_err(|e| {
-            tracing::error!(error = %e, "signing failed");
-            OcientError::unavailable()
-        })?;
+    let access_token = tenant.keys.sign_access(&claims).map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        OcientError::unavailable()
+    })?;
     Ok(Json(json!({
         "access_token": access_token,
         "username": user.username,

@@ -619,6 +619,49 @@ async fn discovery_documents_advertise_the_endpoints() {
 // 6 and 7. JWKS, userinfo, tokens.
 
 #[tokio::test]
+async fn access_tokens_can_be_signed_with_their_own_algorithm() {
+    let s = TestServer::start_with(|c| {
+        c.signing_alg = Algorithm::Rs256;
+        c.access_token_signing_alg = Some(Algorithm::Es256);
+    })
+    .await;
+    s.public_client("cli", 1).await;
+    s.user("ann").await;
+    let t = s.tokens("cli", "openid", "ann").await;
+    let (at_header, _) = claims(t["access_token"].as_str().unwrap());
+    let (id_header, _) = claims(t["id_token"].as_str().unwrap());
+    assert_eq!(
+        (at_header["alg"].as_str(), id_header["alg"].as_str()),
+        (Some("ES256"), Some("RS256"))
+    );
+    // Both keys are published; discovery names only the ID tokens' algorithm.
+    let (_, _, jwks) = s.api("GET", "/oauth2/jwks", None).await;
+    let kids: Vec<&Value> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["kid"])
+        .collect();
+    assert!(kids.contains(&&at_header["kid"]) && kids.contains(&&id_header["kid"]));
+    let (_, _, m) = s
+        .api("GET", "/.well-known/openid-configuration", None)
+        .await;
+    assert_eq!(
+        m["id_token_signing_alg_values_supported"],
+        serde_json::json!(["RS256"])
+    );
+    // The access token works where access tokens are checked.
+    let res = s
+        .http
+        .get(s.url("/oauth2/userinfo"))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn tokens_are_rfc9068_jwts_signed_by_a_published_key_and_userinfo_accepts_them() {
     for alg in [Algorithm::Rs256, Algorithm::Es256, Algorithm::EdDsa] {
         let s = TestServer::start_with(|c| c.signing_alg = alg).await;
