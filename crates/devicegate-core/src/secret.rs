@@ -53,6 +53,33 @@ impl Secret {
         ))
     }
 
+    /// A device code that names its grant: `dgd_<grant id>.<256 random bits>`. The grant id
+    /// (not secret) lets the store find the grant by its primary key; the whole code's
+    /// SHA-256 is still what is stored and compared, in constant time. No index of random
+    /// hashes is needed, which saves a random page write per device authorization.
+    pub fn device_code(grant_id: &str) -> Secret {
+        let bytes = random_bytes::<32>();
+        Secret(format!(
+            "{}{grant_id}.{}",
+            SecretKind::DeviceCode.prefix(),
+            URL_SAFE_NO_PAD.encode(bytes)
+        ))
+    }
+
+    /// The grant id a presented device code carries (see [`Secret::device_code`]), if it has
+    /// the shape of one; `None` for codes without (issued before device codes named their grant).
+    pub fn device_code_selector(presented: &str) -> Option<&str> {
+        let (id, secret) = presented
+            .strip_prefix(SecretKind::DeviceCode.prefix())?
+            .split_once('.')?;
+        let ordered = id.len() == ORDERED_ID_LEN
+            && id.bytes().take(12).all(|b| b.is_ascii_hexdigit())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        (ordered && secret.len() == 43).then_some(id)
+    }
+
     /// Wraps a secret presented by a caller.
     pub fn from_presented(s: impl Into<String>) -> Secret {
         Secret(s.into())
@@ -118,6 +145,9 @@ pub fn random_id() -> String {
 /// hex digits, then 96 random bits base64url. For records inserted at a high rate: a
 /// database index of these grows at its right edge instead of at random pages. Not a secret
 /// (it tells when the record was made).
+/// Characters in an [`ordered_id`].
+pub const ORDERED_ID_LEN: usize = 28;
+
 pub fn ordered_id(now: crate::Timestamp) -> String {
     let ms = now.as_millis().clamp(0, 0xffff_ffff_ffff);
     format!("{ms:012x}{}", URL_SAFE_NO_PAD.encode(random_bytes::<12>()))
@@ -134,7 +164,29 @@ mod tests {
         let (a, b, c) = (ordered_id(t), ordered_id(t), ordered_id(later));
         assert_ne!(a, b);
         assert!(a < c && b < c, "{a} {b} {c}");
-        assert_eq!(a.len(), 28);
+        assert_eq!(a.len(), ORDERED_ID_LEN);
+    }
+
+    #[test]
+    fn device_codes_name_their_grant_and_nothing_else_passes_for_one() {
+        let id = ordered_id(crate::Timestamp::from_millis(1_800_000_000_000));
+        let code = Secret::device_code(&id);
+        assert_eq!(
+            Secret::device_code_selector(code.expose()),
+            Some(id.as_str())
+        );
+        assert_ne!(code.hash(), Secret::device_code(&id).hash());
+        let legacy = Secret::generate(SecretKind::DeviceCode);
+        for bad in [
+            legacy.expose().to_owned(),
+            format!("dgd_{id}"),
+            format!("dgd_{id}."),
+            format!("dgr_{}", &code.expose()[4..]),
+            format!("dgd_{}.{}", "g1", &code.expose()[33..]),
+            format!("dgd_{}%.{}", &id[..27], &code.expose()[33..]),
+        ] {
+            assert_eq!(Secret::device_code_selector(&bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::{Extension, Json};
 use devicegate_core::grant::{DeviceGrant, GrantStatus, Requester};
 use devicegate_core::scope::Scopes;
-use devicegate_core::secret::{Secret, SecretKind, ordered_id};
+use devicegate_core::secret::{Secret, ordered_id};
 use devicegate_core::user_code::UserCode;
 use devicegate_proto::{DeviceAuthorizationResponse, ErrorCode, GrantType};
 use devicegate_store::{ClientRecord, StoreError};
@@ -112,9 +112,10 @@ pub async fn issue(
         .unwrap_or(state.settings.poll_interval_secs);
     let now = now();
     for _ in 0..USER_CODE_ATTEMPTS {
-        let device_code = Secret::generate(SecretKind::DeviceCode);
+        let id = ordered_id(now);
+        let device_code = Secret::device_code(&id);
         let grant = DeviceGrant {
-            id: ordered_id(now),
+            id,
             tenant: tenant.id.clone(),
             device_code_hash: device_code.hash(),
             user_code: UserCode::generate_len(state.settings.user_code_length),

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
-use devicegate_core::Timestamp;
 use devicegate_core::grant::{DeviceGrant, Paced, PollDecision};
 use devicegate_core::jwt::{self, Issue, UserClaims};
 use devicegate_core::scope::{self, Scopes};
 use devicegate_core::secret::{Secret, SecretKind, random_id};
+use devicegate_core::{SecretHash, Timestamp};
 use devicegate_proto::{ErrorCode, GrantType, TokenResponse};
 use devicegate_store::{ClientRecord, HeldPoll, RefreshToken, StoreError, UserRecord};
 use http::HeaderMap;
@@ -60,7 +60,8 @@ pub(crate) async fn device_code(
     client: &ClientRecord,
     form: &OAuthForm,
 ) -> Result<TokenResponse, OAuthError> {
-    let hash = Secret::from_presented(form.require("device_code")?).hash();
+    let presented = form.require("device_code")?;
+    let hash = Secret::from_presented(presented).hash();
     // Nearly every poll: a pending grant whose poll state the store holds in memory.
     match state.store.poll_held(&hash, &tenant.id, &client.id, now()) {
         Some(HeldPoll::Paced(Paced::Pending)) => return Err(pending()),
@@ -71,7 +72,7 @@ pub(crate) async fn device_code(
         None => {}
     }
     for _ in 0..CAS_ATTEMPTS {
-        let grant = match state.store.get_grant_by_device_code(&hash).await {
+        let grant = match find_grant(state, presented, &hash).await {
             // Another tenant's code is no code here.
             Ok(g) if g.tenant == tenant.id => g,
             Ok(_) => return Err(OAuthError::invalid_grant("unknown device code")),
@@ -159,6 +160,24 @@ fn slow_down(interval_secs: u32) -> OAuthError {
 fn expired() -> OAuthError {
     crate::metrics::expired_token();
     OAuthError::bad(ErrorCode::ExpiredToken, "the device code has expired")
+}
+
+/// The grant a presented device code names: by the grant id it carries (its selector), the
+/// stored hash then compared in constant time; a code without one (issued by an earlier
+/// version) by its hash.
+async fn find_grant(
+    state: &AppState,
+    presented: &str,
+    hash: &SecretHash,
+) -> Result<DeviceGrant, StoreError> {
+    match Secret::device_code_selector(presented) {
+        Some(id) => match state.store.get_grant(id).await {
+            Ok(g) if g.device_code_hash.matches(hash) => Ok(g),
+            Ok(_) => Err(StoreError::NotFound),
+            Err(e) => Err(e),
+        },
+        None => state.store.get_grant_by_device_code(hash).await,
+    }
 }
 
 /// Who a token request is for: the server, the tenant, the authenticated client.

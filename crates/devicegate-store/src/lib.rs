@@ -111,6 +111,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `AlreadyExists` when the device code or user code is taken.
     async fn create_grant(&self, grant: &DeviceGrant) -> Result<()>;
     async fn get_grant(&self, id: &str) -> Result<DeviceGrant>;
+    /// By the hash of a device code without a selector (issued before device codes named
+    /// their grant: new codes are found with `get_grant(id)`). SQLite indexes only those
+    /// grants (ids other than 28-character `ordered_id`s); PostgreSQL indexes every hash.
     async fn get_grant_by_device_code(&self, hash: &SecretHash) -> Result<DeviceGrant>;
     async fn get_grant_by_user_code(&self, code: &UserCode) -> Result<DeviceGrant>;
     /// Stores `grant` if the stored version is still `grant.version`; bumps the version.

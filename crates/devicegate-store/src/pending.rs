@@ -15,7 +15,7 @@
 //! instance's `NOTIFY` of a change to its grant, and instances tell each other their polls'
 //! pace in batches, so that `slow_down` holds whichever instance a device polls.
 //!
-//! About 110 bytes per pending grant (a 32-byte key, a 40-byte entry, the hash table's
+//! About 120 bytes per pending grant (a 32-byte key, a 48-byte entry, the hash table's
 //! slack), sharded 16 ways so that polls on different cores rarely meet on a lock.
 
 use std::collections::HashMap;
@@ -47,6 +47,8 @@ pub(crate) enum Mode {
 /// The poll state of one pending grant.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    /// The grant's row in the database (SQLite's rowid; unused on PostgreSQL).
+    row: i64,
     /// The stored version this entry builds on.
     base: i64,
     /// Polls recorded since; readers see version `base + polls`.
@@ -129,6 +131,7 @@ type Shard = HashMap<SecretHash, Entry, BuildHasherDefault<FirstBytes>>;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Unwritten {
     pub hash: SecretHash,
+    pub row: i64,
     pub base: i64,
     pub pace: PollPace,
     /// The interval grew (`slow_down`) since the pace was last taken.
@@ -138,6 +141,7 @@ pub(crate) struct Unwritten {
 /// A pending grant as loaded from the database.
 pub(crate) struct Loaded {
     pub hash: SecretHash,
+    pub row: i64,
     pub version: i64,
     pub tenant: String,
     pub client_id: String,
@@ -209,7 +213,9 @@ impl PendingIndex {
     }
 
     fn entry(&self, g: &Loaded) -> Entry {
-        self.new_entry(&g.tenant, &g.client_id, g.version, g.expires_at, g.pace)
+        let mut e = self.new_entry(&g.tenant, &g.client_id, g.version, g.expires_at, g.pace);
+        e.row = g.row;
+        e
     }
 
     /// The entry of grant `g`, stored at version `stored`.
@@ -226,6 +232,7 @@ impl PendingIndex {
         pace: PollPace,
     ) -> Entry {
         let mut e = Entry {
+            row: 0,
             base: version,
             polls: 0,
             owner: self.owner(tenant, client_id),
@@ -323,15 +330,22 @@ impl PendingIndex {
         Ok(true)
     }
 
-    /// `Owner`: after a committed write that stored `g` at version `stored`: holds it while
-    /// it is pending, forgets it once decided.
-    pub fn written(&self, g: &DeviceGrant, stored: i64) {
+    /// `Owner`: after a committed write that stored `g` at version `stored` (in `row`, when
+    /// the caller knows it): holds it while it is pending, forgets it once decided.
+    pub fn written(&self, g: &DeviceGrant, stored: i64, row: Option<i64>) {
         let mut shard = self.shard(&g.device_code_hash);
-        if g.status != GrantStatus::Pending {
-            shard.remove(&g.device_code_hash);
-            return;
+        let row = row.or_else(|| shard.get(&g.device_code_hash).map(|e| e.row));
+        match row {
+            Some(row) if g.status == GrantStatus::Pending => {
+                let mut e = self.entry_for(g, stored);
+                e.row = row;
+                shard.insert(g.device_code_hash, e);
+            }
+            // Decided; or not held and its row unknown, when the next poll reads it.
+            _ => {
+                shard.remove(&g.device_code_hash);
+            }
         }
-        shard.insert(g.device_code_hash, self.entry_for(g, stored));
     }
 
     /// `Shared`: how many invalidations `hash`'s shard has seen; read before the database,
@@ -393,6 +407,7 @@ impl PendingIndex {
             Some(e) => e.merge_pace(pace),
             None => {
                 let mut e = Entry {
+                    row: 0,
                     base: 0,
                     polls: 0,
                     owner: u32::MAX,
@@ -420,7 +435,7 @@ impl PendingIndex {
     pub fn reload(&self, loaded: Vec<Loaded>) {
         let mut fresh: [Shard; SHARDS] = Default::default();
         for g in &loaded {
-            fresh[usize::from(g.hash.as_bytes()[31]) % SHARDS].insert(g.hash, self.entry(g));
+            fresh[shard_of(&g.hash)].insert(g.hash, self.entry(g));
         }
         for (shard, mut new) in self.shards.iter().zip(fresh) {
             let mut shard = lock(shard);
@@ -470,6 +485,7 @@ impl PendingIndex {
                 if e.dirty >= at_least {
                     out.push(Unwritten {
                         hash: *hash,
+                        row: e.row,
                         base: e.base,
                         pace: e.pace(),
                         lengthened: e.dirty == Dirty::Interval,

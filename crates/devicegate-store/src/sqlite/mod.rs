@@ -89,7 +89,7 @@ fn load_pending(conn: &Connection) -> Result<Vec<Loaded>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT device_code_hash, version, tenant, client_id, expires_at, last_poll_at, \
-             interval_secs FROM device_grants WHERE status = 'pending'",
+             interval_secs, rowid FROM device_grants WHERE status = 'pending'",
         )
         .map_err(internal)?;
     let rows = stmt
@@ -103,17 +103,19 @@ fn load_pending(conn: &Connection) -> Result<Vec<Loaded>> {
                 r.get(4)?,
                 r.get::<_, Option<i64>>(5)?,
                 r.get(6)?,
+                r.get(7)?,
             ))
         })
         .map_err(internal)?;
     let mut out = Vec::new();
     for row in rows {
-        let (hash, version, tenant, client_id, expires_at, last_poll_at, interval_secs) =
+        let (hash, version, tenant, client_id, expires_at, last_poll_at, interval_secs, row) =
             row.map_err(internal)?;
         let hash = SecretHash::from_bytes(&hash)
             .ok_or_else(|| StoreError::Internal("a device code hash is not 32 bytes".into()))?;
         out.push(Loaded {
             hash,
+            row,
             version,
             tenant,
             client_id,
@@ -134,13 +136,13 @@ fn write_pace(conn: &Connection, unwritten: &[Unwritten]) -> bool {
         let written = conn
             .prepare_cached(
                 "UPDATE device_grants SET last_poll_at = ?1, interval_secs = ?2 \
-                 WHERE device_code_hash = ?3 AND version = ?4",
+                 WHERE rowid = ?3 AND version = ?4",
             )
             .and_then(|mut s| {
                 s.execute(params![
                     u.pace.last_poll_at.map(Timestamp::as_millis),
                     u.pace.interval_secs,
-                    u.hash.as_bytes(),
+                    u.row,
                     u.base
                 ])
             });
@@ -194,6 +196,7 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_sessions.sql"),
+    include_str!("../../migrations/sqlite/0003_device_code_selectors.sql"),
 ];
 /// Idle reader connections kept; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 64;
@@ -257,9 +260,12 @@ fn migrate(conn: &mut Connection) -> Result<usize> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        conn.execute_batch(sql).map_err(internal)?;
-        conn.pragma_update(None, "user_version", i + 1)
+        // Each migration and its version number commit together, or not at all.
+        let tx = conn.transaction().map_err(internal)?;
+        tx.execute_batch(sql).map_err(internal)?;
+        tx.pragma_update(None, "user_version", i + 1)
             .map_err(internal)?;
+        tx.commit().map_err(internal)?;
     }
     Ok(MIGRATIONS.len() - current)
 }
@@ -828,9 +834,10 @@ impl Store for SqliteStore {
                 g.context
             ])
             .map_err(constraint)?;
-            Ok(())
-        }, move |()| inner.pending.written(&held, held.version))
+            Ok(conn.last_insert_rowid())
+        }, move |row| inner.pending.written(&held, held.version, Some(*row)))
         .await
+        .map(|_row| ())
     }
 
     async fn get_grant(&self, id: &str) -> Result<DeviceGrant> {
@@ -851,7 +858,11 @@ impl Store for SqliteStore {
         self.read_grant(move |conn| {
             get_one(
                 conn,
-                &format!("SELECT {GRANT_COLUMNS} FROM device_grants WHERE device_code_hash = ?1"),
+                // Only codes without a selector are found by hash (see migration 0003).
+                &format!(
+                    "SELECT {GRANT_COLUMNS} FROM device_grants \
+                     WHERE device_code_hash = ?1 AND length(id) <> 28"
+                ),
                 [hash.as_bytes()],
                 grant_from_row,
             )
@@ -891,18 +902,18 @@ impl Store for SqliteStore {
         // Not held (every pending grant is, so this grant was just decided): the caller's
         // version must still be the stored one, which then means it is still pending.
         let id = g.id.clone();
-        let stored: i64 = read_now(&self.inner, move |conn| {
+        let (stored, row): (i64, i64) = read_now(&self.inner, move |conn| {
             get_one(
                 conn,
-                "SELECT version FROM device_grants WHERE id = ?1",
+                "SELECT version, rowid FROM device_grants WHERE id = ?1",
                 [id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
         })?;
         if stored != g.version {
             return Err(StoreError::Conflict);
         }
-        self.inner.pending.written(g, stored);
+        self.inner.pending.written(g, stored, Some(row));
         Ok(())
     }
 
@@ -911,7 +922,7 @@ impl Store for SqliteStore {
         let (held, after) = (g.clone(), self.inner.clone());
         self.write_then(
             move |conn| update_grant_in(conn, &inner.pending, &grant),
-            move |stored| after.pending.written(&held, *stored),
+            move |stored| after.pending.written(&held, *stored, None),
         )
         .await?;
         self.announce(&g.id);
@@ -929,7 +940,7 @@ impl Store for SqliteStore {
                 }
                 Ok(stored)
             },
-            move |stored| after.pending.written(&held, *stored),
+            move |stored| after.pending.written(&held, *stored, None),
         )
         .await?;
         self.announce(&g.id);
@@ -1007,7 +1018,7 @@ impl Store for SqliteStore {
             }
         }, move |stored| {
             if let (Some(g), Some(stored)) = (&held, stored) {
-                after.pending.written(g, *stored);
+                after.pending.written(g, *stored, None);
             }
         })
         .await?;
@@ -1363,11 +1374,81 @@ mod tests {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grants_from_before_device_code_selectors_survive_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        // A database at schema 2 holding a pending grant with an old-style (22-character) id.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(super::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(super::MIGRATIONS[1]).unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        let old = DeviceGrant {
+            id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            device_code_hash: SecretHash::of(b"dgd_old-style"),
+            ..DeviceGrant::example_pending("cli", NOW)
+        };
+        let (status, subject, auth_time) = super::grant_status_columns(&old.status);
+        conn.execute(
+            &format!(
+                "INSERT INTO device_grants ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+                 ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                super::GRANT_COLUMNS
+            ),
+            rusqlite::params![
+                old.id,
+                old.device_code_hash.as_bytes(),
+                old.user_code.canonical(),
+                old.client_id,
+                old.scopes.to_string(),
+                status,
+                subject,
+                auth_time,
+                old.created_at.as_millis(),
+                old.expires_at.as_millis(),
+                old.interval_secs,
+                None::<i64>,
+                None::<String>,
+                None::<i64>,
+                None::<String>,
+                None::<String>,
+                old.version,
+                old.tenant,
+                None::<String>
+            ],
+        )
+        .unwrap();
+        drop(conn);
+        let s = super::SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            s.get_grant_by_device_code(&old.device_code_hash)
+                .await
+                .unwrap()
+                .id,
+            old.id
+        );
+        assert_eq!(poll(&s, &old, NOW), Some(HeldPoll::Paced(Paced::Pending)));
+        // New grants (28-character ids) are found by id, and their hashes are not indexed.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id FROM device_grants \
+                 WHERE device_code_hash = x'00' AND length(id) <> 28",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(
+            plan.contains("device_grants_code_without_selector"),
+            "{plan}"
+        );
+    }
+
     #[test]
     fn migrations_run_once_and_refuse_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
-        assert_eq!(super::SqliteStore::migrate(&path).unwrap(), 2);
+        assert_eq!(super::SqliteStore::migrate(&path).unwrap(), 3);
         assert_eq!(super::SqliteStore::migrate(&path).unwrap(), 0);
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();

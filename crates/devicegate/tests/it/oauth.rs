@@ -31,15 +31,18 @@ async fn rfc8628_3_2_device_authorization_answers_every_member() {
     assert_eq!(status, StatusCode::OK, "{b}");
     assert_eq!(headers["cache-control"], "no-store");
     let device_code = b["device_code"].as_str().unwrap();
-    let random = device_code
+    // `dgd_<grant id>.<secret>`: 256 random bits behind the grant it names.
+    let (_, random) = device_code
         .strip_prefix("dgd_")
-        .expect("recognisable prefix");
-    assert!(
+        .expect("recognisable prefix")
+        .split_once('.')
+        .expect("a selector");
+    assert_eq!(
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(random)
             .unwrap()
-            .len()
-            >= 16
+            .len(),
+        32
     );
     let user_code = b["user_code"].as_str().unwrap();
     assert_eq!(user_code.len(), 9);
@@ -308,8 +311,17 @@ async fn denied_expired_unknown_foreign_and_redeemed_codes() {
     let code = d["device_code"].as_str().unwrap();
     let (status, b) = s.poll("other", code).await;
     assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
+    // The code names its grant, but only the whole code opens it: the grant's id with any
+    // other secret is no code.
+    let (selector, secret) = code.split_once('.').unwrap();
+    assert!(selector.len() == 4 + 28 && secret.len() == 43, "{code}");
+    let forged = format!("{selector}.{}", "A".repeat(43));
+    let (status, b) = s.poll("cli", &forged).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
     s.decide(d["user_code"].as_str().unwrap(), "ann", true)
         .await;
+    let (status, b) = s.poll("cli", &forged).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
     assert_eq!(s.poll("cli", code).await.0, StatusCode::OK);
     let (status, b) = s.poll("cli", code).await;
     assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
