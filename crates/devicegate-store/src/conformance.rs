@@ -18,8 +18,8 @@ use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 
 use crate::{
-    BrowserSession, ClientRecord, DEFAULT_TENANT, KeyRecord, RefreshToken, Store, StoreError,
-    TenantRecord, UserRecord,
+    BrowserSession, ClientRecord, DEFAULT_TENANT, HeldPoll, KeyRecord, RefreshToken, Store,
+    StoreError, TenantRecord, UserRecord,
 };
 
 const T: &str = DEFAULT_TENANT;
@@ -37,6 +37,7 @@ where
     grants(make().await).await;
     grant_update_is_compare_and_swap(make().await).await;
     polls_race_and_decisions_see_them(Arc::new(make().await)).await;
+    held_polls_never_hide_a_decision(Arc::new(make().await)).await;
     concurrent_redemption_has_one_winner(Arc::new(make().await)).await;
     concurrent_approve_and_deny_have_one_winner(Arc::new(make().await)).await;
     flows(make().await).await;
@@ -245,6 +246,66 @@ async fn grant_update_is_compare_and_swap(s: impl Store) {
     assert_eq!(s.update_grant(&missing).await, Err(StoreError::NotFound));
     let stored = s.get_grant(&g.id).await.unwrap();
     assert_eq!((stored.version, stored.last_poll_at), (1, Some(NOW)));
+}
+
+/// Polls answered from memory (`poll_held`, where a backend has it) never answer as pending
+/// once a decision is stored, however many of them race it.
+async fn held_polls_never_hide_a_decision<S: Store>(s: Arc<S>) {
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    let (code, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    // A poll through the database, as the token endpoint makes when nothing is held here.
+    let read = s.get_grant_by_device_code(&code.hash()).await.unwrap();
+    let PollDecision::Pending { next } = read.on_poll("cli", NOW) else {
+        panic!()
+    };
+    s.record_poll(&next).await.unwrap();
+    let decided = Arc::new(AtomicBool::new(false));
+    let clock = Arc::new(AtomicI64::new(NOW.as_millis()));
+    let pollers: Vec<_> = (0..4)
+        .map(|_| {
+            let (s, decided, clock, hash) =
+                (s.clone(), decided.clone(), clock.clone(), code.hash());
+            tokio::spawn(async move {
+                let mut held = 0;
+                for _ in 0..2_000 {
+                    let after_decision = decided.load(Ordering::SeqCst);
+                    let at = Timestamp::from_millis(clock.fetch_add(1, Ordering::Relaxed));
+                    match s.poll_held(&hash, T, "cli", at) {
+                        Some(HeldPoll::Paced(p)) => {
+                            assert!(!after_decision, "answered {p:?} after the approval");
+                            held += 1;
+                        }
+                        Some(HeldPoll::Expired) => panic!("not expired"),
+                        None => {}
+                    }
+                    tokio::task::yield_now().await;
+                }
+                held
+            })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    loop {
+        let fresh = s.get_grant(&g.id).await.unwrap();
+        match s
+            .update_grant(&fresh.approve("ann", NOW, NOW).unwrap())
+            .await
+        {
+            Ok(()) => break,
+            Err(StoreError::Conflict) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    decided.store(true, Ordering::SeqCst);
+    for p in pollers {
+        p.await.unwrap();
+    }
+    assert_eq!(s.poll_held(&code.hash(), T, "cli", NOW), None);
+    assert!(matches!(
+        s.get_grant(&g.id).await.unwrap().status,
+        GrantStatus::Approved { .. }
+    ));
 }
 
 async fn polls_race_and_decisions_see_them(s: Arc<impl Store>) {

@@ -512,3 +512,94 @@ impl PendingIndex {
         self.shards.iter().map(|s| lock(s).len()).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+    fn grant() -> DeviceGrant {
+        DeviceGrant::example_pending("cli", NOW)
+    }
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millis(NOW.as_millis() + ms)
+    }
+
+    #[test]
+    fn shared_entries_answer_only_between_admission_and_invalidation() {
+        let index = PendingIndex::new(Mode::Shared);
+        let g = grant();
+        let hash = g.device_code_hash;
+        assert_eq!(index.poll(&hash, &g.tenant, "cli", NOW), None);
+        let epoch = index.epoch(&hash);
+        index.admit(&g, g.version, epoch, false);
+        assert_eq!(
+            index.poll(&hash, &g.tenant, "cli", NOW),
+            Some(HeldPoll::Paced(Paced::Pending))
+        );
+        index.invalidate(&hash);
+        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(10_000)), None);
+        // An admission whose database read came before that invalidation is refused: the
+        // grant may have been decided after the read.
+        index.admit(&g, g.version, epoch, false);
+        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(10_000)), None);
+        index.admit(&g, g.version, index.epoch(&hash), false);
+        assert!(index.poll(&hash, &g.tenant, "cli", at(10_000)).is_some());
+        index.invalidate_all();
+        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(20_000)), None);
+    }
+
+    #[test]
+    fn shared_entries_keep_the_pace_other_instances_report() {
+        let index = PendingIndex::new(Mode::Shared);
+        let g = grant();
+        let hash = g.device_code_hash;
+        // Another instance's poll, heard before this instance ever read the grant.
+        let remote = PollPace {
+            interval_secs: 10,
+            last_poll_at: Some(at(1_000)),
+        };
+        index.merge_remote(hash, remote);
+        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(2_000)), None);
+        let mut read = g.clone();
+        index.overlay(&mut read);
+        assert_eq!((read.pace(), read.version), (remote, g.version));
+        // Admitted with an older pace, the entry keeps the later poll and longer interval.
+        index.admit(&g, g.version, index.epoch(&hash), false);
+        assert_eq!(
+            index.poll(&hash, &g.tenant, "cli", at(5_000)),
+            Some(HeldPoll::Paced(Paced::SlowDown { interval_secs: 15 }))
+        );
+        // What this instance recorded is taken once, to be sent to the others.
+        let sent = index.take_all_dirty();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].pace.last_poll_at, Some(at(5_000)));
+        assert!(sent[0].lengthened);
+        assert!(index.take_all_dirty().is_empty());
+        // Compare-and-swap is the database's alone here.
+        assert_eq!(index.expected_version(&g), Ok(g.version));
+    }
+
+    #[test]
+    fn owner_entries_count_polls_in_the_version() {
+        let index = PendingIndex::new(Mode::Owner);
+        let g = grant();
+        index.written(&g, g.version, Some(7));
+        assert!(
+            index
+                .poll(&g.device_code_hash, &g.tenant, "cli", NOW)
+                .is_some()
+        );
+        assert_eq!(index.expected_version(&g), Err(StoreError::Conflict));
+        let mut read = g.clone();
+        index.overlay(&mut read);
+        assert_eq!(read.version, g.version + 1);
+        assert_eq!(index.expected_version(&read), Ok(g.version));
+        let unwritten = index.take_all_dirty();
+        assert_eq!((unwritten[0].row, unwritten[0].lengthened), (7, false));
+        index.written(&read.approve("ann", NOW, NOW).unwrap(), g.version + 1, None);
+        assert_eq!(index.len(), 0);
+    }
+}
