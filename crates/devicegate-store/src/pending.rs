@@ -348,6 +348,20 @@ impl PendingIndex {
         }
     }
 
+    /// `Owner`: a poll recorded through the database path for a grant not held (read at
+    /// stored version `stored`, in `row`): held from now on, the poll counted in its version.
+    /// `Conflict` if another poll got it held first.
+    pub fn adopt(&self, g: &DeviceGrant, stored: i64, row: i64) -> Result<(), StoreError> {
+        let mut shard = self.shard(&g.device_code_hash);
+        if shard.contains_key(&g.device_code_hash) {
+            return Err(StoreError::Conflict);
+        }
+        let mut e = self.entry_for(g, stored);
+        (e.row, e.polls, e.dirty) = (row, 1, Dirty::Polled);
+        shard.insert(g.device_code_hash, e);
+        Ok(())
+    }
+
     /// `Shared`: how many invalidations `hash`'s shard has seen; read before the database,
     /// handed to [`PendingIndex::admit`].
     pub fn epoch(&self, hash: &SecretHash) -> u64 {
@@ -516,6 +530,7 @@ impl PendingIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use devicegate_core::grant::PollDecision;
 
     const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
@@ -601,5 +616,28 @@ mod tests {
         assert_eq!((unwritten[0].row, unwritten[0].lengthened), (7, false));
         index.written(&read.approve("ann", NOW, NOW).unwrap(), g.version + 1, None);
         assert_eq!(index.len(), 0);
+    }
+
+    #[test]
+    fn owner_adopts_a_grant_polled_through_the_database_once() {
+        let index = PendingIndex::new(Mode::Owner);
+        let g = grant();
+        let PollDecision::Pending { next } = g.on_poll("cli", NOW) else {
+            panic!()
+        };
+        index.adopt(&next, g.version, 3).unwrap();
+        // A second poll made from the same read lost: it must read again and slow down.
+        assert_eq!(index.adopt(&next, g.version, 3), Err(StoreError::Conflict));
+        assert_eq!(index.expected_version(&g), Err(StoreError::Conflict));
+        let mut read = g.clone();
+        index.overlay(&mut read);
+        assert_eq!(
+            (read.version, read.last_poll_at),
+            (g.version + 1, Some(NOW))
+        );
+        assert!(matches!(
+            index.poll(&g.device_code_hash, &g.tenant, "cli", at(1)),
+            Some(HeldPoll::Paced(Paced::SlowDown { .. }))
+        ));
     }
 }

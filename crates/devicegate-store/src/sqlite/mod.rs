@@ -913,8 +913,7 @@ impl Store for SqliteStore {
         if stored != g.version {
             return Err(StoreError::Conflict);
         }
-        self.inner.pending.written(g, stored, Some(row));
-        Ok(())
+        self.inner.pending.adopt(g, stored, row)
     }
 
     async fn update_grant(&self, g: &DeviceGrant) -> Result<()> {
