@@ -18,6 +18,8 @@ pub enum SecretKind {
     ClientSecret,
     /// A browser session of the verification pages.
     BrowserSession,
+    /// A sign-on kept for the flows API (`session.resume`).
+    ApiSession,
 }
 
 impl SecretKind {
@@ -28,6 +30,7 @@ impl SecretKind {
             SecretKind::FlowId => "dgf_",
             SecretKind::ClientSecret => "dgs_",
             SecretKind::BrowserSession => "dgb_",
+            SecretKind::ApiSession => "dga_",
         }
     }
 }

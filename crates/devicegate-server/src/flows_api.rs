@@ -33,6 +33,7 @@ pub fn router(settings: &Settings) -> Router<AppState> {
     let routes = Router::new()
         .route("/api/v1/flows", post(create))
         .route("/api/v1/flows/{id}", post(act).get(read))
+        .route("/api/v1/sessions/end", post(end_session))
         .method_not_allowed_fallback(crate::error::method_not_allowed);
     // No CORS unless the operator lists origins: the API then serves exactly those.
     let origins: Vec<HeaderValue> = settings
@@ -128,6 +129,21 @@ async fn read(
     let id = params.get("id").cloned().unwrap_or_default();
     let flow = verification::load(&state, &tenant, &key(&id), now()).await?;
     view(&state, &id, flow).await
+}
+
+/// `{"session": "dga_…"}`: ends a session a `sign_on` kept. 204 whether or not it existed.
+async fn end_session(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Arc<Tenant>>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<StatusCode, OAuthError> {
+    let Some(session) = body.get("session").and_then(|s| s.as_str()) else {
+        return Err(OAuthError::invalid_request(
+            "the body must be {\"session\": \"dga_…\"}",
+        ));
+    };
+    verification::end_kept(&state, &tenant, session).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The store key of a presented flow id.

@@ -278,7 +278,7 @@ pub async fn keep_sign_on(
     tenant: &Tenant,
     flow: &Flow,
 ) -> Result<Secret, StepError> {
-    let secret = Secret::generate(SecretKind::BrowserSession);
+    let secret = Secret::generate(SecretKind::ApiSession);
     let now = now();
     state
         .store
@@ -302,6 +302,10 @@ pub async fn resume_kept(
     key: &SecretHash,
     presented: &str,
 ) -> Result<Flow, StepError> {
+    // Only kept sessions: a browser's cookie is not one, nor the other way round.
+    if !presented.starts_with(SecretKind::ApiSession.prefix()) {
+        return Err(StepError::InvalidSession);
+    }
     let session = match state
         .store
         .get_session(&Secret::from_presented(presented).hash())
@@ -314,7 +318,30 @@ pub async fn resume_kept(
     let (Some(user_id), Some(auth_time)) = (session.user_id, session.signed_on_at) else {
         return Err(StepError::InvalidSession);
     };
+    // The person must still exist here (deleting a user or setting a password also deletes
+    // their sessions).
+    match state.store.get_user(&user_id).await {
+        Ok(u) if u.tenant == tenant.id => {}
+        Ok(_) | Err(StoreError::NotFound) => return Err(StepError::InvalidSession),
+        Err(e) => return Err(e.into()),
+    }
     resume_session(state, tenant, key, &user_id, auth_time).await
+}
+
+/// Ends a kept session (`POST /api/v1/sessions/end`); unknown ones are already ended.
+pub async fn end_kept(state: &AppState, tenant: &Tenant, presented: &str) -> Result<(), StepError> {
+    if !presented.starts_with(SecretKind::ApiSession.prefix()) {
+        return Ok(());
+    }
+    let hash = Secret::from_presented(presented).hash();
+    match state.store.get_session(&hash).await {
+        Ok(s) if s.tenant == tenant.id => match state.store.delete_session(&hash).await {
+            Ok(()) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        },
+        Ok(_) | Err(StoreError::NotFound) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn attach_user(

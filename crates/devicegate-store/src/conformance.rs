@@ -723,6 +723,28 @@ async fn sessions(s: impl Store) {
         s.update_session(&signed_on).await,
         Err(StoreError::NotFound)
     );
+    // A person's sessions end with a new password, and with the person.
+    for delete in [false, true] {
+        let ann = user(if delete { "ann-deleted" } else { "ann" });
+        s.create_user(&ann).await.unwrap();
+        let theirs = BrowserSession {
+            id_hash: SecretHash::of(ann.id.as_bytes()),
+            user_id: Some(ann.id.clone()),
+            ..signed_on.clone()
+        };
+        s.create_session(&theirs).await.unwrap();
+        if delete {
+            s.delete_user(T, &ann.username).await.unwrap();
+        } else {
+            s.set_password(T, &ann.username, "$argon2id$other")
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            s.get_session(&theirs.id_hash).await,
+            Err(StoreError::NotFound)
+        );
+    }
 }
 
 async fn pending_count(s: impl Store) {

@@ -156,6 +156,9 @@ pub(crate) struct PendingIndex {
     /// Per shard, how many times an entry of it was made unanswerable: an admission checks
     /// that none was since it read the database.
     invalidations: [std::sync::atomic::AtomicU64; SHARDS],
+    /// `Shared`: not hearing the other instances (no `LISTEN`, or it went silent): nothing
+    /// answers or is admitted, since a change elsewhere would go unnoticed.
+    deaf: std::sync::atomic::AtomicBool,
     /// `(tenant, client_id)` by owner index; a handful of rows, never shrunk.
     owners: RwLock<Vec<(Box<str>, Box<str>)>>,
 }
@@ -178,7 +181,20 @@ impl PendingIndex {
     pub fn new(mode: Mode) -> PendingIndex {
         PendingIndex {
             mode,
+            deaf: (mode == Mode::Shared).into(),
             ..PendingIndex::default()
+        }
+    }
+
+    /// `Shared`: whether this instance hears the others' announcements. Either way, every
+    /// entry stops answering until admitted again (announcements may have been missed).
+    pub fn set_listening(&self, listening: bool) {
+        if !listening {
+            self.deaf.store(true, Relaxed);
+        }
+        self.invalidate_all();
+        if listening {
+            self.deaf.store(false, Relaxed);
         }
     }
 
@@ -257,7 +273,7 @@ impl PendingIndex {
     ) -> Option<HeldPoll> {
         let mut shard = self.shard(hash);
         let e = shard.get_mut(hash)?;
-        if !e.answerable || !self.is_owner(e.owner, tenant, client_id) {
+        if !e.answerable || self.deaf.load(Relaxed) || !self.is_owner(e.owner, tenant, client_id) {
             return None;
         }
         if now.as_millis() >= e.expires_at {
@@ -377,7 +393,7 @@ impl PendingIndex {
         let i = shard_of(&g.device_code_hash);
         let mut shard = lock(&self.shards[i]);
         // Invalidations count under the shard lock, so this compare is exact.
-        if self.invalidations[i].load(Relaxed) != epoch {
+        if self.invalidations[i].load(Relaxed) != epoch || self.deaf.load(Relaxed) {
             return;
         }
         let mut e = self.entry_for(g, stored);
@@ -457,7 +473,8 @@ impl PendingIndex {
                 if let Some(old) = shard.get(hash)
                     && old.base == e.base
                 {
-                    *e = *old;
+                    // The polls held here, at the row the database has now.
+                    *e = Entry { row: e.row, ..*old };
                 }
             }
             *shard = new;
@@ -545,6 +562,7 @@ mod tests {
     #[test]
     fn shared_entries_answer_only_between_admission_and_invalidation() {
         let index = PendingIndex::new(Mode::Shared);
+        index.set_listening(true);
         let g = grant();
         let hash = g.device_code_hash;
         assert_eq!(index.poll(&hash, &g.tenant, "cli", NOW), None);
@@ -564,11 +582,22 @@ mod tests {
         assert!(index.poll(&hash, &g.tenant, "cli", at(10_000)).is_some());
         index.invalidate_all();
         assert_eq!(index.poll(&hash, &g.tenant, "cli", at(20_000)), None);
+        // Deaf to the other instances: nothing answers or is admitted until listening again.
+        index.admit(&g, g.version, index.epoch(&hash), false);
+        index.set_listening(false);
+        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(30_000)), None);
+        index.admit(&g, g.version, index.epoch(&hash), false);
+        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(30_000)), None);
+        index.set_listening(true);
+        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(30_000)), None);
+        index.admit(&g, g.version, index.epoch(&hash), false);
+        assert!(index.poll(&hash, &g.tenant, "cli", at(30_000)).is_some());
     }
 
     #[test]
     fn shared_entries_keep_the_pace_other_instances_report() {
         let index = PendingIndex::new(Mode::Shared);
+        index.set_listening(true);
         let g = grant();
         let hash = g.device_code_hash;
         // Another instance's poll, heard before this instance ever read the grant.

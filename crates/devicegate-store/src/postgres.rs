@@ -49,6 +49,9 @@ const POLLS_CHANNEL: &str = "devicegate_polls";
 const ALL_GRANTS: &str = "*";
 /// How often an instance tells the others of its polls.
 const PACE_EVERY: Duration = Duration::from_millis(10);
+/// How often an instance notifies at least once (a pace payload with no records), so that
+/// its listener can tell a quiet channel from a dead connection.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Pace records per `NOTIFY` (payloads stay under PostgreSQL's 8,000 bytes).
 const PACES_PER_NOTIFY: usize = 120;
 const PACE_RECORD: usize = 32 + 8 + 4;
@@ -56,6 +59,10 @@ const PACE_RECORD: usize = 32 + 8 + 4;
 /// Poll pace as `NOTIFY` payloads: per grant, its device code hash, last poll (ms) and
 /// interval, in base64.
 fn encode_paces(instance: &str, paces: &[Unwritten]) -> Vec<String> {
+    if paces.is_empty() {
+        // A heartbeat.
+        return vec![format!("{instance} ")];
+    }
     paces
         .chunks(PACES_PER_NOTIFY)
         .map(|chunk| {
@@ -377,14 +384,19 @@ async fn listen_forever(
                 .is_ok()
             {
                 // Whatever was announced while not listening is unknown here.
-                listening.pending.invalidate_all();
+                listening.pending.set_listening(true);
                 if let Some(r) = ready.take() {
                     let _ = r.send(());
                 }
-                while let Some((channel, payload)) = rx.recv().await {
+                // Every instance hears its own heartbeat at least every `HEARTBEAT`: silence
+                // means a dead connection, even one TCP has not noticed yet.
+                while let Ok(Some((channel, payload))) =
+                    tokio::time::timeout(HEARTBEAT * 4, rx.recv()).await
+                {
                     listening.heard(&channel, &payload);
                 }
             }
+            listening.pending.set_listening(false);
             driver.abort();
             tracing::warn!("lost the PostgreSQL LISTEN connection; reconnecting");
         }
@@ -399,6 +411,7 @@ async fn pace_forever(polls: Pool, pending: Arc<PendingIndex>, instance: String)
     let mut tick = tokio::time::interval(PACE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_prune = std::time::Instant::now();
+    let mut last_sent = std::time::Instant::now();
     loop {
         tick.tick().await;
         if last_prune.elapsed() > Duration::from_secs(10) {
@@ -410,9 +423,10 @@ async fn pace_forever(polls: Pool, pending: Arc<PendingIndex>, instance: String)
             pending.prune(Timestamp::from_millis(now_ms - 3_600_000));
         }
         let paces = pending.take_all_dirty();
-        if paces.is_empty() {
+        if paces.is_empty() && last_sent.elapsed() < HEARTBEAT {
             continue;
         }
+        last_sent = std::time::Instant::now();
         if let Err(e) = send_paces(&polls, &instance, &paces).await {
             tracing::debug!(error = %e, "could not send poll pace");
         }
@@ -928,6 +942,9 @@ impl Store for PostgresStore {
         tx.execute("DELETE FROM refresh_tokens WHERE subject = $1", &[&id])
             .await
             .map_err(pg)?;
+        tx.execute("DELETE FROM browser_sessions WHERE user_id = $1", &[&id])
+            .await
+            .map_err(pg)?;
         tx.commit().await.map_err(pg)
     }
 
@@ -943,6 +960,9 @@ impl Store for PostgresStore {
             .map_err(pg)?;
         let id: String = row.ok_or(StoreError::NotFound)?.get(0);
         tx.execute("DELETE FROM refresh_tokens WHERE subject = $1", &[&id])
+            .await
+            .map_err(pg)?;
+        tx.execute("DELETE FROM browser_sessions WHERE user_id = $1", &[&id])
             .await
             .map_err(pg)?;
         tx.commit().await.map_err(pg)

@@ -67,12 +67,17 @@ fn write_forever(conn: Connection, queue: std::sync::mpsc::Receiver<Job>) {
             });
             replies.push((reply, ended.map_err(internal)));
         }
-        let committed = run_cached(&conn, "COMMIT").map_err(internal);
+        // A savepoint that could not be taken, released or rolled back leaves a job's effects
+        // uncertain: then nothing of the group is committed, and every job hears why.
+        let committed = match replies.iter().find_map(|(_, ended)| ended.clone().err()) {
+            Some(e) => Err(e),
+            None => run_cached(&conn, "COMMIT").map_err(internal),
+        };
         if committed.is_err() {
             let _ = run_cached(&conn, "ROLLBACK");
         }
-        for (reply, ended) in replies {
-            reply(committed.clone().and(ended));
+        for (reply, _) in replies {
+            reply(committed.clone());
         }
     }
 }
@@ -136,14 +141,15 @@ fn write_pace(conn: &Connection, unwritten: &[Unwritten]) -> bool {
         let written = conn
             .prepare_cached(
                 "UPDATE device_grants SET last_poll_at = ?1, interval_secs = ?2 \
-                 WHERE rowid = ?3 AND version = ?4",
+                 WHERE rowid = ?3 AND version = ?4 AND device_code_hash = ?5",
             )
             .and_then(|mut s| {
                 s.execute(params![
                     u.pace.last_poll_at.map(Timestamp::as_millis),
                     u.pace.interval_secs,
                     u.row,
-                    u.base
+                    u.base,
+                    u.hash.as_bytes()
                 ])
             });
         ok &= written.is_ok();
@@ -167,19 +173,19 @@ fn maintain_forever(inner: std::sync::Weak<Inner>) {
         let Some(strong) = inner.upgrade() else {
             return;
         };
-        let lengthened = strong.pending.take_lengthened();
-        let weak = inner.clone();
+        let (pending, seen) = (strong.pending.clone(), strong.data_version.clone());
         let job: Job = Box::new(move |conn| {
-            let mut ok = write_pace(conn, &lengthened);
-            if let Some(inner) = weak.upgrade()
-                && let Ok(v) = data_version(conn)
-                && inner.data_version.swap(v, Ordering::Relaxed) != v
+            let mut ok = true;
+            // Another process's writes first: they may have deleted or reused rows.
+            if let Ok(v) = data_version(conn)
+                && seen.swap(v, Ordering::Relaxed) != v
             {
                 match load_pending(conn) {
-                    Ok(loaded) => inner.pending.reload(loaded),
+                    Ok(loaded) => pending.reload(loaded),
                     Err(_) => ok = false,
                 }
             }
+            ok &= write_pace(conn, &pending.take_lengthened());
             let reply: Reply = Box::new(|_| {});
             (ok, reply)
         });
@@ -211,27 +217,35 @@ struct Inner {
     path: PathBuf,
     grants: tokio::sync::broadcast::Sender<GrantChanged>,
     writer: Mutex<std::sync::mpsc::Sender<Job>>,
-    pending: PendingIndex,
+    /// Shared with the writer's jobs, which never hold `Inner` itself: the store's last
+    /// handle is dropped on a caller's thread, where `Drop` can wait for the writer.
+    pending: Arc<PendingIndex>,
     /// The writer connection's `PRAGMA data_version` when the index was last (re)loaded.
-    data_version: AtomicI64,
+    data_version: Arc<AtomicI64>,
     readers: Mutex<Vec<Connection>>,
 }
 
 impl Drop for Inner {
     /// Poll times held in memory reach the file when the store closes (a clean shutdown), so
-    /// a restart keeps every `slow_down` pace; only a crash forgets them.
+    /// a restart keeps every `slow_down` pace; only a crash forgets them. Written by the
+    /// writer thread, after whatever it is doing, and waited for.
     fn drop(&mut self) {
         let unwritten = self.pending.take_all_dirty();
         if unwritten.is_empty() {
             return;
         }
-        let written = open_connection(&self.path).and_then(|mut conn| {
-            let tx = conn.transaction().map_err(internal)?;
-            write_pace(&tx, &unwritten);
-            tx.commit().map_err(internal)
+        let (done, wait) = std::sync::mpsc::channel();
+        let job: Job = Box::new(move |conn| {
+            let ok = write_pace(conn, &unwritten);
+            let reply: Reply = Box::new(move |committed| {
+                let _ = done.send(committed.map(|()| ok));
+            });
+            (ok, reply)
         });
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "could not write poll times at close");
+        let sent = lock(&self.writer).send(job).is_ok();
+        match wait.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(Ok(true)) if sent => {}
+            _ => tracing::warn!("could not write the last poll times at close"),
         }
     }
 }
@@ -260,8 +274,17 @@ fn migrate(conn: &mut Connection) -> Result<usize> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        // Each migration and its version number commit together, or not at all.
-        let tx = conn.transaction().map_err(internal)?;
+        // Each migration and its version number commit together, or not at all; the write
+        // lock is taken first, so that of two processes starting at once only one migrates.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(internal)?;
+        let now: usize = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(internal)?;
+        if now > i {
+            continue;
+        }
         tx.execute_batch(sql).map_err(internal)?;
         tx.pragma_update(None, "user_version", i + 1)
             .map_err(internal)?;
@@ -276,9 +299,9 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let mut writer = open_connection(&path)?;
         migrate(&mut writer)?;
-        let pending = PendingIndex::default();
+        let pending = Arc::new(PendingIndex::default());
         pending.reload(load_pending(&writer)?);
-        let data_version = AtomicI64::new(self::data_version(&writer)?);
+        let data_version = Arc::new(AtomicI64::new(self::data_version(&writer)?));
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("devicegate-sqlite-writer".into())
@@ -598,7 +621,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_tenant(&self, id: &str) -> Result<()> {
-        let (id, gone, inner) = (id.to_owned(), id.to_owned(), self.inner.clone());
+        let (id, gone, inner) = (id.to_owned(), id.to_owned(), self.inner.pending.clone());
         self.write_then(
             move |conn| {
                 if conn
@@ -614,7 +637,7 @@ impl Store for SqliteStore {
                 }
                 Ok(())
             },
-            move |()| inner.pending.forget_owner(&gone, None),
+            move |()| inner.forget_owner(&gone, None),
         )
         .await
     }
@@ -672,7 +695,7 @@ impl Store for SqliteStore {
 
     async fn delete_client(&self, tenant: &str, id: &str) -> Result<()> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        let (gone, inner) = ((tenant.clone(), id.clone()), self.inner.clone());
+        let (gone, inner) = ((tenant.clone(), id.clone()), self.inner.pending.clone());
         self.write_then(
             move |conn| {
                 let n = conn
@@ -696,7 +719,7 @@ impl Store for SqliteStore {
                 .map_err(internal)?;
                 Ok(())
             },
-            move |()| inner.pending.forget_owner(&gone.0, Some(&gone.1)),
+            move |()| inner.forget_owner(&gone.0, Some(&gone.1)),
         )
         .await
     }
@@ -775,6 +798,8 @@ impl Store for SqliteStore {
             let id = id.ok_or(StoreError::NotFound)?;
             conn.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
                 .map_err(internal)?;
+            conn.execute("DELETE FROM browser_sessions WHERE user_id = ?1", [&id])
+                .map_err(internal)?;
             Ok(())
         })
         .await
@@ -798,13 +823,15 @@ impl Store for SqliteStore {
             let id = id.ok_or(StoreError::NotFound)?;
             conn.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
                 .map_err(internal)?;
+            conn.execute("DELETE FROM browser_sessions WHERE user_id = ?1", [&id])
+                .map_err(internal)?;
             Ok(())
         })
         .await
     }
 
     async fn create_grant(&self, g: &DeviceGrant) -> Result<()> {
-        let (g, inner, held) = (g.clone(), self.inner.clone(), g.clone());
+        let (g, inner, held) = (g.clone(), self.inner.pending.clone(), g.clone());
         self.write_then(move |conn| {
             let (status, subject, auth_time) = grant_status_columns(&g.status);
             conn.prepare_cached(&format!(
@@ -835,7 +862,7 @@ impl Store for SqliteStore {
             ])
             .map_err(constraint)?;
             Ok(conn.last_insert_rowid())
-        }, move |row| inner.pending.written(&held, held.version, Some(*row)))
+        }, move |row| inner.written(&held, held.version, Some(*row)))
         .await
         .map(|_row| ())
     }
@@ -899,29 +926,31 @@ impl Store for SqliteStore {
         if self.inner.pending.record(g)? {
             return Ok(());
         }
-        // Not held (every pending grant is, so this grant was just decided): the caller's
-        // version must still be the stored one, which then means it is still pending.
-        let id = g.id.clone();
-        let (stored, row): (i64, i64) = read_now(&self.inner, move |conn| {
-            get_one(
+        // Not held (every pending grant is, unless it was just decided or another process
+        // wrote it): the caller's version must still be the stored one, checked and adopted on
+        // the writer thread, where no decision's index update can fall in between.
+        let (g, pending) = (g.clone(), self.inner.pending.clone());
+        self.write(move |conn| {
+            let (stored, row): (i64, i64) = get_one(
                 conn,
                 "SELECT version, rowid FROM device_grants WHERE id = ?1",
-                [id],
+                [&g.id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-        })?;
-        if stored != g.version {
-            return Err(StoreError::Conflict);
-        }
-        self.inner.pending.adopt(g, stored, row)
+            )?;
+            if stored != g.version {
+                return Err(StoreError::Conflict);
+            }
+            pending.adopt(&g, stored, row)
+        })
+        .await
     }
 
     async fn update_grant(&self, g: &DeviceGrant) -> Result<()> {
-        let (grant, inner) = (g.clone(), self.inner.clone());
-        let (held, after) = (g.clone(), self.inner.clone());
+        let (grant, inner) = (g.clone(), self.inner.pending.clone());
+        let (held, after) = (g.clone(), self.inner.pending.clone());
         self.write_then(
-            move |conn| update_grant_in(conn, &inner.pending, &grant),
-            move |stored| after.pending.written(&held, *stored, None),
+            move |conn| update_grant_in(conn, &inner, &grant),
+            move |stored| after.written(&held, *stored, None),
         )
         .await?;
         self.announce(&g.id);
@@ -929,17 +958,17 @@ impl Store for SqliteStore {
     }
 
     async fn redeem_grant(&self, g: &DeviceGrant, refresh: Option<&RefreshToken>) -> Result<()> {
-        let (grant, refresh, inner) = (g.clone(), refresh.cloned(), self.inner.clone());
-        let (held, after) = (g.clone(), self.inner.clone());
+        let (grant, refresh, inner) = (g.clone(), refresh.cloned(), self.inner.pending.clone());
+        let (held, after) = (g.clone(), self.inner.pending.clone());
         self.write_then(
             move |conn| {
-                let stored = update_grant_in(conn, &inner.pending, &grant)?;
+                let stored = update_grant_in(conn, &inner, &grant)?;
                 if let Some(t) = &refresh {
                     insert_refresh_in(conn, t)?;
                 }
                 Ok(stored)
             },
-            move |stored| after.pending.written(&held, *stored, None),
+            move |stored| after.written(&held, *stored, None),
         )
         .await?;
         self.announce(&g.id);
@@ -988,8 +1017,8 @@ impl Store for SqliteStore {
 
     async fn update_flow(&self, f: &Flow, grant: Option<&DeviceGrant>) -> Result<()> {
         let grant_id = grant.map(|g| g.id.clone());
-        let (f, grant, inner) = (f.clone(), grant.cloned(), self.inner.clone());
-        let (held, after) = (grant.clone(), self.inner.clone());
+        let (f, grant, inner) = (f.clone(), grant.cloned(), self.inner.pending.clone());
+        let (held, after) = (grant.clone(), self.inner.pending.clone());
         self.write_then(move |conn| {
             let n = conn
                 .prepare_cached(
@@ -1012,12 +1041,12 @@ impl Store for SqliteStore {
                 return Err(missing_or_conflict(conn, "flows", "id", &f.id));
             }
             match &grant {
-                Some(g) => update_grant_in(conn, &inner.pending, g).map(Some),
+                Some(g) => update_grant_in(conn, &inner, g).map(Some),
                 None => Ok(None),
             }
         }, move |stored| {
             if let (Some(g), Some(stored)) = (&held, stored) {
-                after.pending.written(g, *stored, None);
+                after.written(g, *stored, None);
             }
         })
         .await?;
@@ -1205,7 +1234,7 @@ impl Store for SqliteStore {
     }
 
     async fn sweep(&self, now: Timestamp, grace_before: Timestamp) -> Result<SweepCounts> {
-        let inner = self.inner.clone();
+        let inner = self.inner.pending.clone();
         self.write_then(
             move |conn| {
                 let grants = conn
@@ -1239,7 +1268,7 @@ impl Store for SqliteStore {
                     sessions: sessions as u64,
                 })
             },
-            move |_| inner.pending.forget_expired(grace_before),
+            move |_| inner.forget_expired(grace_before),
         )
         .await
     }

@@ -463,7 +463,7 @@ async fn a_person_signs_on_once_and_resumes_the_session_for_later_devices() {
     assert_eq!(status, StatusCode::OK, "{b}");
     let session = b["session"].as_str().unwrap().to_owned();
     assert!(
-        session.starts_with("dgb_") && session.len() > 40,
+        session.starts_with("dga_") && session.len() > 40,
         "{session}"
     );
     // Returned once: reading the flow does not show it again.
@@ -513,4 +513,45 @@ async fn a_person_signs_on_once_and_resumes_the_session_for_later_devices() {
         .act(&id, json!({"action": "session.resume", "session": session}))
         .await;
     assert_eq!(err(status, &b), (StatusCode::CONFLICT, "invalid_action"));
+
+    // Ended, it resumes nothing.
+    let third = s.device_authorization("tv", Some("openid")).await;
+    let id = walk_to_sign_on(third).await;
+    let (status, _, _) = s
+        .api(
+            "POST",
+            "/api/v1/sessions/end",
+            Some(json!({"session": session})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, b) = s
+        .act(&id, json!({"action": "session.resume", "session": session}))
+        .await;
+    assert_eq!(
+        err(status, &b),
+        (StatusCode::UNAUTHORIZED, "invalid_session")
+    );
+    // A new password ends every session of the person.
+    let (_, b) = s
+        .act(
+            &id,
+            json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+        )
+        .await;
+    let kept = b["session"].as_str().unwrap().to_owned();
+    let hash = devicegate_core::password::hash_password("a new password, long enough");
+    s.store()
+        .set_password(devicegate_store::DEFAULT_TENANT, "ann", &hash)
+        .await
+        .unwrap();
+    let fourth = s.device_authorization("tv", Some("openid")).await;
+    let id = walk_to_sign_on(fourth).await;
+    let (status, b) = s
+        .act(&id, json!({"action": "session.resume", "session": kept}))
+        .await;
+    assert_eq!(
+        err(status, &b),
+        (StatusCode::UNAUTHORIZED, "invalid_session")
+    );
 }
