@@ -219,6 +219,23 @@ impl PostgresStore {
         })
     }
 
+    /// Runs `sql`, which changes or deletes one user and returns its id (`NotFound` if none),
+    /// and in the same transaction ends everything that user signed in to: refresh tokens and
+    /// sessions.
+    async fn change_user(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let row = tx.query_opt(sql, params).await.map_err(pg)?;
+        let id: String = row.ok_or(StoreError::NotFound)?.get(0);
+        tx.execute("DELETE FROM refresh_tokens WHERE subject = $1", &[&id])
+            .await
+            .map_err(pg)?;
+        tx.execute("DELETE FROM browser_sessions WHERE user_id = $1", &[&id])
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.inner
             .pool
@@ -929,43 +946,19 @@ impl Store for PostgresStore {
     }
 
     async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let row = tx
-            .query_opt(
-                "DELETE FROM users WHERE tenant = $1 AND username = $2 RETURNING id",
-                &[&tenant, &username],
-            )
-            .await
-            .map_err(pg)?;
-        let id: String = row.ok_or(StoreError::NotFound)?.get(0);
-        tx.execute("DELETE FROM refresh_tokens WHERE subject = $1", &[&id])
-            .await
-            .map_err(pg)?;
-        tx.execute("DELETE FROM browser_sessions WHERE user_id = $1", &[&id])
-            .await
-            .map_err(pg)?;
-        tx.commit().await.map_err(pg)
+        self.change_user(
+            "DELETE FROM users WHERE tenant = $1 AND username = $2 RETURNING id",
+            &[&tenant, &username],
+        )
+        .await
     }
 
     async fn set_password(&self, tenant: &str, username: &str, password_hash: &str) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        let row = tx
-            .query_opt(
-                "UPDATE users SET password_hash = $1 WHERE tenant = $2 AND username = $3 RETURNING id",
-                &[&password_hash, &tenant, &username],
-            )
-            .await
-            .map_err(pg)?;
-        let id: String = row.ok_or(StoreError::NotFound)?.get(0);
-        tx.execute("DELETE FROM refresh_tokens WHERE subject = $1", &[&id])
-            .await
-            .map_err(pg)?;
-        tx.execute("DELETE FROM browser_sessions WHERE user_id = $1", &[&id])
-            .await
-            .map_err(pg)?;
-        tx.commit().await.map_err(pg)
+        self.change_user(
+            "UPDATE users SET password_hash = $1 WHERE tenant = $2 AND username = $3 RETURNING id",
+            &[&password_hash, &tenant, &username],
+        )
+        .await
     }
 
     async fn create_grant(&self, g: &DeviceGrant) -> Result<()> {

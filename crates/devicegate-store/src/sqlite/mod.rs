@@ -486,6 +486,21 @@ fn update_grant_in(conn: &Connection, pending: &PendingIndex, g: &DeviceGrant) -
     }
 }
 
+/// Runs `sql`, which changes or deletes one user and returns its id (`NotFound` if none),
+/// then ends everything that user signed in to: refresh tokens and sessions.
+fn change_user_in(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<()> {
+    let id: String = conn
+        .query_row(sql, params, |r| r.get(0))
+        .optional()
+        .map_err(internal)?
+        .ok_or(StoreError::NotFound)?;
+    conn.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
+        .map_err(internal)?;
+    conn.execute("DELETE FROM browser_sessions WHERE user_id = ?1", [&id])
+        .map_err(internal)?;
+    Ok(())
+}
+
 /// After an update that matched no row: was the row gone, or changed?
 fn missing_or_conflict(conn: &Connection, table: &str, key: &str, id: &str) -> StoreError {
     let sql = format!("SELECT 1 FROM {table} WHERE {key} = ?1");
@@ -787,20 +802,11 @@ impl Store for SqliteStore {
     async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {
         let (tenant, username) = (tenant.to_owned(), username.to_owned());
         self.write(move |conn| {
-            let id: Option<String> = conn
-                .query_row(
-                    "DELETE FROM users WHERE tenant = ?1 AND username = ?2 RETURNING id",
-                    [&tenant, &username],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(internal)?;
-            let id = id.ok_or(StoreError::NotFound)?;
-            conn.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
-                .map_err(internal)?;
-            conn.execute("DELETE FROM browser_sessions WHERE user_id = ?1", [&id])
-                .map_err(internal)?;
-            Ok(())
+            change_user_in(
+                conn,
+                "DELETE FROM users WHERE tenant = ?1 AND username = ?2 RETURNING id",
+                [tenant, username],
+            )
         })
         .await
     }
@@ -812,20 +818,11 @@ impl Store for SqliteStore {
             password_hash.to_owned(),
         );
         self.write(move |conn| {
-            let id: Option<String> = conn
-                .query_row(
-                    "UPDATE users SET password_hash = ?1 WHERE tenant = ?2 AND username = ?3 RETURNING id",
-                    [hash, tenant, username],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(internal)?;
-            let id = id.ok_or(StoreError::NotFound)?;
-            conn.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
-                .map_err(internal)?;
-            conn.execute("DELETE FROM browser_sessions WHERE user_id = ?1", [&id])
-                .map_err(internal)?;
-            Ok(())
+            change_user_in(
+                conn,
+                "UPDATE users SET password_hash = ?1 WHERE tenant = ?2 AND username = ?3 RETURNING id",
+                [hash, tenant, username],
+            )
         })
         .await
     }
