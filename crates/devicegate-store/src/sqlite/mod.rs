@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use devicegate_core::flow::Flow;
 use devicegate_core::grant::{DeviceGrant, PollPace};
+use devicegate_core::secret::ORDERED_ID_LEN;
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -486,6 +487,39 @@ fn update_grant_in(conn: &Connection, pending: &PendingIndex, g: &DeviceGrant) -
     }
 }
 
+/// Inserts a grant; returns its rowid.
+fn insert_grant_in(conn: &Connection, g: &DeviceGrant) -> Result<i64> {
+    let (status, subject, auth_time) = grant_status_columns(&g.status);
+    conn.prepare_cached(&format!(
+        "INSERT INTO device_grants ({GRANT_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+    ))
+    .map_err(internal)?
+    .execute(params![
+        g.id,
+        g.device_code_hash.as_bytes(),
+        g.user_code.canonical(),
+        g.client_id,
+        g.scopes.to_string(),
+        status,
+        subject,
+        auth_time,
+        g.created_at.as_millis(),
+        g.expires_at.as_millis(),
+        g.interval_secs,
+        g.last_poll_at.map(Timestamp::as_millis),
+        g.flow_id,
+        g.flow_expires_at.map(Timestamp::as_millis),
+        g.requester.ip,
+        g.requester.user_agent,
+        g.version,
+        g.tenant,
+        g.context
+    ])
+    .map_err(constraint)?;
+    Ok(conn.last_insert_rowid())
+}
+
 /// Runs `sql`, which changes or deletes one user and returns its id (`NotFound` if none),
 /// then ends everything that user signed in to: refresh tokens and sessions.
 fn change_user_in(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<()> {
@@ -829,37 +863,10 @@ impl Store for SqliteStore {
 
     async fn create_grant(&self, g: &DeviceGrant) -> Result<()> {
         let (g, inner, held) = (g.clone(), self.inner.pending.clone(), g.clone());
-        self.write_then(move |conn| {
-            let (status, subject, auth_time) = grant_status_columns(&g.status);
-            conn.prepare_cached(&format!(
-                "INSERT INTO device_grants ({GRANT_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-            ))
-            .map_err(internal)?
-            .execute(params![
-                g.id,
-                g.device_code_hash.as_bytes(),
-                g.user_code.canonical(),
-                g.client_id,
-                g.scopes.to_string(),
-                status,
-                subject,
-                auth_time,
-                g.created_at.as_millis(),
-                g.expires_at.as_millis(),
-                g.interval_secs,
-                g.last_poll_at.map(Timestamp::as_millis),
-                g.flow_id,
-                g.flow_expires_at.map(Timestamp::as_millis),
-                g.requester.ip,
-                g.requester.user_agent,
-                g.version,
-                g.tenant,
-                g.context
-            ])
-            .map_err(constraint)?;
-            Ok(conn.last_insert_rowid())
-        }, move |row| inner.written(&held, held.version, Some(*row)))
+        self.write_then(
+            move |conn| insert_grant_in(conn, &g),
+            move |row| inner.written(&held, held.version, Some(*row)),
+        )
         .await
         .map(|_row| ())
     }
@@ -885,7 +892,7 @@ impl Store for SqliteStore {
                 // Only codes without a selector are found by hash (see migration 0003).
                 &format!(
                     "SELECT {GRANT_COLUMNS} FROM device_grants \
-                     WHERE device_code_hash = ?1 AND length(id) <> 28"
+                     WHERE device_code_hash = ?1 AND length(id) <> {ORDERED_ID_LEN}"
                 ),
                 [hash.as_bytes()],
                 grant_from_row,
@@ -1413,36 +1420,7 @@ mod tests {
             device_code_hash: SecretHash::of(b"dgd_old-style"),
             ..DeviceGrant::example_pending("cli", NOW)
         };
-        let (status, subject, auth_time) = super::grant_status_columns(&old.status);
-        conn.execute(
-            &format!(
-                "INSERT INTO device_grants ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-                 ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-                super::GRANT_COLUMNS
-            ),
-            rusqlite::params![
-                old.id,
-                old.device_code_hash.as_bytes(),
-                old.user_code.canonical(),
-                old.client_id,
-                old.scopes.to_string(),
-                status,
-                subject,
-                auth_time,
-                old.created_at.as_millis(),
-                old.expires_at.as_millis(),
-                old.interval_secs,
-                None::<i64>,
-                None::<String>,
-                None::<i64>,
-                None::<String>,
-                None::<String>,
-                old.version,
-                old.tenant,
-                None::<String>
-            ],
-        )
-        .unwrap();
+        super::insert_grant_in(&conn, &old).unwrap();
         drop(conn);
         let s = super::SqliteStore::open(&path).unwrap();
         assert_eq!(
