@@ -88,10 +88,6 @@ impl KeySet {
         &self.signers
     }
 
-    pub fn sign(&self, typ: &str, claims: &Value) -> Result<String, KeyError> {
-        jwt::encode(self.active(), typ, claims)
-    }
-
     /// Signs an access token with the access-token key.
     pub fn sign_access(&self, claims: &Value) -> Result<String, KeyError> {
         jwt::encode(&self.signers[self.access], jwt::TYP_ACCESS_TOKEN, claims)

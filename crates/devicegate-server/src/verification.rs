@@ -302,18 +302,11 @@ pub async fn resume_kept(
     key: &SecretHash,
     presented: &str,
 ) -> Result<Flow, StepError> {
-    // Only kept sessions: a browser's cookie is not one, nor the other way round.
-    if !presented.starts_with(SecretKind::ApiSession.prefix()) {
+    let Some(session) = kept_session(state, tenant, presented)
+        .await?
+        .filter(|s| s.expires_at > now())
+    else {
         return Err(StepError::InvalidSession);
-    }
-    let session = match state
-        .store
-        .get_session(&Secret::from_presented(presented).hash())
-        .await
-    {
-        Ok(s) if s.tenant == tenant.id && s.expires_at > now() => s,
-        Ok(_) | Err(StoreError::NotFound) => return Err(StepError::InvalidSession),
-        Err(e) => return Err(e.into()),
     };
     let (Some(user_id), Some(auth_time)) = (session.user_id, session.signed_on_at) else {
         return Err(StepError::InvalidSession);
@@ -330,16 +323,32 @@ pub async fn resume_kept(
 
 /// Ends a kept session (`POST /api/v1/sessions/end`); unknown ones are already ended.
 pub async fn end_kept(state: &AppState, tenant: &Tenant, presented: &str) -> Result<(), StepError> {
-    if !presented.starts_with(SecretKind::ApiSession.prefix()) {
+    let Some(session) = kept_session(state, tenant, presented).await? else {
         return Ok(());
+    };
+    match state.store.delete_session(&session.id_hash).await {
+        Ok(()) | Err(StoreError::NotFound) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    let hash = Secret::from_presented(presented).hash();
-    match state.store.get_session(&hash).await {
-        Ok(s) if s.tenant == tenant.id => match state.store.delete_session(&hash).await {
-            Ok(()) | Err(StoreError::NotFound) => Ok(()),
-            Err(e) => Err(e.into()),
-        },
-        Ok(_) | Err(StoreError::NotFound) => Ok(()),
+}
+
+/// The kept session `presented` names in this tenant, expired or not. Only kept sessions: a
+/// browser's cookie is not one, nor the other way round.
+async fn kept_session(
+    state: &AppState,
+    tenant: &Tenant,
+    presented: &str,
+) -> Result<Option<BrowserSession>, StepError> {
+    if !presented.starts_with(SecretKind::ApiSession.prefix()) {
+        return Ok(None);
+    }
+    match state
+        .store
+        .get_session(&Secret::from_presented(presented).hash())
+        .await
+    {
+        Ok(s) if s.tenant == tenant.id => Ok(Some(s)),
+        Ok(_) | Err(StoreError::NotFound) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
