@@ -117,6 +117,17 @@ fn grant(client_id: &str) -> (Secret, DeviceGrant) {
     (code, g)
 }
 
+/// A new grant of client `cli`, approved by `token`'s subject and redeemed, storing `token`.
+async fn redeemed_with(s: &impl Store, token: &RefreshToken) {
+    let (_, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    let redeemed = DeviceGrant {
+        status: GrantStatus::Redeemed,
+        ..g.approve(&token.subject, NOW, NOW).unwrap()
+    };
+    s.redeem_grant(&redeemed, Some(token)).await.unwrap();
+}
+
 fn refresh(family: &str) -> (Secret, RefreshToken) {
     let s = Secret::generate(SecretKind::RefreshToken);
     let t = RefreshToken {
@@ -172,18 +183,12 @@ async fn users(s: impl Store) {
         Err(StoreError::NotFound)
     );
     // A new password revokes the user's refresh tokens.
-    let (_, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
     let (token_secret, token) = refresh("fam");
     let token = RefreshToken {
         subject: u.id.clone(),
         ..token
     };
-    let redeemed = DeviceGrant {
-        status: GrantStatus::Redeemed,
-        ..g.approve(&u.id, NOW, NOW).unwrap()
-    };
-    s.redeem_grant(&redeemed, Some(&token)).await.unwrap();
+    redeemed_with(&s, &token).await;
     assert!(s.get_refresh_token(&token_secret.hash()).await.is_ok());
     s.set_password(T, "ann", "$argon2id$new").await.unwrap();
     assert_eq!(
@@ -482,13 +487,7 @@ async fn concurrent_wrong_codes_are_all_counted(s: Arc<impl Store>) {
 
 async fn refresh_tokens(s: impl Store) {
     let (secret, t) = refresh("fam");
-    let (_, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
-    let redeemed = DeviceGrant {
-        status: GrantStatus::Redeemed,
-        ..g.approve("u1", NOW, NOW).unwrap()
-    };
-    s.redeem_grant(&redeemed, Some(&t)).await.unwrap();
+    redeemed_with(&s, &t).await;
     assert_eq!(s.get_refresh_token(&secret.hash()).await.unwrap(), t);
     let (secret2, t2) = refresh("fam");
     s.rotate_refresh_token(&t.hash, &t2).await.unwrap();
@@ -508,13 +507,7 @@ async fn refresh_tokens(s: impl Store) {
         Err(StoreError::NotFound)
     );
     let (_, other) = refresh("other");
-    let (_, g2) = grant("cli");
-    s.create_grant(&g2).await.unwrap();
-    let r2 = DeviceGrant {
-        status: GrantStatus::Redeemed,
-        ..g2.approve("u1", NOW, NOW).unwrap()
-    };
-    s.redeem_grant(&r2, Some(&other)).await.unwrap();
+    redeemed_with(&s, &other).await;
     assert_eq!(s.revoke_refresh_family("fam").await.unwrap(), 2);
     assert_eq!(
         s.get_refresh_token(&secret2.hash()).await,
@@ -540,13 +533,7 @@ async fn refresh_tokens(s: impl Store) {
 
 async fn concurrent_rotation_has_one_winner(s: Arc<impl Store>) {
     let (_, t) = refresh("fam");
-    let (_, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
-    let redeemed = DeviceGrant {
-        status: GrantStatus::Redeemed,
-        ..g.approve("u1", NOW, NOW).unwrap()
-    };
-    s.redeem_grant(&redeemed, Some(&t)).await.unwrap();
+    redeemed_with(&*s, &t).await;
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (s, old) = (s.clone(), t.hash);
@@ -786,15 +773,7 @@ async fn sweep(s: impl Store) {
         expires_at: NOW,
         ..expired_token
     };
-    let (_, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
-    let redeemed = DeviceGrant {
-        status: GrantStatus::Redeemed,
-        ..g.approve("u1", NOW, NOW).unwrap()
-    };
-    s.redeem_grant(&redeemed, Some(&expired_token))
-        .await
-        .unwrap();
+    redeemed_with(&s, &expired_token).await;
     let stale_session = BrowserSession {
         tenant: T.into(),
         id_hash: SecretHash::of(b"stale"),
