@@ -1,195 +1,97 @@
-//! Limits on guessing: wrong user codes and failed sign-ons, per key (a client IP, an
-//! account) and globally.
+//! The guessing bound, and the code lengths that keep it without refusing honest people.
 //!
-//! These count failures only and can be checked without counting, so that a request can be
-//! refused *before* it is tried: a correct code sent while limited is refused too, and the
-//! limit answers nothing about the code. (Request-rate limiters such as governor's GCRA
-//! consume a cell on every check, which is the wrong shape for this.)
+//! RFC 8628 §5.1: the chance that any pending code is guessed during its lifetime `T` must be
+//! at most 2^-20. A guess of length `L` (the alphabet has 20 letters) hits one of the `P_L`
+//! pending codes of that length with chance `P_L / 20^L`. Counted in units of `20^-12`, a
+//! guess weighs `w = P_L · 20^(12-L)` and the guesses of any window `T` must weigh at most
+//! `B = 20^12 / 2^20 = 3,906,250,000`. The budget is a bucket of capacity `T` where a guess
+//! costs `w · 2T / B`: a bucket admits at most twice its capacity in any window of its
+//! length, so the guesses of any window `T` weigh at most `B`.
 //!
-//! ## The global guessing budget
-//!
-//! There are `N = 20^8 ≈ 2^34.58` user codes. With `P` codes pending, one blind guess hits
-//! one of them with probability `P / N`. Over the lifetime of a code `T`, guesses made at
-//! times `t_i` with `P(t_i)` codes pending succeed with probability at most
-//! `Σ P(t_i) / N`. Keeping that below `2^-20` means keeping `Σ P(t_i)` over any window of
-//! length `T` below `N / 2^20 = 20^8 / 2^20 ≈ 24,414`. So the budget is counted in
-//! *pending-code-guesses*: with one code pending about 24,000 wrong codes per lifetime are
-//! allowed, with 1,000 pending about 24, with more than 24,414 pending none at all. Each
-//! failure is weighed by the number of codes pending when it happened.
+//! New codes grow longer as codes pile up, so that the budget is never spent by honest
+//! traffic: a code gets the shortest length `L` (from `user_code_length`, 8 by default) whose
+//! pending codes number fewer than `cap_L = 20^L / 2^20 / G`, with `G` = 1,000 guesses per
+//! lifetime. Then every guess weighs at most `B / G`, so whatever is pending the budget takes
+//! 500 wrong codes at once and 500 more each lifetime (`G` per window at most): `cap_8` = 24, `cap_9` = 488, `cap_10` = 9,765,
+//! `cap_11` = 195,312, `cap_12` = 3,906,250. Past that (or with a stale count) guesses weigh
+//! more and the budget holds them back. When the budget is spent, anonymous code entry
+//! pauses: people who sign in first still enter codes, limited per account, and their wrong
+//! codes are counted in the budget without being refused by it.
 
-use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use crate::time::Timestamp;
-use crate::user_code::{ALPHABET, LENGTH};
+use crate::user_code::{ALPHABET, LENGTH, MAX_LENGTH, UserCode};
 
-/// `N / 2^20` for 8-character codes: the most pending-code-guesses allowed per code lifetime
-/// (see module docs).
-pub fn guess_budget() -> u64 {
-    guess_budget_for(LENGTH)
+/// `G`: wrong codes each code lifetime can take at worst (module docs).
+pub const GUESSES_PER_LIFETIME: u64 = 1_000;
+/// `B = 20^12 / 2^20`: the weight of all guesses allowed per lifetime, in units of `20^-12`.
+const BUDGET: u128 = 3_906_250_000;
+
+/// `cap_L`: pending codes of `len` characters before new codes get longer.
+pub fn length_cap(len: usize) -> u64 {
+    (ALPHABET.len() as u64).pow(len as u32) / (1 << 20) / GUESSES_PER_LIFETIME
 }
 
-/// `N / 2^20` for codes of `len` characters. Longer codes are how a deployment with more than
-/// 24,414 codes pending at once keeps accepting codes: 12 characters allow 3.9·10^9
-/// pending-code-guesses per lifetime, some 3,900 wrong codes with a million codes pending.
-pub fn guess_budget_for(len: usize) -> u64 {
-    (ALPHABET.len() as u64).pow(len as u32) >> 20
+/// The length of the next code: the shortest from `min` whose pending codes
+/// (`pending_of_length`) are under their cap; the longest when all are full.
+pub fn code_length(min: usize, pending_of_length: impl Fn(usize) -> u64) -> usize {
+    (min.clamp(LENGTH, MAX_LENGTH)..=MAX_LENGTH)
+        .find(|&len| pending_of_length(len) < length_cap(len))
+        .unwrap_or(MAX_LENGTH)
 }
 
-/// Failures per key in a sliding window.
-#[derive(Debug)]
-pub struct FailureWindow {
-    max: usize,
-    window: Duration,
-    keys: HashMap<String, VecDeque<Timestamp>>,
-}
-
-impl FailureWindow {
-    pub fn new(max: u32, window: Duration) -> FailureWindow {
-        FailureWindow {
-            max: max.max(1) as usize,
-            window,
-            keys: HashMap::new(),
-        }
-    }
-
-    fn forget_old(q: &mut VecDeque<Timestamp>, window: Duration, now: Timestamp) {
-        while q.front().is_some_and(|t| t.plus(window) <= now) {
-            q.pop_front();
-        }
-    }
-
-    /// `Some(retry_after)` while `key` has used up its failures; counts nothing.
-    pub fn check(&mut self, key: &str, now: Timestamp) -> Option<Duration> {
-        let q = self.keys.get_mut(key)?;
-        Self::forget_old(q, self.window, now);
-        if q.len() < self.max {
-            return None;
-        }
-        q.front().map(|oldest| now.until(oldest.plus(self.window)))
-    }
-
-    pub fn record(&mut self, key: &str, now: Timestamp) {
-        if self.keys.len() > 100_000 {
-            let window = self.window;
-            self.keys.retain(|_, q| {
-                Self::forget_old(q, window, now);
-                !q.is_empty()
-            });
-        }
-        let q = self.keys.entry(key.to_owned()).or_default();
-        Self::forget_old(q, self.window, now);
-        q.push_back(now);
-        while q.len() > self.max {
-            q.pop_front();
-        }
-    }
-}
-
-/// The global budget of wrong codes, weighed by the codes pending at each failure.
-#[derive(Debug)]
-pub struct GuessBudget {
-    window: Duration,
-    budget: u64,
-    spent: u64,
-    failures: VecDeque<(Timestamp, u64)>,
-}
-
-impl GuessBudget {
-    /// `window` is the longest lifetime a code can have; codes are `code_length` long.
-    pub fn new(window: Duration, code_length: usize) -> GuessBudget {
-        GuessBudget::with_budget(window, guess_budget_for(code_length))
-    }
-
-    pub fn with_budget(window: Duration, budget: u64) -> GuessBudget {
-        GuessBudget {
-            window,
-            budget,
-            spent: 0,
-            failures: VecDeque::new(),
-        }
-    }
-
-    fn forget_old(&mut self, now: Timestamp) {
-        while let Some(&(t, weight)) = self.failures.front() {
-            if t.plus(self.window) > now {
-                break;
-            }
-            self.spent -= weight;
-            self.failures.pop_front();
-        }
-    }
-
-    /// `Some(retry_after)` when one more guess with `pending` codes pending would exceed the
-    /// budget; counts nothing.
-    pub fn check(&mut self, pending: u64, now: Timestamp) -> Option<Duration> {
-        self.forget_old(now);
-        if self.spent + pending.max(1) <= self.budget {
-            return None;
-        }
-        // Wait until enough old failures have left the window; at least a second.
-        let mut freed = self.budget.saturating_sub(self.spent);
-        for &(t, weight) in &self.failures {
-            freed += weight;
-            if freed >= pending.max(1) {
-                return Some(now.until(t.plus(self.window)).max(Duration::from_secs(1)));
-            }
-        }
-        Some(self.window)
-    }
-
-    pub fn record(&mut self, pending: u64, now: Timestamp) {
-        self.forget_old(now);
-        let weight = pending.max(1);
-        self.spent += weight;
-        self.failures.push_back((now, weight));
-    }
+/// What one guess of `code`, with `pending` codes of its length pending, costs the budget
+/// bucket of capacity `lifetime`: `w · 2T / B` milliseconds, rounded up. At least one code is
+/// assumed pending, since a count may lag.
+pub fn guess_cost_ms(code: &UserCode, pending: u64, lifetime: Duration) -> i64 {
+    let len = code.canonical().len();
+    let weight = u128::from(pending.max(1)) * 20u128.pow(MAX_LENGTH.saturating_sub(len) as u32);
+    let cost = (weight * 2 * lifetime.as_millis()).div_ceil(BUDGET);
+    cost.min(i64::MAX as u128) as i64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn t(s: i64) -> Timestamp {
-        Timestamp::from_secs(1_700_000_000 + s)
-    }
-
     #[test]
-    fn the_budget_keeps_the_guessing_chance_below_2_to_the_minus_20() {
-        let n = 20f64.powi(8);
-        assert_eq!(guess_budget(), 24_414);
-        assert_eq!(guess_budget_for(12), 3_906_250_000);
-        // The budget spent at the worst moment: every failure with P pending.
-        for pending in [1u64, 10, 1000, 24_414] {
-            let guesses = guess_budget() / pending;
-            let chance = guesses as f64 * pending as f64 / n;
-            assert!(chance <= 2f64.powi(-20), "{pending}: {chance}");
-        }
-    }
-
-    #[test]
-    fn failure_window_limits_after_max_and_forgets_in_time() {
-        let mut w = FailureWindow::new(3, Duration::from_secs(60));
-        for i in 0..3 {
-            assert_eq!(w.check("ip", t(i)), None);
-            w.record("ip", t(i));
-        }
-        assert_eq!(w.check("ip", t(10)), Some(Duration::from_secs(50)));
-        assert_eq!(w.check("other", t(10)), None, "keys are separate");
+    fn the_caps_keep_every_guess_under_its_share_of_2_to_the_minus_20() {
         assert_eq!(
-            w.check("ip", t(60)),
-            None,
-            "the first failure left the window"
+            (8..=12).map(length_cap).collect::<Vec<_>>(),
+            [24, 488, 9_765, 195_312, 3_906_250]
         );
+        for len in 8..=12 {
+            // A guess among a full length's codes: chance cap / 20^len.
+            let chance = length_cap(len) as f64 / 20f64.powi(len as i32);
+            let share = 2f64.powi(-20) / GUESSES_PER_LIFETIME as f64;
+            assert!(chance <= share, "{len}: {chance} > {share}");
+        }
     }
 
     #[test]
-    fn guess_budget_weighs_failures_by_pending_codes() {
-        let mut b = GuessBudget::with_budget(Duration::from_secs(600), 100);
-        b.record(60, t(0));
-        assert_eq!(b.check(40, t(1)), None);
-        b.record(40, t(1));
-        assert_eq!(b.check(1, t(2)), Some(Duration::from_secs(598)));
-        assert_eq!(b.check(1, t(600)), None, "the first failure expired");
+    fn codes_grow_longer_as_codes_pile_up() {
+        assert_eq!(code_length(8, |_| 0), 8);
+        assert_eq!(code_length(8, |l| if l == 8 { 23 } else { 0 }), 8);
+        assert_eq!(code_length(8, |l| if l == 8 { 24 } else { 0 }), 9);
+        assert_eq!(code_length(10, |_| 0), 10, "the configured minimum");
+        assert_eq!(code_length(8, length_cap), 12);
+    }
+
+    #[test]
+    fn the_budget_admits_the_guesses_of_g_per_lifetime_and_no_more() {
+        // With every length full, a guess weighs B / G: the bucket (capacity T, admitting
+        // at most 2T of cost per window T) lets at most G through per lifetime.
+        let t = Duration::from_secs(600);
+        for len in 8..=12 {
+            let code = UserCode::generate_len(len);
+            let cost = guess_cost_ms(&code, length_cap(len), t);
+            let fit = (2 * t.as_millis() as i64 / cost) as f64;
+            assert!(fit >= GUESSES_PER_LIFETIME as f64 * 0.99, "{len}: {fit}");
+            let chance = fit * length_cap(len) as f64 / 20f64.powi(len as i32);
+            assert!(chance <= 2f64.powi(-20), "{len}: {chance}");
+        }
+        // A flood of 8-character codes makes each 8-character guess dear.
+        let code = UserCode::generate_len(8);
+        assert!(guess_cost_ms(&code, 3_000, t) > t.as_millis() as i64 / 4);
     }
 }

@@ -20,6 +20,9 @@ pub enum SecretKind {
     BrowserSession,
     /// A sign-on kept for the flows API (`session.resume`).
     ApiSession,
+    /// Marks a browser that signed in to an account before (strangers' failures do not slow
+    /// its sign-ins).
+    KnownBrowser,
 }
 
 impl SecretKind {
@@ -31,6 +34,7 @@ impl SecretKind {
             SecretKind::ClientSecret => "dgs_",
             SecretKind::BrowserSession => "dgb_",
             SecretKind::ApiSession => "dga_",
+            SecretKind::KnownBrowser => "dgk_",
         }
     }
 }

@@ -83,6 +83,9 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// RFC 6750 §3.1: the token lacks a needed scope.
     InsufficientScope,
+    /// Flows API: anonymous code entry is paused (too many wrong codes everywhere); sign on
+    /// first, then enter the code.
+    SignOnRequired,
 }
 
 impl ErrorCode {
@@ -114,6 +117,7 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::SignOnRequired => "sign_on_required",
         }
     }
 

@@ -8,17 +8,19 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, State};
 use axum::{Extension, Json};
 use devicegate_core::grant::{DeviceGrant, GrantStatus, Requester};
+use devicegate_core::limits::code_length;
 use devicegate_core::scope::Scopes;
 use devicegate_core::secret::{Secret, ordered_id};
 use devicegate_core::user_code::UserCode;
 use devicegate_proto::{DeviceAuthorizationResponse, ErrorCode, GrantType};
 use devicegate_store::{ClientRecord, StoreError};
-use http::HeaderMap;
 use http::header::USER_AGENT;
+use http::{HeaderMap, StatusCode};
 
 use crate::client_auth::{authenticate_client, ensure_grant_allowed};
 use crate::error::OAuthError;
 use crate::extract::OAuthForm;
+use crate::limits::{self, client_ip};
 use crate::tenant::Tenant;
 use crate::{AppState, now};
 
@@ -53,16 +55,17 @@ pub async fn authorize_form(
         tenant,
         &client,
         scopes,
-        requester(peer, headers),
+        requester(state, peer, headers),
         None,
     )
     .await
 }
 
-/// Who asked, as the person approving will see it.
-pub fn requester(peer: SocketAddr, headers: &HeaderMap) -> Requester {
+/// Who asked, as the person approving will see it: the client address behind any trusted
+/// proxy, as every limit counts it.
+pub fn requester(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Requester {
     Requester {
-        ip: Some(peer.ip().to_string()),
+        ip: Some(client_ip(peer.ip(), headers, &state.settings.trusted_proxies).to_string()),
         user_agent: headers
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -94,7 +97,10 @@ impl Issued {
 }
 
 /// Creates a pending grant for `client` (every front door shares this): a device code and a
-/// fresh user code, the client's or the server's lifetime and interval.
+/// fresh user code, the client's or the server's lifetime and interval. The requester's
+/// address and the client each have a cap of codes per lifetime (`limits`); beyond it the
+/// answer is 429 with `Retry-After`. The user code is as long as the codes pending need to
+/// keep the guessing bound (`devicegate_core::limits`).
 pub async fn issue(
     state: &AppState,
     tenant: &Tenant,
@@ -111,6 +117,27 @@ pub async fn issue(
         .poll_interval_secs
         .unwrap_or(state.settings.poll_interval_secs);
     let now = now();
+    let ip = requester
+        .ip
+        .as_deref()
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    if let Err(refused) =
+        limits::pay_for_device_code(state, &tenant.id, &client.id, ip, ttl, now).await?
+    {
+        let mut err = OAuthError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::SlowDown,
+            format!(
+                "too many pending codes from this address or for this client; retry in {} s",
+                refused.retry_after.as_secs().max(1)
+            ),
+        );
+        err.retry_after = Some(refused.retry_after.as_secs().max(1));
+        return Err(err);
+    }
+    let pending = limits::pending(state, now).await?;
+    let code_length = code_length(state.settings.user_code_length, |l| pending.of_length(l));
     for _ in 0..USER_CODE_ATTEMPTS {
         let id = ordered_id(now);
         let device_code = Secret::device_code(&id);
@@ -118,7 +145,7 @@ pub async fn issue(
             id,
             tenant: tenant.id.clone(),
             device_code_hash: device_code.hash(),
-            user_code: UserCode::generate_len(state.settings.user_code_length),
+            user_code: UserCode::generate_len(code_length),
             client_id: client.id.clone(),
             scopes: scopes.clone(),
             status: GrantStatus::Pending,
@@ -134,6 +161,7 @@ pub async fn issue(
         };
         match state.store.create_grant(&grant).await {
             Ok(()) => {
+                state.limits.issued(code_length);
                 crate::metrics::code_issued();
                 return Ok(Issued {
                     device_code,

@@ -65,12 +65,23 @@ impl From<StepError> for OAuthError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::TemporarilyUnavailable,
             ),
-            StepError::Limited { retry_after } => {
-                let mut err = OAuthError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    ErrorCode::SlowDown,
-                    e.to_string(),
-                );
+            StepError::Limited {
+                retry_after,
+                sign_on_first,
+            } => {
+                let mut err = if *sign_on_first {
+                    OAuthError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        ErrorCode::SignOnRequired,
+                        "code entry is paused for anyone not signed on; sign on first, then enter the code",
+                    )
+                } else {
+                    OAuthError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        ErrorCode::SlowDown,
+                        e.to_string(),
+                    )
+                };
                 err.retry_after = Some(retry_after.as_secs().max(1));
                 return err;
             }
@@ -106,6 +117,8 @@ async fn view(
 async fn create(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Response, OAuthError> {
     if !body.is_object() {
@@ -113,7 +126,8 @@ async fn create(
             "the body must be a JSON object",
         ));
     }
-    let (secret, flow) = verification::start(&state, &tenant).await?;
+    let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
+    let (secret, flow) = verification::start(&state, &tenant, ip).await?;
     let id = secret.expose();
     let body = view(&state, id, flow).await?;
     let location = HeaderValue::from_str(&format!("{}/api/v1/flows/{id}", tenant.base))
@@ -167,8 +181,8 @@ async fn act(
             verification::verify_user_code(&state, &tenant, &key, &user_code, ip).await?
         }
         FlowAction::SignOn { username, password } => {
-            let flow =
-                verification::sign_on(&state, &tenant, &key, &username, &password, ip).await?;
+            let flow = verification::sign_on(&state, &tenant, &key, &username, &password, ip, None)
+                .await?;
             let session = verification::keep_sign_on(&state, &tenant, &flow).await?;
             let Json(mut body) = view(&state, &id, flow).await?;
             body.session = Some(session.expose().to_owned());

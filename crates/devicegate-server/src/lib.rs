@@ -72,6 +72,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How long a browser session of the verification pages lasts.
     pub session_ttl: Duration,
+    /// Caps on pending codes and flows (see `limits`).
+    pub limits: limits::LimitSettings,
     /// Look of the verification pages.
     pub branding: Branding,
     /// A directory whose templates replace the built-in ones of the same name.
@@ -117,6 +119,7 @@ impl Default for Settings {
             max_body_bytes: 16 * 1024,
             trusted_proxies: Vec::new(),
             session_ttl: Duration::from_secs(8 * 3600),
+            limits: limits::LimitSettings::default(),
             branding: Branding::default(),
             templates_dir: None,
         }
@@ -150,10 +153,7 @@ impl AppState {
     pub async fn new(settings: Settings, store: Arc<dyn Store>) -> Result<AppState, StartError> {
         tenant::ensure_default(store.as_ref()).await?;
         let passwords = Passwords::new(settings.max_concurrent_hashes);
-        let limits = limits::Limits::new(
-            settings.device_code_ttl.max(Duration::from_secs(3600)),
-            settings.user_code_length,
-        );
+        let limits = limits::Limits::default();
         let pages = pages::Pages::new(&settings)?;
         let state = AppState(Arc::new(Inner {
             settings,

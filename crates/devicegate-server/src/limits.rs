@@ -1,34 +1,140 @@
-//! Guessing limits of this instance: wrong user codes per client IP and per signed-in
-//! account, a global budget weighed by the codes pending (see `devicegate_core::limits`), and
-//! failed sign-ons per IP and per account.
+//! Every limit on abuse, in one place, drawn from buckets the store shares between instances
+//! (`devicegate_store::limits`): N instances allow no more than one.
 //!
-//! Both front-ends of the verification flow (pages and flows API) go through these, so a
-//! wrong code costs the same wherever it is typed.
+//! | what | bucket | default |
+//! |---|---|---|
+//! | new device codes per source address | `pend:ip:{tenant}:{ip}` | `max_pending_codes_per_address` per code lifetime |
+//! | new device codes per client | `pend:client:{tenant}:{client}` | `max_pending_codes_per_client` per code lifetime |
+//! | verification flows per address | `flow:ip:{ip}` | `max_flows_per_address` per flow lifetime |
+//! | wrong user codes per address, per signed-in account | `code:ip:{ip}`, `code:acct:{user}` | 10 a minute |
+//! | guessing budget (anonymous code entry) | `code:guess` | weighed, see below |
+//! | failed sign-ons per account from one address | `signon:acct-ip:{tenant}/{name}:{ip}` | 10 per quarter hour |
+//! | failed sign-ons per address | `signon:ip:{ip}` | 30 per quarter hour |
+//! | failed sign-ons per account, any address | `signon:acct:{tenant}/{name}` | 50 at once, then one per 30 s |
+//!
+//! Attempts are paid for *before* they are tried, in one atomic draw, and the draw is given
+//! back when the attempt was right: a burst of parallel attempts gets exactly the bucket's
+//! size through, and a right answer costs nothing. Failures from one address lock only that
+//! address out of an account; failures from everywhere slow the account to one attempt per
+//! 30 s instead of locking it, and a browser that signed in to the account before skips that
+//! account-wide throttle (OWASP: throttle, don't lock).
+//!
+//! The guessing bound and how code lengths keep it: `devicegate_core::limits`.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use devicegate_core::Timestamp;
-use devicegate_core::limits::{FailureWindow, GuessBudget};
+use devicegate_core::limits::guess_cost_ms;
+use devicegate_core::user_code::{LENGTH, MAX_LENGTH, UserCode};
+use devicegate_store::{Admission, LimitTake, PendingCodes, StoreError};
+
+use crate::AppState;
 
 /// Wrong user codes allowed per client IP, and per signed-in account, each minute.
 pub const WRONG_CODES_PER_MINUTE: u32 = 10;
-/// Failed sign-ons allowed per account, and per client IP, each quarter hour.
-pub const FAILED_SIGN_ONS_PER_ACCOUNT: u32 = 10;
-pub const FAILED_SIGN_ONS_PER_IP: u32 = 30;
+/// Failed sign-ons allowed per account from one address, and per address, each quarter hour.
+pub const FAILED_SIGN_ONS_PER_ACCOUNT_AND_ADDRESS: u32 = 10;
+pub const FAILED_SIGN_ONS_PER_ADDRESS: u32 = 30;
 const SIGN_ON_WINDOW: Duration = Duration::from_secs(900);
+/// Failures from anywhere against one account: this many at once, then one per 30 s. Above
+/// the per-address limit, so that one address alone never slows the account for others.
+pub const ACCOUNT_THROTTLE_BURST: u32 = 50;
+const ACCOUNT_THROTTLE_WINDOW: Duration = Duration::from_secs(1500);
 /// The pending-code count is read from the store at most this often.
 const PENDING_CACHE: Duration = Duration::from_secs(1);
 
+/// The configurable caps; 0 switches one off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    pub max_pending_codes_per_address: u32,
+    pub max_pending_codes_per_client: u32,
+    pub max_flows_per_address: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_pending_codes_per_address: 20,
+            max_pending_codes_per_client: 10_000,
+            max_flows_per_address: 100,
+        }
+    }
+}
+
+/// Why an attempt was refused before it was tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub retry_after: Duration,
+    /// Only the guessing budget refused: code entry is open to people who sign in first.
+    pub sign_on_first: bool,
+}
+
+/// An attempt paid for; `refund` when it turned out right.
+#[must_use]
 #[derive(Debug)]
+pub struct Paid {
+    takes: Vec<LimitTake>,
+}
+
+impl Paid {
+    /// Gives back every draw: the attempt was right and counts for nothing.
+    pub async fn refund(self, state: &AppState) {
+        give_back(state, &self.takes).await;
+    }
+
+    /// Gives back the draws on keys starting with `prefix`.
+    pub async fn refund_only(self, state: &AppState, prefix: &str) {
+        let back: Vec<LimitTake> = self
+            .takes
+            .into_iter()
+            .filter(|t| t.key.starts_with(prefix))
+            .collect();
+        give_back(state, &back).await;
+    }
+}
+
+async fn give_back(state: &AppState, takes: &[LimitTake]) {
+    if takes.is_empty() {
+        return;
+    }
+    if let Err(e) = state.store.give_back_limits(takes).await {
+        // A draw not given back only counts one more failure against the caller.
+        tracing::warn!(error = %e, "could not give back a limit draw");
+    }
+}
+
+async fn draw(
+    state: &AppState,
+    takes: Vec<LimitTake>,
+    now: Timestamp,
+    budget_at: Option<usize>,
+) -> Result<Result<Paid, Refused>, StoreError> {
+    if takes.is_empty() {
+        return Ok(Ok(Paid { takes }));
+    }
+    match state.store.take_limits(&takes, now).await? {
+        Admission::Admitted => Ok(Ok(Paid { takes })),
+        Admission::Refused {
+            refused,
+            retry_after,
+        } => Ok(Err(Refused {
+            retry_after: retry_after.max(Duration::from_secs(1)),
+            sign_on_first: budget_at.is_some()
+                && refused == budget_at.into_iter().collect::<Vec<_>>(),
+        })),
+    }
+}
+
+/// This instance's view of how many codes are pending: the store's count, at most a second
+/// old, plus the codes this instance issued since.
+#[derive(Debug, Default)]
 pub struct Limits {
-    codes_by_ip: Mutex<FailureWindow>,
-    codes_by_account: Mutex<FailureWindow>,
-    budget: Mutex<GuessBudget>,
-    sign_ons_by_ip: Mutex<FailureWindow>,
-    sign_ons_by_account: Mutex<FailureWindow>,
-    pending: Mutex<Option<(Timestamp, u64)>>,
+    read: Mutex<Option<(Timestamp, PendingCodes)>>,
+    issued_since: [AtomicU64; MAX_LENGTH - LENGTH + 1],
+    refreshing: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -36,73 +142,198 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Limits {
-    /// `code_lifetime` is the longest a user code lives: the budget's window.
-    pub fn new(code_lifetime: Duration, code_length: usize) -> Limits {
-        let minute = Duration::from_secs(60);
-        Limits {
-            codes_by_ip: Mutex::new(FailureWindow::new(WRONG_CODES_PER_MINUTE, minute)),
-            codes_by_account: Mutex::new(FailureWindow::new(WRONG_CODES_PER_MINUTE, minute)),
-            budget: Mutex::new(GuessBudget::new(code_lifetime, code_length)),
-            sign_ons_by_ip: Mutex::new(FailureWindow::new(FAILED_SIGN_ONS_PER_IP, SIGN_ON_WINDOW)),
-            sign_ons_by_account: Mutex::new(FailureWindow::new(
-                FAILED_SIGN_ONS_PER_ACCOUNT,
-                SIGN_ON_WINDOW,
-            )),
-            pending: Mutex::new(None),
+    fn with_issued(&self, mut counts: PendingCodes) -> PendingCodes {
+        for (i, n) in self.issued_since.iter().enumerate() {
+            counts.by_length[i] += n.load(Ordering::Relaxed);
         }
+        counts
     }
 
-    /// The cached number of pending codes, if fresh.
-    pub fn cached_pending(&self, now: Timestamp) -> Option<u64> {
-        lock(&self.pending).and_then(|(at, n)| (now < at.plus(PENDING_CACHE)).then_some(n))
+    fn issued_so_far(&self) -> [u64; MAX_LENGTH - LENGTH + 1] {
+        std::array::from_fn(|i| self.issued_since[i].load(Ordering::Relaxed))
     }
 
-    pub fn cache_pending(&self, n: u64, now: Timestamp) {
-        *lock(&self.pending) = Some((now, n));
-    }
-
-    /// `Some(retry_after)` if a code may not be tried now.
-    pub fn check_code(
+    /// Keeps a count read from the store; `before` is what this instance had issued when the
+    /// read began (codes issued during the read may be counted twice, never not at all).
+    fn store_read(
         &self,
-        ip: IpAddr,
-        account: Option<&str>,
-        pending: u64,
-        now: Timestamp,
-    ) -> Option<Duration> {
-        let by_ip = lock(&self.codes_by_ip).check(&ip.to_string(), now);
-        let by_account = account.and_then(|a| lock(&self.codes_by_account).check(a, now));
-        let global = lock(&self.budget).check(pending, now);
-        [by_ip, by_account, global].into_iter().flatten().max()
-    }
-
-    /// A code that was no pending code; `blind` when it matched no code at all.
-    pub fn record_bad_code(
-        &self,
-        ip: IpAddr,
-        account: Option<&str>,
-        blind: bool,
-        pending: u64,
+        counts: PendingCodes,
+        before: [u64; MAX_LENGTH - LENGTH + 1],
         now: Timestamp,
     ) {
-        lock(&self.codes_by_ip).record(&ip.to_string(), now);
-        if let Some(a) = account {
-            lock(&self.codes_by_account).record(a, now);
-        }
-        if blind {
-            lock(&self.budget).record(pending, now);
+        *lock(&self.read) = Some((now, counts));
+        for (n, b) in self.issued_since.iter().zip(before) {
+            n.fetch_sub(b, Ordering::Relaxed);
         }
     }
 
-    pub fn check_sign_on(&self, ip: IpAddr, username: &str, now: Timestamp) -> Option<Duration> {
-        let by_ip = lock(&self.sign_ons_by_ip).check(&ip.to_string(), now);
-        let by_account = lock(&self.sign_ons_by_account).check(username, now);
-        by_ip.max(by_account)
+    /// A code of `len` characters was issued here.
+    pub fn issued(&self, len: usize) {
+        if let Some(n) = len
+            .checked_sub(LENGTH)
+            .and_then(|i| self.issued_since.get(i))
+        {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
     }
+}
 
-    pub fn record_failed_sign_on(&self, ip: IpAddr, username: &str, now: Timestamp) {
-        lock(&self.sign_ons_by_ip).record(&ip.to_string(), now);
-        lock(&self.sign_ons_by_account).record(username, now);
+/// Pending codes by length: a stale count is refreshed in the background, so only the very
+/// first read of a process waits for the store.
+pub async fn pending(state: &AppState, now: Timestamp) -> Result<PendingCodes, StoreError> {
+    let limits = &state.limits;
+    let cached = *lock(&limits.read);
+    match cached {
+        Some((at, counts)) => {
+            if now >= at.plus(PENDING_CACHE) && !limits.refreshing.swap(true, Ordering::AcqRel) {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let now = crate::now();
+                    let before = state.limits.issued_so_far();
+                    match state.store.count_pending_grants(now).await {
+                        Ok(c) => state.limits.store_read(c, before, now),
+                        Err(e) => tracing::warn!(error = %e, "could not count pending codes"),
+                    }
+                    state.limits.refreshing.store(false, Ordering::Release);
+                });
+            }
+            Ok(limits.with_issued(counts))
+        }
+        None => {
+            let before = limits.issued_so_far();
+            let counts = state.store.count_pending_grants(now).await?;
+            limits.store_read(counts, before, now);
+            Ok(limits.with_issued(counts))
+        }
     }
+}
+
+/// The budget bucket's refill period: the longest a code lives.
+fn budget_window(state: &AppState) -> Duration {
+    state
+        .settings
+        .device_code_ttl
+        .max(Duration::from_secs(3600))
+}
+
+/// Pays for typing `code` from `ip`, before it is looked up: per address, per signed-in
+/// account, and (weighed by the codes pending) the guessing budget, which refuses only
+/// anonymous entry.
+pub async fn pay_for_code(
+    state: &AppState,
+    ip: IpAddr,
+    account: Option<&str>,
+    code: Option<&UserCode>,
+    now: Timestamp,
+) -> Result<Result<Paid, Refused>, StoreError> {
+    let minute = Duration::from_secs(60);
+    let mut takes = vec![LimitTake::per(
+        format!("code:ip:{ip}"),
+        WRONG_CODES_PER_MINUTE,
+        minute,
+    )];
+    if let Some(a) = account {
+        takes.push(LimitTake::per(
+            format!("code:acct:{a}"),
+            WRONG_CODES_PER_MINUTE,
+            minute,
+        ));
+    }
+    let mut budget_at = None;
+    if let Some(code) = code {
+        let pending = pending(state, now).await?;
+        let window = budget_window(state);
+        let take = LimitTake {
+            key: "code:guess".into(),
+            cost_ms: guess_cost_ms(code, pending.of_length(code.canonical().len()), window),
+            capacity_ms: window.as_millis() as i64,
+            enforce: account.is_none(),
+        };
+        budget_at = Some(takes.len());
+        takes.push(take);
+    }
+    draw(state, takes, now, budget_at).await
+}
+
+/// The prefix of the budget's key, for refunding only it (a code that exists but is used or
+/// expired was no blind guess).
+pub const BUDGET_KEY: &str = "code:guess";
+
+/// Pays for a password check of `tenant`'s `username` from `ip`. `known_browser`: the
+/// browser signed in to this account before, so strangers' failures elsewhere do not slow it.
+pub async fn pay_for_sign_on(
+    state: &AppState,
+    tenant: &str,
+    username: &str,
+    ip: IpAddr,
+    known_browser: bool,
+    now: Timestamp,
+) -> Result<Result<Paid, Refused>, StoreError> {
+    let account = format!("{tenant}/{username}");
+    let mut takes = vec![
+        LimitTake::per(
+            format!("signon:acct-ip:{account}:{ip}"),
+            FAILED_SIGN_ONS_PER_ACCOUNT_AND_ADDRESS,
+            SIGN_ON_WINDOW,
+        ),
+        LimitTake::per(
+            format!("signon:ip:{ip}"),
+            FAILED_SIGN_ONS_PER_ADDRESS,
+            SIGN_ON_WINDOW,
+        ),
+    ];
+    if !known_browser {
+        takes.push(LimitTake::per(
+            format!("signon:acct:{account}"),
+            ACCOUNT_THROTTLE_BURST,
+            ACCOUNT_THROTTLE_WINDOW,
+        ));
+    }
+    draw(state, takes, now, None).await
+}
+
+/// Pays for a new device code from `ip` for `client`: caps on codes per address (refilled
+/// over the server's code lifetime: clients with their own lifetimes share the bucket) and
+/// per client (over the client's code lifetime, `client_lifetime`).
+pub async fn pay_for_device_code(
+    state: &AppState,
+    tenant: &str,
+    client: &str,
+    ip: IpAddr,
+    client_lifetime: Duration,
+    now: Timestamp,
+) -> Result<Result<Paid, Refused>, StoreError> {
+    let caps = &state.settings.limits;
+    let mut takes = Vec::with_capacity(2);
+    if caps.max_pending_codes_per_address > 0 {
+        takes.push(LimitTake::per(
+            format!("pend:ip:{tenant}:{ip}"),
+            caps.max_pending_codes_per_address,
+            state.settings.device_code_ttl,
+        ));
+    }
+    if caps.max_pending_codes_per_client > 0 {
+        takes.push(LimitTake::per(
+            format!("pend:client:{tenant}:{client}"),
+            caps.max_pending_codes_per_client,
+            client_lifetime,
+        ));
+    }
+    draw(state, takes, now, None).await
+}
+
+/// Pays for a new verification flow from `ip`.
+pub async fn pay_for_flow(
+    state: &AppState,
+    ip: IpAddr,
+    now: Timestamp,
+) -> Result<Result<Paid, Refused>, StoreError> {
+    let cap = state.settings.limits.max_flows_per_address;
+    if cap == 0 {
+        return Ok(Ok(Paid { takes: Vec::new() }));
+    }
+    let take = LimitTake::per(format!("flow:ip:{ip}"), cap, state.settings.flow_ttl);
+    draw(state, vec![take], now, None).await
 }
 
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
@@ -127,25 +358,6 @@ pub fn client_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &[IpAddr]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn longer_codes_keep_code_entry_open_with_many_codes_pending() {
-        let now = Timestamp::from_secs(1_700_000_000);
-        let ip: IpAddr = "203.0.113.9".parse().unwrap();
-        let window = Duration::from_secs(600);
-        // With 8 characters, one guess among 30,000 pending codes already breaks 2^-20.
-        assert!(
-            Limits::new(window, 8)
-                .check_code(ip, None, 30_000, now)
-                .is_some()
-        );
-        // With 12, a million pending codes still leave room for wrong codes.
-        let limits = Limits::new(window, 12);
-        for _ in 0..5 {
-            assert_eq!(limits.check_code(ip, None, 1_000_000, now), None);
-            limits.record_bad_code(ip, None, true, 1_000_000, now);
-        }
-    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {

@@ -13,6 +13,7 @@ use devicegate_core::{SecretHash, Timestamp};
 use devicegate_proto::{FlowClient, FlowStatus, FlowView};
 use devicegate_store::{BrowserSession, StoreError};
 
+use crate::limits::{self, BUDGET_KEY, Refused};
 use crate::tenant::Tenant;
 use crate::{AppState, now};
 
@@ -29,12 +30,26 @@ pub enum StepError {
     InvalidCredentials,
     #[error("unknown or ended session; sign on again")]
     InvalidSession,
-    #[error("too many failed attempts; try again in {} s", .retry_after.as_secs())]
-    Limited { retry_after: Duration },
+    /// `sign_on_first`: only the guessing budget refused, which people who sign on first are
+    /// not held to.
+    #[error("too many failed attempts; try again in {} s", .retry_after.as_secs().max(1))]
+    Limited {
+        retry_after: Duration,
+        sign_on_first: bool,
+    },
     #[error("the flow changed too often concurrently")]
     Busy,
     #[error(transparent)]
     Store(StoreError),
+}
+
+impl From<Refused> for StepError {
+    fn from(r: Refused) -> Self {
+        StepError::Limited {
+            retry_after: r.retry_after,
+            sign_on_first: r.sign_on_first,
+        }
+    }
 }
 
 impl From<StoreError> for StepError {
@@ -74,8 +89,14 @@ impl Described {
     }
 }
 
-/// Starts a flow; the returned secret is the flow's id and the only way to drive it.
-pub async fn start(state: &AppState, tenant: &Tenant) -> Result<(Secret, Flow), StepError> {
+/// Starts a flow for `ip` (within its cap of flows); the returned secret is the flow's id and
+/// the only way to drive it.
+pub async fn start(
+    state: &AppState,
+    tenant: &Tenant,
+    ip: IpAddr,
+) -> Result<(Secret, Flow), StepError> {
+    let _paid = limits::pay_for_flow(state, ip, now()).await??;
     let secret = Secret::generate(SecretKind::FlowId);
     let flow = Flow::new(
         &tenant.id,
@@ -155,19 +176,11 @@ async fn commit(
     }
 }
 
-async fn pending_codes(state: &AppState, now: Timestamp) -> Result<u64, StepError> {
-    if let Some(n) = state.limits.cached_pending(now) {
-        return Ok(n);
-    }
-    let n = state.store.count_pending_grants(now).await?;
-    state.limits.cache_pending(n, now);
-    Ok(n)
-}
-
-/// A user code was typed from `ip`. Codes are normalised (any case, dashes, spaces); anything
-/// that is not a pending code counts as a wrong attempt against the flow's limit, the IP's,
-/// the signed-in account's and the global budget. While any limit is reached, every code is
-/// refused, right or wrong, so the limit tells nothing about the code.
+/// A user code was typed from `ip`. Codes are normalised (any case, dashes, spaces). Every
+/// attempt is paid for before the code is looked up (per address, per signed-in account, and
+/// the guessing budget: `limits`), so while a limit is reached every code is refused, right or
+/// wrong, and the refusal tells nothing about the code; a right code gets its payment back.
+/// A wrong one also counts against the flow, which fails at its fifth.
 pub async fn verify_user_code(
     state: &AppState,
     tenant: &Tenant,
@@ -176,16 +189,37 @@ pub async fn verify_user_code(
     ip: IpAddr,
 ) -> Result<Flow, StepError> {
     let code = UserCode::parse(input);
+    let now = now();
+    let flow = load(state, tenant, key, now).await?;
+    if flow.status != FlowStatus::UserCodeRequired {
+        return Err(FlowError::WrongStatus(flow.status).into());
+    }
+    // User ids are unique across tenants, so they key the account limit as they are.
+    let paid =
+        limits::pay_for_code(state, ip, flow.user_id.as_deref(), code.as_ref(), now).await??;
+    let result = enter_code(state, tenant, key, code.as_ref()).await;
+    match &result {
+        Err(StepError::Flow(FlowError::WrongCode { .. })) => {}
+        // A code that exists was no blind guess, but still a code not to be entered here.
+        Err(StepError::Flow(FlowError::CodeExpired | FlowError::CodeUsed)) => {
+            paid.refund_only(state, BUDGET_KEY).await
+        }
+        _ => paid.refund(state).await,
+    }
+    result
+}
+
+/// Binds the grant with `code` to the flow, or counts a wrong code against the flow.
+async fn enter_code(
+    state: &AppState,
+    tenant: &Tenant,
+    key: &SecretHash,
+    code: Option<&UserCode>,
+) -> Result<Flow, StepError> {
     for _ in 0..CAS_ATTEMPTS {
         let now = now();
         let flow = load(state, tenant, key, now).await?;
-        // User ids are unique across tenants, so they key the account limit as they are.
-        let account = flow.user_id.as_deref();
-        let pending = pending_codes(state, now).await?;
-        if let Some(retry_after) = state.limits.check_code(ip, account, pending, now) {
-            return Err(StepError::Limited { retry_after });
-        }
-        let found = match &code {
+        let found = match code {
             None => None,
             Some(c) => match state.store.get_grant_by_user_code(c).await {
                 Ok(g) => Some(g),
@@ -206,15 +240,6 @@ pub async fn verify_user_code(
                 {
                     continue;
                 }
-                if matches!(
-                    error,
-                    FlowError::WrongCode { .. } | FlowError::CodeExpired | FlowError::CodeUsed
-                ) {
-                    let blind = matches!(error, FlowError::WrongCode { .. });
-                    state
-                        .limits
-                        .record_bad_code(ip, account, blind, pending, now);
-                }
                 return Err(error.into());
             }
         }
@@ -223,7 +248,9 @@ pub async fn verify_user_code(
 }
 
 /// Username and password from `ip`. Unknown users and wrong passwords take the same path and
-/// time; failures count per account and per IP.
+/// time. The attempt is paid for before the password is checked (`limits`): per account from
+/// this address, per address, and, unless `known_user` (who signed in from this browser
+/// before) is this account's, per account from anywhere; a right password gets it back.
 pub async fn sign_on(
     state: &AppState,
     tenant: &Tenant,
@@ -231,30 +258,28 @@ pub async fn sign_on(
     username: &str,
     password: &str,
     ip: IpAddr,
+    known_user: Option<&str>,
 ) -> Result<Flow, StepError> {
     let now = now();
     load(state, tenant, key, now)
         .await?
         .ensure_can_sign_on(now)?;
-    let account = format!("{}/{username}", tenant.id);
-    if let Some(retry_after) = state.limits.check_sign_on(ip, &account, now) {
-        return Err(StepError::Limited { retry_after });
-    }
     let user = match state.store.get_user_by_username(&tenant.id, username).await {
         Ok(u) => Some(u),
         Err(StoreError::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
+    let known = known_user.is_some_and(|id| user.as_ref().is_some_and(|u| u.id == id));
+    let account: String = username.chars().take(128).collect();
+    let paid = limits::pay_for_sign_on(state, &tenant.id, &account, ip, known, now).await??;
     // Always one argon2 verification: against the dummy hash when the user is unknown.
     let phc = user.as_ref().map(|u| u.password_hash.clone());
     let matches = state.passwords.verify(phc, password.to_owned()).await;
     let user = match user {
         Some(u) if matches => u,
-        _ => {
-            state.limits.record_failed_sign_on(ip, &account, now);
-            return Err(StepError::InvalidCredentials);
-        }
+        _ => return Err(StepError::InvalidCredentials),
     };
+    paid.refund(state).await;
     attach_user(state, tenant, key, &user.id, now).await
 }
 

@@ -18,8 +18,8 @@ use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 
 use crate::{
-    BrowserSession, ClientRecord, DEFAULT_TENANT, HeldPoll, KeyRecord, RefreshToken, Store,
-    StoreError, TenantRecord, UserRecord,
+    Admission, BrowserSession, ClientRecord, DEFAULT_TENANT, HeldPoll, KeyRecord, LimitTake,
+    RefreshToken, Store, StoreError, TenantRecord, UserRecord,
 };
 
 const T: &str = DEFAULT_TENANT;
@@ -50,6 +50,8 @@ where
     grant_changes_are_announced(make().await).await;
     sessions(make().await).await;
     pending_count(make().await).await;
+    limits_hold_under_a_burst(Arc::new(make().await)).await;
+    limits_are_all_or_nothing(make().await).await;
     sweep(make().await).await;
 }
 
@@ -735,19 +737,160 @@ async fn sessions(s: impl Store) {
 }
 
 async fn pending_count(s: impl Store) {
-    assert_eq!(s.count_pending_grants(NOW).await.unwrap(), 0);
+    assert_eq!(s.count_pending_grants(NOW).await.unwrap().total(), 0);
     let (_, a) = grant("cli");
     let (_, b) = grant("cli");
     let (_, c) = grant("cli");
-    for g in [&a, &b, &c] {
+    let (_, long) = grant("cli");
+    let long = DeviceGrant {
+        user_code: UserCode::generate_len(11),
+        ..long
+    };
+    for g in [&a, &b, &c, &long] {
         s.create_grant(g).await.unwrap();
     }
     s.update_grant(&b.deny(NOW).unwrap()).await.unwrap();
-    assert_eq!(s.count_pending_grants(NOW).await.unwrap(), 2);
+    let counts = s.count_pending_grants(NOW).await.unwrap();
+    assert_eq!((counts.of_length(8), counts.of_length(11)), (2, 1));
+    assert_eq!(counts.total(), 3);
     assert_eq!(
-        s.count_pending_grants(c.expires_at).await.unwrap(),
+        s.count_pending_grants(c.expires_at).await.unwrap().total(),
         0,
         "expired ones are not pending"
+    );
+}
+
+fn bucket(key: &str, burst: u32) -> LimitTake {
+    LimitTake::per(key.into(), burst, Duration::from_secs(60))
+}
+
+/// A burst of concurrent takes gets exactly the bucket's size, however they interleave:
+/// the count happens with the check, never after it.
+async fn limits_hold_under_a_burst(s: Arc<impl Store>) {
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.take_limits(&[bucket("burst", 10), bucket("wide", 1000)], NOW)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Admission::Admitted => admitted += 1,
+            Admission::Refused {
+                refused,
+                retry_after,
+            } => {
+                assert_eq!(refused, vec![0], "only the small bucket is full");
+                assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(6));
+            }
+        }
+    }
+    assert_eq!(admitted, 10);
+    // Refused calls drew nothing from the wide bucket: 10 draws so far, 990 left.
+    let wide = LimitTake::per("wide".into(), 1000, Duration::from_secs(60));
+    for _ in 0..990 {
+        assert!(
+            s.take_limits(std::slice::from_ref(&wide), NOW)
+                .await
+                .unwrap()
+                .is_admitted()
+        );
+    }
+    assert!(
+        !s.take_limits(std::slice::from_ref(&wide), NOW)
+            .await
+            .unwrap()
+            .is_admitted()
+    );
+    // A bucket refills with time: one take per cost (60 s / 10).
+    let later = NOW.plus(Duration::from_secs(6));
+    assert!(
+        s.take_limits(&[bucket("burst", 10)], later)
+            .await
+            .unwrap()
+            .is_admitted()
+    );
+    assert!(
+        !s.take_limits(&[bucket("burst", 10)], later)
+            .await
+            .unwrap()
+            .is_admitted()
+    );
+}
+
+async fn limits_are_all_or_nothing(s: impl Store) {
+    let one = bucket("one", 1);
+    let two = bucket("two", 2);
+    assert!(
+        s.take_limits(&[one.clone(), two.clone()], NOW)
+            .await
+            .unwrap()
+            .is_admitted()
+    );
+    assert_eq!(
+        s.take_limits(&[two.clone(), one.clone()], NOW)
+            .await
+            .unwrap(),
+        Admission::Refused {
+            refused: vec![1],
+            retry_after: Duration::from_secs(60)
+        }
+    );
+    // `two` was not drawn by the refused call: one draw left.
+    assert!(
+        s.take_limits(std::slice::from_ref(&two), NOW)
+            .await
+            .unwrap()
+            .is_admitted()
+    );
+    assert!(
+        !s.take_limits(std::slice::from_ref(&two), NOW)
+            .await
+            .unwrap()
+            .is_admitted()
+    );
+    // Giving back makes room again; a recorded-only take is never refused but counts.
+    s.give_back_limits(std::slice::from_ref(&one))
+        .await
+        .unwrap();
+    assert!(
+        s.take_limits(std::slice::from_ref(&one), NOW)
+            .await
+            .unwrap()
+            .is_admitted()
+    );
+    assert!(
+        s.take_limits(&[one.clone().recorded_only()], NOW)
+            .await
+            .unwrap()
+            .is_admitted()
+    );
+    match s
+        .take_limits(std::slice::from_ref(&one), NOW)
+        .await
+        .unwrap()
+    {
+        Admission::Refused { retry_after, .. } => {
+            assert_eq!(
+                retry_after,
+                Duration::from_secs(120),
+                "two takes to wait out"
+            )
+        }
+        Admission::Admitted => panic!("the recorded take was not counted"),
+    }
+    // Sweeping keeps buckets that still hold takes.
+    s.sweep(NOW, NOW).await.unwrap();
+    assert!(
+        !s.take_limits(std::slice::from_ref(&one), NOW)
+            .await
+            .unwrap()
+            .is_admitted()
     );
 }
 

@@ -9,6 +9,7 @@
 //! This crate knows nothing about HTTP.
 
 pub mod conformance;
+pub mod limits;
 mod pending;
 pub mod postgres;
 mod records;
@@ -20,12 +21,46 @@ use devicegate_core::grant::{DeviceGrant, Paced};
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 
+pub use limits::{Admission, LimitTake};
 pub use postgres::PostgresStore;
 pub use records::{
     BrowserSession, ClientRecord, DEFAULT_TENANT, KeyRecord, RefreshToken, SweepCounts,
     TenantRecord, UserRecord,
 };
 pub use sqlite::SqliteStore;
+
+/// Pending user codes counted by length: `by_length[i]` holds codes of `LENGTH + i`
+/// characters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PendingCodes {
+    pub by_length:
+        [u64; devicegate_core::user_code::MAX_LENGTH - devicegate_core::user_code::LENGTH + 1],
+}
+
+impl PendingCodes {
+    /// Every pending code.
+    pub fn total(&self) -> u64 {
+        self.by_length.iter().sum()
+    }
+
+    /// Codes of `len` characters (none for lengths no code has).
+    pub fn of_length(&self, len: usize) -> u64 {
+        len.checked_sub(devicegate_core::user_code::LENGTH)
+            .and_then(|i| self.by_length.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Adds a count read as `(length, count)` rows.
+    pub fn add(&mut self, len: usize, n: u64) {
+        if let Some(slot) = len
+            .checked_sub(devicegate_core::user_code::LENGTH)
+            .and_then(|i| self.by_length.get_mut(i))
+        {
+            *slot += n;
+        }
+    }
+}
 
 /// Sentinel errors every backend returns for the same situations.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,8 +191,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes every token of a family; returns how many.
     async fn revoke_refresh_family(&self, family_id: &str) -> Result<u64>;
 
-    /// Pending grants that have not expired at `now`.
-    async fn count_pending_grants(&self, now: Timestamp) -> Result<u64>;
+    /// Pending grants that have not expired at `now`, by user-code length.
+    async fn count_pending_grants(&self, now: Timestamp) -> Result<PendingCodes>;
+
+    /// Draws every take from its bucket, or none, atomically for every instance sharing the
+    /// store (see `limits`).
+    async fn take_limits(&self, takes: &[LimitTake], now: Timestamp) -> Result<Admission>;
+    /// Returns what `take_limits` drew (the attempt it paid for turned out right).
+    async fn give_back_limits(&self, takes: &[LimitTake]) -> Result<()>;
 
     async fn create_session(&self, session: &BrowserSession) -> Result<()>;
     async fn get_session(&self, id_hash: &SecretHash) -> Result<BrowserSession>;

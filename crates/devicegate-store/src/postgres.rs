@@ -30,16 +30,20 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use crate::limits::{Admission, LimitTake};
 use crate::pending::{Mode, PendingIndex, Unwritten};
 use crate::records::{
     BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UserRecord,
 };
-use crate::{GrantChanged, HeldPoll, Result, Store, StoreError, TENANT_TABLES};
+use crate::{GrantChanged, HeldPoll, PendingCodes, Result, Store, StoreError, TENANT_TABLES};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use devicegate_core::grant::PollPace;
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_init.sql"),
+    include_str!("../migrations/postgres/0002_rate_limits.sql"),
+];
 /// Taken while migrating, so that instances starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6465_7669_6365_6761;
 const CHANNEL: &str = "devicegate_grants";
@@ -1224,15 +1228,132 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn count_pending_grants(&self, now: Timestamp) -> Result<u64> {
-        let row = self
-            .opt(
-                "SELECT COUNT(*) FROM device_grants WHERE status = 'pending' AND expires_at > $1",
-                &[&now.as_millis()],
+    async fn count_pending_grants(&self, now: Timestamp) -> Result<PendingCodes> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT length(user_code)::BIGINT, COUNT(*) FROM device_grants \
+                 WHERE status = 'pending' AND expires_at > $1 GROUP BY 1",
             )
+            .await
+            .map_err(pg)?;
+        let rows = client.query(&stmt, &[&now.as_millis()]).await.map_err(pg)?;
+        let mut counts = PendingCodes::default();
+        for row in rows {
+            counts.add(get::<i64>(&row, 0)? as usize, get::<i64>(&row, 1)? as u64);
+        }
+        Ok(counts)
+    }
+
+    /// One conditional upsert draws every bucket (rows locked in key order, so concurrent
+    /// calls cannot deadlock); when some did not fit, what was drawn is given back.
+    async fn take_limits(&self, takes: &[LimitTake], now: Timestamp) -> Result<Admission> {
+        let now_ms = now.as_millis();
+        let mut refused = Vec::new();
+        let mut retry_after = Duration::ZERO;
+        for (i, t) in takes.iter().enumerate() {
+            if let Err(wait) = t.apply(None, now_ms) {
+                refused.push(i);
+                retry_after = retry_after.max(wait);
+            }
+        }
+        if !refused.is_empty() {
+            return Ok(Admission::Refused {
+                refused,
+                retry_after,
+            });
+        }
+        let mut order: Vec<usize> = (0..takes.len()).collect();
+        order.sort_by(|a, b| takes[*a].key.cmp(&takes[*b].key));
+        let keys: Vec<&str> = order.iter().map(|&i| takes[i].key.as_str()).collect();
+        let costs: Vec<i64> = order.iter().map(|&i| takes[i].cost_ms).collect();
+        let caps: Vec<i64> = order
+            .iter()
+            .map(|&i| {
+                let t = &takes[i];
+                if t.enforce { t.capacity_ms } else { i64::MAX }
+            })
+            .collect();
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO rate_limits AS r (key, tat, capacity) \
+                 SELECT k, $4 + c, cap FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) \
+                   WITH ORDINALITY AS t(k, c, cap, n) ORDER BY n \
+                 ON CONFLICT (key) DO UPDATE \
+                   SET tat = GREATEST(r.tat, $4) + (EXCLUDED.tat - $4), capacity = EXCLUDED.capacity \
+                   WHERE GREATEST(r.tat, $4) + (EXCLUDED.tat - $4) - $4 <= EXCLUDED.capacity \
+                 RETURNING key",
+            )
+            .await
+            .map_err(pg)?;
+        let taken: std::collections::HashSet<String> = client
+            .query(&stmt, &[&keys, &costs, &caps, &now_ms])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| get::<String>(r, 0))
+            .collect::<Result<_>>()?;
+        if taken.len() == takes.len() {
+            return Ok(Admission::Admitted);
+        }
+        let drawn: Vec<LimitTake> = takes
+            .iter()
+            .filter(|t| taken.contains(&t.key))
+            .cloned()
+            .collect();
+        drop(client);
+        self.give_back_limits(&drawn).await?;
+        let missing: Vec<&str> = takes
+            .iter()
+            .filter(|t| !taken.contains(&t.key))
+            .map(|t| t.key.as_str())
+            .collect();
+        let rows = self
+            .client()
             .await?
-            .ok_or_else(|| bad("count"))?;
-        Ok(get::<i64>(&row, 0)? as u64)
+            .query(
+                "SELECT key, tat FROM rate_limits WHERE key = ANY($1::TEXT[])",
+                &[&missing],
+            )
+            .await
+            .map_err(pg)?;
+        for row in rows {
+            let key = get::<String>(&row, 0)?;
+            let tat = get::<i64>(&row, 1)?;
+            if let Some((i, t)) = takes.iter().enumerate().find(|(_, t)| t.key == key) {
+                refused.push(i);
+                if let Err(wait) = t.apply(Some(tat), now_ms) {
+                    retry_after = retry_after.max(wait);
+                }
+            }
+        }
+        if refused.is_empty() {
+            // Refused, and then drained before we looked: refuse this once, briefly.
+            refused = (0..takes.len())
+                .filter(|i| !taken.contains(&takes[*i].key))
+                .collect();
+        }
+        refused.sort_unstable();
+        Ok(Admission::Refused {
+            refused,
+            retry_after: retry_after.max(Duration::from_millis(1)),
+        })
+    }
+
+    async fn give_back_limits(&self, takes: &[LimitTake]) -> Result<()> {
+        if takes.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&str> = takes.iter().map(|t| t.key.as_str()).collect();
+        let costs: Vec<i64> = takes.iter().map(|t| t.cost_ms).collect();
+        self.exec(
+            "UPDATE rate_limits AS r SET tat = r.tat - t.c \
+             FROM unnest($1::TEXT[], $2::BIGINT[]) AS t(k, c) WHERE r.key = t.k",
+            &[&keys, &costs],
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn create_session(&self, s: &BrowserSession) -> Result<()> {
@@ -1384,6 +1505,10 @@ impl Store for PostgresStore {
                 "DELETE FROM browser_sessions WHERE expires_at < $1",
                 &[&now],
             )
+            .await
+            .map_err(pg)?;
+        // Buckets that filled up again hold nothing a new one would not.
+        tx.execute("DELETE FROM rate_limits WHERE tat < $1", &[&now])
             .await
             .map_err(pg)?;
         tx.commit().await.map_err(pg)?;

@@ -103,6 +103,16 @@ pub struct Keys {
     /// Lifetime of a browser session on the verification pages [default: 28800]
     #[arg(long, global = true, env = "DEVICEGATE_SESSION_TTL_SECS")]
     pub session_ttl_secs: Option<u64>,
+    /// New device codes one address may hold per code lifetime, per tenant; 0: no cap
+    /// [default: 20]
+    #[arg(long, global = true, env = "DEVICEGATE_MAX_PENDING_CODES_PER_ADDRESS")]
+    pub max_pending_codes_per_address: Option<u32>,
+    /// New device codes one client may hold per code lifetime; 0: no cap [default: 10000]
+    #[arg(long, global = true, env = "DEVICEGATE_MAX_PENDING_CODES_PER_CLIENT")]
+    pub max_pending_codes_per_client: Option<u32>,
+    /// Verification flows one address may start per flow lifetime; 0: no cap [default: 100]
+    #[arg(long, global = true, env = "DEVICEGATE_MAX_FLOWS_PER_ADDRESS")]
+    pub max_flows_per_address: Option<u32>,
     /// Product name on the verification pages [default: devicegate]
     #[arg(long, global = true, env = "DEVICEGATE_PRODUCT_NAME")]
     pub product_name: Option<String>,
@@ -143,6 +153,13 @@ impl Keys {
             max_concurrent_hashes: self.max_concurrent_hashes.or(file.max_concurrent_hashes),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
             session_ttl_secs: self.session_ttl_secs.or(file.session_ttl_secs),
+            max_pending_codes_per_address: self
+                .max_pending_codes_per_address
+                .or(file.max_pending_codes_per_address),
+            max_pending_codes_per_client: self
+                .max_pending_codes_per_client
+                .or(file.max_pending_codes_per_client),
+            max_flows_per_address: self.max_flows_per_address.or(file.max_flows_per_address),
             product_name: self.product_name.or(file.product_name),
             logo_file: self.logo_file.or(file.logo_file),
             accent_color: self.accent_color.or(file.accent_color),
@@ -298,6 +315,17 @@ impl Keys {
                 })
                 .collect::<anyhow::Result<_>>()?,
             session_ttl: secs(self.session_ttl_secs, d.session_ttl, "session_ttl_secs")?,
+            limits: devicegate_server::limits::LimitSettings {
+                max_pending_codes_per_address: self
+                    .max_pending_codes_per_address
+                    .unwrap_or(d.limits.max_pending_codes_per_address),
+                max_pending_codes_per_client: self
+                    .max_pending_codes_per_client
+                    .unwrap_or(d.limits.max_pending_codes_per_client),
+                max_flows_per_address: self
+                    .max_flows_per_address
+                    .unwrap_or(d.limits.max_flows_per_address),
+            },
             branding: self.branding()?,
             templates_dir: match &self.templates_dir {
                 Some(dir) if !dir.is_dir() => {

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::device::{issue, requester};
-use crate::limits::client_ip;
+use crate::limits::{self, client_ip};
 use crate::tenant::Tenant;
 use crate::token::access_token_audience;
 
@@ -56,6 +56,7 @@ struct OcientError {
     sql_state: &'static str,
     vendor_code: i64,
     reason: String,
+    retry_after: Option<u64>,
 }
 
 impl OcientError {
@@ -70,6 +71,7 @@ impl OcientError {
             sql_state,
             vendor_code,
             reason: reason.into(),
+            retry_after: None,
         }
     }
     fn bad_request(reason: impl Into<String>) -> Self {
@@ -110,13 +112,16 @@ impl OcientError {
             "The user code has already been used",
         )
     }
-    fn not_allowed() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "28000",
-            -1007,
-            "Verify this code from the address that requested it, or with its device_secret",
-        )
+    fn limited(retry_after: Duration) -> Self {
+        let secs = retry_after.as_secs().max(1);
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "53400",
+            -1009,
+            format!("Too many attempts; retry in {secs} s"),
+        );
+        e.retry_after = Some(secs);
+        e
     }
     fn unavailable() -> Self {
         Self::new(
@@ -138,12 +143,17 @@ impl From<StoreError> for OcientError {
 impl IntoResponse for OcientError {
     fn into_response(self) -> Response {
         let body = json!({"status": {"reason": self.reason, "sql_state": self.sql_state, "vendor_code": self.vendor_code}});
-        (
+        let mut res = (
             self.http,
             [(http::header::CACHE_CONTROL, "no-store")],
             Json(body),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        res
     }
 }
 
@@ -213,8 +223,7 @@ async fn grant(
 ) -> Result<Json<Value>, OcientError> {
     let database = database(&body(&bytes)?)?;
     let client = client(&state, &tenant).await?;
-    let mut who = requester(peer, &headers);
-    who.ip = Some(client_ip(peer.ip(), &headers, &state.settings.trusted_proxies).to_string());
+    let who = requester(&state, peer, &headers);
     let issued = issue(
         &state,
         &tenant,
@@ -224,7 +233,10 @@ async fn grant(
         Some(database),
     )
     .await
-    .map_err(|_| OcientError::unavailable())?;
+    .map_err(|e| match e.retry_after {
+        Some(secs) => OcientError::limited(std::time::Duration::from_secs(secs)),
+        None => OcientError::unavailable(),
+    })?;
     let uri = tenant.verification_uri(&state);
     let code = issued.grant.user_code.canonical().to_owned();
     Ok(Json(json!({
@@ -268,27 +280,32 @@ async fn verify(
         return Err(OcientError::bad_request("user_code is required"));
     };
     let wait = timeout(&m)?;
-    let code = UserCode::parse(input).ok_or_else(OcientError::unknown)?;
+    let secret = match m.get("device_secret") {
+        Some(Value::String(secret)) => Some(Secret::from_presented(secret.as_str())),
+        Some(_) => return Err(OcientError::bad_request("device_secret must be a string")),
+        None => None,
+    };
+    // A code typed here is a guess like one typed on the pages: paid for first, against the
+    // same per-address limit and guessing budget, and given back only when it is right.
+    let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
+    let code = UserCode::parse(input);
+    let paid = limits::pay_for_code(&state, ip, None, code.as_ref(), crate::now())
+        .await?
+        .map_err(|r| OcientError::limited(r.retry_after))?;
+    let code = code.ok_or_else(OcientError::unknown)?;
     // Subscribe before the first read, so that no decision slips between read and wait.
     let mut changes = state.store.subscribe();
     let grant = load(&state, &tenant, &code).await?;
-    match m.get("device_secret") {
-        Some(Value::String(secret)) => {
-            if !grant
-                .device_code_hash
-                .matches(&Secret::from_presented(secret.as_str()).hash())
-            {
-                return Err(OcientError::not_allowed());
-            }
-        }
-        Some(_) => return Err(OcientError::bad_request("device_secret must be a string")),
-        None => {
-            let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies).to_string();
-            if grant.requester.ip.as_deref() != Some(ip.as_str()) {
-                return Err(OcientError::not_allowed());
-            }
-        }
+    // A live code presented without its secret from another address is answered exactly like
+    // an unknown one: whether a code exists is not for strangers to learn.
+    let allowed = match &secret {
+        Some(secret) => grant.device_code_hash.matches(&secret.hash()),
+        None => grant.requester.ip.as_deref() == Some(ip.to_string().as_str()),
+    };
+    if !allowed {
+        return Err(OcientError::unknown());
     }
+    paid.refund(&state).await;
     let asked_database = database(&m)?;
     let granted_database = grant
         .context

@@ -111,7 +111,7 @@ fn step_error(e: StepError) -> Response {
             "The provided username or password is not valid",
             Some(("INVALID_CREDENTIALS", "password")),
         ),
-        StepError::Limited { retry_after } => {
+        StepError::Limited { retry_after, .. } => {
             let mut res = error(StatusCode::TOO_MANY_REQUESTS, "REQUEST_LIMITED", &msg, None);
             res.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -176,17 +176,23 @@ async fn resource(state: &AppState, tenant: &Tenant, flow_id: &str, flow: Flow) 
 async fn start(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    start_flow(&state, &tenant, query).await
+    let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
+    start_flow(&state, &tenant, ip, query).await
 }
 
 async fn start_for_app(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path((_env, app)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
     // The application identifier names one of the environment's applications.
     if state.store.get_client(&tenant.id, &app).await.is_err() {
         return error(
@@ -196,11 +202,16 @@ async fn start_for_app(
             None,
         );
     }
-    start_flow(&state, &tenant, query).await
+    start_flow(&state, &tenant, ip, query).await
 }
 
-async fn start_flow(state: &AppState, tenant: &Tenant, query: Option<String>) -> Response {
-    let (secret, _) = match verification::start(state, tenant).await {
+async fn start_flow(
+    state: &AppState,
+    tenant: &Tenant,
+    ip: std::net::IpAddr,
+    query: Option<String>,
+) -> Response {
+    let (secret, _) = match verification::start(state, tenant, ip).await {
         Ok(x) => x,
         Err(e) => return step_error(e),
     };
@@ -342,7 +353,7 @@ async fn act(
         }
     } else if is(USERNAME_PASSWORD_CHECK) {
         match (field(&body, "username"), field(&body, "password")) {
-            (Ok(u), Ok(p)) => verification::sign_on(&state, &tenant, &k, u, p, ip).await,
+            (Ok(u), Ok(p)) => verification::sign_on(&state, &tenant, &k, u, p, ip, None).await,
             (Err(name), _) | (_, Err(name)) => return required(name),
         }
     } else {

@@ -240,8 +240,10 @@ impl Visit {
     fn step_error(&self, e: StepError) -> Response {
         let t = &self.pages().t;
         match e {
+            // The flow is over; a new one starts with the next code typed (the limits per
+            // address and account still apply), and the page says so.
             StepError::Flow(FlowError::WrongCode { attempts_left: 0 }) => {
-                self.too_many(Duration::from_secs(60))
+                self.enter(StatusCode::BAD_REQUEST, Some(t.flow_failed), "")
             }
             StepError::Flow(FlowError::WrongCode { attempts_left }) => {
                 let error = format!(
@@ -266,7 +268,17 @@ impl Visit {
                 self.message(StatusCode::GONE, t.expired_flow_title, t.expired_flow)
             }
             StepError::Flow(FlowError::WrongStatus(status)) => self.see_other(step_path(status)),
-            StepError::Limited { retry_after } => self.too_many(retry_after),
+            StepError::Limited {
+                sign_on_first: true,
+                ..
+            } if self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.record.user_id.is_none()) =>
+            {
+                self.see_other("/device/signin")
+            }
+            StepError::Limited { retry_after, .. } => self.too_many(retry_after),
             StepError::InvalidCredentials | StepError::InvalidSession => {
                 self.message(StatusCode::UNAUTHORIZED, t.signin_title, t.bad_credentials)
             }
@@ -306,6 +318,14 @@ impl Visit {
             context! { error, user_code },
             signed_in,
         )
+    }
+
+    /// Stores the session if it is a pre-session: the browser is about to change state.
+    async fn store_session(&mut self) -> Result<(), devicegate_store::StoreError> {
+        if let Some(s) = self.session.take() {
+            self.session = Some(s.stored(&self.state).await?);
+        }
+        Ok(())
     }
 
     /// The flow this session walks, if it still lives.
@@ -376,10 +396,7 @@ impl PageForm {
 /// It changes nothing but starting a browser session.
 async fn enter_page(mut visit: Visit, RawQuery(query): RawQuery) -> Response {
     if visit.session.is_none() {
-        match Session::start(&visit.state, &visit.tenant).await {
-            Ok(s) => visit.session = Some(s),
-            Err(e) => return visit.step_error(e.into()),
-        }
+        visit.session = Some(Session::start(&visit.state, &visit.tenant));
     }
     let prefill: String = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         // `code` is how Ocient's verification_uri_complete carries it.
@@ -410,10 +427,10 @@ pub async fn adopt_flow(
         Err(e) => return visit.step_error(e),
     };
     if visit.session.is_none() {
-        match Session::start(&visit.state, &visit.tenant).await {
-            Ok(s) => visit.session = Some(s),
-            Err(e) => return visit.step_error(e.into()),
-        }
+        visit.session = Some(Session::start(&visit.state, &visit.tenant));
+    }
+    if let Err(e) = visit.store_session().await {
+        return visit.step_error(e.into());
     }
     if let Some(s) = visit.session.as_mut() {
         s.record.flow_hash = Some(flow.secret_hash);
@@ -440,6 +457,9 @@ async fn enter_code(mut visit: Visit, body: Bytes) -> Response {
     let form = PageForm::parse(&body);
     if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
+    }
+    if let Err(e) = visit.store_session().await {
+        return visit.step_error(e.into());
     }
     let input = form.get("user_code").unwrap_or("").to_owned();
     let key = match usable_flow(&visit, &input).await {
@@ -488,7 +508,7 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
             FlowStatus::Completed | FlowStatus::Failed => {}
         }
     }
-    let (secret, _) = verification::start(&visit.state, &visit.tenant).await?;
+    let (secret, _) = verification::start(&visit.state, &visit.tenant, visit.ip).await?;
     let key = secret.hash();
     if let Some(s) = &visit.session
         && let (Some(user), Some(at)) = (&s.record.user_id, s.record.signed_on_at)
@@ -503,6 +523,17 @@ async fn signin_page(visit: Visit) -> Response {
     match visit.current_flow().await {
         Some(flow) if flow.status == FlowStatus::SignOnRequired => {
             signin_form(&visit, flow, StatusCode::OK, None, "").await
+        }
+        // Anonymous code entry is paused: signing in first is the way on.
+        Some(flow)
+            if flow.status == FlowStatus::UserCodeRequired
+                && visit
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.record.user_id.is_none()) =>
+        {
+            let notice = visit.pages().t.sign_in_first;
+            signin_form(&visit, flow, StatusCode::OK, Some(notice), "").await
         }
         Some(flow) => visit.see_other(step_path(flow.status)),
         None => visit.see_other("/device"),
@@ -530,8 +561,9 @@ async fn signin_form(
     visit.render(status, "signin.html", t.signin_title, ctx, None)
 }
 
-/// `POST /device/signin`: on success the browser gets a new session id.
-async fn signin(mut visit: Visit, body: Bytes) -> Response {
+/// `POST /device/signin`: on success the browser gets a new session id, and a mark that it
+/// signed in to this account.
+async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
     let form = PageForm::parse(&body);
     if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
@@ -541,6 +573,7 @@ async fn signin(mut visit: Visit, body: Bytes) -> Response {
     };
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("");
+    let known = Session::known_user(&visit.state, &visit.tenant, &visit.cookie, &headers).await;
     match verification::sign_on(
         &visit.state,
         &visit.tenant,
@@ -548,6 +581,7 @@ async fn signin(mut visit: Visit, body: Bytes) -> Response {
         &username,
         password,
         visit.ip,
+        known.as_deref(),
     )
     .await
     {
@@ -559,7 +593,20 @@ async fn signin(mut visit: Visit, body: Bytes) -> Response {
                 Ok(new) => visit.session = Some(new),
                 Err(e) => return visit.step_error(e.into()),
             }
-            visit.see_other(step_path(flow.status))
+            let mut res = visit.see_other(step_path(flow.status));
+            let user_id = flow.user_id.as_deref().unwrap_or_default();
+            if known.as_deref() != Some(user_id) {
+                match Session::mark_known(&visit.state, &visit.cookie, &visit.tenant.id, user_id)
+                    .await
+                {
+                    Ok(cookie) => {
+                        res.headers_mut().append(header::SET_COOKIE, cookie);
+                    }
+                    // The sign-in stands; only the mark is missing.
+                    Err(e) => tracing::warn!(error = %e, "could not mark a known browser"),
+                }
+            }
+            res
         }
         Err(StepError::InvalidCredentials) => match visit.current_flow().await {
             Some(flow) => {
@@ -687,7 +734,7 @@ async fn sign_out(mut visit: Visit, body: Bytes) -> Response {
     if let Some(page) = visit.refusal_unless_from_session(&form) {
         return page;
     }
-    if let Some(s) = visit.session.take() {
+    if let Some(s) = visit.session.take().filter(Session::is_stored) {
         let _ = visit.state.store.delete_session(&s.record.id_hash).await;
     }
     let mut res = Redirect::to(&format!("{}/device", visit.tenant.base)).into_response();

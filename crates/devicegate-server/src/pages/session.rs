@@ -3,6 +3,15 @@
 //!
 //! The token is `SHA-256("devicegate-csrf\0" ‖ session id)`: bound to the session, useless
 //! without the (HttpOnly) cookie, and needing no storage.
+//!
+//! A visit that only reads a page writes nothing: the browser gets a session id that is not
+//! stored (a *pre-session*), whose anti-CSRF token works like any other (a double-submit
+//! cookie). The first POST that needs state stores a session under a new id. So a flood of
+//! cookie-less GETs costs the store nothing.
+//!
+//! A browser that signs in also gets a long-lived *known-browser* mark (`dgk_…`, stored as a
+//! hash with the person's id): its later sign-ins to that account are not slowed by
+//! strangers' failures from elsewhere (`limits`). It ends with the person's password.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -49,6 +58,14 @@ impl SessionCookie {
         HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
     }
 
+    /// The known-browser mark's cookie, beside this one.
+    fn known(&self) -> SessionCookie {
+        SessionCookie {
+            name: format!("{}_known", self.name),
+            secure: self.secure,
+        }
+    }
+
     pub fn clear(&self) -> HeaderValue {
         self.header("", 0)
     }
@@ -72,7 +89,12 @@ pub struct Session {
     pub username: Option<String>,
     /// A new id the browser does not have yet.
     fresh: bool,
+    /// Whether the record is in the store (else a pre-session: module docs).
+    stored: bool,
 }
+
+/// How long a known-browser mark lasts.
+const KNOWN_BROWSER_TTL: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
 
 impl Session {
     /// The live session named by the request's cookie, if any.
@@ -87,7 +109,14 @@ impl Session {
             return None;
         }
         let secret = Secret::from_presented(value);
-        let record = state.store.get_session(&secret.hash()).await.ok()?;
+        let record = match state.store.get_session(&secret.hash()).await {
+            Ok(r) => r,
+            // Never stored (or ended): a pre-session, holding nothing.
+            Err(StoreError::NotFound) => {
+                return Some(Session::unstored(secret, &tenant.id, state));
+            }
+            Err(_) => return None,
+        };
         if record.expires_at <= now() || record.tenant != tenant.id {
             return None;
         }
@@ -100,11 +129,51 @@ impl Session {
             record,
             username,
             fresh: false,
+            stored: true,
         })
     }
 
-    pub async fn start(state: &AppState, tenant: &Tenant) -> Result<Session, StoreError> {
-        Self::create(state, &tenant.id, None, None, None, None).await
+    fn unstored(secret: Secret, tenant: &str, state: &AppState) -> Session {
+        let now = now();
+        Session {
+            record: BrowserSession {
+                tenant: tenant.to_owned(),
+                id_hash: secret.hash(),
+                user_id: None,
+                signed_on_at: None,
+                flow_hash: None,
+                created_at: now,
+                expires_at: now.plus(state.settings.session_ttl),
+            },
+            secret,
+            username: None,
+            fresh: false,
+            stored: false,
+        }
+    }
+
+    /// A pre-session for a browser that has none: a cookie and an anti-CSRF token, nothing
+    /// stored.
+    pub fn start(state: &AppState, tenant: &Tenant) -> Session {
+        let mut s = Self::unstored(
+            Secret::generate(SecretKind::BrowserSession),
+            &tenant.id,
+            state,
+        );
+        s.fresh = true;
+        s
+    }
+
+    /// This session, stored: a pre-session becomes a stored session under a new id.
+    pub async fn stored(self, state: &AppState) -> Result<Session, StoreError> {
+        if self.stored {
+            return Ok(self);
+        }
+        Self::create(state, &self.record.tenant, None, None, None, None).await
+    }
+
+    pub fn is_stored(&self) -> bool {
+        self.stored
     }
 
     async fn create(
@@ -132,6 +201,7 @@ impl Session {
             record,
             username,
             fresh: true,
+            stored: true,
         })
     }
 
@@ -155,6 +225,53 @@ impl Session {
             Ok(()) | Err(StoreError::NotFound) => Ok(next),
             Err(e) => Err(e),
         }
+    }
+
+    /// Marks this browser as known to `user_id`: returns the cookie to set.
+    pub async fn mark_known(
+        state: &AppState,
+        cookie: &SessionCookie,
+        tenant: &str,
+        user_id: &str,
+    ) -> Result<HeaderValue, StoreError> {
+        let secret = Secret::generate(SecretKind::KnownBrowser);
+        let now = now();
+        state
+            .store
+            .create_session(&BrowserSession {
+                id_hash: secret.hash(),
+                tenant: tenant.to_owned(),
+                user_id: Some(user_id.to_owned()),
+                signed_on_at: None,
+                flow_hash: None,
+                created_at: now,
+                expires_at: now.plus(KNOWN_BROWSER_TTL),
+            })
+            .await?;
+        Ok(cookie
+            .known()
+            .header(secret.expose(), KNOWN_BROWSER_TTL.as_secs()))
+    }
+
+    /// The person this browser signed in as before, by its known-browser mark.
+    pub async fn known_user(
+        state: &AppState,
+        tenant: &Tenant,
+        cookie: &SessionCookie,
+        headers: &HeaderMap,
+    ) -> Option<String> {
+        let value = cookie.known().read(headers)?;
+        if !value.starts_with(SecretKind::KnownBrowser.prefix()) {
+            return None;
+        }
+        let record = state
+            .store
+            .get_session(&Secret::from_presented(value).hash())
+            .await
+            .ok()?;
+        (record.tenant == tenant.id && record.expires_at > now())
+            .then_some(record.user_id)
+            .flatten()
     }
 
     pub fn csrf(&self) -> String {

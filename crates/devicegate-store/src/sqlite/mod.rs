@@ -21,11 +21,12 @@ use devicegate_core::{SecretHash, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::TENANT_TABLES;
+use crate::limits::{Admission, LimitTake, LocalBuckets};
 use crate::pending::{Loaded, PendingIndex, Unwritten};
 use crate::records::{
     BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UserRecord,
 };
-use crate::{GrantChanged, HeldPoll, Result, Store, StoreError};
+use crate::{GrantChanged, HeldPoll, PendingCodes, Result, Store, StoreError};
 use codec::*;
 
 /// A write, run inside the group transaction: says whether it succeeded, and how to answer
@@ -224,6 +225,9 @@ struct Inner {
     /// The writer connection's `PRAGMA data_version` when the index was last (re)loaded.
     data_version: Arc<AtomicI64>,
     readers: Mutex<Vec<Connection>>,
+    /// The shared limits' buckets: one process owns a SQLite file, so its memory is where
+    /// every request meets (restarting the server empties them).
+    limits: LocalBuckets,
 }
 
 impl Drop for Inner {
@@ -316,6 +320,7 @@ impl SqliteStore {
                 pending,
                 data_version,
                 readers: Mutex::new(Vec::new()),
+                limits: LocalBuckets::default(),
             }),
         };
         let weak = Arc::downgrade(&store.inner);
@@ -1117,17 +1122,36 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn count_pending_grants(&self, now: Timestamp) -> Result<u64> {
+    async fn count_pending_grants(&self, now: Timestamp) -> Result<PendingCodes> {
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT COUNT(*) FROM device_grants WHERE status = 'pending' AND expires_at > ?1",
-            )
-            .map_err(internal)?
-            .query_row([now.as_millis()], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
-            .map_err(internal)
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT length(user_code), COUNT(*) FROM device_grants \
+                     WHERE status = 'pending' AND expires_at > ?1 GROUP BY 1",
+                )
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map([now.as_millis()], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(internal)?;
+            let mut counts = PendingCodes::default();
+            for row in rows {
+                let (len, n) = row.map_err(internal)?;
+                counts.add(len as usize, n as u64);
+            }
+            Ok(counts)
         })
         .await
+    }
+
+    async fn take_limits(&self, takes: &[LimitTake], now: Timestamp) -> Result<Admission> {
+        Ok(self.inner.limits.take(takes, now))
+    }
+
+    async fn give_back_limits(&self, takes: &[LimitTake]) -> Result<()> {
+        self.inner.limits.give_back(takes);
+        Ok(())
     }
 
     async fn create_session(&self, s: &BrowserSession) -> Result<()> {
@@ -1238,6 +1262,7 @@ impl Store for SqliteStore {
     }
 
     async fn sweep(&self, now: Timestamp, grace_before: Timestamp) -> Result<SweepCounts> {
+        self.inner.limits.sweep(now);
         let inner = self.inner.pending.clone();
         self.write_then(
             move |conn| {

@@ -795,6 +795,57 @@ async fn ocient_grant_and_a_verify_that_waits_for_the_approval() {
     assert_eq!(res.status(), StatusCode::OK);
 }
 
+/// Finding: `sso_device_grant_verify` answered 500 random codes in under a second with 404,
+/// never 429. Wrong codes there count against the per-address limit like everywhere else.
+#[tokio::test]
+async fn ocient_verify_is_no_unthrottled_oracle() {
+    let s =
+        TestServer::start_with(|c| c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    let (_, g) = ocient(&s, "/v1/sso_device_grant", json!({}), Some("203.0.113.1")).await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let guess = devicegate_core::user_code::UserCode::generate().display();
+        let (status, _) = ocient(
+            &s,
+            "/v1/sso_device_grant_verify",
+            json!({"user_code": guess, "timeout": 1}),
+            Some("203.0.113.66"),
+        )
+        .await;
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..10], &[StatusCode::NOT_FOUND; 10]);
+    assert_eq!(&statuses[10..], &[StatusCode::TOO_MANY_REQUESTS; 2]);
+    // The guesser's limit holds for a live code too (even with its secret), on the pages'
+    // flows API too; the device's own address is not affected.
+    let (status, e) = ocient(
+        &s,
+        "/v1/sso_device_grant_verify",
+        json!({"user_code": g["user_code"], "timeout": 1, "device_secret": g["device_secret"]}),
+        Some("203.0.113.66"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{e}");
+    let flow = s.new_flow().await;
+    let res = s
+        .http
+        .post(s.url(&format!("/api/v1/flows/{flow}")))
+        .header("x-forwarded-for", "203.0.113.66")
+        .json(&json!({"action": "user_code.verify", "user_code": g["user_code"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let (status, e) = ocient(
+        &s,
+        "/v1/sso_device_grant_verify",
+        json!({"user_code": g["user_code"], "timeout": 1}),
+        Some("203.0.113.1"),
+    )
+    .await;
+    assert_ocient_error(status, &e, StatusCode::REQUEST_TIMEOUT, "HYT00");
+}
+
 #[tokio::test]
 async fn ocient_denial_expiry_and_the_user_code_mitigations() {
     let s =
@@ -809,24 +860,24 @@ async fn ocient_denial_expiry_and_the_user_code_mitigations() {
     .await;
     let (_, g) = ocient(&s, "/v1/sso_device_grant", json!({}), Some("203.0.113.1")).await;
     let code = g["user_code"].as_str().unwrap().to_owned();
-    // From another address, a bare user code is refused; with the device secret it is not.
-    let (status, e) = ocient(
+    // From another address, a bare user code, or one with a wrong secret, gets exactly the
+    // answer an unknown code gets: whether the code exists is not told.
+    let (_, unknown) = ocient(
         &s,
         "/v1/sso_device_grant_verify",
+        json!({"user_code": "BCDF-BCDF", "timeout": 1}),
+        Some("203.0.113.2"),
+    )
+    .await;
+    for body in [
         json!({"user_code": code, "timeout": 1}),
-        Some("203.0.113.2"),
-    )
-    .await;
-    assert_ocient_error(status, &e, StatusCode::FORBIDDEN, "28000");
-    assert_eq!(e["status"]["vendor_code"], -1007);
-    let (status, e) = ocient(
-        &s,
-        "/v1/sso_device_grant_verify",
         json!({"user_code": code, "timeout": 1, "device_secret": "dgd_wrong"}),
-        Some("203.0.113.2"),
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+    ] {
+        let (status, e) =
+            ocient(&s, "/v1/sso_device_grant_verify", body, Some("203.0.113.2")).await;
+        assert_ocient_error(status, &e, StatusCode::NOT_FOUND, "42704");
+        assert_eq!(e, unknown);
+    }
     let (status, e) = ocient(
         &s,
         "/v1/sso_device_grant_verify",

@@ -1,6 +1,7 @@
 //! One integration-test binary (one link step), with a module per surface. Every test talks
 //! real HTTP to a real server on 127.0.0.1 with a temporary SQLite file.
 
+mod abuse;
 mod browser;
 mod cli;
 mod dialects;
