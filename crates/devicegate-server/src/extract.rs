@@ -85,7 +85,8 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
 }
 
 /// A JSON body for the flows API. Requiring `application/json` keeps cross-site HTML forms,
-/// which cannot send it without a CORS preflight, from driving a flow.
+/// which cannot send it without a CORS preflight, from driving a flow. Read by
+/// [`crate::json::from_slice`], so a repeated key is `invalid_request`.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -106,7 +107,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         } else {
             &body
         };
-        serde_json::from_slice(body)
+        crate::json::from_slice(body)
+            .and_then(serde_json::from_value)
             .map(ApiJson)
             .map_err(|e| OAuthError::invalid_request(format!("the JSON body is not valid: {e}")))
     }

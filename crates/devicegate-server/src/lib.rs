@@ -15,6 +15,7 @@ mod discovery;
 mod error;
 mod extract;
 mod flows_api;
+mod json;
 mod keys;
 pub mod limits;
 pub mod metrics;

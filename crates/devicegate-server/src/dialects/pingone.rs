@@ -322,13 +322,21 @@ async fn act(
             None,
         );
     }
-    let body: Value = match serde_json::from_slice(&bytes) {
+    let body: Value = match crate::json::from_slice(&bytes) {
         Ok(v @ Value::Object(_)) => v,
-        _ => {
+        Ok(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "INVALID_DATA",
                 "The request body must be a JSON object",
+                None,
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                &format!("The request body must be a JSON object: {e}"),
                 None,
             );
         }
