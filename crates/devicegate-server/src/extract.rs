@@ -4,8 +4,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use devicegate_proto::ErrorCode;
-use http::HeaderMap;
 use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 
 use crate::error::OAuthError;
@@ -33,6 +33,25 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, OA
             OAuthError::invalid_request("the request body could not be read")
         }
     })
+}
+
+/// A header sent twice where once is meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepeatedHeader;
+
+/// The one value of a header that is not a list, such as `Authorization` (RFC 9110 §11.6.2:
+/// one scheme and its credentials). Sent twice, neither counts: which one a proxy in front
+/// checked and which one this server would use could differ.
+pub fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a HeaderValue>, RepeatedHeader> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    match values.next() {
+        Some(_) => Err(RepeatedHeader),
+        None => Ok(first),
+    }
 }
 
 /// An `application/x-www-form-urlencoded` body, as RFC 6749 §3.1–3.2 requires: parameters
@@ -128,5 +147,16 @@ mod tests {
         );
         // An empty duplicate is an omitted parameter, not a repeat.
         assert!(OAuthForm::parse(b"a=1&a=").is_ok());
+    }
+
+    #[test]
+    fn a_repeated_header_has_no_value() {
+        let mut h = HeaderMap::new();
+        let name = http::header::AUTHORIZATION;
+        assert_eq!(single_header(&h, &name), Ok(None));
+        h.append(&name, HeaderValue::from_static("Basic a"));
+        assert!(matches!(single_header(&h, &name), Ok(Some(_))));
+        h.append(&name, HeaderValue::from_static("Basic b"));
+        assert_eq!(single_header(&h, &name), Err(RepeatedHeader));
     }
 }

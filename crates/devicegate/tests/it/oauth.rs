@@ -533,6 +533,78 @@ async fn rfc6749_5_2_errors_for_bad_requests() {
 }
 
 #[tokio::test]
+async fn rfc6749_2_3_a_repeated_authorization_header_authenticates_no_one() {
+    let s = TestServer::start().await;
+    let secret = s.confidential_client("svc").await;
+    s.public_client("cli", 1).await;
+    s.user("ann").await;
+    let env = s.store().get_tenant("default").await.unwrap().uuid;
+    let pingone = format!("/{env}/as/device_authorization");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("svc:{secret}"))
+    );
+    // The first header is right; the second must not leave it standing, in either order.
+    for (first, second) in [
+        (basic.as_str(), "Basic Ym9ndXM6Ym9ndXM="),
+        ("Basic Ym9ndXM6Ym9ndXM=", basic.as_str()),
+        (basic.as_str(), basic.as_str()),
+    ] {
+        for (path, params) in [
+            ("/oauth2/device_authorization", vec![("scope", "openid")]),
+            (
+                "/oauth2/token",
+                vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", "dgr_unknown"),
+                ],
+            ),
+            (
+                "/oauth2/v1/device",
+                vec![("response_type", "device_code"), ("scope", "openid")],
+            ),
+            (pingone.as_str(), vec![("scope", "openid")]),
+        ] {
+            let res = s
+                .http
+                .post(s.url(path))
+                .header("authorization", first)
+                .header("authorization", second)
+                .form(&params)
+                .send()
+                .await
+                .unwrap();
+            let (status, headers, b) = split(res).await;
+            assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_request");
+            assert_eq!(
+                headers.get("cache-control").map(|v| v.to_str().unwrap()),
+                Some("no-store"),
+                "{path}"
+            );
+        }
+    }
+    // Userinfo: two bearer tokens, even two good ones, read no one's info.
+    let t = s.tokens("cli", "openid", "ann").await;
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    let res = s
+        .http
+        .get(s.url("/oauth2/userinfo"))
+        .header("authorization", &bearer)
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, b) = split(res).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_request")
+    );
+}
+
+#[tokio::test]
 async fn garbage_never_causes_a_500() {
     let s = TestServer::start().await;
     s.public_client("cli", 1).await;
