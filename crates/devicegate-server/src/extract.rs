@@ -54,15 +54,26 @@ pub fn single_header<'a>(
     }
 }
 
+/// Parameters a form body may carry. OAuth requests have about six and the pages' forms four;
+/// the cap keeps the repeated-parameter check (quadratic, but over a few short names) cheap
+/// whatever a body of `max_body_bytes` holds.
+pub const MAX_FORM_PARAMS: usize = 64;
+
 /// An `application/x-www-form-urlencoded` body, as RFC 6749 §3.1–3.2 requires: parameters
-/// without a value count as omitted, and a repeated parameter is `invalid_request`.
+/// without a value count as omitted, and a repeated parameter is `invalid_request`, as is a
+/// body of more than [`MAX_FORM_PARAMS`] parameters.
 #[derive(Debug, Default)]
 pub struct OAuthForm(Vec<(String, String)>);
 
 impl OAuthForm {
     pub fn parse(body: &[u8]) -> Result<OAuthForm, OAuthError> {
         let mut params: Vec<(String, String)> = Vec::new();
-        for (k, v) in form_urlencoded::parse(body) {
+        for (i, (k, v)) in form_urlencoded::parse(body).enumerate() {
+            if i == MAX_FORM_PARAMS {
+                return Err(OAuthError::invalid_request(format!(
+                    "the form has more than {MAX_FORM_PARAMS} parameters"
+                )));
+            }
             if v.is_empty() {
                 continue;
             }
@@ -147,6 +158,18 @@ mod tests {
         );
         // An empty duplicate is an omitted parameter, not a repeat.
         assert!(OAuthForm::parse(b"a=1&a=").is_ok());
+    }
+
+    #[test]
+    fn forms_hold_at_most_max_form_params_parameters() {
+        let form = |n: usize| {
+            (0..n)
+                .map(|i| format!("p{i}=x"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        assert!(OAuthForm::parse(form(MAX_FORM_PARAMS).as_bytes()).is_ok());
+        assert!(OAuthForm::parse(form(MAX_FORM_PARAMS + 1).as_bytes()).is_err());
     }
 
     #[test]

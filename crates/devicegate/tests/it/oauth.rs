@@ -605,6 +605,32 @@ async fn rfc6749_2_3_a_repeated_authorization_header_authenticates_no_one() {
 }
 
 #[tokio::test]
+async fn forms_of_more_than_64_parameters_are_refused() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    let form = |n: usize| {
+        let mut body = String::from("client_id=cli");
+        for i in 1..n {
+            body.push_str(&format!("&x{i}=1"));
+        }
+        body
+    };
+    let post = |body: String| {
+        s.http
+            .post(s.url("/oauth2/device_authorization"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let (status, _, b) = split(post(form(64)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    for n in [65, 2000] {
+        let (status, _, b) = split(post(form(n)).await.unwrap()).await;
+        assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+}
+
+#[tokio::test]
 async fn garbage_never_causes_a_500() {
     let s = TestServer::start().await;
     s.public_client("cli", 1).await;
