@@ -920,6 +920,43 @@ async fn userinfo_refuses_missing_forged_and_scope_less_tokens() {
 }
 
 #[tokio::test]
+async fn rfc7519_4_1_5_tokens_carry_nbf_and_userinfo_refuses_a_token_before_it() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    s.user("ann").await;
+    let t = s.tokens("cli", "openid", "ann").await;
+    let (_, access) = claims(t["access_token"].as_str().unwrap());
+    let (_, id) = claims(t["id_token"].as_str().unwrap());
+    for c in [&access, &id] {
+        assert!(c["nbf"].is_i64(), "{c}");
+        assert_eq!(c["nbf"], c["iat"], "{c}");
+    }
+    // The same token, signed with the server's own key, but valid only in an hour.
+    let key = s.store().list_keys("default").await.unwrap().remove(0);
+    let signer =
+        devicegate_core::keys::Signer::from_material(&devicegate_core::keys::KeyMaterial {
+            alg: key.alg,
+            pkcs8: key.pkcs8,
+        })
+        .unwrap();
+    let mut later = access.clone();
+    later["nbf"] = (access["iat"].as_i64().unwrap() + 3600).into();
+    let userinfo = |token: String| {
+        s.http
+            .get(s.url("/oauth2/userinfo"))
+            .bearer_auth(token)
+            .send()
+    };
+    let signed = |c: &Value| {
+        devicegate_core::jwt::encode(&signer, devicegate_core::jwt::TYP_ACCESS_TOKEN, c).unwrap()
+    };
+    let (status, _, b) = split(userinfo(signed(&access)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    let (status, _, b) = split(userinfo(signed(&later)).await.unwrap()).await;
+    assert_oauth_error(status, &b, StatusCode::UNAUTHORIZED, "invalid_token");
+}
+
+#[tokio::test]
 async fn signing_keys_persist_across_restarts() {
     let mut s = TestServer::start().await;
     let (_, _, before) = s.api("GET", "/oauth2/jwks", None).await;
