@@ -439,6 +439,44 @@ async fn refresh_tokens_only_with_offline_access_and_only_for_their_client() {
     assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
 }
 
+#[tokio::test]
+async fn refresh_token_families_end_at_their_max_lifetime_however_often_rotated() {
+    let max = std::time::Duration::from_secs(3);
+    let s = TestServer::start_with(|c| {
+        c.refresh_token_ttl = std::time::Duration::from_secs(3600);
+        c.refresh_token_max_lifetime = max;
+    })
+    .await;
+    s.public_client("cli", 1).await;
+    s.user("ann").await;
+    let first = s.tokens("cli", "openid offline_access", "ann").await;
+    // The family started at the redemption, which answered before this instant.
+    let redeemed = std::time::Instant::now();
+    let mut current = first["refresh_token"].as_str().unwrap().to_owned();
+    let mut rotations = 0;
+    while redeemed.elapsed() < std::time::Duration::from_secs(2) {
+        let (status, b) = refresh(&s, &current, None).await;
+        assert_eq!(status, StatusCode::OK, "{b}");
+        current = b["refresh_token"].as_str().unwrap().to_owned();
+        rotations += 1;
+        // Each rotation renews the token, but only up to the family's end.
+        let stored = s
+            .store()
+            .get_refresh_token(&devicegate_core::Secret::from_presented(current.as_str()).hash())
+            .await
+            .unwrap();
+        assert_eq!(stored.expires_at, stored.family_started_at.plus(max));
+        sleep_ms(400).await;
+    }
+    assert!(rotations >= 3, "{rotations}");
+    tokio::time::sleep(
+        max.saturating_sub(redeemed.elapsed()) + std::time::Duration::from_millis(200),
+    )
+    .await;
+    let (status, b) = refresh(&s, &current, None).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
 // 4. Errors.
 
 #[tokio::test]
