@@ -14,6 +14,11 @@ use crate::time::Timestamp;
 pub const TYP_ACCESS_TOKEN: &str = "at+jwt";
 pub const TYP_JWT: &str = "JWT";
 
+/// How far ahead of the verifier's clock a token's `nbf` may be (RFC 7519 §4.1.5 allows "some
+/// small leeway"): instances sharing an issuer read clocks that differ slightly, and a token
+/// issued on one is often presented to another within the same second.
+pub const NBF_LEEWAY_SECS: i64 = 60;
+
 /// Signs `claims` with `signer`, with the given `typ` header.
 pub fn encode(signer: &Signer, typ: &str, claims: &Value) -> Result<String, KeyError> {
     let header = json!({"alg": signer.alg.as_str(), "kid": signer.kid, "typ": typ});
@@ -45,11 +50,14 @@ pub enum VerifyError {
     WrongType,
     #[error("token expired")]
     Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
     #[error("wrong issuer")]
     WrongIssuer,
 }
 
-/// Verifies a compact JWS against `keys`, its `typ`, issuer and expiry; returns its claims.
+/// Verifies a compact JWS against `keys`, its `typ`, issuer, expiry and `nbf` (when present,
+/// at most [`NBF_LEEWAY_SECS`] ahead of `now`); returns its claims.
 pub fn verify(
     keys: &[Signer],
     token: &str,
@@ -92,8 +100,14 @@ pub fn verify(
         return Err(VerifyError::WrongIssuer);
     }
     match claims.get("exp").and_then(Value::as_i64) {
-        Some(exp) if exp > now.as_secs() => Ok(claims),
-        _ => Err(VerifyError::Expired),
+        Some(exp) if exp > now.as_secs() => {}
+        _ => return Err(VerifyError::Expired),
+    }
+    match claims.get("nbf").map(Value::as_i64) {
+        None => Ok(claims),
+        Some(Some(nbf)) if nbf <= now.as_secs() + NBF_LEEWAY_SECS => Ok(claims),
+        Some(Some(_)) => Err(VerifyError::NotYetValid),
+        Some(None) => Err(VerifyError::Malformed),
     }
 }
 
@@ -139,7 +153,7 @@ pub struct Issue<'a> {
     pub auth_time: Timestamp,
 }
 
-/// RFC 9068 §2.2 access-token claims.
+/// RFC 9068 §2.2 access-token claims; `nbf` (RFC 7519 §4.1.5) is the issue time.
 pub fn access_token_claims(i: &Issue<'_>) -> Value {
     json!({
         "iss": i.issuer,
@@ -148,13 +162,15 @@ pub fn access_token_claims(i: &Issue<'_>) -> Value {
         "client_id": i.client_id,
         "scope": i.scopes.to_string(),
         "iat": i.now.as_secs(),
+        "nbf": i.now.as_secs(),
         "exp": i.now.as_secs() + i.access_ttl_secs as i64,
         "auth_time": i.auth_time.as_secs(),
         "jti": random_id(),
     })
 }
 
-/// OpenID Connect Core §2 ID-token claims, with `profile`/`email` claims by scope.
+/// OpenID Connect Core §2 ID-token claims, with `profile`/`email` claims by scope, and `nbf`
+/// (RFC 7519 §4.1.5) at the issue time.
 pub fn id_token_claims(i: &Issue<'_>, user: &UserClaims) -> Value {
     let mut m = Map::new();
     m.insert("iss".into(), json!(i.issuer));
@@ -162,6 +178,7 @@ pub fn id_token_claims(i: &Issue<'_>, user: &UserClaims) -> Value {
     m.insert("aud".into(), json!(i.client_id));
     m.insert("azp".into(), json!(i.client_id));
     m.insert("iat".into(), json!(i.now.as_secs()));
+    m.insert("nbf".into(), json!(i.now.as_secs()));
     m.insert(
         "exp".into(),
         json!(i.now.as_secs() + i.access_ttl_secs as i64),
@@ -213,6 +230,45 @@ mod tests {
         assert!(verify(&keys, &forged, TYP_ACCESS_TOKEN, "http://x", now).is_err());
         assert_eq!(
             verify(&keys, "a.b", TYP_ACCESS_TOKEN, "http://x", now),
+            Err(VerifyError::Malformed)
+        );
+    }
+
+    #[test]
+    fn rfc7519_4_1_5_tokens_are_not_accepted_before_nbf() {
+        let s = Signer::from_material(&KeyMaterial::generate(Algorithm::Es256).unwrap()).unwrap();
+        let now = Timestamp::from_secs(1_700_000_000);
+        let scopes = Scopes::parse("openid").unwrap();
+        let i = Issue {
+            issuer: "http://x",
+            audience: "http://x",
+            client_id: "cli",
+            subject: "u1",
+            scopes: &scopes,
+            now,
+            access_ttl_secs: 600,
+            auth_time: now,
+        };
+        let claims = access_token_claims(&i);
+        assert_eq!(claims["nbf"], claims["iat"]);
+        let id = id_token_claims(&i, &UserClaims::default());
+        assert_eq!(id["nbf"], id["iat"]);
+        let keys = [s];
+        let with_nbf = |nbf: Value| {
+            let mut c = claims.clone();
+            c["nbf"] = nbf;
+            encode(&keys[0], TYP_ACCESS_TOKEN, &c).unwrap()
+        };
+        let verify_at = |t: &str| verify(&keys, t, TYP_ACCESS_TOKEN, "http://x", now);
+        assert!(verify_at(&with_nbf(json!(now.as_secs()))).is_ok());
+        // A verifier whose clock is a little behind the issuer's still accepts a new token.
+        assert!(verify_at(&with_nbf(json!(now.as_secs() + NBF_LEEWAY_SECS))).is_ok());
+        assert_eq!(
+            verify_at(&with_nbf(json!(now.as_secs() + NBF_LEEWAY_SECS + 1))),
+            Err(VerifyError::NotYetValid)
+        );
+        assert_eq!(
+            verify_at(&with_nbf(json!("soon"))),
             Err(VerifyError::Malformed)
         );
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::AppState;
 use crate::error::OAuthError;
-use crate::extract::OAuthForm;
+use crate::extract::{OAuthForm, single_header};
 use crate::tenant::Tenant;
 
 struct Presented {
@@ -34,7 +34,9 @@ fn decode_component(s: &str) -> Option<String> {
 }
 
 fn presented(headers: &HeaderMap, form: &OAuthForm) -> Result<Presented, OAuthError> {
-    let basic = match headers.get(AUTHORIZATION) {
+    let authorization = single_header(headers, &AUTHORIZATION)
+        .map_err(|_| OAuthError::invalid_request("the Authorization header is repeated"))?;
+    let basic = match authorization {
         None => None,
         Some(v) => {
             let v = v.to_str().map_err(|_| OAuthError::invalid_client(true))?;

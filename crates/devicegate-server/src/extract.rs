@@ -4,8 +4,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use devicegate_proto::ErrorCode;
-use http::HeaderMap;
 use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 
 use crate::error::OAuthError;
@@ -35,15 +35,45 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, OA
     })
 }
 
+/// A header sent twice where once is meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepeatedHeader;
+
+/// The one value of a header that is not a list, such as `Authorization` (RFC 9110 §11.6.2:
+/// one scheme and its credentials). Sent twice, neither counts: which one a proxy in front
+/// checked and which one this server would use could differ.
+pub fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a HeaderValue>, RepeatedHeader> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    match values.next() {
+        Some(_) => Err(RepeatedHeader),
+        None => Ok(first),
+    }
+}
+
+/// Parameters a form body may carry. OAuth requests have about six and the pages' forms four;
+/// the cap keeps the repeated-parameter check (quadratic, but over a few short names) cheap
+/// whatever a body of `max_body_bytes` holds.
+pub const MAX_FORM_PARAMS: usize = 64;
+
 /// An `application/x-www-form-urlencoded` body, as RFC 6749 §3.1–3.2 requires: parameters
-/// without a value count as omitted, and a repeated parameter is `invalid_request`.
+/// without a value count as omitted, and a repeated parameter is `invalid_request`, as is a
+/// body of more than [`MAX_FORM_PARAMS`] parameters.
 #[derive(Debug, Default)]
 pub struct OAuthForm(Vec<(String, String)>);
 
 impl OAuthForm {
     pub fn parse(body: &[u8]) -> Result<OAuthForm, OAuthError> {
         let mut params: Vec<(String, String)> = Vec::new();
-        for (k, v) in form_urlencoded::parse(body) {
+        for (i, (k, v)) in form_urlencoded::parse(body).enumerate() {
+            if i == MAX_FORM_PARAMS {
+                return Err(OAuthError::invalid_request(format!(
+                    "the form has more than {MAX_FORM_PARAMS} parameters"
+                )));
+            }
             if v.is_empty() {
                 continue;
             }
@@ -85,7 +115,8 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
 }
 
 /// A JSON body for the flows API. Requiring `application/json` keeps cross-site HTML forms,
-/// which cannot send it without a CORS preflight, from driving a flow.
+/// which cannot send it without a CORS preflight, from driving a flow. Read by
+/// [`crate::json::from_slice`], so a repeated key is `invalid_request`.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -106,7 +137,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         } else {
             &body
         };
-        serde_json::from_slice(body)
+        crate::json::from_slice(body)
+            .and_then(serde_json::from_value)
             .map(ApiJson)
             .map_err(|e| OAuthError::invalid_request(format!("the JSON body is not valid: {e}")))
     }
@@ -126,5 +158,28 @@ mod tests {
         );
         // An empty duplicate is an omitted parameter, not a repeat.
         assert!(OAuthForm::parse(b"a=1&a=").is_ok());
+    }
+
+    #[test]
+    fn forms_hold_at_most_max_form_params_parameters() {
+        let form = |n: usize| {
+            (0..n)
+                .map(|i| format!("p{i}=x"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        assert!(OAuthForm::parse(form(MAX_FORM_PARAMS).as_bytes()).is_ok());
+        assert!(OAuthForm::parse(form(MAX_FORM_PARAMS + 1).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_repeated_header_has_no_value() {
+        let mut h = HeaderMap::new();
+        let name = http::header::AUTHORIZATION;
+        assert_eq!(single_header(&h, &name), Ok(None));
+        h.append(&name, HeaderValue::from_static("Basic a"));
+        assert!(matches!(single_header(&h, &name), Ok(Some(_))));
+        h.append(&name, HeaderValue::from_static("Basic b"));
+        assert_eq!(single_header(&h, &name), Err(RepeatedHeader));
     }
 }

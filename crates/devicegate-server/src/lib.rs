@@ -15,6 +15,7 @@ mod discovery;
 mod error;
 mod extract;
 mod flows_api;
+mod json;
 mod keys;
 pub mod limits;
 pub mod metrics;
@@ -58,7 +59,10 @@ pub struct Settings {
     pub user_code_length: usize,
     pub poll_interval_secs: u32,
     pub access_token_ttl: Duration,
+    /// Each refresh token's lifetime, renewed by every rotation…
     pub refresh_token_ttl: Duration,
+    /// …but never past its family's start (the redemption) plus this.
+    pub refresh_token_max_lifetime: Duration,
     pub flow_ttl: Duration,
     pub signing_alg: Algorithm,
     /// Signs access tokens when set (say ES256 beside RS256 ID tokens: one RSA signature per
@@ -111,6 +115,7 @@ impl Default for Settings {
             poll_interval_secs: 5,
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(30 * 86_400),
+            refresh_token_max_lifetime: Duration::from_secs(90 * 86_400),
             flow_ttl: Duration::from_secs(900),
             signing_alg: Algorithm::Rs256,
             access_token_signing_alg: None,

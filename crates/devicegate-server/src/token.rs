@@ -230,7 +230,10 @@ async fn redeem(
             subject,
             &grant.scopes,
             auth_time,
-            random_id(),
+            Family {
+                id: random_id(),
+                started_at: now,
+            },
             now,
         )
     });
@@ -273,26 +276,41 @@ fn wants_refresh(client: &ClientRecord, scopes: &Scopes) -> bool {
             .any(|g| g == GrantType::RefreshToken.as_str())
 }
 
+/// The rotations of one refresh token: its id, and when its first token was issued.
+struct Family {
+    id: String,
+    started_at: Timestamp,
+}
+
+/// When every token of a family started at `started_at` has expired, however often rotated.
+fn family_ends(state: &AppState, started_at: Timestamp) -> Timestamp {
+    started_at.plus(state.settings.refresh_token_max_lifetime)
+}
+
+/// A new token of `family`: it lives `refresh_token_ttl`, but not past the family's end.
 fn new_refresh_token(
     state: &AppState,
     client: &ClientRecord,
     subject: &str,
     scopes: &Scopes,
     auth_time: Timestamp,
-    family_id: String,
+    family: Family,
     now: Timestamp,
 ) -> (Secret, RefreshToken) {
     let secret = Secret::generate(SecretKind::RefreshToken);
     let record = RefreshToken {
         hash: secret.hash(),
         tenant: client.tenant.clone(),
-        family_id,
+        family_id: family.id,
+        family_started_at: family.started_at,
         client_id: client.id.clone(),
         subject: subject.to_owned(),
         scopes: scopes.clone(),
         auth_time,
         created_at: now,
-        expires_at: now.plus(state.settings.refresh_token_ttl),
+        expires_at: now
+            .plus(state.settings.refresh_token_ttl)
+            .min(family_ends(state, family.started_at)),
         used: false,
     };
     (secret, record)
@@ -353,7 +371,9 @@ pub fn user_claims(user: &UserRecord) -> UserClaims {
 }
 
 /// RFC 6749 §6, with rotation: every use returns a new refresh token; presenting one that was
-/// already rotated revokes its whole family (OAuth 2.0 Security BCP §4.14.2).
+/// already rotated revokes its whole family (OAuth 2.0 Security BCP §4.14.2). Rotation renews
+/// a token's lifetime, never its family's: the family ends `refresh_token_max_lifetime` after
+/// its first token (BCP §4.14.2: refresh tokens may expire regardless of use).
 async fn refresh(
     state: &AppState,
     tenant: &Tenant,
@@ -369,7 +389,12 @@ async fn refresh(
         Err(e) => return Err(e.into()),
     };
     let now = now();
-    if token.client_id != client.id || now >= token.expires_at {
+    // The family's end is checked too, so that a lowered maximum applies to tokens already
+    // issued.
+    if token.client_id != client.id
+        || now >= token.expires_at
+        || now >= family_ends(state, token.family_started_at)
+    {
         return Err(invalid());
     }
     if token.used {
@@ -411,7 +436,10 @@ async fn refresh(
         &token.subject,
         &token.scopes,
         token.auth_time,
-        token.family_id.clone(),
+        Family {
+            id: token.family_id.clone(),
+            started_at: token.family_started_at,
+        },
         now,
     );
     match state.store.rotate_refresh_token(&presented, &next).await {

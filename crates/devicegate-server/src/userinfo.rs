@@ -14,6 +14,7 @@ use http::header::AUTHORIZATION;
 use serde_json::{Map, Value, json};
 
 use crate::error::OAuthError;
+use crate::extract::single_header;
 use crate::tenant::Tenant;
 use crate::token::user_claims;
 use crate::{AppState, now};
@@ -33,8 +34,14 @@ pub async fn userinfo(
     Extension(tenant): Extension<Arc<Tenant>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, OAuthError> {
-    let token = headers
-        .get(AUTHORIZATION)
+    let authorization = single_header(&headers, &AUTHORIZATION).map_err(|_| {
+        bearer_error(
+            StatusCode::BAD_REQUEST,
+            Some(ErrorCode::InvalidRequest),
+            "the Authorization header is repeated",
+        )
+    })?;
+    let token = authorization
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))

@@ -136,10 +136,12 @@ fn refresh(family: &str) -> (Secret, RefreshToken) {
         hash: s.hash(),
         tenant: T.into(),
         family_id: family.into(),
+        // Distinct from every other time, so that a backend mixing up columns is caught.
+        family_started_at: Timestamp::from_millis(NOW.as_millis() - 60_000),
         client_id: "cli".into(),
         subject: "u1".into(),
         scopes: Scopes::parse("openid offline_access").unwrap(),
-        auth_time: NOW,
+        auth_time: Timestamp::from_millis(NOW.as_millis() - 90_000),
         created_at: NOW,
         expires_at: NOW.plus(Duration::from_secs(3600)),
         used: false,
@@ -492,8 +494,17 @@ async fn refresh_tokens(s: impl Store) {
     redeemed_with(&s, &t).await;
     assert_eq!(s.get_refresh_token(&secret.hash()).await.unwrap(), t);
     let (secret2, t2) = refresh("fam");
+    let t2 = RefreshToken {
+        created_at: NOW.plus(Duration::from_secs(1)),
+        ..t2
+    };
     s.rotate_refresh_token(&t.hash, &t2).await.unwrap();
     assert!(s.get_refresh_token(&secret.hash()).await.unwrap().used);
+    assert_eq!(
+        s.get_refresh_token(&secret2.hash()).await.unwrap(),
+        t2,
+        "a rotated token keeps its family's start"
+    );
     let (_, t3) = refresh("fam");
     assert_eq!(
         s.rotate_refresh_token(&t.hash, &t3).await,

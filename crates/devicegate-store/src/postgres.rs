@@ -42,7 +42,8 @@ use devicegate_core::grant::PollPace;
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_init.sql"),
-    include_str!("../migrations/postgres/0002_rate_limits.sql"),
+    include_str!("../migrations/postgres/0002_refresh_family_start.sql"),
+    include_str!("../migrations/postgres/0003_rate_limits.sql"),
 ];
 /// Taken while migrating, so that instances starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6465_7669_6365_6761;
@@ -502,8 +503,8 @@ const FLOW_COLUMNS: &str = "id, secret_hash, status, grant_id, user_id, signed_o
      created_at, expires_at, version, tenant";
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_types, device_code_ttl_secs, poll_interval_secs, created_at, tenant";
 const USER_COLUMNS: &str = "id, username, password_hash, name, email, created_at, tenant";
-const REFRESH_COLUMNS: &str =
-    "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used, tenant";
+const REFRESH_COLUMNS: &str = "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used, \
+     tenant, family_started_at";
 const SESSION_COLUMNS: &str =
     "id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at, tenant";
 const KEY_COLUMNS: &str = "id, alg, pkcs8, created_at, tenant";
@@ -629,6 +630,7 @@ fn refresh_from_row(r: &Row) -> Result<RefreshToken> {
         expires_at: ts(get(r, 7)?),
         used: get(r, 8)?,
         tenant: get(r, 9)?,
+        family_started_at: ts(get(r, 10)?),
     })
 }
 
@@ -732,7 +734,7 @@ async fn insert_refresh_in(
 ) -> Result<()> {
     let stmt = tx
         .prepare_cached(&format!(
-            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .await
         .map_err(pg)?;
@@ -749,6 +751,7 @@ async fn insert_refresh_in(
             &t.expires_at.as_millis(),
             &t.used,
             &t.tenant,
+            &t.family_started_at.as_millis(),
         ],
     )
     .await

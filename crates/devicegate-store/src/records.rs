@@ -60,6 +60,9 @@ pub struct RefreshToken {
     pub tenant: String,
     /// Every rotation of one original token shares a family; reuse revokes the family.
     pub family_id: String,
+    /// When the family's first token was issued; no token of the family outlives it by more
+    /// than the configured maximum lifetime.
+    pub family_started_at: Timestamp,
     pub client_id: String,
     pub subject: String,
     pub scopes: Scopes,

@@ -71,6 +71,14 @@ pub struct Keys {
     /// Lifetime of refresh tokens, renewed on every rotation [default: 2592000]
     #[arg(long, global = true, env = "DEVICEGATE_REFRESH_TOKEN_TTL_SECS")]
     pub refresh_token_ttl_secs: Option<u64>,
+    /// Absolute lifetime of a refresh token family: no rotation renews a token past its
+    /// first token's issue plus this [default: 7776000]
+    #[arg(
+        long,
+        global = true,
+        env = "DEVICEGATE_REFRESH_TOKEN_MAX_LIFETIME_SECS"
+    )]
+    pub refresh_token_max_lifetime_secs: Option<u64>,
     /// Lifetime of a verification flow [default: 900]
     #[arg(long, global = true, env = "DEVICEGATE_FLOW_TTL_SECS")]
     pub flow_ttl_secs: Option<u64>,
@@ -144,6 +152,9 @@ impl Keys {
             poll_interval_secs: self.poll_interval_secs.or(file.poll_interval_secs),
             access_token_ttl_secs: self.access_token_ttl_secs.or(file.access_token_ttl_secs),
             refresh_token_ttl_secs: self.refresh_token_ttl_secs.or(file.refresh_token_ttl_secs),
+            refresh_token_max_lifetime_secs: self
+                .refresh_token_max_lifetime_secs
+                .or(file.refresh_token_max_lifetime_secs),
             flow_ttl_secs: self.flow_ttl_secs.or(file.flow_ttl_secs),
             signing_alg: self.signing_alg.or(file.signing_alg),
             access_token_signing_alg: self
@@ -298,6 +309,11 @@ impl Keys {
                 d.refresh_token_ttl,
                 "refresh_token_ttl_secs",
             )?,
+            refresh_token_max_lifetime: secs(
+                self.refresh_token_max_lifetime_secs,
+                d.refresh_token_max_lifetime,
+                "refresh_token_max_lifetime_secs",
+            )?,
             flow_ttl: secs(self.flow_ttl_secs, d.flow_ttl, "flow_ttl_secs")?,
             signing_alg,
             access_token_signing_alg,
@@ -352,6 +368,19 @@ mod tests {
         let k = flags.over(file);
         assert_eq!(k.listen(), "127.0.0.1:2");
         assert_eq!(k.settings().unwrap().issuer, "https://a");
+        let file: Keys = toml::from_str("refresh_token_max_lifetime_secs = 86400\n").unwrap();
+        let k = Keys::default().over(file);
+        assert_eq!(
+            k.settings().unwrap().refresh_token_max_lifetime,
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            Keys::default()
+                .settings()
+                .unwrap()
+                .refresh_token_max_lifetime,
+            Duration::from_secs(90 * 86_400)
+        );
     }
 
     #[test]
@@ -361,6 +390,12 @@ mod tests {
             ..Keys::default()
         };
         assert!(k.settings().unwrap_err().to_string().contains("at most"));
+        let k = Keys {
+            refresh_token_max_lifetime_secs: Some(0),
+            ..Keys::default()
+        };
+        let e = k.settings().unwrap_err().to_string();
+        assert!(e.contains("refresh_token_max_lifetime_secs"), "{e}");
         assert!(toml::from_str::<Keys>("lisen = \"x\"").is_err());
         let k = Keys {
             signing_alg: Some("HS256".into()),

@@ -161,16 +161,19 @@ fn ok_status(reason: &str) -> Value {
     json!({"reason": reason, "sql_state": "00000", "vendor_code": 0})
 }
 
-/// An optional JSON object body.
+/// An optional JSON object body, without repeated keys.
 fn body(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, OcientError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }
-    match serde_json::from_slice::<Value>(bytes) {
+    match crate::json::from_slice(bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        _ => Err(OcientError::bad_request(
+        Ok(_) => Err(OcientError::bad_request(
             "The request body must be a JSON object",
         )),
+        Err(e) => Err(OcientError::bad_request(format!(
+            "The request body must be a JSON object: {e}"
+        ))),
     }
 }
 

@@ -20,6 +20,7 @@ use devicegate_core::flow::{Flow, FlowError};
 use devicegate_core::{Secret, SecretHash};
 use devicegate_proto::{FlowResult, FlowStatus};
 use serde_json::{Value, json};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::AppState;
 use crate::limits::client_ip;
@@ -33,9 +34,21 @@ pub const USERNAME_PASSWORD_CHECK: &str =
 pub const CONSENT: &str = "application/vnd.pingidentity.deviceAuthGrant.consent+json";
 
 pub fn router() -> Router<AppState> {
-    Router::new()
+    // As on the native endpoints: no answer of these, tokens least of all, is cached
+    // (RFC 6749 §5.1).
+    let oauth = Router::new()
         .route("/{env}/as/device_authorization", post(device_authorization))
         .route("/{env}/as/token", post(crate::token::token))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::PRAGMA,
+            HeaderValue::from_static("no-cache"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    Router::new()
+        .merge(oauth)
         .route("/{env}/device", get(start))
         .route("/{env}/device/{app}", get(start_for_app))
         .route("/{env}/signon", get(sign_on_page))
@@ -333,13 +346,21 @@ async fn act(
             None,
         );
     }
-    let body: Value = match serde_json::from_slice(&bytes) {
+    let body: Value = match crate::json::from_slice(&bytes) {
         Ok(v @ Value::Object(_)) => v,
-        _ => {
+        Ok(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "INVALID_DATA",
                 "The request body must be a JSON object",
+                None,
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                &format!("The request body must be a JSON object: {e}"),
                 None,
             );
         }

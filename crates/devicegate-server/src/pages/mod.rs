@@ -26,6 +26,7 @@ use devicegate_proto::{FlowResult, FlowStatus};
 use minijinja::{Environment, Value, context};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::extract::MAX_FORM_PARAMS;
 use crate::limits::client_ip;
 use crate::tenant::Tenant;
 use crate::verification::{self, Described, StepError};
@@ -216,9 +217,13 @@ impl Visit {
         res
     }
 
-    /// A refusal page unless the POST comes from a session with its anti-CSRF token.
-    fn refusal_unless_from_session(&self, form: &PageForm) -> Option<Response> {
+    /// A refusal page unless the POST is a form of at most [`MAX_FORM_PARAMS`] fields (400
+    /// otherwise) from a session with its anti-CSRF token.
+    fn refusal(&self, form: &PageForm) -> Option<Response> {
         let t = &self.pages().t;
+        if form.too_many_fields {
+            return Some(self.message(StatusCode::BAD_REQUEST, t.bad_form_title, t.bad_form));
+        }
         let Some(s) = &self.session else {
             return Some(self.message(
                 StatusCode::BAD_REQUEST,
@@ -373,19 +378,29 @@ fn step_path(status: FlowStatus) -> &'static str {
 
 /// A form body. Page forms have only our own fields; a repeated field keeps its first value.
 #[derive(Debug, Default)]
-struct PageForm(Vec<(String, String)>);
+struct PageForm {
+    fields: Vec<(String, String)>,
+    /// More than [`MAX_FORM_PARAMS`] fields were sent (no page sends that many); the form is
+    /// refused, and only the first ones were read.
+    too_many_fields: bool,
+}
 
 impl PageForm {
     fn parse(body: &[u8]) -> PageForm {
-        PageForm(
-            form_urlencoded::parse(body)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-        )
+        let mut fields: Vec<(String, String)> = form_urlencoded::parse(body)
+            .take(MAX_FORM_PARAMS + 1)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let too_many_fields = fields.len() > MAX_FORM_PARAMS;
+        fields.truncate(MAX_FORM_PARAMS);
+        PageForm {
+            fields,
+            too_many_fields,
+        }
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        self.fields
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
@@ -455,7 +470,7 @@ pub async fn adopt_flow(
 /// `POST /device`: a code was entered.
 async fn enter_code(mut visit: Visit, body: Bytes) -> Response {
     let form = PageForm::parse(&body);
-    if let Some(page) = visit.refusal_unless_from_session(&form) {
+    if let Some(page) = visit.refusal(&form) {
         return page;
     }
     if let Err(e) = visit.store_session().await {
@@ -565,7 +580,7 @@ async fn signin_form(
 /// signed in to this account.
 async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
     let form = PageForm::parse(&body);
-    if let Some(page) = visit.refusal_unless_from_session(&form) {
+    if let Some(page) = visit.refusal(&form) {
         return page;
     }
     let Some(key) = visit.flow_key() else {
@@ -685,7 +700,7 @@ fn in_reading_order<'a>(scopes: impl Iterator<Item = &'a str>) -> impl Iterator<
 /// `POST /device/consent` with `decision=approve|deny`.
 async fn decide(visit: Visit, body: Bytes) -> Response {
     let form = PageForm::parse(&body);
-    if let Some(page) = visit.refusal_unless_from_session(&form) {
+    if let Some(page) = visit.refusal(&form) {
         return page;
     }
     let accept = match form.get("decision") {
@@ -730,8 +745,7 @@ async fn done_page(visit: Visit) -> Response {
 
 /// `POST /device/signout`: ends the session on the server and in the browser.
 async fn sign_out(mut visit: Visit, body: Bytes) -> Response {
-    let form = PageForm::parse(&body);
-    if let Some(page) = visit.refusal_unless_from_session(&form) {
+    if let Some(page) = visit.refusal(&PageForm::parse(&body)) {
         return page;
     }
     if let Some(s) = visit.session.take().filter(Session::is_stored) {

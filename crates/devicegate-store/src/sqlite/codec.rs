@@ -186,6 +186,7 @@ pub(super) fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> 
         expires_at: ts(row, 7)?,
         used: row.get(8)?,
         tenant: row.get(9)?,
+        family_started_at: ts(row, 10)?,
     })
 }
 

@@ -205,6 +205,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_sessions.sql"),
     include_str!("../../migrations/sqlite/0003_device_code_selectors.sql"),
+    include_str!("../../migrations/sqlite/0004_refresh_family_start.sql"),
 ];
 /// Idle reader connections kept; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 64;
@@ -422,8 +423,8 @@ const FLOW_COLUMNS: &str = "id, secret_hash, status, grant_id, user_id, signed_o
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_types, device_code_ttl_secs, poll_interval_secs, \
      created_at, tenant";
 const USER_COLUMNS: &str = "id, username, password_hash, name, email, created_at, tenant";
-const REFRESH_COLUMNS: &str =
-    "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used, tenant";
+const REFRESH_COLUMNS: &str = "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used, \
+     tenant, family_started_at";
 
 fn get_one<T>(
     conn: &Connection,
@@ -552,7 +553,7 @@ fn missing_or_conflict(conn: &Connection, table: &str, key: &str, id: &str) -> S
 
 fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))
     .map_err(internal)?
     .execute(params![
@@ -565,7 +566,8 @@ fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<()> {
         t.created_at.as_millis(),
         t.expires_at.as_millis(),
         t.used,
-        t.tenant
+        t.tenant,
+        t.family_started_at.as_millis()
     ])
     .map_err(constraint)?;
     Ok(())
@@ -1472,11 +1474,41 @@ mod tests {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refresh_families_from_before_their_start_was_kept_start_at_their_sign_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        // A database at schema 3 holding a refresh token without `family_started_at`.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in &super::MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        let hash = SecretHash::of(b"dgr_old");
+        let auth_time = NOW.as_millis() - 3_600_000;
+        conn.execute(
+            "INSERT INTO refresh_tokens (hash, tenant, family_id, client_id, subject, scopes, \
+             auth_time, created_at, expires_at) VALUES (?1, 'default', 'fam', 'cli', 'u1', \
+             'offline_access', ?2, ?3, ?4)",
+            rusqlite::params![
+                hash.as_bytes(),
+                auth_time,
+                NOW.as_millis(),
+                NOW.as_millis() + 3_600_000
+            ],
+        )
+        .unwrap();
+        drop(conn);
+        let s = super::SqliteStore::open(&path).unwrap();
+        let t = s.get_refresh_token(&hash).await.unwrap();
+        assert_eq!(t.family_started_at, Timestamp::from_millis(auth_time));
+    }
+
     #[test]
     fn migrations_run_once_and_refuse_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
-        assert_eq!(super::SqliteStore::migrate(&path).unwrap(), 3);
+        assert_eq!(super::SqliteStore::migrate(&path).unwrap(), 4);
         assert_eq!(super::SqliteStore::migrate(&path).unwrap(), 0);
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();

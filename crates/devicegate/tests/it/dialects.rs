@@ -910,3 +910,74 @@ async fn ocient_denial_expiry_and_the_user_code_mitigations() {
     assert_ocient_error(status, &e, StatusCode::FORBIDDEN, "28000");
     assert_eq!(e["status"]["vendor_code"], -1002);
 }
+
+#[tokio::test]
+async fn rfc8259_4_dialect_bodies_that_repeat_a_key_are_refused_in_the_dialects_format() {
+    let s = two_tenants().await;
+    let raw = |path: String, media: &str, body: String| {
+        s.http
+            .post(s.url(&path))
+            .header("content-type", media)
+            .body(body)
+            .send()
+    };
+    // Ocient: its status object, as for any other malformed body.
+    for (path, body) in [
+        (
+            "/v1/sso_device_grant",
+            r#"{"database": "a", "database": "b"}"#,
+        ),
+        (
+            "/v1/sso_device_grant_verify",
+            r#"{"user_code": "BCDFBCDF", "user_code": "BCDFBCDG"}"#,
+        ),
+    ] {
+        let res = raw(path.into(), "application/json", body.into())
+            .await
+            .unwrap();
+        let status = res.status();
+        let b: Value = res.json().await.unwrap();
+        assert_ocient_error(status, &b, StatusCode::BAD_REQUEST, "22023");
+        assert!(
+            b["status"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate key"),
+            "{b}"
+        );
+    }
+
+    // PingOne: a verify whose second `userCode` is the right one verifies nothing.
+    let env = s.store().get_tenant("default").await.unwrap().uuid;
+    let (_, _, d) = s
+        .form(
+            &format!("/{env}/as/device_authorization"),
+            &[("client_id", "tv"), ("scope", "openid")],
+        )
+        .await;
+    let (_, location) = ping_start(&s, &format!("/{env}/device")).await;
+    let flow = flow_id(&location);
+    let body = format!(
+        r#"{{"userCode": "BCDF-BCDF", "userCode": {}}}"#,
+        d["user_code"]
+    );
+    let res = raw(format!("/{env}/flows/{flow}"), VERIFY, body)
+        .await
+        .unwrap();
+    let status = res.status();
+    let e: Value = res.json().await.unwrap();
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("INVALID_DATA")),
+        "{e}"
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("duplicate key"),
+        "{e}"
+    );
+    let (_, f) = s
+        .api("GET", &format!("/{env}/flows/{flow}"), None)
+        .await
+        .into_pair();
+    assert_eq!(f["status"], "DAG_USER_CODE_REQUIRED", "{f}");
+}

@@ -555,3 +555,55 @@ async fn a_person_signs_on_once_and_resumes_the_session_for_later_devices() {
         (StatusCode::UNAUTHORIZED, "invalid_session")
     );
 }
+
+#[tokio::test]
+async fn rfc8259_4_a_body_that_repeats_a_key_is_refused_and_changes_nothing() {
+    let s = TestServer::start().await;
+    s.public_client("tv", 5).await;
+    let d = s.device_authorization("tv", Some("openid")).await;
+    let code = d["user_code"].as_str().unwrap();
+    let id = s.new_flow().await;
+    let raw = |path: String, body: String| {
+        s.http
+            .post(s.url(&path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // Whichever value a reader keeps, it is not this server's to choose.
+    for body in [
+        format!(
+            r#"{{"action": "user_code.verify", "user_code": "BCDF-BCDF", "user_code": "{code}"}}"#
+        ),
+        format!(r#"{{"action": "consent", "action": "user_code.verify", "user_code": "{code}"}}"#),
+    ] {
+        let (status, _, b) = split(raw(format!("/api/v1/flows/{id}"), body).await.unwrap()).await;
+        assert_eq!(
+            err(status, &b),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        assert!(
+            b["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate key"),
+            "{b}"
+        );
+    }
+    let (_, _, f) = s.api("GET", &format!("/api/v1/flows/{id}"), None).await;
+    assert_eq!(f["status"], "USER_CODE_REQUIRED", "{f}");
+    for (path, body) in [
+        ("/api/v1/flows", r#"{"a": 1, "a": 2}"#),
+        (
+            "/api/v1/sessions/end",
+            r#"{"session": "dga_x", "session": "dga_y"}"#,
+        ),
+    ] {
+        let (status, _, b) = split(raw(path.into(), body.into()).await.unwrap()).await;
+        assert_eq!(
+            err(status, &b),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{path}"
+        );
+    }
+}

@@ -439,6 +439,44 @@ async fn refresh_tokens_only_with_offline_access_and_only_for_their_client() {
     assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
 }
 
+#[tokio::test]
+async fn refresh_token_families_end_at_their_max_lifetime_however_often_rotated() {
+    let max = std::time::Duration::from_secs(3);
+    let s = TestServer::start_with(|c| {
+        c.refresh_token_ttl = std::time::Duration::from_secs(3600);
+        c.refresh_token_max_lifetime = max;
+    })
+    .await;
+    s.public_client("cli", 1).await;
+    s.user("ann").await;
+    let first = s.tokens("cli", "openid offline_access", "ann").await;
+    // The family started at the redemption, which answered before this instant.
+    let redeemed = std::time::Instant::now();
+    let mut current = first["refresh_token"].as_str().unwrap().to_owned();
+    let mut rotations = 0;
+    while redeemed.elapsed() < std::time::Duration::from_secs(2) {
+        let (status, b) = refresh(&s, &current, None).await;
+        assert_eq!(status, StatusCode::OK, "{b}");
+        current = b["refresh_token"].as_str().unwrap().to_owned();
+        rotations += 1;
+        // Each rotation renews the token, but only up to the family's end.
+        let stored = s
+            .store()
+            .get_refresh_token(&devicegate_core::Secret::from_presented(current.as_str()).hash())
+            .await
+            .unwrap();
+        assert_eq!(stored.expires_at, stored.family_started_at.plus(max));
+        sleep_ms(400).await;
+    }
+    assert!(rotations >= 3, "{rotations}");
+    tokio::time::sleep(
+        max.saturating_sub(redeemed.elapsed()) + std::time::Duration::from_millis(200),
+    )
+    .await;
+    let (status, b) = refresh(&s, &current, None).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
 // 4. Errors.
 
 #[tokio::test]
@@ -530,6 +568,104 @@ async fn rfc6749_5_2_errors_for_bad_requests() {
     let (status, _, b) = split(res).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
     assert_eq!(b["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn rfc6749_2_3_a_repeated_authorization_header_authenticates_no_one() {
+    let s = TestServer::start().await;
+    let secret = s.confidential_client("svc").await;
+    s.public_client("cli", 1).await;
+    s.user("ann").await;
+    let env = s.store().get_tenant("default").await.unwrap().uuid;
+    let pingone = format!("/{env}/as/device_authorization");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("svc:{secret}"))
+    );
+    // The first header is right; the second must not leave it standing, in either order.
+    for (first, second) in [
+        (basic.as_str(), "Basic Ym9ndXM6Ym9ndXM="),
+        ("Basic Ym9ndXM6Ym9ndXM=", basic.as_str()),
+        (basic.as_str(), basic.as_str()),
+    ] {
+        for (path, params) in [
+            ("/oauth2/device_authorization", vec![("scope", "openid")]),
+            (
+                "/oauth2/token",
+                vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", "dgr_unknown"),
+                ],
+            ),
+            (
+                "/oauth2/v1/device",
+                vec![("response_type", "device_code"), ("scope", "openid")],
+            ),
+            (pingone.as_str(), vec![("scope", "openid")]),
+        ] {
+            let res = s
+                .http
+                .post(s.url(path))
+                .header("authorization", first)
+                .header("authorization", second)
+                .form(&params)
+                .send()
+                .await
+                .unwrap();
+            let (status, headers, b) = split(res).await;
+            assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_request");
+            assert_eq!(
+                headers.get("cache-control").map(|v| v.to_str().unwrap()),
+                Some("no-store"),
+                "{path}"
+            );
+        }
+    }
+    // Userinfo: two bearer tokens, even two good ones, read no one's info.
+    let t = s.tokens("cli", "openid", "ann").await;
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    let res = s
+        .http
+        .get(s.url("/oauth2/userinfo"))
+        .header("authorization", &bearer)
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, b) = split(res).await;
+    assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_request")
+    );
+}
+
+#[tokio::test]
+async fn forms_of_more_than_64_parameters_are_refused() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    let form = |n: usize| {
+        let mut body = String::from("client_id=cli");
+        for i in 1..n {
+            body.push_str(&format!("&x{i}=1"));
+        }
+        body
+    };
+    let post = |body: String| {
+        s.http
+            .post(s.url("/oauth2/device_authorization"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let (status, _, b) = split(post(form(64)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    for n in [65, 2000] {
+        let (status, _, b) = split(post(form(n)).await.unwrap()).await;
+        assert_oauth_error(status, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    }
 }
 
 #[tokio::test]
@@ -819,6 +955,43 @@ async fn userinfo_refuses_missing_forged_and_scope_less_tokens() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn rfc7519_4_1_5_tokens_carry_nbf_and_userinfo_refuses_a_token_before_it() {
+    let s = TestServer::start().await;
+    s.public_client("cli", 1).await;
+    s.user("ann").await;
+    let t = s.tokens("cli", "openid", "ann").await;
+    let (_, access) = claims(t["access_token"].as_str().unwrap());
+    let (_, id) = claims(t["id_token"].as_str().unwrap());
+    for c in [&access, &id] {
+        assert!(c["nbf"].is_i64(), "{c}");
+        assert_eq!(c["nbf"], c["iat"], "{c}");
+    }
+    // The same token, signed with the server's own key, but valid only in an hour.
+    let key = s.store().list_keys("default").await.unwrap().remove(0);
+    let signer =
+        devicegate_core::keys::Signer::from_material(&devicegate_core::keys::KeyMaterial {
+            alg: key.alg,
+            pkcs8: key.pkcs8,
+        })
+        .unwrap();
+    let mut later = access.clone();
+    later["nbf"] = (access["iat"].as_i64().unwrap() + 3600).into();
+    let userinfo = |token: String| {
+        s.http
+            .get(s.url("/oauth2/userinfo"))
+            .bearer_auth(token)
+            .send()
+    };
+    let signed = |c: &Value| {
+        devicegate_core::jwt::encode(&signer, devicegate_core::jwt::TYP_ACCESS_TOKEN, c).unwrap()
+    };
+    let (status, _, b) = split(userinfo(signed(&access)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    let (status, _, b) = split(userinfo(signed(&later)).await.unwrap()).await;
+    assert_oauth_error(status, &b, StatusCode::UNAUTHORIZED, "invalid_token");
 }
 
 #[tokio::test]

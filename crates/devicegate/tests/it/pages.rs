@@ -657,3 +657,40 @@ async fn an_expired_flow_gets_its_own_page() {
     let (_, body) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
     assert_eq!(body["error"], "authorization_pending");
 }
+
+#[tokio::test]
+async fn a_form_of_more_than_64_fields_gets_a_readable_400_and_changes_nothing() {
+    let s = TestServer::start().await;
+    s.public_client("tv", 5).await;
+    let d = s.device_authorization("tv", Some("openid")).await;
+    let code = d["user_code"].as_str().unwrap();
+    let b = browser();
+    let entry = get(&b, s.url("/device")).await;
+    let csrf = entry.csrf();
+    let mut fields = vec![
+        ("csrf".to_owned(), csrf.clone()),
+        ("user_code".to_owned(), code.to_owned()),
+    ];
+    fields.extend((0..100).map(|i| (format!("x{i}"), "1".to_owned())));
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let p = post(&b, s.url("/device"), &fields).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.html);
+    assert!(p.html.contains("This form could not be read"), "{}", p.html);
+    assert_page_headers(&p);
+    // The code was not entered: the same session enters it now, as if for the first time.
+    let p = post(
+        &b,
+        s.url("/device"),
+        &[("csrf", &csrf), ("user_code", code)],
+    )
+    .await;
+    assert_eq!(
+        (p.status, p.location()),
+        (StatusCode::SEE_OTHER, "/device/signin"),
+        "{}",
+        p.html
+    );
+}

@@ -1,4 +1,4 @@
--- devicegate schema for PostgreSQL, version 2. Released migrations are never edited.
+-- devicegate schema for PostgreSQL, version 3. Released migrations are never edited.
 -- Shared limits: one leaky bucket per key (see src/limits.rs), drawn by every instance.
 -- UNLOGGED: a take commits without a WAL flush; a database crash empties the buckets,
 -- which forgives at most one window of counted failures.
