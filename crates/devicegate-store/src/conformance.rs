@@ -458,6 +458,17 @@ async fn flows(s: impl Store) {
         s.update_flow(&next_flow, None).await,
         Err(StoreError::Conflict)
     );
+    // A new capability: the flow is found by it, and no longer by the old one.
+    let rekeyed = Flow {
+        secret_hash: SecretHash::of(b"new capability"),
+        ..stored
+    };
+    s.update_flow(&rekeyed, None).await.unwrap();
+    assert_eq!(s.get_flow(&secret.hash()).await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.get_flow(&rekeyed.secret_hash).await.unwrap().version,
+        rekeyed.version + 1
+    );
 }
 
 async fn concurrent_wrong_codes_are_all_counted(s: Arc<impl Store>) {

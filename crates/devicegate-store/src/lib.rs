@@ -146,7 +146,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn create_flow(&self, flow: &Flow) -> Result<()>;
     async fn get_flow(&self, hash: &SecretHash) -> Result<Flow>;
     /// Stores `flow` (and `grant`, when given) if both stored versions are still the ones
-    /// read, in one transaction.
+    /// read, in one transaction. The flow is found by its `id`: its capability's hash may
+    /// change (a browser adopting the flow gives it a new one).
     async fn update_flow(&self, flow: &Flow, grant: Option<&DeviceGrant>) -> Result<()>;
 
     async fn get_refresh_token(&self, hash: &SecretHash) -> Result<RefreshToken>;

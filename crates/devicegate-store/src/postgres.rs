@@ -1140,7 +1140,8 @@ impl Store for PostgresStore {
         let stmt = tx
             .prepare_cached(
                 "UPDATE flows SET status = $1, grant_id = $2, user_id = $3, signed_on_at = $4, \
-                 failed_attempts = $5, result = $6, version = version + 1 WHERE id = $7 AND version = $8",
+                 failed_attempts = $5, result = $6, secret_hash = $9, version = version + 1 \
+                 WHERE id = $7 AND version = $8",
             )
             .await
             .map_err(pg)?;
@@ -1156,6 +1157,7 @@ impl Store for PostgresStore {
                     &flow_result_column(f.result),
                     &f.id,
                     &f.version,
+                    &f.secret_hash.as_bytes().as_slice(),
                 ],
             )
             .await

@@ -1023,11 +1023,13 @@ impl Store for SqliteStore {
         let grant_id = grant.map(|g| g.id.clone());
         let (f, grant, inner) = (f.clone(), grant.cloned(), self.inner.pending.clone());
         let (held, after) = (grant.clone(), self.inner.pending.clone());
-        self.write_then(move |conn| {
-            let n = conn
+        self.write_then(
+            move |conn| {
+                let n = conn
                 .prepare_cached(
                     "UPDATE flows SET status = ?1, grant_id = ?2, user_id = ?3, signed_on_at = ?4, \
-                     failed_attempts = ?5, result = ?6, version = version + 1 WHERE id = ?7 AND version = ?8",
+                     failed_attempts = ?5, result = ?6, secret_hash = ?9, version = version + 1 \
+                     WHERE id = ?7 AND version = ?8",
                 )
                 .map_err(internal)?
                 .execute(params![
@@ -1038,21 +1040,24 @@ impl Store for SqliteStore {
                     f.failed_attempts,
                     flow_result_column(f.result),
                     f.id,
-                    f.version
+                    f.version,
+                    f.secret_hash.as_bytes()
                 ])
                 .map_err(internal)?;
-            if n != 1 {
-                return Err(missing_or_conflict(conn, "flows", "id", &f.id));
-            }
-            match &grant {
-                Some(g) => update_grant_in(conn, &inner, g).map(Some),
-                None => Ok(None),
-            }
-        }, move |stored| {
-            if let (Some(g), Some(stored)) = (&held, stored) {
-                after.written(g, *stored, None);
-            }
-        })
+                if n != 1 {
+                    return Err(missing_or_conflict(conn, "flows", "id", &f.id));
+                }
+                match &grant {
+                    Some(g) => update_grant_in(conn, &inner, g).map(Some),
+                    None => Ok(None),
+                }
+            },
+            move |stored| {
+                if let (Some(g), Some(stored)) = (&held, stored) {
+                    after.written(g, *stored, None);
+                }
+            },
+        )
         .await?;
         if let Some(id) = grant_id {
             self.announce(&id);
