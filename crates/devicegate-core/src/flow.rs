@@ -10,6 +10,9 @@
 //!        │  └──────────── sign on ◀── USER_CODE_REQUIRED ────┘ (code after sign on)
 //!        └─ 5 wrong codes ─▶ FAILED
 //! ```
+//!
+//! A flow started for a browser elsewhere (PingOne's sign-on link) is taken over with
+//! [`Flow::adopt`] while still fresh: under a new capability, so the link names it no more.
 
 use devicegate_proto::{FlowResult, FlowStatus};
 
@@ -52,6 +55,8 @@ pub enum FlowError {
     CodeUsed,
     #[error("the user code is being approved in another session")]
     CodeClaimed,
+    #[error("the flow is already being walked elsewhere")]
+    Held,
 }
 
 /// A refused step, with the flow to store when the refusal changed it (a counted wrong code).
@@ -173,6 +178,25 @@ impl Flow {
             ..grant.clone()
         };
         Ok((flow, grant))
+    }
+
+    /// A browser takes over a flow it did not start (PingOne's sign-on link) under a new
+    /// capability, `key`, that only its session holds: the flow id in the link then names
+    /// nothing, for any other browser or caller. Only a fresh flow can be taken, one where no
+    /// code was entered and nobody signed on; whoever walks a flow (a browser, or a custom UI
+    /// on the flows API) keeps it.
+    pub fn adopt(&self, key: SecretHash, now: Timestamp) -> Result<Flow, FlowError> {
+        self.ensure_live(now)?;
+        let fresh = self.status == FlowStatus::UserCodeRequired
+            && self.grant_id.is_none()
+            && self.user_id.is_none();
+        if !fresh {
+            return Err(FlowError::Held);
+        }
+        Ok(Flow {
+            secret_hash: key,
+            ..self.clone()
+        })
     }
 
     /// The person proved who they are (`user_id` is the authenticated user).
@@ -348,6 +372,20 @@ mod tests {
         let (b, g2) = b.verify_user_code(Some(&g), a.expires_at).unwrap();
         assert_eq!(g2.flow_id.as_deref(), Some("b"));
         assert!(b.consent(&g2, true, t(1000)).is_ok());
+    }
+
+    #[test]
+    fn only_a_fresh_flow_is_adopted_and_under_a_new_key() {
+        let key = SecretHash::of(b"new");
+        let f = flow("f");
+        let adopted = f.adopt(key, t(1)).unwrap();
+        assert_eq!((adopted.secret_hash, adopted.status), (key, f.status));
+        let signed_on = f.sign_on("u1", t(1)).unwrap();
+        assert_eq!(signed_on.adopt(key, t(2)), Err(FlowError::Held));
+        let grant = DeviceGrant::example_pending("cli", t(0));
+        let (with_code, _) = f.verify_user_code(Some(&grant), t(1)).unwrap();
+        assert_eq!(with_code.adopt(key, t(2)), Err(FlowError::Held));
+        assert_eq!(f.adopt(key, t(900)), Err(FlowError::Expired));
     }
 
     #[test]

@@ -88,7 +88,9 @@ impl From<StepError> for OAuthError {
             StepError::Store(s) => return s.clone().into(),
             StepError::Flow(f) => match f {
                 FlowError::Expired => (StatusCode::GONE, ErrorCode::ExpiredFlow),
-                FlowError::WrongStatus(_) => (StatusCode::CONFLICT, ErrorCode::InvalidAction),
+                FlowError::WrongStatus(_) | FlowError::Held => {
+                    (StatusCode::CONFLICT, ErrorCode::InvalidAction)
+                }
                 FlowError::WrongCode { attempts_left } => {
                     let mut err = OAuthError::bad(ErrorCode::InvalidUserCode, e.to_string());
                     err.body.attempts_left = Some(*attempts_left);

@@ -397,6 +397,28 @@ async fn attach_user(
     Err(StepError::Busy)
 }
 
+/// A browser takes over the flow behind `link` (PingOne's sign-on link), if it is fresh (see
+/// [`Flow::adopt`]). Returns the flow under its new key, which the caller keeps in the
+/// browser's session and nowhere else: afterwards `link` names no flow, so a second browser,
+/// or the flows API with the link's flow id, finds nothing.
+pub async fn adopt(
+    state: &AppState,
+    tenant: &Tenant,
+    link: &SecretHash,
+) -> Result<Flow, StepError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let now = now();
+        let key = Secret::generate(SecretKind::FlowId).hash();
+        let next = load(state, tenant, link, now).await?.adopt(key, now)?;
+        // A browser adopting the flow at the same time wins or loses this compare-and-swap;
+        // the loser reads again and finds no flow behind the link.
+        if commit(state, &next, None).await? {
+            return Ok(next);
+        }
+    }
+    Err(StepError::Busy)
+}
+
 /// Approve (`accept`) or deny the grant this flow bound.
 pub async fn consent(
     state: &AppState,

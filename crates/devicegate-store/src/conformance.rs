@@ -16,6 +16,7 @@ use devicegate_core::scope::Scopes;
 use devicegate_core::secret::{Secret, SecretKind, random_id};
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
+use devicegate_proto::FlowStatus;
 
 use crate::{
     Admission, BrowserSession, ClientRecord, DEFAULT_TENANT, HeldPoll, KeyRecord, LimitTake,
@@ -49,6 +50,7 @@ where
     ensure_key_agrees(Arc::new(make().await)).await;
     grant_changes_are_announced(make().await).await;
     sessions(make().await).await;
+    changing_a_user_stops_what_they_had_under_way(make().await).await;
     pending_count(make().await).await;
     limits_hold_under_a_burst(Arc::new(make().await)).await;
     limits_are_all_or_nothing(make().await).await;
@@ -462,6 +464,17 @@ async fn flows(s: impl Store) {
         s.update_flow(&next_flow, None).await,
         Err(StoreError::Conflict)
     );
+    // A new capability: the flow is found by it, and no longer by the old one.
+    let rekeyed = Flow {
+        secret_hash: SecretHash::of(b"new capability"),
+        ..stored
+    };
+    s.update_flow(&rekeyed, None).await.unwrap();
+    assert_eq!(s.get_flow(&secret.hash()).await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.get_flow(&rekeyed.secret_hash).await.unwrap().version,
+        rekeyed.version + 1
+    );
 }
 
 async fn concurrent_wrong_codes_are_all_counted(s: Arc<impl Store>) {
@@ -745,6 +758,127 @@ async fn sessions(s: impl Store) {
             Err(StoreError::NotFound)
         );
     }
+}
+
+/// A new password, or deleting the user, denies the person's approved grants that were not
+/// redeemed yet (with a new version, so a redemption read before loses its compare-and-swap)
+/// and fails their open flows; announced like any grant change. Redeemed grants, finished
+/// flows and everyone else's stay as they were.
+async fn changing_a_user_stops_what_they_had_under_way(s: impl Store) {
+    let bob = user("bob");
+    s.create_user(&bob).await.unwrap();
+    let (_, bobs) = grant("cli");
+    s.create_grant(&bobs).await.unwrap();
+    s.update_grant(&bobs.approve(&bob.id, NOW, NOW).unwrap())
+        .await
+        .unwrap();
+    let bobs_flow = signed_on_flow(&s, &bob.id).await;
+    for delete in [false, true] {
+        let ann = user(if delete { "ann-deleted" } else { "ann" });
+        s.create_user(&ann).await.unwrap();
+        // Approved through a flow that completed; not redeemed.
+        let (_, approved) = grant("cli");
+        s.create_grant(&approved).await.unwrap();
+        let done = signed_on_flow(&s, &ann.id).await;
+        let (f, g) = done.verify_user_code(Some(&approved), NOW).unwrap();
+        s.update_flow(&f, Some(&g)).await.unwrap();
+        let (f, g) = s
+            .get_flow(&f.secret_hash)
+            .await
+            .unwrap()
+            .consent(&s.get_grant(&g.id).await.unwrap(), true, NOW)
+            .unwrap();
+        s.update_flow(&f, Some(&g)).await.unwrap();
+        let approved = s.get_grant(&approved.id).await.unwrap();
+        // Redeemed.
+        let (_, redeemed) = grant("cli");
+        s.create_grant(&redeemed).await.unwrap();
+        s.redeem_grant(
+            &DeviceGrant {
+                status: GrantStatus::Redeemed,
+                ..redeemed.approve(&ann.id, NOW, NOW).unwrap()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        let redeemed = s.get_grant(&redeemed.id).await.unwrap();
+        // Waiting at consent.
+        let (_, waiting) = grant("cli");
+        s.create_grant(&waiting).await.unwrap();
+        let open = signed_on_flow(&s, &ann.id).await;
+        let (f, g) = open.verify_user_code(Some(&waiting), NOW).unwrap();
+        s.update_flow(&f, Some(&g)).await.unwrap();
+        let open = s.get_flow(&open.secret_hash).await.unwrap();
+        let done = s.get_flow(&done.secret_hash).await.unwrap();
+
+        let mut rx = s.subscribe();
+        if delete {
+            s.delete_user(T, &ann.username).await.unwrap();
+        } else {
+            s.set_password(T, &ann.username, "$argon2id$other")
+                .await
+                .unwrap();
+        }
+
+        let denied = s.get_grant(&approved.id).await.unwrap();
+        assert_eq!(denied.status, GrantStatus::Denied);
+        assert!(denied.version > approved.version);
+        let redemption = DeviceGrant {
+            status: GrantStatus::Redeemed,
+            ..approved.clone()
+        };
+        assert_eq!(
+            s.redeem_grant(&redemption, None).await,
+            Err(StoreError::Conflict)
+        );
+        assert_eq!(s.get_grant(&redeemed.id).await.unwrap(), redeemed);
+        let failed = s.get_flow(&open.secret_hash).await.unwrap();
+        assert_eq!(
+            failed,
+            Flow {
+                status: FlowStatus::Failed,
+                version: open.version + 1,
+                ..open.clone()
+            }
+        );
+        assert_eq!(s.get_flow(&done.secret_hash).await.unwrap(), done);
+        // A step read before the change loses its compare-and-swap.
+        let (f, g) = open
+            .consent(&s.get_grant(&waiting.id).await.unwrap(), true, NOW)
+            .unwrap();
+        assert_eq!(s.update_flow(&f, Some(&g)).await, Err(StoreError::Conflict));
+        assert_eq!(
+            s.get_grant(&waiting.id).await.unwrap().status,
+            GrantStatus::Pending
+        );
+        loop {
+            let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("the denial is announced")
+                .unwrap();
+            if got.grant_id == approved.id {
+                break;
+            }
+        }
+    }
+    // Bob's grant and flow were never touched.
+    let bobs_now = s.get_grant(&bobs.id).await.unwrap();
+    assert!(
+        matches!(bobs_now.status, GrantStatus::Approved { ref subject, .. } if *subject == bob.id)
+    );
+    assert_eq!(bobs_now.version, bobs.version + 1);
+    assert_eq!(s.get_flow(&bobs_flow.secret_hash).await.unwrap(), bobs_flow);
+}
+
+/// A new flow, stored, with `user_id` signed on (and stored again).
+async fn signed_on_flow(s: &impl Store, user_id: &str) -> Flow {
+    let (_, f) = flow();
+    s.create_flow(&f).await.unwrap();
+    s.update_flow(&f.sign_on(user_id, NOW).unwrap(), None)
+        .await
+        .unwrap();
+    s.get_flow(&f.secret_hash).await.unwrap()
 }
 
 async fn pending_count(s: impl Store) {

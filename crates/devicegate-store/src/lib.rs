@@ -138,9 +138,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_user(&self, id: &str) -> Result<UserRecord>;
     async fn get_user_by_username(&self, tenant: &str, username: &str) -> Result<UserRecord>;
     async fn list_users(&self, tenant: &str) -> Result<Vec<UserRecord>>;
-    /// Deletes the user with their refresh tokens and sessions.
+    /// Deletes the user with their refresh tokens and sessions; in the same transaction, their
+    /// approved grants not yet redeemed are denied (a new version each, announced) and their
+    /// open flows fail.
     async fn delete_user(&self, tenant: &str, username: &str) -> Result<()>;
-    /// Sets the password and revokes the user's refresh tokens and sessions.
+    /// Sets the password and revokes the user's refresh tokens and sessions, denies their
+    /// unredeemed approvals and fails their open flows, like `delete_user`.
     async fn set_password(&self, tenant: &str, username: &str, password_hash: &str) -> Result<()>;
 
     /// `AlreadyExists` when the device code or user code is taken.
@@ -181,7 +184,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn create_flow(&self, flow: &Flow) -> Result<()>;
     async fn get_flow(&self, hash: &SecretHash) -> Result<Flow>;
     /// Stores `flow` (and `grant`, when given) if both stored versions are still the ones
-    /// read, in one transaction.
+    /// read, in one transaction. The flow is found by its `id`: its capability's hash may
+    /// change (a browser adopting the flow gives it a new one).
     async fn update_flow(&self, flow: &Flow, grant: Option<&DeviceGrant>) -> Result<()>;
 
     async fn get_refresh_token(&self, hash: &SecretHash) -> Result<RefreshToken>;

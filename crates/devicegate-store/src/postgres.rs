@@ -225,8 +225,10 @@ impl PostgresStore {
     }
 
     /// Runs `sql`, which changes or deletes one user and returns its id (`NotFound` if none),
-    /// and in the same transaction ends everything that user signed in to: refresh tokens and
-    /// sessions.
+    /// and in the same transaction ends everything that user signed in to or had under way:
+    /// refresh tokens and sessions go, approved grants not redeemed yet are denied (with a new
+    /// version, so that a redemption read before loses its compare-and-swap, and a `NOTIFY`
+    /// each, as for any grant change), and open flows fail.
     async fn change_user(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
@@ -238,7 +240,38 @@ impl PostgresStore {
         tx.execute("DELETE FROM browser_sessions WHERE user_id = $1", &[&id])
             .await
             .map_err(pg)?;
-        tx.commit().await.map_err(pg)
+        let denied = tx
+            .query(
+                &format!(
+                    "UPDATE device_grants SET status = 'denied', subject = NULL, auth_time = NULL, \
+                     version = version + 1 WHERE status = 'approved' AND subject = $1 \
+                     RETURNING {GRANT_COLUMNS}"
+                ),
+                &[&id],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(grant_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        for g in &denied {
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &grant_payload(g)])
+                .await
+                .map_err(pg)?;
+        }
+        tx.execute(
+            "UPDATE flows SET status = 'FAILED', version = version + 1 \
+             WHERE user_id = $1 AND status NOT IN ('COMPLETED', 'FAILED')",
+            &[&id],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        // At once here; the `NOTIFY`s do it on every instance.
+        for g in &denied {
+            self.inner.pending.invalidate(&g.device_code_hash);
+        }
+        Ok(())
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -1147,7 +1180,8 @@ impl Store for PostgresStore {
         let stmt = tx
             .prepare_cached(
                 "UPDATE flows SET status = $1, grant_id = $2, user_id = $3, signed_on_at = $4, \
-                 failed_attempts = $5, result = $6, version = version + 1 WHERE id = $7 AND version = $8",
+                 failed_attempts = $5, result = $6, secret_hash = $9, version = version + 1 \
+                 WHERE id = $7 AND version = $8",
             )
             .await
             .map_err(pg)?;
@@ -1163,6 +1197,7 @@ impl Store for PostgresStore {
                     &flow_result_column(f.result),
                     &f.id,
                     &f.version,
+                    &f.secret_hash.as_bytes().as_slice(),
                 ],
             )
             .await

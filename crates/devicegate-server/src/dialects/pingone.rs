@@ -93,6 +93,12 @@ fn step_error(e: StepError) -> Response {
             "The flow has expired",
             None,
         ),
+        StepError::Flow(FlowError::Held) => error(
+            StatusCode::BAD_REQUEST,
+            "REQUEST_FAILED",
+            "The flow is already in use elsewhere",
+            None,
+        ),
         StepError::Flow(FlowError::WrongStatus(_)) => error(
             StatusCode::BAD_REQUEST,
             "REQUEST_FAILED",
@@ -254,8 +260,9 @@ async fn start_flow(
     res
 }
 
-/// `GET /{envID}/signon/?flowId=…`: the sign-on screen. The browser's session takes the flow
-/// over, and the ordinary pages walk it.
+/// `GET /{envID}/signon/?flowId=…`: the sign-on screen. The first browser to open it takes the
+/// flow over (`pages::adopt_flow`), and the ordinary pages walk it; for everyone else the
+/// link is dead.
 async fn sign_on_page(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,

@@ -273,6 +273,9 @@ impl Visit {
                 self.message(StatusCode::GONE, t.expired_flow_title, t.expired_flow)
             }
             StepError::Flow(FlowError::WrongStatus(status)) => self.see_other(step_path(status)),
+            StepError::Flow(FlowError::Held) => {
+                self.message(StatusCode::GONE, t.dead_link_title, t.dead_link)
+            }
             StepError::Limited {
                 sign_on_first: true,
                 ..
@@ -426,19 +429,29 @@ async fn enter_page(mut visit: Visit, RawQuery(query): RawQuery) -> Response {
     visit.enter(StatusCode::OK, None, &prefill)
 }
 
-/// A verification flow started elsewhere (PingOne's `/{envID}/device`) becomes this browser's:
-/// the session takes the flow over and the ordinary pages walk it.
+/// A verification flow started elsewhere (PingOne's `/{envID}/device`) becomes this browser's,
+/// if nobody walks it yet: it takes a new capability that only this session holds, so the
+/// link is dead for every other browser and for the flows API. A browser that opens a dead
+/// link goes on with the flow it walks, if any (it opened the link before): a flow held by
+/// one session is never handed to another.
 pub async fn adopt_flow(
     state: AppState,
     tenant: Arc<Tenant>,
     peer: SocketAddr,
     headers: &HeaderMap,
-    flow: &SecretHash,
+    link: &SecretHash,
     user_code: Option<String>,
 ) -> Response {
     let mut visit = Visit::new(state, tenant, peer, headers).await;
-    let flow = match verification::load(&visit.state, &visit.tenant, flow, now()).await {
+    let flow = match verification::adopt(&visit.state, &visit.tenant, link).await {
         Ok(f) => f,
+        Err(StepError::NotFound | StepError::Flow(FlowError::Held)) => {
+            if let Some(own) = visit.current_flow().await {
+                return visit.see_other(step_path(own.status));
+            }
+            let t = &visit.pages().t;
+            return visit.message(StatusCode::GONE, t.dead_link_title, t.dead_link);
+        }
         Err(e) => return visit.step_error(e),
     };
     if visit.session.is_none() {

@@ -527,8 +527,15 @@ fn insert_grant_in(conn: &Connection, g: &DeviceGrant) -> Result<i64> {
 }
 
 /// Runs `sql`, which changes or deletes one user and returns its id (`NotFound` if none),
-/// then ends everything that user signed in to: refresh tokens and sessions.
-fn change_user_in(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<()> {
+/// then ends everything that user signed in to or had under way: refresh tokens and sessions
+/// go, approved grants not redeemed yet are denied (with a new version, so that a redemption
+/// read before loses its compare-and-swap), and open flows fail. Returns the denied grants,
+/// as stored.
+fn change_user_in(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<DeviceGrant>> {
     let id: String = conn
         .query_row(sql, params, |r| r.get(0))
         .optional()
@@ -538,7 +545,24 @@ fn change_user_in(conn: &Connection, sql: &str, params: impl rusqlite::Params) -
         .map_err(internal)?;
     conn.execute("DELETE FROM browser_sessions WHERE user_id = ?1", [&id])
         .map_err(internal)?;
-    Ok(())
+    let denied = conn
+        .prepare_cached(&format!(
+            "UPDATE device_grants SET status = 'denied', subject = NULL, auth_time = NULL, \
+             version = version + 1 WHERE status = 'approved' AND subject = ?1 \
+             RETURNING {GRANT_COLUMNS}"
+        ))
+        .map_err(internal)?
+        .query_map([&id], grant_from_row)
+        .map_err(internal)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(internal)?;
+    conn.execute(
+        "UPDATE flows SET status = 'FAILED', version = version + 1 \
+         WHERE user_id = ?1 AND status NOT IN ('COMPLETED', 'FAILED')",
+        [&id],
+    )
+    .map_err(internal)?;
+    Ok(denied)
 }
 
 /// After an update that matched no row: was the row gone, or changed?
@@ -574,6 +598,27 @@ fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<()> {
 }
 
 impl SqliteStore {
+    /// `change_user_in` on the writer thread: the pending index drops the denied grants
+    /// (it holds only pending ones, so this keeps the rule that every grant write reaches
+    /// it), and each denial is announced.
+    async fn change_user(&self, sql: &'static str, params: Vec<String>) -> Result<()> {
+        let pending = self.inner.pending.clone();
+        let denied = self
+            .write_then(
+                move |conn| change_user_in(conn, sql, rusqlite::params_from_iter(params)),
+                move |denied: &Vec<DeviceGrant>| {
+                    for g in denied {
+                        pending.written(g, g.version, None);
+                    }
+                },
+            )
+            .await?;
+        for g in &denied {
+            self.announce(&g.id);
+        }
+        Ok(())
+    }
+
     /// Announces a committed change; nobody listening is fine.
     fn announce(&self, grant_id: &str) {
         let _ = self.inner.grants.send(GrantChanged {
@@ -841,30 +886,22 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {
-        let (tenant, username) = (tenant.to_owned(), username.to_owned());
-        self.write(move |conn| {
-            change_user_in(
-                conn,
-                "DELETE FROM users WHERE tenant = ?1 AND username = ?2 RETURNING id",
-                [tenant, username],
-            )
-        })
+        self.change_user(
+            "DELETE FROM users WHERE tenant = ?1 AND username = ?2 RETURNING id",
+            vec![tenant.to_owned(), username.to_owned()],
+        )
         .await
     }
 
     async fn set_password(&self, tenant: &str, username: &str, password_hash: &str) -> Result<()> {
-        let (tenant, username, hash) = (
-            tenant.to_owned(),
-            username.to_owned(),
-            password_hash.to_owned(),
-        );
-        self.write(move |conn| {
-            change_user_in(
-                conn,
-                "UPDATE users SET password_hash = ?1 WHERE tenant = ?2 AND username = ?3 RETURNING id",
-                [hash, tenant, username],
-            )
-        })
+        self.change_user(
+            "UPDATE users SET password_hash = ?1 WHERE tenant = ?2 AND username = ?3 RETURNING id",
+            vec![
+                password_hash.to_owned(),
+                tenant.to_owned(),
+                username.to_owned(),
+            ],
+        )
         .await
     }
 
@@ -1030,11 +1067,13 @@ impl Store for SqliteStore {
         let grant_id = grant.map(|g| g.id.clone());
         let (f, grant, inner) = (f.clone(), grant.cloned(), self.inner.pending.clone());
         let (held, after) = (grant.clone(), self.inner.pending.clone());
-        self.write_then(move |conn| {
-            let n = conn
+        self.write_then(
+            move |conn| {
+                let n = conn
                 .prepare_cached(
                     "UPDATE flows SET status = ?1, grant_id = ?2, user_id = ?3, signed_on_at = ?4, \
-                     failed_attempts = ?5, result = ?6, version = version + 1 WHERE id = ?7 AND version = ?8",
+                     failed_attempts = ?5, result = ?6, secret_hash = ?9, version = version + 1 \
+                     WHERE id = ?7 AND version = ?8",
                 )
                 .map_err(internal)?
                 .execute(params![
@@ -1045,21 +1084,24 @@ impl Store for SqliteStore {
                     f.failed_attempts,
                     flow_result_column(f.result),
                     f.id,
-                    f.version
+                    f.version,
+                    f.secret_hash.as_bytes()
                 ])
                 .map_err(internal)?;
-            if n != 1 {
-                return Err(missing_or_conflict(conn, "flows", "id", &f.id));
-            }
-            match &grant {
-                Some(g) => update_grant_in(conn, &inner, g).map(Some),
-                None => Ok(None),
-            }
-        }, move |stored| {
-            if let (Some(g), Some(stored)) = (&held, stored) {
-                after.written(g, *stored, None);
-            }
-        })
+                if n != 1 {
+                    return Err(missing_or_conflict(conn, "flows", "id", &f.id));
+                }
+                match &grant {
+                    Some(g) => update_grant_in(conn, &inner, g).map(Some),
+                    None => Ok(None),
+                }
+            },
+            move |stored| {
+                if let (Some(g), Some(stored)) = (&held, stored) {
+                    after.written(g, *stored, None);
+                }
+            },
+        )
         .await?;
         if let Some(id) = grant_id {
             self.announce(&id);

@@ -14,7 +14,11 @@ fn devicegate(dir: &std::path::Path) -> Command {
     c
 }
 
-fn run(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+pub(crate) fn run(
+    dir: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     let mut child = devicegate(dir)
         .args(args)
         .stdin(Stdio::piped())

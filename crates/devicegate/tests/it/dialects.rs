@@ -620,6 +620,238 @@ async fn pingone_sign_on_screen_walks_the_flow_in_the_browser() {
     assert_eq!(status, StatusCode::OK, "{t}");
 }
 
+/// A device's code at PingOne's endpoints and a sign-on link for it (`GET /{envID}/device`):
+/// the environment, the link, its flow id and the device authorization response.
+struct SignOnLink {
+    env: String,
+    link: String,
+    flow: String,
+    device: Value,
+}
+
+async fn sign_on_link(s: &TestServer) -> SignOnLink {
+    let env = s.store().get_tenant("default").await.unwrap().uuid;
+    let (_, _, device) = s
+        .form(
+            &format!("/{env}/as/device_authorization"),
+            &[("client_id", "tv"), ("scope", "openid")],
+        )
+        .await;
+    let (status, link) = ping_start(s, &format!("/{env}/device")).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let flow = flow_id(&link);
+    SignOnLink {
+        env,
+        link,
+        flow,
+        device,
+    }
+}
+
+impl SignOnLink {
+    fn user_code(&self) -> &str {
+        self.device["user_code"].as_str().unwrap()
+    }
+
+    async fn grant_status(&self, s: &TestServer) -> &'static str {
+        let code = devicegate_core::user_code::UserCode::parse(self.user_code()).unwrap();
+        s.store()
+            .get_grant_by_user_code(&code)
+            .await
+            .unwrap()
+            .status
+            .name()
+    }
+}
+
+/// In browser `b`, which holds the link's flow: enters the code and signs `username` in;
+/// returns the consent page.
+async fn sign_in_on_pages(s: &TestServer, b: &reqwest::Client, code: &str, username: &str) -> Page {
+    let entry = get(b, s.url("/device")).await;
+    let p = post(
+        b,
+        s.url("/device"),
+        &[("csrf", &entry.csrf()), ("user_code", code)],
+    )
+    .await;
+    assert_eq!(
+        (p.status, p.location()),
+        (StatusCode::SEE_OTHER, "/device/signin")
+    );
+    let form = get(b, s.url("/device/signin")).await;
+    let p = post(
+        b,
+        s.url("/device/signin"),
+        &[
+            ("csrf", &form.csrf()),
+            ("username", username),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (p.status, p.location()),
+        (StatusCode::SEE_OTHER, "/device/consent")
+    );
+    let consent = get(b, s.url("/device/consent")).await;
+    assert_eq!(consent.status, StatusCode::OK);
+    consent
+}
+
+/// Browser `b` (not the one walking the flow) tries everything a browser can to see or
+/// approve it: the link, the consent page, an approval with its own anti-CSRF token, and the
+/// flows API with the link's flow id. None of it shows `username` or approves anything.
+async fn cannot_take_over(s: &TestServer, b: &reqwest::Client, l: &SignOnLink, username: &str) {
+    let p = get(b, l.link.clone()).await;
+    assert_eq!(p.status, StatusCode::GONE, "{}", p.html);
+    assert!(!p.html.contains(username), "{}", p.html);
+    let p = get(b, s.url("/device/consent")).await;
+    assert_eq!((p.status, p.location()), (StatusCode::SEE_OTHER, "/device"));
+    let entry = get(b, s.url("/device")).await;
+    assert!(!entry.html.contains(username), "{}", entry.html);
+    let p = post(
+        b,
+        s.url("/device/consent"),
+        &[("csrf", &entry.csrf()), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!((p.status, p.location()), (StatusCode::SEE_OTHER, "/device"));
+    let (status, e) = ping_post(s, &l.env, &l.flow, CONSENT, json!({"accept": true})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{e}");
+    assert_eq!(l.grant_status(s).await, "pending");
+}
+
+#[tokio::test]
+async fn pingone_sign_on_link_belongs_to_the_first_browser_that_opens_it() {
+    let s = two_tenants().await;
+    let carol = s.user("carol").await;
+    let l = sign_on_link(&s).await;
+    let a = browser();
+    let p = get(&a, l.link.clone()).await;
+    assert_eq!((p.status, p.location()), (StatusCode::SEE_OTHER, "/device"));
+    let consent = sign_in_on_pages(&s, &a, l.user_code(), "carol").await;
+    assert!(consent.html.contains("carol"));
+
+    // Browser B opens the same link: it sees nobody's account and can approve nothing.
+    let b = browser();
+    cannot_take_over(&s, &b, &l, "carol").await;
+
+    // A opening its link again goes on with its own flow, and approves.
+    let p = get(&a, l.link.clone()).await;
+    assert_eq!(
+        (p.status, p.location()),
+        (StatusCode::SEE_OTHER, "/device/consent")
+    );
+    let p = post(
+        &a,
+        s.url("/device/consent"),
+        &[("csrf", &consent.csrf()), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(
+        (p.status, p.location()),
+        (StatusCode::SEE_OTHER, "/device/done")
+    );
+    let (status, t) = s
+        .poll_at(
+            &format!("/{}/as/token", l.env),
+            "tv",
+            l.device["device_code"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    assert_eq!(claims(t["id_token"].as_str().unwrap()).1["sub"], carol);
+}
+
+#[tokio::test]
+async fn pingone_sign_on_link_opened_after_another_browser_started_is_dead() {
+    let s = two_tenants().await;
+    s.user("carol").await;
+    let l = sign_on_link(&s).await;
+    let a = browser();
+    let p = get(&a, l.link.clone()).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    // A has only opened the link; B follows it now, and again once A signed in.
+    let b = browser();
+    cannot_take_over(&s, &b, &l, "carol").await;
+    let consent = sign_in_on_pages(&s, &a, l.user_code(), "carol").await;
+    cannot_take_over(&s, &b, &l, "carol").await;
+    let p = post(
+        &a,
+        s.url("/device/consent"),
+        &[("csrf", &consent.csrf()), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(l.grant_status(&s).await, "approved");
+
+    // Two browsers opening a new link at once: one gets the flow.
+    let l = sign_on_link(&s).await;
+    let (a, b) = (browser(), browser());
+    let (pa, pb) = tokio::join!(get(&a, l.link.clone()), get(&b, l.link.clone()));
+    let mut statuses = [pa.status, pb.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::SEE_OTHER, StatusCode::GONE]);
+}
+
+#[tokio::test]
+async fn pingone_flow_signed_on_through_the_flows_api_stays_with_its_caller() {
+    let s = two_tenants().await;
+    s.user("carol").await;
+    let l = sign_on_link(&s).await;
+    // A custom UI signs carol on through PingOne's flows API, with the link's flow id.
+    let (status, f) = ping_post(
+        &s,
+        &l.env,
+        &l.flow,
+        CHECK,
+        json!({"username": "carol", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(
+        (status, f["status"].as_str()),
+        (StatusCode::OK, Some("DAG_USER_CODE_REQUIRED")),
+        "{f}"
+    );
+    // A browser that did not sign on cannot continue it from the link.
+    let b = browser();
+    let p = get(&b, l.link.clone()).await;
+    assert_eq!(p.status, StatusCode::GONE, "{}", p.html);
+    assert!(!p.html.contains("carol"));
+    let entry = get(&b, s.url("/device")).await;
+    let p = post(
+        &b,
+        s.url("/device/consent"),
+        &[("csrf", &entry.csrf()), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(p.location(), "/device");
+    // The custom UI goes on.
+    let (_, f) = ping_post(
+        &s,
+        &l.env,
+        &l.flow,
+        VERIFY,
+        json!({"userCode": l.user_code()}),
+    )
+    .await;
+    assert_eq!(f["status"], "DAG_CONSENT_REQUIRED", "{f}");
+    let p = get(&b, l.link.clone()).await;
+    assert_eq!(p.status, StatusCode::GONE, "{}", p.html);
+    assert!(!p.html.contains("carol"));
+    assert_eq!(l.grant_status(&s).await, "pending");
+    let (_, f) = ping_post(&s, &l.env, &l.flow, CONSENT, json!({"accept": true})).await;
+    assert_eq!(f["status"], "COMPLETED", "{f}");
+    let (status, t) = s
+        .poll_at(
+            &format!("/{}/as/token", l.env),
+            "tv",
+            l.device["device_code"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+}
+
 async fn ocient(s: &TestServer, path: &str, body: Value, xff: Option<&str>) -> (StatusCode, Value) {
     let mut req = s.http.post(s.url(path)).json(&body);
     if let Some(ip) = xff {

@@ -607,3 +607,56 @@ async fn rfc8259_4_a_body_that_repeats_a_key_is_refused_and_changes_nothing() {
         );
     }
 }
+
+/// A new password stops what the person had under way: a code approved but not yet redeemed
+/// is denied (no token, no refresh family), and a flow waiting at consent fails.
+#[tokio::test]
+async fn a_new_password_denies_unredeemed_approvals_and_fails_open_flows() {
+    let s = TestServer::start().await;
+    s.public_client("tv", 1).await;
+    s.user("ann").await;
+    let approved = s
+        .device_authorization("tv", Some("openid offline_access"))
+        .await;
+    s.decide(approved["user_code"].as_str().unwrap(), "ann", true)
+        .await;
+    let waiting = s.device_authorization("tv", Some("openid")).await;
+    let flow = s.new_flow().await;
+    s.act(
+        &flow,
+        json!({"action": "user_code.verify", "user_code": waiting["user_code"]}),
+    )
+    .await;
+    let (_, b) = s
+        .act(
+            &flow,
+            json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(b["status"], "CONSENT_REQUIRED", "{b}");
+
+    // The operator sets ann's password from the command line, another process on the file.
+    let (ok, _, stderr) = crate::cli::run(
+        s.dir.path(),
+        &["user", "set-password", "ann", "--password-stdin"],
+        Some("a new password, long enough\n"),
+    );
+    assert!(ok, "{stderr}");
+
+    let (status, b) = s
+        .poll("tv", approved["device_code"].as_str().unwrap())
+        .await;
+    assert_eq!(err(status, &b), (StatusCode::BAD_REQUEST, "access_denied"));
+    assert!(b.get("access_token").is_none() && b.get("refresh_token").is_none());
+    let (status, b) = s
+        .act(&flow, json!({"action": "consent", "accept": true}))
+        .await;
+    assert_eq!(err(status, &b), (StatusCode::CONFLICT, "invalid_action"));
+    let (_, _, b) = s.api("GET", &format!("/api/v1/flows/{flow}"), None).await;
+    assert_eq!(b["status"], "FAILED", "{b}");
+    let (status, b) = s.poll("tv", waiting["device_code"].as_str().unwrap()).await;
+    assert_eq!(
+        err(status, &b),
+        (StatusCode::BAD_REQUEST, "authorization_pending")
+    );
+}
