@@ -38,6 +38,9 @@ impl Instance {
                 &format!("127.0.0.1:{port}"),
                 "--issuer",
                 ISSUER,
+                // Clients are told apart by X-Forwarded-For in the limits case.
+                "--trusted-proxies",
+                "127.0.0.1",
             ])
             .env("DEVICEGATE_LOG", "error")
             .stdout(Stdio::null())
@@ -416,5 +419,131 @@ pub async fn outage(ctx: Arc<Ctx>) {
     assert_eq!(
         poll(&http, &inst[1], &fresh).await.1["error"],
         "authorization_pending"
+    );
+}
+
+/// A request from `from` (through the trusted proxy every instance lists).
+async fn send_from(
+    http: &reqwest::Client,
+    req: reqwest::RequestBuilder,
+    from: &str,
+) -> (StatusCode, Value) {
+    let _ = http;
+    let res = req.header("x-forwarded-for", from).send().await.unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn flow_at(
+    http: &reqwest::Client,
+    at: &Instance,
+    from: &str,
+) -> (StatusCode, Option<String>) {
+    let req = http.post(at.url("/api/v1/flows")).json(&json!({}));
+    let (status, b) = send_from(http, req, from).await;
+    (status, b["id"].as_str().map(str::to_owned))
+}
+
+fn addr(n: u32) -> String {
+    std::net::IpAddr::from([198, 18, (n >> 8) as u8, n as u8]).to_string()
+}
+
+/// Every limit is shared: three instances, each request on the next one, refuse at exactly
+/// the counts one instance does (the SQLite cases in tests/it/abuse.rs).
+pub async fn limits_hold_across_instances(ctx: Arc<Ctx>) {
+    let (_db, inst, http) = cluster(&ctx, 3).await;
+    let at = |i: usize| &inst[i % inst.len()];
+    // Pending codes per address: 20, then 429 with Retry-After, whichever instance is asked.
+    let flooder = addr(1);
+    for i in 0..21 {
+        let req = http
+            .post(at(i).url("/oauth2/device_authorization"))
+            .form(&[("client_id", "tv")]);
+        let (status, b) = send_from(&http, req, &flooder).await;
+        let want = if i < 20 {
+            StatusCode::OK
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(status, want, "code {i}: {b}");
+    }
+    // Wrong codes per address: 10 a minute, across instances and flows.
+    let guesser = addr(2);
+    let mut statuses = Vec::new();
+    let mut flow = None;
+    for i in 0..12 {
+        if i % 4 == 0 {
+            flow = flow_at(&http, at(i), &guesser).await.1;
+        }
+        let req = http
+            .post(at(i).url(&format!("/api/v1/flows/{}", flow.as_deref().unwrap())))
+            .json(&json!({"action": "user_code.verify", "user_code": "BCDF-BCDF"}));
+        statuses.push(send_from(&http, req, &guesser).await.0.as_u16());
+    }
+    assert_eq!(statuses, [[400; 10].as_slice(), &[429, 429]].concat());
+    // A burst of 60 wrong passwords from one address, spread over the instances: exactly 10
+    // are tried.
+    let burst = addr(3);
+    let flow = flow_at(&http, at(0), &burst).await.1.unwrap();
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let req = http
+                .post(at(i).url(&format!("/api/v1/flows/{flow}")))
+                .json(&json!({"action": "sign_on", "username": "ann", "password": "wrong"}));
+            let (http, burst) = (http.clone(), burst.clone());
+            tokio::spawn(async move { send_from(&http, req, &burst).await.0.as_u16() })
+        })
+        .collect();
+    let mut counts = std::collections::BTreeMap::new();
+    for t in tasks {
+        *counts.entry(t.await.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(counts, [(401, 10), (429, 50)].into_iter().collect());
+    // Flows per address: 100.
+    let starter = addr(4);
+    for i in 0..100 {
+        assert_eq!(
+            flow_at(&http, at(i), &starter).await.0,
+            StatusCode::CREATED,
+            "flow {i}"
+        );
+    }
+    assert_eq!(
+        flow_at(&http, at(100), &starter).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The guessing budget: with the 24 eight-letter codes pending that one instance would
+    // allow, anonymous entry pauses after the same ~508 wrong codes (one per 7 s refills).
+    for i in 0..4 {
+        let req = http
+            .post(at(i).url("/oauth2/device_authorization"))
+            .form(&[("client_id", "tv")]);
+        assert_eq!(send_from(&http, req, &addr(5)).await.0, StatusCode::OK);
+    }
+    // Let every instance's count of pending codes catch up (read at most a second old).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut admitted = 0;
+    let mut paused = false;
+    'addresses: for n in 100..300 {
+        let from = addr(n);
+        let flow = flow_at(&http, at(n as usize), &from).await.1.unwrap();
+        for k in 0..4 {
+            let req = http
+                .post(at(n as usize + k).url(&format!("/api/v1/flows/{flow}")))
+                .json(&json!({"action": "user_code.verify", "user_code": "BCDF-BCDF"}));
+            let (status, b) = send_from(&http, req, &from).await;
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                assert_eq!(b["error"], "sign_on_required", "{b}");
+                paused = true;
+                break 'addresses;
+            }
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
+            admitted += 1;
+        }
+    }
+    assert!(paused, "the shared budget never ran out");
+    assert!(
+        (500..=515).contains(&admitted),
+        "{admitted} wrong codes before the pause"
     );
 }

@@ -56,6 +56,9 @@ fn main() -> std::process::ExitCode {
         ("grant_changes_are_announced_across_instances", |c| {
             Box::pin(instances::announcements(c))
         }),
+        ("limits_hold_across_three_instances", |c| {
+            Box::pin(instances::limits_hold_across_instances(c))
+        }),
         ("database_outage_gives_503_and_service_resumes", |c| {
             Box::pin(instances::outage(c))
         }),
