@@ -1325,10 +1325,20 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        let taken: std::collections::HashSet<String> = client
-            .query(&stmt, &[&keys, &costs, &caps, &now_ms])
-            .await
-            .map_err(pg)?
+        let mut attempt = 0;
+        let rows = loop {
+            match client.query(&stmt, &[&keys, &costs, &caps, &now_ms]).await {
+                // Rows are locked in key order, so this should not happen; if PostgreSQL
+                // still picks this statement as a deadlock's victim, nothing was drawn.
+                Err(e)
+                    if attempt < 3 && e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) =>
+                {
+                    attempt += 1;
+                }
+                other => break other.map_err(pg)?,
+            }
+        };
+        let taken: std::collections::HashSet<String> = rows
             .iter()
             .map(|r| get::<String>(r, 0))
             .collect::<Result<_>>()?;
@@ -1379,19 +1389,19 @@ impl Store for PostgresStore {
         })
     }
 
+    /// One autocommitted row at a time: a statement that locks one row cannot deadlock
+    /// against the multi-row takes.
     async fn give_back_limits(&self, takes: &[LimitTake]) -> Result<()> {
-        if takes.is_empty() {
-            return Ok(());
+        let mut sorted: Vec<&LimitTake> = takes.iter().collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        for t in sorted {
+            self.exec(
+                "UPDATE rate_limits SET tat = tat - $2 WHERE key = $1",
+                &[&t.key, &t.cost_ms],
+            )
+            .await?;
         }
-        let keys: Vec<&str> = takes.iter().map(|t| t.key.as_str()).collect();
-        let costs: Vec<i64> = takes.iter().map(|t| t.cost_ms).collect();
-        self.exec(
-            "UPDATE rate_limits AS r SET tat = r.tat - t.c \
-             FROM unnest($1::TEXT[], $2::BIGINT[]) AS t(k, c) WHERE r.key = t.k",
-            &[&keys, &costs],
-        )
-        .await
-        .map(|_| ())
+        Ok(())
     }
 
     async fn create_session(&self, s: &BrowserSession) -> Result<()> {
