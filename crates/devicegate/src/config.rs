@@ -55,8 +55,8 @@ pub struct Keys {
     /// The `aud` of access tokens: the resource servers they are for [default: the issuer]
     #[arg(long, global = true, env = "DEVICEGATE_ACCESS_TOKEN_AUDIENCE")]
     pub access_token_audience: Option<String>,
-    /// Characters in user codes, 8 to 12; raise it when more than 24,414 codes may be pending
-    /// at once, or code entry stops to keep guessing odds below 2^-20 [default: 8]
+    /// The shortest user codes, 8 to 12 characters; codes grow longer by themselves as codes
+    /// pile up, to keep the guessing odds below 2^-20 [default: 8]
     #[arg(long, global = true, env = "DEVICEGATE_USER_CODE_LENGTH")]
     pub user_code_length: Option<usize>,
     /// Lifetime of device and user codes [default: 600]
