@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod connections;
 mod dialects;
 mod flows;
 mod interop;
