@@ -9,6 +9,7 @@
 //! only place that reads the clock.
 
 mod client_auth;
+mod conn;
 mod device;
 mod dialects;
 mod discovery;
@@ -26,7 +27,6 @@ mod token;
 mod userinfo;
 pub mod verification;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +39,7 @@ use devicegate_store::Store;
 use http::header::{self, HeaderValue};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+pub use conn::ConnectionLimits;
 pub use error::OAuthError;
 pub use keys::KeySet;
 pub use passwords::Passwords;
@@ -82,6 +83,8 @@ pub struct Settings {
     pub branding: Branding,
     /// A directory whose templates replace the built-in ones of the same name.
     pub templates_dir: Option<std::path::PathBuf>,
+    /// Timeouts and the per-address cap of client connections, and the shutdown drain.
+    pub connections: ConnectionLimits,
 }
 
 /// Product name, logo and colour of the verification pages.
@@ -127,6 +130,7 @@ impl Default for Settings {
             limits: limits::LimitSettings::default(),
             branding: Branding::default(),
             templates_dir: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -303,7 +307,8 @@ pub fn redact_path(path: &str) -> String {
         .join("/")
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests for
+/// at most `connections.shutdown_drain` (see [`ConnectionLimits`] for the other limits).
 /// Also sweeps expired records once a minute.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -311,10 +316,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_forever(state.store.clone()));
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let out = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.settings.connections.clone();
+    let out = conn::serve(listener, router(state), limits, shutdown).await;
     sweeper.abort();
     out
 }

@@ -9,6 +9,9 @@
 //!   `…_codes_verified_total`, `…_codes_approved_total`, `…_codes_denied_total`,
 //!   `…_expired_token_answers_total`, `…_slow_down_answers_total`, and
 //!   `devicegate_code_to_approval_seconds` (code issued to approval).
+//! - `devicegate_connections_closed_total{reason}`: connections the server cut
+//!   (`address_cap`, `header_timeout`, `body_timeout`, `idle_timeout`, `drain_timeout`; see
+//!   `conn.rs`). A climbing `header_timeout` or `address_cap` is a slow-client attack.
 //!
 //! The registry is process-wide, as Prometheus clients conventionally are, so that a hook in
 //! a handler is one line with nothing to thread through. Several servers in one process
@@ -40,6 +43,11 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -51,6 +59,7 @@ struct Metrics {
     expired: Counter,
     slow_down: Counter,
     to_approval: Histogram,
+    closed: Family<ReasonLabels, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -88,6 +97,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Time from a device code's issue to its approval",
         to_approval.clone(),
     );
+    let closed = Family::<ReasonLabels, Counter>::default();
+    registry.register(
+        "connections_closed",
+        "Connections closed by the server's limits, by reason",
+        closed.clone(),
+    );
     Metrics {
         registry,
         requests,
@@ -99,6 +114,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         expired,
         slow_down,
         to_approval,
+        closed,
     }
 });
 
@@ -171,4 +187,12 @@ pub fn expired_token() {
 
 pub fn slow_down() {
     METRICS.slow_down.inc();
+}
+
+/// The server closed `n` connections for `reason` (`conn.rs`).
+pub(crate) fn connections_closed(reason: &'static str, n: u64) {
+    METRICS
+        .closed
+        .get_or_create(&ReasonLabels { reason })
+        .inc_by(n);
 }

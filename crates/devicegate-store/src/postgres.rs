@@ -1330,9 +1330,7 @@ impl Store for PostgresStore {
             match client.query(&stmt, &[&keys, &costs, &caps, &now_ms]).await {
                 // Rows are locked in key order, so this should not happen; if PostgreSQL
                 // still picks this statement as a deadlock's victim, nothing was drawn.
-                Err(e)
-                    if attempt < 3 && e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) =>
-                {
+                Err(e) if attempt < 3 && e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) => {
                     attempt += 1;
                 }
                 other => break other.map_err(pg)?,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use devicegate_core::keys::Algorithm;
-use devicegate_server::Settings;
+use devicegate_server::{ConnectionLimits, Settings};
 use serde::Deserialize;
 
 /// Where the data lives.
@@ -133,6 +133,25 @@ pub struct Keys {
     /// Directory of templates replacing the built-in pages of the same name [default: none]
     #[arg(long, global = true, env = "DEVICEGATE_TEMPLATES_DIR")]
     pub templates_dir: Option<std::path::PathBuf>,
+    /// Seconds a client has to send a request head, from connecting or from the request's
+    /// first byte; slower clients are disconnected [default: 10]
+    #[arg(long, global = true, env = "DEVICEGATE_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request body after its head; slower requests get 408
+    /// [default: 30]
+    #[arg(long, global = true, env = "DEVICEGATE_BODY_READ_TIMEOUT_SECS")]
+    pub body_read_timeout_secs: Option<u64>,
+    /// Seconds a keep-alive connection may wait for its next request [default: 60]
+    #[arg(long, global = true, env = "DEVICEGATE_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Open connections per client address, 0 for no cap; a proxy or load balancer in front
+    /// is one address, so raise it there [default: 64]
+    #[arg(long, global = true, env = "DEVICEGATE_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C before the server
+    /// exits anyway [default: 10]
+    #[arg(long, global = true, env = "DEVICEGATE_SHUTDOWN_DRAIN_SECS")]
+    pub shutdown_drain_secs: Option<u64>,
     /// Log filter, as in RUST_LOG [default: info]
     #[arg(long, global = true, env = "DEVICEGATE_LOG")]
     pub log: Option<String>,
@@ -175,6 +194,15 @@ impl Keys {
             logo_file: self.logo_file.or(file.logo_file),
             accent_color: self.accent_color.or(file.accent_color),
             templates_dir: self.templates_dir.or(file.templates_dir),
+            header_read_timeout_secs: self
+                .header_read_timeout_secs
+                .or(file.header_read_timeout_secs),
+            body_read_timeout_secs: self.body_read_timeout_secs.or(file.body_read_timeout_secs),
+            idle_timeout_secs: self.idle_timeout_secs.or(file.idle_timeout_secs),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .or(file.max_connections_per_address),
+            shutdown_drain_secs: self.shutdown_drain_secs.or(file.shutdown_drain_secs),
             log: self.log.or(file.log),
         }
     }
@@ -242,6 +270,7 @@ impl Keys {
     /// Validated server settings.
     pub fn settings(&self) -> anyhow::Result<Settings> {
         let d = Settings::default();
+        let c = &d.connections;
         let issuer = self.issuer.clone().unwrap_or(d.issuer);
         let issuer = issuer.trim_end_matches('/').to_owned();
         if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
@@ -349,6 +378,27 @@ impl Keys {
                 }
                 other => other.clone(),
             },
+            connections: ConnectionLimits {
+                header_read_timeout: secs(
+                    self.header_read_timeout_secs,
+                    c.header_read_timeout,
+                    "header_read_timeout_secs",
+                )?,
+                body_read_timeout: secs(
+                    self.body_read_timeout_secs,
+                    c.body_read_timeout,
+                    "body_read_timeout_secs",
+                )?,
+                idle_timeout: secs(self.idle_timeout_secs, c.idle_timeout, "idle_timeout_secs")?,
+                max_per_address: self
+                    .max_connections_per_address
+                    .unwrap_or(c.max_per_address),
+                shutdown_drain: secs(
+                    self.shutdown_drain_secs,
+                    c.shutdown_drain,
+                    "shutdown_drain_secs",
+                )?,
+            },
         })
     }
 }
@@ -384,6 +434,33 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_come_from_their_keys_with_defaults_under_them() {
+        let file: Keys = toml::from_str(
+            "header_read_timeout_secs = 2\nidle_timeout_secs = 5\nmax_connections_per_address = 0\n",
+        )
+        .unwrap();
+        let flags = Keys {
+            shutdown_drain_secs: Some(1),
+            ..Keys::default()
+        };
+        let c = flags.over(file).settings().unwrap().connections;
+        assert_eq!(
+            c,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(5),
+                max_per_address: 0,
+                shutdown_drain: Duration::from_secs(1),
+                ..ConnectionLimits::default()
+            }
+        );
+        assert_eq!(
+            Keys::default().settings().unwrap().connections,
+            ConnectionLimits::default()
+        );
+    }
+
+    #[test]
     fn bad_values_are_refused_with_a_reason() {
         let k = Keys {
             access_token_ttl_secs: Some(u64::MAX),
@@ -407,6 +484,16 @@ mod tests {
             ..Keys::default()
         };
         assert!(k.settings().is_err());
+        let k = Keys {
+            header_read_timeout_secs: Some(0),
+            ..Keys::default()
+        };
+        assert!(
+            k.settings()
+                .unwrap_err()
+                .to_string()
+                .contains("header_read_timeout_secs")
+        );
         let k = Keys {
             database: Some("postgres://x".into()),
             ..Keys::default()

@@ -41,7 +41,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (drains in-flight requests on SIGTERM or Ctrl-C)
+    /// Run the server (drains in-flight requests on SIGTERM or Ctrl-C, for at most
+    /// shutdown_drain_secs)
     Serve {
         /// Create a public client `demo-cli` and a user `demo` (password printed once)
         #[arg(long)]
@@ -139,13 +140,17 @@ async fn serve(keys: &config::Keys, db: &Database, demo: bool) -> anyhow::Result
     let listener = tokio::net::TcpListener::bind(keys.listen())
         .await
         .with_context(|| format!("binding {}", keys.listen()))?;
+    let drain = settings.connections.shutdown_drain;
     let server = start(settings, store, listener).await?;
     eprintln!(
         "devicegate listening on http://{}  issuer {}  database {}",
         server.addr, server.issuer, db
     );
     shutdown_signal().await;
-    eprintln!("shutting down: draining in-flight requests");
+    eprintln!(
+        "shutting down: draining in-flight requests for at most {} s",
+        drain.as_secs()
+    );
     server.stop().await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -180,7 +185,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, drains in-flight requests, and waits for the server to end.
+    /// Stops accepting, drains in-flight requests (closing what is left after the settings'
+    /// `connections.shutdown_drain`), and waits for the server to end.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.task.await??;

@@ -333,6 +333,11 @@ fn tenants_are_managed_from_the_command_line() {
 
 /// Starts `devicegate serve` on `dir`'s default database; returns the process and its base URL.
 fn serve_in(dir: &std::path::Path) -> (std::process::Child, String) {
+    serve_with(dir, &[])
+}
+
+/// `serve_in` with `extra` flags.
+fn serve_with(dir: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -347,6 +352,7 @@ fn serve_in(dir: &std::path::Path) -> (std::process::Child, String) {
             "--issuer",
             &base,
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -453,4 +459,66 @@ fn an_answered_device_code_survives_kill_9() {
     );
     let _ = second.kill();
     let _ = second.wait();
+}
+
+#[test]
+fn sigterm_exits_after_the_drain_timeout_however_slow_the_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the drain can end these clients: the header and body clocks are set far beyond it.
+    let (mut child, base) = serve_with(
+        dir.path(),
+        &[
+            "--shutdown-drain-secs",
+            "1",
+            "--header-read-timeout-secs",
+            "120",
+            "--body-read-timeout-secs",
+            "120",
+        ],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(wait_until_up(&reqwest::Client::new(), &base));
+    let addr = base.trim_start_matches("http://");
+    let mut slow = Vec::new();
+    for _ in 0..5 {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+            .unwrap();
+        slow.push(c);
+    }
+    // And a request in flight whose body never comes.
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(
+        b"POST /oauth2/token HTTP/1.1\r\nHost: localhost\r\n\
+        Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n",
+    )
+    .unwrap();
+    slow.push(c);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let sent = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if sent.elapsed() > Duration::from_secs(1 + 10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running {:?} after SIGTERM", sent.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    drop(slow);
 }

@@ -4,6 +4,7 @@
 mod abuse;
 mod browser;
 mod cli;
+mod connections;
 mod dialects;
 mod flows;
 mod interop;
