@@ -196,10 +196,9 @@ async fn serve_connection(
                 reason.count(1);
                 return;
             }
-            changed = drain_signal.changed(), if !draining => {
+            // An error means the server is gone without a word: drain all the same.
+            _ = drain_signal.changed(), if !draining => {
                 draining = true;
-                // A dropped sender means the server is gone: drain all the same.
-                let _ = changed;
                 conn.as_mut().graceful_shutdown();
             }
         }
@@ -296,17 +295,23 @@ impl Watch {
         InFlight(self.clone())
     }
 
-    /// The nearest deadline, if any, and what passing it means.
+    /// The deadline, if any, and what passing it means: while a head is awaited, only the
+    /// head clock runs (a slow head is not idle); between requests, the idle clock.
     fn deadline(&self, limits: &ConnectionLimits) -> Option<(Instant, CloseReason)> {
         let s = self.state();
         if s.in_flight > 0 {
             return None;
         }
-        let idle = s.last_active + limits.idle_timeout;
-        match s.head_since.map(|since| since + limits.header_read_timeout) {
-            Some(head) if head < idle => Some((head, CloseReason::HeaderTimeout)),
-            _ => Some((idle, CloseReason::IdleTimeout)),
-        }
+        Some(match s.head_since {
+            Some(since) => (
+                since + limits.header_read_timeout,
+                CloseReason::HeaderTimeout,
+            ),
+            None => (
+                s.last_active + limits.idle_timeout,
+                CloseReason::IdleTimeout,
+            ),
+        })
     }
 
     /// Resolves when a deadline passes.
