@@ -2,7 +2,8 @@
 //! facing untrusted clients needs.
 //!
 //! - **Per address:** at most `max_per_address` open connections per peer (an IPv6 peer counts
-//!   by its /64, which one subscriber usually holds whole); more are closed at accept.
+//!   by its /64, which one subscriber usually holds whole); more are closed at accept. Trusted
+//!   proxies are exempt: they carry many clients, whom the other limits tell apart.
 //! - **Request head:** a connection must deliver a complete request head within
 //!   `header_read_timeout` of opening, and of the first byte of each later request, or it is
 //!   closed.
@@ -79,11 +80,14 @@ impl Default for ConnectionLimits {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains for at most
-/// `limits.shutdown_drain`.
+/// `limits.shutdown_drain`. `trusted_proxies` carry many clients' connections: the
+/// per-address cap does not apply to them (the limits that count clients behind them read
+/// `X-Forwarded-For`).
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    trusted_proxies: Vec<IpAddr>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let limits = Arc::new(limits);
@@ -92,7 +96,7 @@ pub(crate) async fn serve(
     // with a timer, and none is given, but say so rather than rely on that.
     builder.http1().header_read_timeout(None);
     let builder = Arc::new(builder);
-    let per_address = Arc::new(PerAddress::new(limits.max_per_address));
+    let per_address = Arc::new(PerAddress::new(limits.max_per_address, trusted_proxies));
     let (draining, drain_signal) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -527,20 +531,22 @@ impl http_body::Body for BodyDeadline {
 #[derive(Debug)]
 struct PerAddress {
     max: usize,
+    exempt: Vec<IpAddr>,
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl PerAddress {
-    fn new(max: usize) -> PerAddress {
+    fn new(max: usize, exempt: Vec<IpAddr>) -> PerAddress {
         PerAddress {
             max,
+            exempt,
             open: Mutex::new(HashMap::new()),
         }
     }
 
     /// A slot for one more connection from `ip`, unless it holds the most already.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        if self.max == 0 {
+        if self.max == 0 || self.exempt.contains(&ip) {
             return Some(Slot(None));
         }
         let key = address_key(ip);
@@ -604,7 +610,8 @@ mod tests {
 
     #[test]
     fn slots_are_given_back_and_the_table_forgets_empty_addresses() {
-        let table = Arc::new(PerAddress::new(2));
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let table = Arc::new(PerAddress::new(2, vec![proxy]));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let first = table.admit(ip).unwrap();
         let second = table.admit(ip).unwrap();
@@ -614,7 +621,9 @@ mod tests {
         let third = table.admit(ip).unwrap();
         drop((second, third));
         assert!(table.open.lock().unwrap().is_empty());
-        let unlimited = Arc::new(PerAddress::new(0));
+        let behind: Vec<_> = (0..10).map(|_| table.admit(proxy).unwrap()).collect();
+        assert_eq!(behind.len(), 10, "a trusted proxy carries many clients");
+        let unlimited = Arc::new(PerAddress::new(0, Vec::new()));
         let many: Vec<_> = (0..100).map(|_| unlimited.admit(ip).unwrap()).collect();
         assert_eq!(many.len(), 100);
         assert!(unlimited.open.lock().unwrap().is_empty());

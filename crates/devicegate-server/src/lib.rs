@@ -317,7 +317,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_forever(state.store.clone()));
     let limits = state.settings.connections.clone();
-    let out = conn::serve(listener, router(state), limits, shutdown).await;
+    let proxies = state.settings.trusted_proxies.clone();
+    let out = conn::serve(listener, router(state), limits, proxies, shutdown).await;
     sweeper.abort();
     out
 }
