@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::pages::{browser, get, post};
+use crate::pages::{Page, browser, get, post};
 use crate::support::*;
 
 async fn behind_proxy() -> TestServer {
@@ -225,16 +225,7 @@ async fn a_spent_guessing_budget_pauses_only_anonymous_entry() {
         "{}",
         form.html
     );
-    let p = post(
-        &b,
-        s.url("/device/signin"),
-        &[
-            ("csrf", &form.csrf()),
-            ("username", "ann"),
-            ("password", PASSWORD),
-        ],
-    )
-    .await;
+    let p = submit_password(&s, &b, &form).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.html);
     assert!(p.location().ends_with("/device"), "{}", p.location());
     let entry = get(&b, s.url("/device")).await;
@@ -297,7 +288,8 @@ async fn strangers_slow_an_account_down_but_cannot_lock_its_owner_out() {
     s.user("ann").await;
     // The owner's browser signs in once (and becomes known to the account).
     let known = browser();
-    sign_in_on_pages(&s, &known).await;
+    let p = sign_in_on_pages(&s, &known).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.html);
     // Ten failures from one address: the right password from another address works.
     let stranger = addr(8);
     let flow = flow_from(&s, &stranger).await;
@@ -358,12 +350,36 @@ async fn strangers_slow_an_account_down_but_cannot_lock_its_owner_out() {
         sign_on(&s, &fresh, &flow, PASSWORD).await.0,
         StatusCode::TOO_MANY_REQUESTS
     );
-    // ...but the browser that signed in before goes straight in.
-    sign_in_on_pages(&s, &known).await;
+    // ...and so does a browser on the pages that never signed in to ann...
+    let p = sign_in_on_pages(&s, &browser()).await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS, "{}", p.html);
+    // ...but the browser that signed in before (and signed out since) goes straight in.
+    let p = sign_in_on_pages(&s, &known).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.html);
+    assert!(
+        p.location().ends_with("/device/consent"),
+        "{}",
+        p.location()
+    );
 }
 
-/// Enters a fresh code and signs in as ann on the pages in browser `b`.
-async fn sign_in_on_pages(s: &TestServer, b: &reqwest::Client) {
+/// Posts ann's password to the sign-in form `form` in browser `b`.
+async fn submit_password(s: &TestServer, b: &reqwest::Client, form: &Page) -> Page {
+    post(
+        b,
+        s.url("/device/signin"),
+        &[
+            ("csrf", &form.csrf()),
+            ("username", "ann"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await
+}
+
+/// Enters a fresh code in browser `b`, signed out, and signs in as ann with her password:
+/// the answer to the password.
+async fn sign_in_on_pages(s: &TestServer, b: &reqwest::Client) -> Page {
     let d = s.device_authorization("tv", None).await;
     let entry = get(b, s.url("/device")).await;
     let p = post(
@@ -377,22 +393,18 @@ async fn sign_in_on_pages(s: &TestServer, b: &reqwest::Client) {
     .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.html);
     let form = get(b, s.url("/device/signin")).await;
-    if form.status == StatusCode::SEE_OTHER {
-        // Already signed in from before: straight to consent.
-        assert!(form.location().ends_with("/device/consent"));
-        return;
+    assert_eq!(
+        form.status,
+        StatusCode::OK,
+        "signed out, so asked to sign in"
+    );
+    let p = submit_password(s, b, &form).await;
+    // Sign out again: what stays is only the mark that this browser signed in before.
+    let consent = get(b, s.url("/device/consent")).await;
+    if let Some(csrf) = crate::pages::input_value(&consent.html, "csrf") {
+        post(b, s.url("/device/signout"), &[("csrf", &csrf)]).await;
     }
-    let p = post(
-        b,
-        s.url("/device/signin"),
-        &[
-            ("csrf", &form.csrf()),
-            ("username", "ann"),
-            ("password", PASSWORD),
-        ],
-    )
-    .await;
-    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.html);
+    p
 }
 
 /// Finding 8: 2,000 cookie-less GETs of `/device` wrote 2,000 session rows, and 2,000
