@@ -11,13 +11,14 @@
 //! | failed sign-ons per account from one address | `signon:acct-ip:{tenant}/{name}:{ip}` | 10 per quarter hour |
 //! | failed sign-ons per address | `signon:ip:{ip}` | 30 per quarter hour |
 //! | failed sign-ons per account, any address | `signon:acct:{tenant}/{name}` | 50 at once, then one per 30 s |
+//! | failed sign-ons of a browser known to the account (instead of the three above) | `signon:known:{mark}` | 10 per quarter hour |
 //!
 //! Attempts are paid for *before* they are tried, in one atomic draw, and the draw is given
 //! back when the attempt was right: a burst of parallel attempts gets exactly the bucket's
 //! size through, and a right answer costs nothing. Failures from one address lock only that
 //! address out of an account; failures from everywhere slow the account to one attempt per
-//! 30 s instead of locking it, and a browser that signed in to the account before skips that
-//! account-wide throttle (OWASP: throttle, don't lock).
+//! 30 s instead of locking it, and a browser that signed in to the account before counts
+//! only its own failures (OWASP: throttle, don't lock).
 //!
 //! The guessing bound and how code lengths keep it: `devicegate_core::limits`.
 
@@ -259,36 +260,50 @@ pub async fn pay_for_code(
 /// expired was no blind guess).
 pub const BUDGET_KEY: &str = "code:guess";
 
-/// Pays for a password check of `tenant`'s `username` from `ip`. `known_browser`: the
-/// browser signed in to this account before, so strangers' failures elsewhere do not slow it.
+/// A browser that signed in to an account before: its mark's id (not secret: a hash prefix)
+/// and whose account it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownBrowser {
+    pub mark: String,
+    pub user_id: String,
+}
+
+/// Pays for a password check of `tenant`'s `username` from `ip`. A browser `known` to this
+/// account draws from its own bucket only: strangers' failures, at its address or anywhere,
+/// never slow it, and its own are limited like an address's.
 pub async fn pay_for_sign_on(
     state: &AppState,
     tenant: &str,
     username: &str,
     ip: IpAddr,
-    known_browser: bool,
+    known: Option<&KnownBrowser>,
     now: Timestamp,
 ) -> Result<Result<Paid, Refused>, StoreError> {
     let account = format!("{tenant}/{username}");
-    let mut takes = vec![
-        LimitTake::per(
-            format!("signon:acct-ip:{account}:{ip}"),
+    let takes = match known {
+        Some(k) => vec![LimitTake::per(
+            format!("signon:known:{}", k.mark),
             FAILED_SIGN_ONS_PER_ACCOUNT_AND_ADDRESS,
             SIGN_ON_WINDOW,
-        ),
-        LimitTake::per(
-            format!("signon:ip:{ip}"),
-            FAILED_SIGN_ONS_PER_ADDRESS,
-            SIGN_ON_WINDOW,
-        ),
-    ];
-    if !known_browser {
-        takes.push(LimitTake::per(
-            format!("signon:acct:{account}"),
-            ACCOUNT_THROTTLE_BURST,
-            ACCOUNT_THROTTLE_WINDOW,
-        ));
-    }
+        )],
+        None => vec![
+            LimitTake::per(
+                format!("signon:acct-ip:{account}:{ip}"),
+                FAILED_SIGN_ONS_PER_ACCOUNT_AND_ADDRESS,
+                SIGN_ON_WINDOW,
+            ),
+            LimitTake::per(
+                format!("signon:ip:{ip}"),
+                FAILED_SIGN_ONS_PER_ADDRESS,
+                SIGN_ON_WINDOW,
+            ),
+            LimitTake::per(
+                format!("signon:acct:{account}"),
+                ACCOUNT_THROTTLE_BURST,
+                ACCOUNT_THROTTLE_WINDOW,
+            ),
+        ],
+    };
     draw(state, takes, now, None).await
 }
 

@@ -13,7 +13,7 @@ use devicegate_core::{SecretHash, Timestamp};
 use devicegate_proto::{FlowClient, FlowStatus, FlowView};
 use devicegate_store::{BrowserSession, StoreError};
 
-use crate::limits::{self, BUDGET_KEY, Refused};
+use crate::limits::{self, BUDGET_KEY, KnownBrowser, Refused};
 use crate::tenant::Tenant;
 use crate::{AppState, now};
 
@@ -249,8 +249,8 @@ async fn enter_code(
 
 /// Username and password from `ip`. Unknown users and wrong passwords take the same path and
 /// time. The attempt is paid for before the password is checked (`limits`): per account from
-/// this address, per address, and, unless `known_user` (who signed in from this browser
-/// before) is this account's, per account from anywhere; a right password gets it back.
+/// this address, per address and per account from anywhere, or, when the browser is `known`
+/// to this account, from its own bucket alone; a right password gets it back.
 pub async fn sign_on(
     state: &AppState,
     tenant: &Tenant,
@@ -258,7 +258,7 @@ pub async fn sign_on(
     username: &str,
     password: &str,
     ip: IpAddr,
-    known_user: Option<&str>,
+    known: Option<&KnownBrowser>,
 ) -> Result<Flow, StepError> {
     let now = now();
     load(state, tenant, key, now)
@@ -269,7 +269,7 @@ pub async fn sign_on(
         Err(StoreError::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
-    let known = known_user.is_some_and(|id| user.as_ref().is_some_and(|u| u.id == id));
+    let known = known.filter(|k| user.as_ref().is_some_and(|u| u.id == k.user_id));
     let account: String = username.chars().take(128).collect();
     let paid = limits::pay_for_sign_on(state, &tenant.id, &account, ip, known, now).await??;
     // Always one argon2 verification: against the dummy hash when the user is unknown.

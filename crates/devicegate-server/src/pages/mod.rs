@@ -601,7 +601,7 @@ async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
     };
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("");
-    let known = Session::known_user(&visit.state, &visit.tenant, &visit.cookie, &headers).await;
+    let known = Session::known_browser(&visit.state, &visit.tenant, &visit.cookie, &headers).await;
     match verification::sign_on(
         &visit.state,
         &visit.tenant,
@@ -609,7 +609,7 @@ async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
         &username,
         password,
         visit.ip,
-        known.as_deref(),
+        known.as_ref(),
     )
     .await
     {
@@ -623,7 +623,7 @@ async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
             }
             let mut res = visit.see_other(step_path(flow.status));
             let user_id = flow.user_id.as_deref().unwrap_or_default();
-            if known.as_deref() != Some(user_id) {
+            if known.as_ref().map(|k| k.user_id.as_str()) != Some(user_id) {
                 match Session::mark_known(&visit.state, &visit.cookie, &visit.tenant.id, user_id)
                     .await
                 {

@@ -20,6 +20,7 @@ use devicegate_core::secret::{Secret, SecretHash, SecretKind};
 use devicegate_store::{BrowserSession, DEFAULT_TENANT, StoreError};
 use http::{HeaderMap, HeaderValue, header};
 
+use crate::limits::KnownBrowser;
 use crate::tenant::Tenant;
 use crate::{AppState, now};
 
@@ -254,24 +255,26 @@ impl Session {
     }
 
     /// The person this browser signed in as before, by its known-browser mark.
-    pub async fn known_user(
+    pub async fn known_browser(
         state: &AppState,
         tenant: &Tenant,
         cookie: &SessionCookie,
         headers: &HeaderMap,
-    ) -> Option<String> {
+    ) -> Option<KnownBrowser> {
         let value = cookie.known().read(headers)?;
         if !value.starts_with(SecretKind::KnownBrowser.prefix()) {
             return None;
         }
-        let record = state
-            .store
-            .get_session(&Secret::from_presented(value).hash())
-            .await
-            .ok()?;
-        (record.tenant == tenant.id && record.expires_at > now())
-            .then_some(record.user_id)
-            .flatten()
+        let hash = Secret::from_presented(value).hash();
+        let record = state.store.get_session(&hash).await.ok()?;
+        if record.tenant != tenant.id || record.expires_at <= now() {
+            return None;
+        }
+        Some(KnownBrowser {
+            // A prefix of the hash names the bucket; the secret never reaches a key.
+            mark: URL_SAFE_NO_PAD.encode(&hash.as_bytes()[..12]),
+            user_id: record.user_id?,
+        })
     }
 
     pub fn csrf(&self) -> String {
