@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::procfs;
 use crate::target::{
-    Answer, Approval, Approver, Code, Http, Target, code_from, epoch, send, since_epoch_ms,
+    Answer, Approval, Approver, Code, Http, Person, Target, code_from, epoch, send, since_epoch_ms,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -500,17 +500,17 @@ async fn approve_all(run: &Arc<Run>, codes: &[Arc<Code>]) -> anyhow::Result<()> 
     let codes = Arc::new(codes.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
-    workers(run.args.approvers, |_| {
+    workers(run.args.approvers, |i| {
         let (run, codes, next, errors) = (run.clone(), codes.clone(), next.clone(), errors.clone());
         async move {
-            let mut session = None;
+            let mut person = Person::new(i);
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 let Some(c) = codes.get(n) else { break };
                 let target = &run.targets[c.target];
                 if let Err(e) = run
                     .approval
-                    .approve(&run.http, target, c, &mut session)
+                    .approve(&run.http, target, c, &mut person)
                     .await
                 {
                     errors.lock().unwrap_or_else(|e| e.into_inner()).push(e);
@@ -569,7 +569,7 @@ async fn flows(run: &Arc<Run>, deadline: Instant) -> (Rec, f64) {
         let run = run.clone();
         async move {
             let mut rec = Rec::default();
-            let mut session = None;
+            let mut person = Person::new(i);
             let t = i % run.targets.len();
             let target = &run.targets[t];
             while Instant::now() < deadline {
@@ -585,7 +585,7 @@ async fn flows(run: &Arc<Run>, deadline: Instant) -> (Rec, f64) {
                 };
                 if let Err(e) = run
                     .approval
-                    .approve(&run.http, target, &code, &mut session)
+                    .approve(&run.http, target, &code, &mut person)
                     .await
                 {
                     *rec.outcomes
@@ -618,10 +618,10 @@ async fn devices(run: &Arc<Run>, deadline: Instant) -> (Rec, f64) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Arc<Code>>();
     let rx = Arc::new(Mutex::new(rx));
     let approvers: Vec<_> = (0..run.args.approvers)
-        .map(|_| {
+        .map(|i| {
             let (run, rx) = (run.clone(), rx.clone());
             tokio::spawn(async move {
-                let mut session = None;
+                let mut person = Person::new(i);
                 loop {
                     let code = tokio::select! {
                         c = async { rx.lock().await.recv().await } => c,
@@ -630,7 +630,7 @@ async fn devices(run: &Arc<Run>, deadline: Instant) -> (Rec, f64) {
                     let Some(code) = code else { break };
                     let _ = run
                         .approval
-                        .approve(&run.http, &run.targets[code.target], &code, &mut session)
+                        .approve(&run.http, &run.targets[code.target], &code, &mut person)
                         .await;
                 }
             })

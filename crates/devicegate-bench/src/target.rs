@@ -182,6 +182,34 @@ pub fn code_from(target: usize, answer: &Answer) -> Option<Code> {
     })
 }
 
+/// One approving person: their address (sent as `X-Forwarded-For`, so that a server trusting
+/// the bench as its proxy counts each person apart, as behind a load balancer) and the
+/// session their first sign-on kept.
+#[derive(Debug, Clone, Default)]
+pub struct Person {
+    pub address: String,
+    pub session: Option<String>,
+}
+
+impl Person {
+    /// The `n`th person, at an address of the benchmarking range 198.18.0.0/15.
+    pub fn new(n: usize) -> Person {
+        Person {
+            address: std::net::Ipv4Addr::from(0xc612_0000u32 | (n as u32 & 0xffff)).to_string(),
+            session: None,
+        }
+    }
+}
+
+/// A JSON POST from `person`.
+fn json_from(url: &str, body: &Value, person: &Person) -> http::Request<Full<Bytes>> {
+    let mut req = json(url, body);
+    if let Ok(v) = http::HeaderValue::from_str(&person.address) {
+        req.headers_mut().insert("x-forwarded-for", v);
+    }
+    req
+}
+
 /// What approving takes: the way, and for the flows API whose account.
 #[derive(Debug, Clone)]
 pub struct Approval {
@@ -199,7 +227,7 @@ impl Approval {
         http: &Http,
         target: &Target,
         code: &Code,
-        session: &mut Option<String>,
+        person: &mut Person,
     ) -> anyhow::Result<()> {
         match self.approver {
             Approver::None => bail!("no approver given (--approve)"),
@@ -217,7 +245,7 @@ impl Approval {
             }
             Approver::Flows => {
                 let flows = format!("{}/api/v1/flows", target.base);
-                let a = send(http, json(&flows, &serde_json::json!({}))).await;
+                let a = send(http, json_from(&flows, &serde_json::json!({}), person)).await;
                 let id = a.body["id"]
                     .as_str()
                     .with_context(|| format!("creating a flow: {}", a.outcome))?
@@ -225,28 +253,38 @@ impl Approval {
                 let url = format!("{flows}/{id}");
                 let verify =
                     serde_json::json!({"action": "user_code.verify", "user_code": code.user_code});
-                let a = send(http, json(&url, &verify)).await;
+                let a = send(http, json_from(&url, &verify, person)).await;
                 if a.outcome != "ok" {
                     bail!("flow step user_code.verify: {}", a.outcome);
                 }
-                let resumed = match session.as_deref() {
+                let resumed = match person.session.as_deref() {
                     Some(s) => {
                         let resume = serde_json::json!({"action": "session.resume", "session": s});
-                        send(http, json(&url, &resume)).await.outcome == "ok"
+                        send(http, json_from(&url, &resume, person)).await.outcome == "ok"
                     }
                     None => false,
                 };
                 if !resumed {
                     let sign_on = serde_json::json!({"action": "sign_on", "username": self.username, "password": self.password});
-                    let a = send(http, json(&url, &sign_on)).await;
+                    // Every person signs on to the one bench account at once, and a server
+                    // may hold sign-ons in flight for one account to a few dozen (a password
+                    // check is paid for before it is made): wait and retry, as a person would.
+                    let mut a = send(http, json_from(&url, &sign_on, person)).await;
+                    for _ in 0..10 {
+                        if a.outcome != "slow_down" {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        a = send(http, json_from(&url, &sign_on, person)).await;
+                    }
                     if a.outcome != "ok" {
                         bail!("flow step sign_on: {}", a.outcome);
                     }
-                    *session = a.body["session"].as_str().map(str::to_owned);
+                    person.session = a.body["session"].as_str().map(str::to_owned);
                 }
                 let steps = [serde_json::json!({"action": "consent", "accept": true})];
                 for step in &steps {
-                    let a = send(http, json(&url, step)).await;
+                    let a = send(http, json_from(&url, step, person)).await;
                     if a.outcome != "ok" {
                         bail!("flow step {}: {}", step["action"], a.outcome);
                     }
