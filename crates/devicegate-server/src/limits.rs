@@ -4,7 +4,7 @@
 //! | what | bucket | default |
 //! |---|---|---|
 //! | new device codes per source address | `pend:ip:{tenant}:{ip}` | `max_pending_codes_per_address` per code lifetime |
-//! | new device codes per client | `pend:client:{tenant}:{client}` | `max_pending_codes_per_client` per code lifetime |
+//! | new device codes per client | `pend:client:{tenant}:{client}` | `max_pending_codes_per_client` per code lifetime, drawn by each instance in leases of 1% |
 //! | verification flows per address | `flow:ip:{ip}` | `max_flows_per_address` per flow lifetime |
 //! | wrong user codes per address, per signed-in account | `code:ip:{ip}`, `code:acct:{user}` | 10 a minute |
 //! | guessing budget (anonymous code entry) | `code:guess` | weighed, see below |
@@ -131,12 +131,30 @@ async fn draw(
 
 /// This instance's view of how many codes are pending: the store's count, at most a second
 /// old, plus the codes this instance issued since.
+///
+/// It also holds leases: draws of many takes at once from a large shared bucket, spent here
+/// one take at a time (see `pay_for_device_code`).
 #[derive(Debug, Default)]
 pub struct Limits {
     read: Mutex<Option<(Timestamp, PendingCodes)>>,
     issued_since: [AtomicU64; MAX_LENGTH - LENGTH + 1],
     refreshing: AtomicBool,
+    leases: Mutex<std::collections::HashMap<String, Lease>>,
 }
+
+/// Takes drawn from a shared bucket ahead of use: `left` may be spent here until `until`.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    left: u32,
+    until: Timestamp,
+}
+
+/// A bucket this large is drawn in leases of a hundredth of it: a popular client's cap costs
+/// the shared store one write per hundred codes, not one per code.
+const LEASE_DIVISOR: u32 = 100;
+/// Unspent takes of a lease lapse after this (they stay counted: a lease can only make a
+/// cap refuse sooner, never admit more).
+const LEASE_TTL: Duration = Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -166,6 +184,36 @@ impl Limits {
         for (n, b) in self.issued_since.iter().zip(before) {
             n.fetch_sub(b, Ordering::Relaxed);
         }
+    }
+
+    /// Spends one take of `key`'s lease, if it has one left.
+    fn spend_lease(&self, key: &str, now: Timestamp) -> bool {
+        let mut leases = lock(&self.leases);
+        match leases.get_mut(key) {
+            Some(l) if l.left > 0 && now < l.until => {
+                l.left -= 1;
+                true
+            }
+            Some(_) => {
+                leases.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn keep_lease(&self, key: String, left: u32, now: Timestamp) {
+        let mut leases = lock(&self.leases);
+        if leases.len() > 10_000 {
+            leases.retain(|_, l| l.left > 0 && now < l.until);
+        }
+        leases.insert(
+            key,
+            Lease {
+                left,
+                until: now.plus(LEASE_TTL),
+            },
+        );
     }
 
     /// A code of `len` characters was issued here.
@@ -327,14 +375,40 @@ pub async fn pay_for_device_code(
             state.settings.device_code_ttl,
         ));
     }
+    let mut lease = None;
     if caps.max_pending_codes_per_client > 0 {
-        takes.push(LimitTake::per(
+        let take = LimitTake::per(
             format!("pend:client:{tenant}:{client}"),
             caps.max_pending_codes_per_client,
             client_lifetime,
-        ));
+        );
+        let size = caps.max_pending_codes_per_client / LEASE_DIVISOR;
+        if size < 2 {
+            takes.push(take);
+        } else if !state.limits.spend_lease(&take.key, now) {
+            lease = Some((take, size));
+        }
     }
-    draw(state, takes, now, None).await
+    let Some((take, size)) = lease else {
+        return draw(state, takes, now, None).await;
+    };
+    let whole = LimitTake {
+        cost_ms: take.cost_ms.saturating_mul(i64::from(size)),
+        ..take.clone()
+    };
+    let mut with_lease = takes.clone();
+    with_lease.push(whole);
+    match draw(state, with_lease, now, None).await? {
+        Ok(paid) => {
+            state.limits.keep_lease(take.key, size - 1, now);
+            Ok(Ok(paid))
+        }
+        // No room for a whole lease (or another cap refused): one take, exactly.
+        Err(_) => {
+            takes.push(take);
+            draw(state, takes, now, None).await
+        }
+    }
 }
 
 /// Pays for a new verification flow from `ip`.

@@ -38,9 +38,12 @@ impl Instance {
                 &format!("127.0.0.1:{port}"),
                 "--issuer",
                 ISSUER,
-                // Clients are told apart by X-Forwarded-For in the limits case.
+                // Clients are told apart by X-Forwarded-For in the limits case, whose client
+                // cap is drawn in leases of 3.
                 "--trusted-proxies",
                 "127.0.0.1",
+                "--max-pending-codes-per-client",
+                "300",
             ])
             .env("DEVICEGATE_LOG", "error")
             .stdout(Stdio::null())
@@ -545,5 +548,23 @@ pub async fn limits_hold_across_instances(ctx: Arc<Ctx>) {
     assert!(
         (500..=515).contains(&admitted),
         "{admitted} wrong codes before the pause"
+    );
+    // Codes per client: 300, drawn by each instance in leases of 3; however the leases fall,
+    // the three instances together never issue more (20 addresses of 20 codes ask for 400).
+    // 24 issued above (20 to the flooder, 4 for the budget).
+    let mut issued = 24;
+    for n in 0..20 {
+        for k in 0..20 {
+            let req = http
+                .post(at(n + k).url("/oauth2/device_authorization"))
+                .form(&[("client_id", "tv")]);
+            if send_from(&http, req, &addr(1000 + n as u32)).await.0 == StatusCode::OK {
+                issued += 1;
+            }
+        }
+    }
+    assert!(
+        (290..=300).contains(&issued),
+        "{issued} codes for a client capped at 300"
     );
 }
