@@ -4,7 +4,10 @@
 //! | what | bucket | default |
 //! |---|---|---|
 //! | new device codes per source address | `pend:ip:{tenant}:{ip}` | `max_pending_codes_per_address` per code lifetime |
-//! | new device codes per client | `pend:client:{tenant}:{client}` | `max_pending_codes_per_client` per code lifetime, drawn by each instance in leases of 1% |
+//! | new device codes per client | `pend:client:{tenant}:{client}` | `max_pending_codes_per_client` per code lifetime |
+//!
+//! The two caps on device codes are drawn by each instance in leases of 1% when that is at
+//! least two codes (a client's 10,000 by default; an address's 20 is drawn code by code).
 //! | verification flows per address | `flow:ip:{ip}` | `max_flows_per_address` per flow lifetime |
 //! | wrong user codes per address, per signed-in account | `code:ip:{ip}`, `code:acct:{user}` | 10 a minute |
 //! | guessing budget (anonymous code entry) | `code:guess` | weighed, see below |
@@ -149,8 +152,8 @@ struct Lease {
     until: Timestamp,
 }
 
-/// A bucket this large is drawn in leases of a hundredth of it: a popular client's cap costs
-/// the shared store one write per hundred codes, not one per code.
+/// A cap on device codes is drawn in leases of a hundredth of it: a popular client's cap
+/// costs the shared store one write per hundred codes, not one per code.
 const LEASE_DIVISOR: u32 = 100;
 /// Unspent takes of a lease lapse after this (they stay counted: a lease can only make a
 /// cap refuse sooner, never admit more).
@@ -367,47 +370,56 @@ pub async fn pay_for_device_code(
     now: Timestamp,
 ) -> Result<Result<Paid, Refused>, StoreError> {
     let caps = &state.settings.limits;
-    let mut takes = Vec::with_capacity(2);
+    let mut buckets = Vec::with_capacity(2);
     if caps.max_pending_codes_per_address > 0 {
-        takes.push(LimitTake::per(
-            format!("pend:ip:{tenant}:{ip}"),
-            caps.max_pending_codes_per_address,
-            state.settings.device_code_ttl,
+        buckets.push((
+            LimitTake::per(
+                format!("pend:ip:{tenant}:{ip}"),
+                caps.max_pending_codes_per_address,
+                state.settings.device_code_ttl,
+            ),
+            caps.max_pending_codes_per_address / LEASE_DIVISOR,
         ));
     }
-    let mut lease = None;
     if caps.max_pending_codes_per_client > 0 {
-        let take = LimitTake::per(
-            format!("pend:client:{tenant}:{client}"),
-            caps.max_pending_codes_per_client,
-            client_lifetime,
-        );
-        let size = caps.max_pending_codes_per_client / LEASE_DIVISOR;
-        if size < 2 {
-            takes.push(take);
-        } else if !state.limits.spend_lease(&take.key, now) {
-            lease = Some((take, size));
-        }
+        buckets.push((
+            LimitTake::per(
+                format!("pend:client:{tenant}:{client}"),
+                caps.max_pending_codes_per_client,
+                client_lifetime,
+            ),
+            caps.max_pending_codes_per_client / LEASE_DIVISOR,
+        ));
     }
-    let Some((take, size)) = lease else {
-        return draw(state, takes, now, None).await;
-    };
-    let whole = LimitTake {
-        cost_ms: take.cost_ms.saturating_mul(i64::from(size)),
-        ..take.clone()
-    };
-    let mut with_lease = takes.clone();
-    with_lease.push(whole);
-    match draw(state, with_lease, now, None).await? {
+    // Large buckets are spent from this instance's lease while it lasts, else drawn a whole
+    // lease at a time; small ones take by take.
+    let mut singles = Vec::with_capacity(2);
+    let mut wholes = Vec::with_capacity(2);
+    let mut leased = Vec::new();
+    for (take, size) in buckets {
+        if size < 2 {
+            wholes.push(take.clone());
+        } else if state.limits.spend_lease(&take.key, now) {
+            continue;
+        } else {
+            wholes.push(LimitTake {
+                cost_ms: take.cost_ms.saturating_mul(i64::from(size)),
+                ..take.clone()
+            });
+            leased.push((take.key.clone(), size));
+        }
+        singles.push(take);
+    }
+    match draw(state, wholes, now, None).await? {
         Ok(paid) => {
-            state.limits.keep_lease(take.key, size - 1, now);
+            for (key, size) in leased {
+                state.limits.keep_lease(key, size - 1, now);
+            }
             Ok(Ok(paid))
         }
-        // No room for a whole lease (or another cap refused): one take, exactly.
-        Err(_) => {
-            takes.push(take);
-            draw(state, takes, now, None).await
-        }
+        // No room for a whole lease (or a small cap refused): take by take, exactly.
+        Err(refused) if leased.is_empty() => Ok(Err(refused)),
+        Err(_) => draw(state, singles, now, None).await,
     }
 }
 
