@@ -143,20 +143,33 @@ pub struct Limits {
     issued_since: [AtomicU64; MAX_LENGTH - LENGTH + 1],
     refreshing: AtomicBool,
     leases: Mutex<std::collections::HashMap<String, Lease>>,
+    /// Held while leases are drawn, so that concurrent requests wait for one draw instead of
+    /// each drawing a lease of their own.
+    refill: tokio::sync::Mutex<()>,
 }
 
-/// Takes drawn from a shared bucket ahead of use: `left` may be spent here until `until`.
-#[derive(Debug, Clone, Copy)]
+/// Takes drawn from a shared bucket ahead of use: `left` may be spent here until `until`,
+/// and what is left then goes back to the bucket.
+#[derive(Debug, Clone)]
 struct Lease {
     left: u32,
     until: Timestamp,
+    take: LimitTake,
+}
+
+/// What a lease said to one more take.
+enum Spend {
+    Spent,
+    Missing,
+    /// The lease ran out of time: these are its takes to give back.
+    Lapsed(LimitTake),
 }
 
 /// A cap on device codes is drawn in leases of a hundredth of it: a popular client's cap
 /// costs the shared store one write per hundred codes, not one per code.
 const LEASE_DIVISOR: u32 = 100;
-/// Unspent takes of a lease lapse after this (they stay counted: a lease can only make a
-/// cap refuse sooner, never admit more).
+/// A lease lapses after this, and its unspent takes are given back (until then they count:
+/// a lease can only make a cap refuse sooner, never admit more).
 const LEASE_TTL: Duration = Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -190,31 +203,33 @@ impl Limits {
     }
 
     /// Spends one take of `key`'s lease, if it has one left.
-    fn spend_lease(&self, key: &str, now: Timestamp) -> bool {
+    fn spend_lease(&self, key: &str, now: Timestamp) -> Spend {
         let mut leases = lock(&self.leases);
-        match leases.get_mut(key) {
-            Some(l) if l.left > 0 && now < l.until => {
-                l.left -= 1;
-                true
-            }
-            Some(_) => {
-                leases.remove(key);
-                false
-            }
-            None => false,
+        let Some(l) = leases.get_mut(key) else {
+            return Spend::Missing;
+        };
+        if now < l.until && l.left > 0 {
+            l.left -= 1;
+            return Spend::Spent;
         }
+        let l = leases.remove(key).expect("looked up above");
+        if l.left == 0 {
+            return Spend::Missing;
+        }
+        Spend::Lapsed(LimitTake {
+            cost_ms: l.take.cost_ms.saturating_mul(i64::from(l.left)),
+            ..l.take
+        })
     }
 
-    fn keep_lease(&self, key: String, left: u32, now: Timestamp) {
+    fn keep_lease(&self, take: LimitTake, left: u32, now: Timestamp) {
         let mut leases = lock(&self.leases);
-        if leases.len() > 10_000 {
-            leases.retain(|_, l| l.left > 0 && now < l.until);
-        }
         leases.insert(
-            key,
+            take.key.clone(),
             Lease {
                 left,
                 until: now.plus(LEASE_TTL),
+                take,
             },
         );
     }
@@ -372,53 +387,75 @@ pub async fn pay_for_device_code(
     let caps = &state.settings.limits;
     let mut buckets = Vec::with_capacity(2);
     if caps.max_pending_codes_per_address > 0 {
-        buckets.push((
-            LimitTake::per(
-                format!("pend:ip:{tenant}:{ip}"),
-                caps.max_pending_codes_per_address,
-                state.settings.device_code_ttl,
-            ),
-            caps.max_pending_codes_per_address / LEASE_DIVISOR,
+        buckets.push(LimitTake::per(
+            format!("pend:ip:{tenant}:{ip}"),
+            caps.max_pending_codes_per_address,
+            state.settings.device_code_ttl,
         ));
     }
     if caps.max_pending_codes_per_client > 0 {
-        buckets.push((
-            LimitTake::per(
-                format!("pend:client:{tenant}:{client}"),
-                caps.max_pending_codes_per_client,
-                client_lifetime,
-            ),
-            caps.max_pending_codes_per_client / LEASE_DIVISOR,
+        buckets.push(LimitTake::per(
+            format!("pend:client:{tenant}:{client}"),
+            caps.max_pending_codes_per_client,
+            client_lifetime,
         ));
     }
     // Large buckets are spent from this instance's lease while it lasts, else drawn a whole
-    // lease at a time; small ones take by take.
-    let mut singles = Vec::with_capacity(2);
-    let mut wholes = Vec::with_capacity(2);
-    let mut leased = Vec::new();
-    for (take, size) in buckets {
+    // lease at a time (one draw per instance, the others wait for it); small ones take by take.
+    let mut exact = Vec::with_capacity(2);
+    let mut misses = Vec::with_capacity(2);
+    let mut lapsed = Vec::new();
+    for take in buckets {
+        // A hundredth of what the bucket holds (a take costs at least a millisecond, so a
+        // huge cap holds fewer takes than it says).
+        let size = (take.capacity_ms / take.cost_ms / i64::from(LEASE_DIVISOR)).min(1 << 20) as u32;
         if size < 2 {
-            wholes.push(take.clone());
-        } else if state.limits.spend_lease(&take.key, now) {
+            exact.push(take);
             continue;
-        } else {
-            wholes.push(LimitTake {
-                cost_ms: take.cost_ms.saturating_mul(i64::from(size)),
-                ..take.clone()
-            });
-            leased.push((take.key.clone(), size));
         }
-        singles.push(take);
+        match state.limits.spend_lease(&take.key, now) {
+            Spend::Spent => {}
+            Spend::Missing => misses.push((take, size)),
+            Spend::Lapsed(back) => {
+                lapsed.push(back);
+                misses.push((take, size));
+            }
+        }
+    }
+    give_back(state, &lapsed).await;
+    if misses.is_empty() {
+        return draw(state, exact, now, None).await;
+    }
+    let _refilling = state.limits.refill.lock().await;
+    let mut still = Vec::with_capacity(misses.len());
+    for (take, size) in misses {
+        match state.limits.spend_lease(&take.key, now) {
+            Spend::Spent => {}
+            Spend::Missing => still.push((take, size)),
+            Spend::Lapsed(back) => {
+                give_back(state, std::slice::from_ref(&back)).await;
+                still.push((take, size));
+            }
+        }
+    }
+    let mut wholes = exact.clone();
+    let mut singles = exact;
+    for (take, size) in &still {
+        wholes.push(LimitTake {
+            cost_ms: take.cost_ms.saturating_mul(i64::from(*size)),
+            ..take.clone()
+        });
+        singles.push(take.clone());
     }
     match draw(state, wholes, now, None).await? {
         Ok(paid) => {
-            for (key, size) in leased {
-                state.limits.keep_lease(key, size - 1, now);
+            for (take, size) in still {
+                state.limits.keep_lease(take, size - 1, now);
             }
             Ok(Ok(paid))
         }
         // No room for a whole lease (or a small cap refused): take by take, exactly.
-        Err(refused) if leased.is_empty() => Ok(Err(refused)),
+        Err(refused) if still.is_empty() => Ok(Err(refused)),
         Err(_) => draw(state, singles, now, None).await,
     }
 }

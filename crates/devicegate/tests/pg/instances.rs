@@ -456,6 +456,7 @@ fn addr(n: u32) -> String {
 pub async fn limits_hold_across_instances(ctx: Arc<Ctx>) {
     let (_db, inst, http) = cluster(&ctx, 3).await;
     let at = |i: usize| &inst[i % inst.len()];
+    let started = std::time::Instant::now();
     // Pending codes per address: 20, then 429 with Retry-After, whichever instance is asked.
     let flooder = addr(1);
     for i in 0..21 {
@@ -563,8 +564,10 @@ pub async fn limits_hold_across_instances(ctx: Arc<Ctx>) {
             }
         }
     }
+    // The bucket refills one code per 2 s (300 per 600 s lifetime) while the case runs.
+    let refilled = started.elapsed().as_secs() / 2 + 1;
     assert!(
-        (290..=300).contains(&issued),
-        "{issued} codes for a client capped at 300"
+        (290..=300 + refilled).contains(&issued),
+        "{issued} codes for a client capped at 300 (+{refilled} refilled)"
     );
 }
