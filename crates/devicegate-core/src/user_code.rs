@@ -55,6 +55,21 @@ impl UserCode {
         (out.len() >= LENGTH).then_some(UserCode(out))
     }
 
+    /// A code as it arrived to be filled in (a link's `user_code`), made safe to put back in
+    /// a page or a URL: its display form when it is a code, else only letters, digits and
+    /// dashes, at most 16, for the person to correct. The one rule for every surface that
+    /// carries a code along.
+    pub fn prefill(input: &str) -> String {
+        match UserCode::parse(input) {
+            Some(code) => code.display(),
+            None => input
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .take(16)
+                .collect(),
+        }
+    }
+
     /// Trusted input, such as a value read back from storage.
     pub fn from_canonical(s: String) -> UserCode {
         UserCode(s)
@@ -86,6 +101,13 @@ mod tests {
         assert_eq!(c.canonical(), "BCDFGHJK");
         assert_eq!(c.display(), "BCDF-GHJK");
         assert_eq!(UserCode::parse("bcdf-GHJK"), Some(c));
+    }
+
+    #[test]
+    fn prefill_normalises_codes_and_strips_anything_else() {
+        assert_eq!(UserCode::prefill("bcdf ghjk"), "BCDF-GHJK");
+        assert_eq!(UserCode::prefill("bcdf\"><script>"), "bcdfscript");
+        assert_eq!(UserCode::prefill(&"A".repeat(40)).len(), 16);
     }
 
     #[test]

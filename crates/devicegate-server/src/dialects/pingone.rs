@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use devicegate_core::flow::{Flow, FlowError};
+use devicegate_core::user_code::UserCode;
 use devicegate_core::{Secret, SecretHash};
 use devicegate_proto::{FlowResult, FlowStatus};
 use serde_json::{Value, json};
@@ -236,12 +237,7 @@ async fn start_flow(
     };
     let code: Option<String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "user_code")
-        .map(|(_, v)| {
-            v.chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .take(16)
-                .collect()
-        });
+        .map(|(_, v)| UserCode::prefill(&v));
     let mut location = format!(
         "{}/{}/signon/?flowId={}",
         state.settings.issuer,

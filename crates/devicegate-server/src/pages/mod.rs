@@ -419,12 +419,7 @@ async fn enter_page(mut visit: Visit, RawQuery(query): RawQuery) -> Response {
     let prefill: String = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         // `code` is how Ocient's verification_uri_complete carries it.
         .find(|(k, _)| k == "user_code" || k == "code")
-        .map(|(_, c)| {
-            c.chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == ' ')
-                .take(24)
-                .collect()
-        })
+        .map(|(_, c)| UserCode::prefill(&c))
         .unwrap_or_default();
     visit.enter(StatusCode::OK, None, &prefill)
 }
@@ -466,12 +461,7 @@ pub async fn adopt_flow(
             return visit.step_error(e.into());
         }
     }
-    let code: String = user_code
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(16)
-        .collect();
+    let code = UserCode::prefill(&user_code.unwrap_or_default());
     match flow.status {
         FlowStatus::UserCodeRequired if !code.is_empty() => {
             visit.see_other(&format!("/device?user_code={code}"))
