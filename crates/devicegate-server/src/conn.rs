@@ -546,7 +546,7 @@ impl PerAddress {
 
     /// A slot for one more connection from `ip`, unless it holds the most already.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        if self.max == 0 || self.exempt.contains(&ip) {
+        if self.max == 0 || self.exempt.contains(&ip.to_canonical()) {
             return Some(Slot(None));
         }
         let key = address_key(ip);
@@ -581,7 +581,7 @@ impl Drop for Slot {
 
 /// What connections are counted by: an IPv4 address (also when mapped into IPv6), or an IPv6
 /// address's /64.
-fn address_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

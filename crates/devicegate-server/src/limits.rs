@@ -9,6 +9,7 @@
 //! The two caps on device codes are drawn by each instance in leases of 1% when that is at
 //! least two codes (a client's 10,000 by default; an address's 20 is drawn code by code).
 //! | verification flows per address | `flow:ip:{ip}` | `max_flows_per_address` per flow lifetime |
+//! | browser sessions stored per address | `session:ip:{ip}` | `max_flows_per_address` per flow lifetime |
 //! | wrong user codes per address, per signed-in account | `code:ip:{ip}`, `code:acct:{user}` | 10 a minute |
 //! | guessing budget (anonymous code entry) | `code:guess` | weighed, see below |
 //! | failed sign-ons per account from one address | `signon:acct-ip:{tenant}/{name}:{ip}` | 10 per quarter hour |
@@ -27,7 +28,7 @@
 
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use devicegate_core::Timestamp;
@@ -141,6 +142,8 @@ async fn draw(
 pub struct Limits {
     read: Mutex<Option<(Timestamp, PendingCodes)>>,
     issued_since: [AtomicU64; MAX_LENGTH - LENGTH + 1],
+    /// The longest lifetime of a code this instance issued (milliseconds).
+    longest_issued_ms: AtomicI64,
     refreshing: AtomicBool,
     leases: Mutex<std::collections::HashMap<String, Lease>>,
     /// Held while leases are drawn, so that concurrent requests wait for one draw instead of
@@ -202,6 +205,13 @@ impl Limits {
         }
     }
 
+    /// Puts back a take spent from `key`'s lease for a request that was refused after all.
+    fn unspend_lease(&self, key: &str) {
+        if let Some(l) = lock(&self.leases).get_mut(key) {
+            l.left += 1;
+        }
+    }
+
     /// Spends one take of `key`'s lease, if it has one left.
     fn spend_lease(&self, key: &str, now: Timestamp) -> Spend {
         let mut leases = lock(&self.leases);
@@ -213,7 +223,9 @@ impl Limits {
             return Spend::Spent;
         }
         let l = leases.remove(key).expect("looked up above");
-        if l.left == 0 {
+        // Long lapsed: the bucket has refilled since, and taking the takes back now would
+        // take back other instances' takes.
+        if l.left == 0 || now >= l.until.plus(LEASE_TTL) {
             return Spend::Missing;
         }
         Spend::Lapsed(LimitTake {
@@ -234,8 +246,10 @@ impl Limits {
         );
     }
 
-    /// A code of `len` characters was issued here.
-    pub fn issued(&self, len: usize) {
+    /// A code of `len` characters, living `lifetime`, was issued here.
+    pub fn issued(&self, len: usize, lifetime: Duration) {
+        self.longest_issued_ms
+            .fetch_max(lifetime.as_millis() as i64, Ordering::Relaxed);
         if let Some(n) = len
             .checked_sub(LENGTH)
             .and_then(|i| self.issued_since.get(i))
@@ -275,12 +289,19 @@ pub async fn pending(state: &AppState, now: Timestamp) -> Result<PendingCodes, S
     }
 }
 
-/// The budget bucket's refill period: the longest a code lives.
-fn budget_window(state: &AppState) -> Duration {
+/// The budget bucket's refill period: at least the longest any pending code lives (clients
+/// may give their codes longer lifetimes than the server's), so that no code outlives the
+/// window the bound is counted over.
+fn budget_window(state: &AppState, pending: &PendingCodes) -> Duration {
+    let longest = pending
+        .longest_lifetime_ms
+        .max(state.limits.longest_issued_ms.load(Ordering::Relaxed))
+        .max(0) as u64;
     state
         .settings
         .device_code_ttl
         .max(Duration::from_secs(3600))
+        .max(Duration::from_millis(longest))
 }
 
 /// Pays for typing `code` from `ip`, before it is looked up: per address, per signed-in
@@ -293,6 +314,7 @@ pub async fn pay_for_code(
     code: Option<&UserCode>,
     now: Timestamp,
 ) -> Result<Result<Paid, Refused>, StoreError> {
+    let ip = client_key(ip);
     let minute = Duration::from_secs(60);
     let mut takes = vec![LimitTake::per(
         format!("code:ip:{ip}"),
@@ -309,7 +331,7 @@ pub async fn pay_for_code(
     let mut budget_at = None;
     if let Some(code) = code {
         let pending = pending(state, now).await?;
-        let window = budget_window(state);
+        let window = budget_window(state, &pending);
         let take = LimitTake {
             key: "code:guess".into(),
             cost_ms: guess_cost_ms(code, pending.of_length(code.canonical().len()), window),
@@ -345,6 +367,7 @@ pub async fn pay_for_sign_on(
     known: Option<&KnownBrowser>,
     now: Timestamp,
 ) -> Result<Result<Paid, Refused>, StoreError> {
+    let ip = client_key(ip);
     let account = format!("{tenant}/{username}");
     let takes = match known {
         Some(k) => vec![LimitTake::per(
@@ -384,6 +407,7 @@ pub async fn pay_for_device_code(
     client_lifetime: Duration,
     now: Timestamp,
 ) -> Result<Result<Paid, Refused>, StoreError> {
+    let ip = client_key(ip);
     let caps = &state.settings.limits;
     let mut buckets = Vec::with_capacity(2);
     if caps.max_pending_codes_per_address > 0 {
@@ -405,6 +429,7 @@ pub async fn pay_for_device_code(
     let mut exact = Vec::with_capacity(2);
     let mut misses = Vec::with_capacity(2);
     let mut lapsed = Vec::new();
+    let mut spent = Vec::new();
     for take in buckets {
         // A hundredth of what the bucket holds (a take costs at least a millisecond, so a
         // huge cap holds fewer takes than it says).
@@ -414,7 +439,7 @@ pub async fn pay_for_device_code(
             continue;
         }
         match state.limits.spend_lease(&take.key, now) {
-            Spend::Spent => {}
+            Spend::Spent => spent.push(take.key),
             Spend::Missing => misses.push((take, size)),
             Spend::Lapsed(back) => {
                 lapsed.push(back);
@@ -423,6 +448,24 @@ pub async fn pay_for_device_code(
         }
     }
     give_back(state, &lapsed).await;
+    let paid = draw_leased(state, exact, misses, now).await;
+    if !matches!(paid, Ok(Ok(_))) {
+        // Refused (or failed) after all: what this request spent from leases goes back.
+        for key in &spent {
+            state.limits.unspend_lease(key);
+        }
+    }
+    paid
+}
+
+/// Draws the `exact` takes and, for each missing lease, a whole lease (or, when there is no
+/// room for one, a single take).
+async fn draw_leased(
+    state: &AppState,
+    exact: Vec<LimitTake>,
+    misses: Vec<(LimitTake, u32)>,
+    now: Timestamp,
+) -> Result<Result<Paid, Refused>, StoreError> {
     if misses.is_empty() {
         return draw(state, exact, now, None).await;
     }
@@ -460,12 +503,30 @@ pub async fn pay_for_device_code(
     }
 }
 
+/// Pays for storing a browser session for `ip` (a pre-session's first POST): under the same
+/// cap as flows, in a bucket of its own, so that replaying one pre-session cookie cannot write
+/// rows without bound.
+pub async fn pay_for_session(
+    state: &AppState,
+    ip: IpAddr,
+    now: Timestamp,
+) -> Result<Result<Paid, Refused>, StoreError> {
+    let ip = client_key(ip);
+    let cap = state.settings.limits.max_flows_per_address;
+    if cap == 0 {
+        return Ok(Ok(Paid { takes: Vec::new() }));
+    }
+    let take = LimitTake::per(format!("session:ip:{ip}"), cap, state.settings.flow_ttl);
+    draw(state, vec![take], now, None).await
+}
+
 /// Pays for a new verification flow from `ip`.
 pub async fn pay_for_flow(
     state: &AppState,
     ip: IpAddr,
     now: Timestamp,
 ) -> Result<Result<Paid, Refused>, StoreError> {
+    let ip = client_key(ip);
     let cap = state.settings.limits.max_flows_per_address;
     if cap == 0 {
         return Ok(Ok(Paid { takes: Vec::new() }));
@@ -474,28 +535,72 @@ pub async fn pay_for_flow(
     draw(state, vec![take], now, None).await
 }
 
+/// The address a client's limits are kept under: an IPv6 client by its /64 (which one
+/// subscriber usually holds whole, so that it cannot step around a limit by changing
+/// addresses), an IPv4-mapped one as IPv4.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    crate::conn::address_key(ip)
+}
+
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
 /// address in `X-Forwarded-For` that is not itself a trusted proxy.
 pub fn client_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    let peer = peer.to_canonical();
     if !trusted.contains(&peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = headers
+    // Walk from the nearest hop outwards. A hop that cannot be read ends the walk at the last
+    // trusted one: what lies beyond it was written by whoever the proxy could not describe,
+    // and skipping it would let that client name any address it likes.
+    let mut client = peer;
+    let hops = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|h| h.trim().parse().ok())
-        .collect();
-    hops.into_iter()
         .rev()
-        .find(|ip| !trusted.contains(ip))
-        .unwrap_or(peer)
+        .flat_map(|v| {
+            let hops: Vec<Option<IpAddr>> = match v.to_str() {
+                Ok(v) => v.split(',').rev().map(|h| parse_hop(h.trim())).collect(),
+                Err(_) => vec![None],
+            };
+            hops
+        });
+    for hop in hops {
+        let Some(ip) = hop else { break };
+        client = ip;
+        if !trusted.contains(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// One `X-Forwarded-For` entry: an address, or an address with a port (`ip:port`,
+/// `[v6]:port`), as some proxies write them.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    hop.parse::<IpAddr>()
+        .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_64_and_a_mapped_one_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(
+            client_key(a),
+            client_key("2001:db8:1:3::1".parse().unwrap())
+        );
+        assert_eq!(
+            client_key("::ffff:192.0.2.7".parse().unwrap()),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
@@ -515,5 +620,25 @@ mod tests {
         );
         let stranger: IpAddr = "198.51.100.7".parse().unwrap();
         assert_eq!(client_ip(stranger, &h, &[proxy]), stranger);
+        // A hop the proxy wrote with a port is read; one that cannot be read stops the walk
+        // there, so what a client wrote beyond it is not believed.
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.1:4711".parse().unwrap(),
+        );
+        assert_eq!(
+            client_ip(proxy, &h, &[proxy]),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        h.insert("x-forwarded-for", "203.0.113.9, unknown".parse().unwrap());
+        assert_eq!(client_ip(proxy, &h, &[proxy]), proxy);
+        // A proxy seen through an IPv4-mapped IPv6 peer address is still the proxy.
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        assert_eq!(
+            client_ip(mapped, &h, &[proxy]),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
     }
 }

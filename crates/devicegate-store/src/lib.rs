@@ -35,6 +35,9 @@ pub use sqlite::SqliteStore;
 pub struct PendingCodes {
     pub by_length:
         [u64; devicegate_core::user_code::MAX_LENGTH - devicegate_core::user_code::LENGTH + 1],
+    /// The longest lifetime any of them was given, in milliseconds: the guessing budget's
+    /// window must cover it.
+    pub longest_lifetime_ms: i64,
 }
 
 impl PendingCodes {

@@ -47,11 +47,16 @@ impl LimitTake {
         self
     }
 
-    /// The new `tat` if this take fits a bucket at `tat`, else how long until it would.
+    /// The new `tat` if this take fits a bucket at `tat`, else how long until it would. A
+    /// recorded-only take fills the bucket at most to the brim: however many are recorded,
+    /// the bucket empties again within its capacity.
     pub fn apply(&self, tat: Option<i64>, now: i64) -> Result<i64, Duration> {
         let next = tat.unwrap_or(now).max(now).saturating_add(self.cost_ms);
         let over = next.saturating_sub(now).saturating_sub(self.capacity_ms);
-        if self.enforce && over > 0 {
+        if !self.enforce {
+            return Ok(next.min(now.saturating_add(self.capacity_ms)));
+        }
+        if over > 0 {
             return Err(Duration::from_millis(over as u64));
         }
         Ok(next)
@@ -162,6 +167,18 @@ mod tests {
         // `small` is spent, so `big` is not drawn either.
         assert!(!b.take(&[big.clone(), small.clone()], t0).is_admitted());
         b.give_back(&[small.clone(), big.clone()]);
-        assert!(b.take(&[small, big.recorded_only()], t0).is_admitted());
+        assert!(
+            b.take(&[small, big.clone().recorded_only()], t0)
+                .is_admitted()
+        );
+        // Recorded takes never push a bucket past its brim.
+        for _ in 0..1000 {
+            assert!(b.take(&[big.clone().recorded_only()], t0).is_admitted());
+        }
+        let later = Timestamp::from_millis(1_000_000 + 60_000);
+        assert!(
+            b.take(&[big], later).is_admitted(),
+            "empty again after its capacity"
+        );
     }
 }

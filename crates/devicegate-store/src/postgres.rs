@@ -1270,8 +1270,8 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT length(user_code)::BIGINT, COUNT(*) FROM device_grants \
-                 WHERE status = 'pending' AND expires_at > $1 GROUP BY 1",
+                "SELECT length(user_code)::BIGINT, COUNT(*), MAX(expires_at - created_at) \
+                 FROM device_grants WHERE status = 'pending' AND expires_at > $1 GROUP BY 1",
             )
             .await
             .map_err(pg)?;
@@ -1279,6 +1279,7 @@ impl Store for PostgresStore {
         let mut counts = PendingCodes::default();
         for row in rows {
             counts.add(get::<i64>(&row, 0)? as usize, get::<i64>(&row, 1)? as u64);
+            counts.longest_lifetime_ms = counts.longest_lifetime_ms.max(get::<i64>(&row, 2)?);
         }
         Ok(counts)
     }
@@ -1305,22 +1306,32 @@ impl Store for PostgresStore {
         order.sort_by(|a, b| takes[*a].key.cmp(&takes[*b].key));
         let keys: Vec<&str> = order.iter().map(|&i| takes[i].key.as_str()).collect();
         let costs: Vec<i64> = order.iter().map(|&i| takes[i].cost_ms).collect();
+        // A recorded-only take travels as a negative capacity: never refused, but clamped to
+        // the brim like every backend's (`LimitTake::apply`).
         let caps: Vec<i64> = order
             .iter()
             .map(|&i| {
                 let t = &takes[i];
-                if t.enforce { t.capacity_ms } else { i64::MAX }
+                if t.enforce {
+                    t.capacity_ms
+                } else {
+                    -t.capacity_ms
+                }
             })
             .collect();
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
                 "INSERT INTO rate_limits AS r (key, tat, capacity) \
-                 SELECT k, $4 + c, cap FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) \
+                 SELECT k, $4 + LEAST(c, abs(cap)), cap \
+                   FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) \
                    WITH ORDINALITY AS t(k, c, cap, n) ORDER BY n \
                  ON CONFLICT (key) DO UPDATE \
-                   SET tat = GREATEST(r.tat, $4) + (EXCLUDED.tat - $4), capacity = EXCLUDED.capacity \
-                   WHERE GREATEST(r.tat, $4) + (EXCLUDED.tat - $4) - $4 <= EXCLUDED.capacity \
+                   SET tat = LEAST(GREATEST(r.tat, $4) + (EXCLUDED.tat - $4), \
+                                   $4 + abs(EXCLUDED.capacity)), \
+                       capacity = EXCLUDED.capacity \
+                   WHERE EXCLUDED.capacity < 0 \
+                      OR GREATEST(r.tat, $4) + (EXCLUDED.tat - $4) - $4 <= EXCLUDED.capacity \
                  RETURNING key",
             )
             .await

@@ -328,11 +328,23 @@ impl Visit {
         )
     }
 
-    /// Stores the session if it is a pre-session: the browser is about to change state.
-    async fn store_session(&mut self) -> Result<(), devicegate_store::StoreError> {
-        if let Some(s) = self.session.take() {
-            self.session = Some(s.stored(&self.state).await?);
+    /// Stores the session if it is a pre-session (the browser is about to change state),
+    /// within the address's cap.
+    async fn store_session(&mut self) -> Result<(), StepError> {
+        let Some(s) = self.session.take() else {
+            return Ok(());
+        };
+        if !s.is_stored() {
+            let paid = crate::limits::pay_for_session(&self.state, self.ip, now()).await;
+            if let Err(e) = paid
+                .map_err(StepError::from)
+                .and_then(|p| p.map_err(StepError::from))
+            {
+                self.session = Some(s);
+                return Err(e);
+            }
         }
+        self.session = Some(s.stored(&self.state).await?);
         Ok(())
     }
 
@@ -453,7 +465,7 @@ pub async fn adopt_flow(
         visit.session = Some(Session::start(&visit.state, &visit.tenant));
     }
     if let Err(e) = visit.store_session().await {
-        return visit.step_error(e.into());
+        return visit.step_error(e);
     }
     if let Some(s) = visit.session.as_mut() {
         s.record.flow_hash = Some(flow.secret_hash);
@@ -477,7 +489,7 @@ async fn enter_code(mut visit: Visit, body: Bytes) -> Response {
         return page;
     }
     if let Err(e) = visit.store_session().await {
-        return visit.step_error(e.into());
+        return visit.step_error(e);
     }
     let input = form.get("user_code").unwrap_or("").to_owned();
     let key = match usable_flow(&visit, &input).await {

@@ -1170,19 +1170,24 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT length(user_code), COUNT(*) FROM device_grants \
-                     WHERE status = 'pending' AND expires_at > ?1 GROUP BY 1",
+                    "SELECT length(user_code), COUNT(*), MAX(expires_at - created_at) \
+                     FROM device_grants WHERE status = 'pending' AND expires_at > ?1 GROUP BY 1",
                 )
                 .map_err(internal)?;
             let rows = stmt
                 .query_map([now.as_millis()], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
                 })
                 .map_err(internal)?;
             let mut counts = PendingCodes::default();
             for row in rows {
-                let (len, n) = row.map_err(internal)?;
+                let (len, n, longest) = row.map_err(internal)?;
                 counts.add(len as usize, n as u64);
+                counts.longest_lifetime_ms = counts.longest_lifetime_ms.max(longest);
             }
             Ok(counts)
         })

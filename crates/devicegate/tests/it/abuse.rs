@@ -169,21 +169,8 @@ async fn a_spent_guessing_budget_pauses_only_anonymous_entry() {
         assert_eq!(b["user_code"].as_str().unwrap().len(), 9, "XXXX-XXXX");
         codes.push(b["user_code"].as_str().unwrap().to_owned());
     }
-    let mut paused = false;
-    'addresses: for from in 100..300 {
-        let from = addr(from);
-        let flow = flow_from(&s, &from).await;
-        for _ in 0..4 {
-            let (status, b) = enter(&s, &from, &flow, "BCDF-BCDF").await;
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                assert_eq!(b["error"], "sign_on_required", "{b}");
-                paused = true;
-                break 'addresses;
-            }
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
-        }
-    }
-    assert!(paused, "the budget never ran out");
+    let guesses = spend_budget(&s, 100).await;
+    assert!(guesses >= 500, "paused after only {guesses} wrong codes");
     // Anonymous entry of the right code is refused, from a fresh address too.
     let person = addr(7);
     let flow = flow_from(&s, &person).await;
@@ -209,6 +196,8 @@ async fn a_spent_guessing_budget_pauses_only_anonymous_entry() {
     // On the pages: the code entry leads to sign-in, then the code is accepted. (Longer
     // codes, issued since, weigh little: guesses of their length are still admitted.)
     let other = codes.pop().unwrap();
+    // Spent again just before: the budget refills one eight-letter guess each 7 s.
+    spend_budget(&s, 400).await;
     let b = browser();
     let entry = get(&b, s.url("/device")).await;
     let p = post(
@@ -241,6 +230,26 @@ async fn a_spent_guessing_budget_pauses_only_anonymous_entry() {
         "{}",
         p.location()
     );
+}
+
+/// Wrong eight-letter codes from addresses `first`, `first + 1`, … (four each, under their
+/// own limit) until anonymous entry pauses; how many were admitted.
+async fn spend_budget(s: &TestServer, first: u32) -> usize {
+    let mut admitted = 0;
+    for from in first..first + 300 {
+        let from = addr(from);
+        let flow = flow_from(s, &from).await;
+        for _ in 0..4 {
+            let (status, b) = enter(s, &from, &flow, "BCDF-BCDF").await;
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                assert_eq!(b["error"], "sign_on_required", "{b}");
+                return admitted;
+            }
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
+            admitted += 1;
+        }
+    }
+    panic!("the budget never ran out");
 }
 
 /// Finding 2: 100 parallel wrong passwords got 99 × 401 and then the right password in.
@@ -449,4 +458,35 @@ async fn reading_pages_stores_nothing_and_flows_are_capped_per_address() {
     assert_eq!(rows("flows"), 100);
     // Another address still starts flows.
     flow_from(&s, &addr(12)).await;
+    // Replaying one pre-session cookie and its token: each POST would store a session; they
+    // stop at the address's cap.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let from = addr(13);
+    let page = plain
+        .get(s.url("/device"))
+        .header("x-forwarded-for", &from)
+        .send()
+        .await
+        .unwrap();
+    let cookie = page.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let csrf = crate::pages::input_value(&page.text().await.unwrap(), "csrf").unwrap();
+    let before = rows("browser_sessions");
+    let mut last = StatusCode::OK;
+    for _ in 0..110 {
+        let res = plain
+            .post(s.url("/device"))
+            .header("x-forwarded-for", &from)
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf.as_str()), ("user_code", "BCDF-BCDF")])
+            .send()
+            .await
+            .unwrap();
+        last = res.status();
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(rows("browser_sessions") - before, 100);
 }
