@@ -136,6 +136,14 @@ impl Browser {
             .unwrap()
     }
 
+    /// Asserts the page shows every one of `texts`.
+    async fn shows(&self, texts: &[&str]) {
+        let body = self.text().await;
+        for t in texts {
+            assert!(body.contains(t), "{t:?} is not on the page: {body}");
+        }
+    }
+
     async fn path(&self) -> String {
         self.client.current_url().await.unwrap().path().to_owned()
     }
@@ -384,23 +392,44 @@ async fn screenshots_of_every_page() {
             d["user_code"].as_str().unwrap()
         )))
         .await;
+        let code = d["user_code"].as_str().unwrap();
         b.shot(&format!("{label}-1-enter")).await;
+        b.shows(&["Connect a device"]).await;
         b.enter_code(&s, "BCDF-BCDF").await;
         b.shot(&format!("{label}-2-wrong-code")).await;
+        b.shows(&["That code is not right.", "Attempts left: 4."])
+            .await;
         b.enter_code(&s, other["user_code"].as_str().unwrap()).await;
         b.shot(&format!("{label}-3-used-code")).await;
-        b.enter_code(&s, d["user_code"].as_str().unwrap()).await;
+        b.shows(&["This code has already been used"]).await;
+        b.enter_code(&s, code).await;
         b.shot(&format!("{label}-4-sign-in")).await;
+        // The sign-in page names the device asking and its code.
+        b.shows(&["Sign in", "tv app", code]).await;
         b.sign_in("ann", "wrong password").await;
         b.shot(&format!("{label}-5-sign-in-failed")).await;
+        b.shows(&["Wrong username or password."]).await;
         b.sign_in("ann", PASSWORD).await;
         b.shot(&format!("{label}-6-consent")).await;
+        b.shows(&["Allow this device?", "tv app", code]).await;
         b.decide("approve").await;
         b.shot(&format!("{label}-7-done")).await;
-        for _ in 0..10 {
+        b.shows(&["Device connected"]).await;
+        // Five wrong codes end the attempt; the address's ten a minute (two spent above,
+        // refilling one each 6 s) then pause entry.
+        for _ in 0..5 {
             b.enter_code(&s, "ZZZZ-ZZZZ").await;
         }
-        b.shot(&format!("{label}-8-too-many")).await;
+        b.shot(&format!("{label}-8-attempt-ended")).await;
+        b.shows(&["it has ended"]).await;
+        for _ in 0..15 {
+            b.enter_code(&s, "ZZZZ-ZZZZ").await;
+            if b.text().await.contains("Too many attempts") {
+                break;
+            }
+        }
+        b.shot(&format!("{label}-9-too-many")).await;
+        b.shows(&["Too many attempts"]).await;
         b.finish().await;
         assert_eq!(poll(&s, &d).await.0, StatusCode::OK);
     }

@@ -326,28 +326,91 @@ async fn only_the_session_that_entered_the_code_can_decide_it_and_sign_out_ends_
 #[tokio::test]
 async fn a_signed_out_session_id_is_dead_on_the_server() {
     let s = TestServer::start().await;
+    s.public_client("tv", 1).await;
+    s.user("ann").await;
     let plain = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // Sign in as ann by hand, keeping the signed-in session's cookie.
     let p = get(&plain, s.url("/device")).await;
-    let set = p.headers["set-cookie"].to_str().unwrap();
-    let pair = set.split(';').next().unwrap().to_owned();
-    let csrf = p.csrf();
-    let with_cookie = |url: String| plain.post(url).header("cookie", pair.clone());
-    let res = with_cookie(s.url("/device/signout"))
-        .form(&[("csrf", csrf.as_str())])
+    let pre = cookie_pair(&p);
+    let d = s.device_authorization("tv", None).await;
+    let code = d["user_code"].as_str().unwrap();
+    let res = plain
+        .post(s.url("/device"))
+        .header("cookie", &pre)
+        .form(&[("csrf", p.csrf().as_str()), ("user_code", code)])
+        .send()
+        .await
+        .unwrap();
+    let stored = res.headers()["set-cookie"].to_str().unwrap();
+    let stored = stored.split(';').next().unwrap().to_owned();
+    let with = |cookie: &str, url: String| plain.get(url).header("cookie", cookie.to_owned());
+    let form = page(with(&stored, s.url("/device/signin"))).await;
+    let res = plain
+        .post(s.url("/device/signin"))
+        .header("cookie", &stored)
+        .form(&[
+            ("csrf", form.csrf().as_str()),
+            ("username", "ann"),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    // Replaying the old cookie: no session, so the POST is refused.
-    let res = with_cookie(s.url("/device"))
-        .form(&[("csrf", csrf.as_str()), ("user_code", "BCDF-GHJK")])
+    let signed_in = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("devicegate=dgb_"))
+        .unwrap();
+    let consent = page(with(&signed_in, s.url("/device/consent"))).await;
+    assert!(consent.html.contains("Signed in as"), "{}", consent.html);
+    // Sign out, then replay the signed-in cookie: it names nobody and holds no flow.
+    let res = plain
+        .post(s.url("/device/signout"))
+        .header("cookie", &signed_in)
+        .form(&[("csrf", consent.csrf().as_str())])
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let replayed = page(with(&signed_in, s.url("/device/consent"))).await;
+    assert_eq!(replayed.status, StatusCode::SEE_OTHER, "no flow any more");
+    let entry = page(with(&signed_in, s.url("/device"))).await;
+    assert!(!entry.html.contains("Signed in as"), "{}", entry.html);
+    // Entering a fresh code with it asks for a sign-in again, as for a stranger.
+    let d = s.device_authorization("tv", None).await;
+    let res = plain
+        .post(s.url("/device"))
+        .header("cookie", &signed_in)
+        .form(&[
+            ("csrf", entry.csrf().as_str()),
+            ("user_code", d["user_code"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let to = res.headers()["location"].to_str().unwrap();
+    assert!(to.ends_with("/device/signin"), "{to}");
+}
+
+fn cookie_pair(p: &Page) -> String {
+    let set = p.headers["set-cookie"].to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn page(req: reqwest::RequestBuilder) -> Page {
+    let res = req.send().await.unwrap();
+    Page {
+        status: res.status(),
+        headers: res.headers().clone(),
+        html: res.text().await.unwrap(),
+    }
 }
 
 #[tokio::test]
