@@ -511,13 +511,7 @@ pub async fn pay_for_session(
     ip: IpAddr,
     now: Timestamp,
 ) -> Result<Result<Paid, Refused>, StoreError> {
-    let ip = client_key(ip);
-    let cap = state.settings.limits.max_flows_per_address;
-    if cap == 0 {
-        return Ok(Ok(Paid { takes: Vec::new() }));
-    }
-    let take = LimitTake::per(format!("session:ip:{ip}"), cap, state.settings.flow_ttl);
-    draw(state, vec![take], now, None).await
+    pay_for_row(state, "session", ip, now).await
 }
 
 /// Pays for a new verification flow from `ip`.
@@ -526,12 +520,22 @@ pub async fn pay_for_flow(
     ip: IpAddr,
     now: Timestamp,
 ) -> Result<Result<Paid, Refused>, StoreError> {
+    pay_for_row(state, "flow", ip, now).await
+}
+
+/// One row of `kind` written for `ip`: `max_flows_per_address` per flow lifetime.
+async fn pay_for_row(
+    state: &AppState,
+    kind: &str,
+    ip: IpAddr,
+    now: Timestamp,
+) -> Result<Result<Paid, Refused>, StoreError> {
     let ip = client_key(ip);
     let cap = state.settings.limits.max_flows_per_address;
     if cap == 0 {
         return Ok(Ok(Paid { takes: Vec::new() }));
     }
-    let take = LimitTake::per(format!("flow:ip:{ip}"), cap, state.settings.flow_ttl);
+    let take = LimitTake::per(format!("{kind}:ip:{ip}"), cap, state.settings.flow_ttl);
     draw(state, vec![take], now, None).await
 }
 

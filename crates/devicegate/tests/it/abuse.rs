@@ -199,13 +199,7 @@ async fn a_spent_guessing_budget_pauses_only_anonymous_entry() {
     // Spent again just before: the budget refills one eight-letter guess each 7 s.
     spend_budget(&s, 400).await;
     let b = browser();
-    let entry = get(&b, s.url("/device")).await;
-    let p = post(
-        &b,
-        s.url("/device"),
-        &[("csrf", &entry.csrf()), ("user_code", &other)],
-    )
-    .await;
+    let p = enter_on_pages(&s, &b, &other).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.html);
     assert!(p.location().ends_with("/device/signin"));
     let form = get(&b, s.url("/device/signin")).await;
@@ -217,13 +211,7 @@ async fn a_spent_guessing_budget_pauses_only_anonymous_entry() {
     let p = submit_password(&s, &b, &form).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.html);
     assert!(p.location().ends_with("/device"), "{}", p.location());
-    let entry = get(&b, s.url("/device")).await;
-    let p = post(
-        &b,
-        s.url("/device"),
-        &[("csrf", &entry.csrf()), ("user_code", &other)],
-    )
-    .await;
+    let p = enter_on_pages(&s, &b, &other).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.html);
     assert!(
         p.location().ends_with("/device/consent"),
@@ -387,6 +375,17 @@ async fn strangers_slow_an_account_down_but_cannot_lock_its_owner_out() {
     );
 }
 
+/// Opens the code-entry page in browser `b` and enters `code`.
+async fn enter_on_pages(s: &TestServer, b: &reqwest::Client, code: &str) -> Page {
+    let entry = get(b, s.url("/device")).await;
+    post(
+        b,
+        s.url("/device"),
+        &[("csrf", &entry.csrf()), ("user_code", code)],
+    )
+    .await
+}
+
 /// Posts ann's password to the sign-in form `form` in browser `b`.
 async fn submit_password(s: &TestServer, b: &reqwest::Client, form: &Page) -> Page {
     post(
@@ -405,16 +404,7 @@ async fn submit_password(s: &TestServer, b: &reqwest::Client, form: &Page) -> Pa
 /// the answer to the password.
 async fn sign_in_on_pages(s: &TestServer, b: &reqwest::Client) -> Page {
     let d = s.device_authorization("tv", None).await;
-    let entry = get(b, s.url("/device")).await;
-    let p = post(
-        b,
-        s.url("/device"),
-        &[
-            ("csrf", &entry.csrf()),
-            ("user_code", d["user_code"].as_str().unwrap()),
-        ],
-    )
-    .await;
+    let p = enter_on_pages(s, b, d["user_code"].as_str().unwrap()).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.html);
     let form = get(b, s.url("/device/signin")).await;
     assert_eq!(
