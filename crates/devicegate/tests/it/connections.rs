@@ -147,6 +147,19 @@ async fn a_request_body_that_stalls_is_answered_408_and_the_connection_closed() 
     );
 }
 
+/// A code from Ocient's `sso_device_grant`, whose `verify` long-polls.
+async fn ocient_grant(s: &TestServer) -> Value {
+    s.http
+        .post(s.url("/v1/sso_device_grant"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The body clock is the body's alone: Ocient's `verify` waits on purpose, longer than the
 /// body timeout, and answers in its own words.
 #[tokio::test]
@@ -156,16 +169,7 @@ async fn a_long_poll_outlives_the_body_timeout() {
         ..ConnectionLimits::default()
     })
     .await;
-    let grant: Value = s
-        .http
-        .post(s.url("/v1/sso_device_grant"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let grant = ocient_grant(&s).await;
     let res = s
         .http
         .post(s.url("/v1/sso_device_grant_verify"))
@@ -244,16 +248,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_cuts_the_rest_at_the_drain_
         ..ConnectionLimits::default()
     })
     .await;
-    let grant: Value = s
-        .http
-        .post(s.url("/v1/sso_device_grant"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let grant = ocient_grant(&s).await;
     let verify = s
         .http
         .post(s.url("/v1/sso_device_grant_verify"))
