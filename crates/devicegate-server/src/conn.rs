@@ -50,7 +50,7 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::OAuthError;
-use crate::metrics;
+use crate::metrics::Metrics;
 
 /// How long clients may take and how many connections one may hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +88,7 @@ pub(crate) async fn serve(
     app: Router,
     limits: ConnectionLimits,
     trusted_proxies: Vec<IpAddr>,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let limits = Arc::new(limits);
@@ -95,7 +96,11 @@ pub(crate) async fn serve(
     // Off: the watchdog keeps the head clock (see the module comment). hyper only honours it
     // with a timer, and none is given, but say so rather than rely on that.
     builder.http1().header_read_timeout(None);
-    let builder = Arc::new(builder);
+    let shared = Arc::new(Shared {
+        builder,
+        limits: limits.clone(),
+        metrics: metrics.clone(),
+    });
     let per_address = Arc::new(PerAddress::new(limits.max_per_address, trusted_proxies));
     let (draining, drain_signal) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -114,7 +119,7 @@ pub(crate) async fn serve(
                 };
                 let Some(slot) = per_address.admit(peer.ip()) else {
                     tracing::debug!(%peer, "connection refused: too many from this address");
-                    CloseReason::AddressCap.count(1);
+                    CloseReason::AddressCap.count(&metrics, 1);
                     drop(stream);
                     continue;
                 };
@@ -122,8 +127,7 @@ pub(crate) async fn serve(
                     stream,
                     peer,
                     app.clone(),
-                    builder.clone(),
-                    limits.clone(),
+                    shared.clone(),
                     drain_signal.clone(),
                     slot,
                 ));
@@ -141,7 +145,7 @@ pub(crate) async fn serve(
             connections = connections.len(),
             "shutdown drain timed out: closing the remaining connections"
         );
-        CloseReason::DrainTimeout.count(connections.len() as u64);
+        CloseReason::DrainTimeout.count(&metrics, connections.len() as u64);
         connections.shutdown().await;
     }
     Ok(())
@@ -162,15 +166,22 @@ async fn accept_failed(e: io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
+/// What every connection of one server shares.
+struct Shared {
+    builder: auto::Builder<TokioExecutor>,
+    limits: Arc<ConnectionLimits>,
+    metrics: Arc<Metrics>,
+}
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     app: Router,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    limits: Arc<ConnectionLimits>,
+    shared: Arc<Shared>,
     mut drain_signal: watch::Receiver<bool>,
     _slot: Slot,
 ) {
+    let (limits, metrics) = (&shared.limits, &shared.metrics);
     let watch = Arc::new(Watch::new());
     let io = TokioIo::new(Watched {
         io: stream,
@@ -181,10 +192,11 @@ async fn serve_connection(
         peer,
         watch: watch.clone(),
         body_read_timeout: limits.body_read_timeout,
+        metrics: metrics.clone(),
     };
-    let conn = builder.serve_connection(io, service);
+    let conn = shared.builder.serve_connection(io, service);
     tokio::pin!(conn);
-    let expired = watch.expiry(&limits);
+    let expired = watch.expiry(limits);
     tokio::pin!(expired);
     let mut draining = false;
     loop {
@@ -197,7 +209,7 @@ async fn serve_connection(
             }
             reason = &mut expired => {
                 tracing::debug!(%peer, reason = reason.as_str(), "closing connection");
-                reason.count(1);
+                reason.count(metrics, 1);
                 return;
             }
             // An error means the server is gone without a word: drain all the same.
@@ -230,8 +242,8 @@ impl CloseReason {
         }
     }
 
-    fn count(self, n: u64) {
-        metrics::connections_closed(self.as_str(), n);
+    fn count(self, metrics: &Metrics, n: u64) {
+        metrics.connections_closed(self.as_str(), n);
     }
 }
 
@@ -423,6 +435,7 @@ struct ConnService {
     peer: SocketAddr,
     watch: Arc<Watch>,
     body_read_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 type ServiceFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -451,12 +464,13 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let mut req = Request::from_parts(parts, body);
         req.extensions_mut().insert(ConnectInfo(self.peer));
         let answer = self.app.clone().oneshot(req);
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             let res = answer.await;
             drop(in_flight);
             match late {
                 Some(late) if late.load(Ordering::Relaxed) => {
-                    CloseReason::BodyTimeout.count(1);
+                    CloseReason::BodyTimeout.count(&metrics, 1);
                     Ok(body_too_slow(h1))
                 }
                 _ => res,

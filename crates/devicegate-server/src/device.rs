@@ -162,7 +162,7 @@ pub async fn issue(
         match state.store.create_grant(&grant).await {
             Ok(()) => {
                 state.limits.issued(code_length, ttl);
-                crate::metrics::code_issued();
+                state.metrics.code_issued();
                 return Ok(Issued {
                     device_code,
                     grant,

@@ -145,6 +145,7 @@ pub struct Inner {
     pub store: Arc<dyn Store>,
     pub passwords: Passwords,
     pub limits: limits::Limits,
+    pub metrics: Arc<metrics::Metrics>,
     clients: client_auth::ClientCache,
     tenants: tenant::Tenants,
     pages: pages::Pages,
@@ -169,6 +170,7 @@ impl AppState {
             store,
             passwords,
             limits,
+            metrics: Arc::new(metrics::Metrics::new()),
             clients: client_auth::ClientCache::default(),
             tenants: tenant::Tenants::default(),
             pages,
@@ -270,7 +272,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(error::not_found)
         // Outside the routes, so that every route (and the fallback) is counted and timed.
-        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
@@ -318,7 +320,8 @@ pub async fn serve(
     let sweeper = tokio::spawn(sweep_forever(state.store.clone()));
     let limits = state.settings.connections.clone();
     let proxies = state.settings.trusted_proxies.clone();
-    let out = conn::serve(listener, router(state), limits, proxies, shutdown).await;
+    let metrics = state.metrics.clone();
+    let out = conn::serve(listener, router(state), limits, proxies, metrics, shutdown).await;
     sweeper.abort();
     out
 }

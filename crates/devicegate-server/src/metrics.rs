@@ -13,14 +13,12 @@
 //!   (`address_cap`, `header_timeout`, `body_timeout`, `idle_timeout`, `drain_timeout`; see
 //!   `conn.rs`). A climbing `header_timeout` or `address_cap` is a slow-client attack.
 //!
-//! The registry is process-wide, as Prometheus clients conventionally are, so that a hook in
-//! a handler is one line with nothing to thread through. Several servers in one process
-//! (tests) share it; counters only grow.
+//! Each server has a registry of its own (`AppState::metrics`), so that several servers in one
+//! process (the tests) count apart and a count can be asserted exactly.
 
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use devicegate_core::Timestamp;
@@ -31,6 +29,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::AppState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -48,7 +48,9 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
-struct Metrics {
+/// One server's registry and the handles its hooks count into.
+#[derive(Debug)]
+pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
@@ -62,64 +64,106 @@ struct Metrics {
     closed: Family<ReasonLabels, Counter>,
 }
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let mut registry = Registry::with_prefix("devicegate");
-    let requests = Family::<RequestLabels, Counter>::default();
-    registry.register(
-        "http_requests",
-        "Requests by matched route and status class",
-        requests.clone(),
-    );
-    // 50 µs to about 3 s: polls answer in well under a millisecond, sign-ons in tens.
-    let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-        Histogram::new(exponential_buckets(0.000_05, 3.0, 11))
-    });
-    registry.register(
-        "http_request_duration_seconds",
-        "Time in the handler by matched route, store calls included",
-        duration.clone(),
-    );
-    let mut counter = |name: &str, help: &str| {
-        let c = Counter::default();
-        registry.register(name, help, c.clone());
-        c
-    };
-    let issued = counter("device_codes_issued", "Device codes issued (RFC 8628 §3.2)");
-    let verified = counter("codes_verified", "User codes entered and bound to a flow");
-    let approved = counter("codes_approved", "Device grants approved");
-    let denied = counter("codes_denied", "Device grants denied");
-    let expired = counter("expired_token_answers", "Polls answered expired_token");
-    let slow_down = counter("slow_down_answers", "Polls answered slow_down (§3.5)");
-    // 1 s to about 18 minutes: people take seconds to minutes; codes live 10 minutes.
-    let to_approval = Histogram::new(exponential_buckets(1.0, 2.0, 11));
-    registry.register(
-        "code_to_approval_seconds",
-        "Time from a device code's issue to its approval",
-        to_approval.clone(),
-    );
-    let closed = Family::<ReasonLabels, Counter>::default();
-    registry.register(
-        "connections_closed",
-        "Connections closed by the server's limits, by reason",
-        closed.clone(),
-    );
-    Metrics {
-        registry,
-        requests,
-        duration,
-        issued,
-        verified,
-        approved,
-        denied,
-        expired,
-        slow_down,
-        to_approval,
-        closed,
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
     }
-});
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("devicegate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Requests by matched route and status class",
+            requests.clone(),
+        );
+        // 50 µs to about 3 s: polls answer in well under a millisecond, sign-ons in tens.
+        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 3.0, 11))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Time in the handler by matched route, store calls included",
+            duration.clone(),
+        );
+        let mut counter = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let issued = counter("device_codes_issued", "Device codes issued (RFC 8628 §3.2)");
+        let verified = counter("codes_verified", "User codes entered and bound to a flow");
+        let approved = counter("codes_approved", "Device grants approved");
+        let denied = counter("codes_denied", "Device grants denied");
+        let expired = counter("expired_token_answers", "Polls answered expired_token");
+        let slow_down = counter("slow_down_answers", "Polls answered slow_down (§3.5)");
+        // 1 s to about 18 minutes: people take seconds to minutes; codes live 10 minutes.
+        let to_approval = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register(
+            "code_to_approval_seconds",
+            "Time from a device code's issue to its approval",
+            to_approval.clone(),
+        );
+        let closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections closed by the server's limits, by reason",
+            closed.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            issued,
+            verified,
+            approved,
+            denied,
+            expired,
+            slow_down,
+            to_approval,
+            closed,
+        }
+    }
+
+    pub fn code_issued(&self) {
+        self.issued.inc();
+    }
+
+    pub fn code_verified(&self) {
+        self.verified.inc();
+    }
+
+    /// A grant issued at `issued_at` was approved (`accept`) or denied at `now`.
+    pub fn code_decided(&self, accept: bool, issued_at: Timestamp, now: Timestamp) {
+        if accept {
+            self.approved.inc();
+            let waited: Duration = issued_at.until(now);
+            self.to_approval.observe(waited.as_secs_f64());
+        } else {
+            self.denied.inc();
+        }
+    }
+
+    pub fn expired_token(&self) {
+        self.expired.inc();
+    }
+
+    pub fn slow_down(&self) {
+        self.slow_down.inc();
+    }
+
+    /// The server closed `n` connections for `reason` (`conn.rs`).
+    pub(crate) fn connections_closed(&self, reason: &'static str, n: u64) {
+        self.closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(n);
+    }
+}
 
 /// Middleware: counts and times every request by its matched route.
-pub async fn track(req: Request, next: Next) -> Response {
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -127,7 +171,7 @@ pub async fn track(req: Request, next: Next) -> Response {
         .to_owned();
     let started = Instant::now();
     let res = next.run(req).await;
-    let m = &*METRICS;
+    let m = &state.metrics;
     m.duration
         .get_or_create(&RouteLabels {
             route: route.clone(),
@@ -147,9 +191,9 @@ pub async fn track(req: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`.
-pub async fn endpoint() -> Response {
+pub async fn endpoint(State(state): State<AppState>) -> Response {
     let mut body = String::new();
-    if encode(&mut body, &METRICS.registry).is_err() {
+    if encode(&mut body, &state.metrics.registry).is_err() {
         return http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     (
@@ -160,39 +204,4 @@ pub async fn endpoint() -> Response {
         body,
     )
         .into_response()
-}
-
-pub fn code_issued() {
-    METRICS.issued.inc();
-}
-
-pub fn code_verified() {
-    METRICS.verified.inc();
-}
-
-/// A grant issued at `issued_at` was approved (`accept`) or denied at `now`.
-pub fn code_decided(accept: bool, issued_at: Timestamp, now: Timestamp) {
-    if accept {
-        METRICS.approved.inc();
-        let waited: Duration = issued_at.until(now);
-        METRICS.to_approval.observe(waited.as_secs_f64());
-    } else {
-        METRICS.denied.inc();
-    }
-}
-
-pub fn expired_token() {
-    METRICS.expired.inc();
-}
-
-pub fn slow_down() {
-    METRICS.slow_down.inc();
-}
-
-/// The server closed `n` connections for `reason` (`conn.rs`).
-pub(crate) fn connections_closed(reason: &'static str, n: u64) {
-    METRICS
-        .closed
-        .get_or_create(&ReasonLabels { reason })
-        .inc_by(n);
 }

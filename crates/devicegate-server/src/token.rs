@@ -66,9 +66,9 @@ pub(crate) async fn device_code(
     match state.store.poll_held(&hash, &tenant.id, &client.id, now()) {
         Some(HeldPoll::Paced(Paced::Pending)) => return Err(pending()),
         Some(HeldPoll::Paced(Paced::SlowDown { interval_secs })) => {
-            return Err(slow_down(interval_secs));
+            return Err(slow_down(state, interval_secs));
         }
-        Some(HeldPoll::Expired) => return Err(expired()),
+        Some(HeldPoll::Expired) => return Err(expired(state)),
         None => {}
     }
     for _ in 0..CAS_ATTEMPTS {
@@ -88,7 +88,7 @@ pub(crate) async fn device_code(
                     "unknown or already used device code",
                 ));
             }
-            PollDecision::ExpiredToken => return Err(expired()),
+            PollDecision::ExpiredToken => return Err(expired(state)),
             PollDecision::AccessDenied => {
                 return Err(OAuthError::bad(
                     ErrorCode::AccessDenied,
@@ -103,7 +103,8 @@ pub(crate) async fn device_code(
             PollDecision::SlowDown {
                 next,
                 interval_secs,
-            } => (state.store.record_poll(&next).await).map(|()| Err(slow_down(interval_secs))),
+            } => (state.store.record_poll(&next).await)
+                .map(|()| Err(slow_down(state, interval_secs))),
             PollDecision::Issue {
                 next,
                 subject,
@@ -152,13 +153,13 @@ fn pending() -> OAuthError {
     )
 }
 
-fn slow_down(interval_secs: u32) -> OAuthError {
-    crate::metrics::slow_down();
+fn slow_down(state: &AppState, interval_secs: u32) -> OAuthError {
+    state.metrics.slow_down();
     OAuthError::bad(ErrorCode::SlowDown, "polling too fast; slow down").with_interval(interval_secs)
 }
 
-fn expired() -> OAuthError {
-    crate::metrics::expired_token();
+fn expired(state: &AppState) -> OAuthError {
+    state.metrics.expired_token();
     OAuthError::bad(ErrorCode::ExpiredToken, "the device code has expired")
 }
 

@@ -230,7 +230,7 @@ async fn enter_code(
         match flow.verify_user_code(found.as_ref(), now) {
             Ok((next, grant)) => {
                 if commit(state, &next, Some(&grant)).await? {
-                    crate::metrics::code_verified();
+                    state.metrics.code_verified();
                     return Ok(next);
                 }
             }
@@ -443,7 +443,7 @@ pub async fn consent(
         };
         let (next, grant) = flow.consent(&grant, accept, now)?;
         if commit(state, &next, Some(&grant)).await? {
-            crate::metrics::code_decided(accept, grant.created_at, now);
+            state.metrics.code_decided(accept, grant.created_at, now);
             return Ok(next);
         }
     }
