@@ -19,6 +19,7 @@ mod flows_api;
 mod json;
 mod keys;
 pub mod limits;
+mod metadata;
 pub mod metrics;
 pub(crate) mod pages;
 mod passwords;

@@ -19,7 +19,8 @@ use devicegate_proto::ErrorCode;
 use devicegate_store::{DEFAULT_TENANT, StoreError, TenantRecord};
 
 use crate::error::OAuthError;
-use crate::{AppState, KeySet, StartError, discovery, now};
+use crate::metadata::Documents;
+use crate::{AppState, KeySet, StartError, now};
 
 /// How long a loaded tenant is trusted before it is looked up again (a tenant deleted from
 /// the CLI disappears from running servers within this).
@@ -33,7 +34,7 @@ pub struct Tenant {
     /// Path prefix of this tenant's native endpoints: "" or "/t/{id}".
     pub base: String,
     pub keys: KeySet,
-    pub(crate) discovery: discovery::Documents,
+    pub(crate) discovery: Documents,
 }
 
 impl Tenant {
@@ -121,7 +122,7 @@ pub async fn load(state: &AppState, record: TenantRecord) -> Result<Arc<Tenant>,
         now(),
     )
     .await?;
-    let discovery = discovery::Documents::new(&issuer, &keys);
+    let discovery = Documents::new(&issuer, &keys);
     let tenant = Arc::new(Tenant {
         id: record.id,
         uuid: record.uuid,
