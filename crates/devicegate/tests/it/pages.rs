@@ -43,16 +43,16 @@ impl Page {
 }
 
 pub async fn get(b: &reqwest::Client, url: String) -> Page {
-    let res = b.get(url).send().await.unwrap();
-    Page {
-        status: res.status(),
-        headers: res.headers().clone(),
-        html: res.text().await.unwrap(),
-    }
+    page(b.get(url)).await
 }
 
 pub async fn post(b: &reqwest::Client, url: String, form: &[(&str, &str)]) -> Page {
-    let res = b.post(url).form(form).send().await.unwrap();
+    page(b.post(url).form(form)).await
+}
+
+/// Sends `req` and reads the answer as a page.
+async fn page(req: reqwest::RequestBuilder) -> Page {
+    let res = req.send().await.unwrap();
     Page {
         status: res.status(),
         headers: res.headers().clone(),
@@ -402,15 +402,6 @@ async fn a_signed_out_session_id_is_dead_on_the_server() {
 fn cookie_pair(p: &Page) -> String {
     let set = p.headers["set-cookie"].to_str().unwrap();
     set.split(';').next().unwrap().to_owned()
-}
-
-async fn page(req: reqwest::RequestBuilder) -> Page {
-    let res = req.send().await.unwrap();
-    Page {
-        status: res.status(),
-        headers: res.headers().clone(),
-        html: res.text().await.unwrap(),
-    }
 }
 
 #[tokio::test]
