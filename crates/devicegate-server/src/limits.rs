@@ -127,8 +127,7 @@ async fn draw(
             retry_after,
         } => Ok(Err(Refused {
             retry_after: retry_after.max(Duration::from_secs(1)),
-            sign_on_first: budget_at.is_some()
-                && refused == budget_at.into_iter().collect::<Vec<_>>(),
+            sign_on_first: budget_at.is_some_and(|i| refused == [i]),
         })),
     }
 }

@@ -653,6 +653,13 @@ impl SignOnLink {
         self.device["user_code"].as_str().unwrap()
     }
 
+    /// The device's poll at PingOne's token endpoint.
+    async fn poll(&self, s: &TestServer) -> (StatusCode, Value) {
+        let code = self.device["device_code"].as_str().unwrap();
+        s.poll_at(&format!("/{}/as/token", self.env), "tv", code)
+            .await
+    }
+
     async fn grant_status(&self, s: &TestServer) -> &'static str {
         let code = devicegate_core::user_code::UserCode::parse(self.user_code()).unwrap();
         s.store()
@@ -752,13 +759,7 @@ async fn pingone_sign_on_link_belongs_to_the_first_browser_that_opens_it() {
         (p.status, p.location()),
         (StatusCode::SEE_OTHER, "/device/done")
     );
-    let (status, t) = s
-        .poll_at(
-            &format!("/{}/as/token", l.env),
-            "tv",
-            l.device["device_code"].as_str().unwrap(),
-        )
-        .await;
+    let (status, t) = l.poll(&s).await;
     assert_eq!(status, StatusCode::OK, "{t}");
     assert_eq!(claims(t["id_token"].as_str().unwrap()).1["sub"], carol);
 }
@@ -842,13 +843,7 @@ async fn pingone_flow_signed_on_through_the_flows_api_stays_with_its_caller() {
     assert_eq!(l.grant_status(&s).await, "pending");
     let (_, f) = ping_post(&s, &l.env, &l.flow, CONSENT, json!({"accept": true})).await;
     assert_eq!(f["status"], "COMPLETED", "{f}");
-    let (status, t) = s
-        .poll_at(
-            &format!("/{}/as/token", l.env),
-            "tv",
-            l.device["device_code"].as_str().unwrap(),
-        )
-        .await;
+    let (status, t) = l.poll(&s).await;
     assert_eq!(status, StatusCode::OK, "{t}");
 }
 
