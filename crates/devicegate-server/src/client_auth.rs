@@ -95,13 +95,8 @@ const CLIENT_CACHE_FOR: Duration = Duration::from_secs(1);
 const CLIENT_CACHE_MAX: usize = 10_000;
 
 impl ClientCache {
-    async fn get(
-        &self,
-        state: &AppState,
-        tenant: &str,
-        id: &str,
-    ) -> Result<ClientRecord, StoreError> {
-        let key = (tenant.to_owned(), id.to_owned());
+    pub(crate) async fn get(&self, tenant: &Tenant, id: &str) -> Result<ClientRecord, StoreError> {
+        let key = (tenant.id.clone(), id.to_owned());
         {
             let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, c)) = cache.get(&key)
@@ -110,7 +105,7 @@ impl ClientCache {
                 return Ok(c.clone());
             }
         }
-        let client = state.store.get_client(tenant, id).await?;
+        let client = tenant.store.get_client(id).await?;
         let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CLIENT_CACHE_MAX {
             cache.clear();
@@ -128,7 +123,7 @@ pub async fn authenticate_client(
     form: &OAuthForm,
 ) -> Result<ClientRecord, OAuthError> {
     let p = presented(headers, form)?;
-    let client = match state.clients.get(state, &tenant.id, &p.id).await {
+    let client = match state.clients.get(tenant, &p.id).await {
         Ok(c) => c,
         Err(StoreError::NotFound) => return Err(OAuthError::invalid_client(p.basic)),
         Err(e) => return Err(e.into()),

@@ -1,6 +1,6 @@
 //! `POST /oauth2/device_authorization` (RFC 8628 §3.1–3.2).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -55,17 +55,23 @@ pub async fn authorize_form(
         tenant,
         &client,
         scopes,
-        requester(state, peer, headers),
+        asker(state, peer, headers),
         None,
     )
     .await
 }
 
-/// Who asked, as the person approving will see it: the client address behind any trusted
-/// proxy, as every limit counts it.
-pub fn requester(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Requester {
-    Requester {
-        ip: Some(client_ip(peer.ip(), headers, &state.settings.trusted_proxies).to_string()),
+/// Who asked for a code, as the person approving will see it.
+#[derive(Debug, Clone)]
+pub struct Asker {
+    /// The client address behind any trusted proxy, as every limit counts it.
+    pub ip: IpAddr,
+    pub user_agent: Option<String>,
+}
+
+pub fn asker(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Asker {
+    Asker {
+        ip: client_ip(peer.ip(), headers, &state.settings.trusted_proxies),
         user_agent: headers
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -106,7 +112,7 @@ pub async fn issue(
     tenant: &Tenant,
     client: &ClientRecord,
     scopes: Scopes,
-    requester: Requester,
+    asker: Asker,
     context: Option<String>,
 ) -> Result<Issued, OAuthError> {
     let ttl = client
@@ -117,11 +123,11 @@ pub async fn issue(
         .poll_interval_secs
         .unwrap_or(state.settings.poll_interval_secs);
     let now = now();
-    let ip = requester
-        .ip
-        .as_deref()
-        .and_then(|ip| ip.parse().ok())
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let ip = asker.ip;
+    let requester = Requester {
+        ip: Some(ip.to_string()),
+        user_agent: asker.user_agent,
+    };
     if let Err(refused) =
         limits::pay_for_device_code(state, &tenant.id, &client.id, ip, ttl, now).await?
     {
@@ -159,7 +165,7 @@ pub async fn issue(
             context: context.clone(),
             version: 0,
         };
-        match state.store.create_grant(&grant).await {
+        match tenant.store.create_grant(&grant).await {
             Ok(()) => {
                 state.limits.issued(code_length, ttl);
                 state.metrics.code_issued();

@@ -1,4 +1,5 @@
-//! The OAuth error type (RFC 6749 §5.2) and how store errors become it.
+//! The OAuth error type (RFC 6749 §5.2), and [`Failure`]: how a store error reads on every
+//! surface.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -62,30 +63,74 @@ impl OAuthError {
         )
     }
 
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TemporarilyUnavailable,
+            "the service is temporarily unavailable, try again shortly",
+        )
+    }
+
+    /// What a failure this error stands for means to every surface (`Failure`): a dialect
+    /// that calls a shared path answers in its own format by this.
+    pub fn failure(&self) -> Option<Failure> {
+        match self.status {
+            StatusCode::SERVICE_UNAVAILABLE => Some(Failure::Unavailable),
+            StatusCode::INTERNAL_SERVER_ERROR => Some(Failure::Internal),
+            _ => None,
+        }
+    }
+
     pub fn with_interval(mut self, secs: u32) -> Self {
         self.body.interval = Some(u64::from(secs));
         self
     }
 }
 
-/// Store failures that a handler did not map itself: unavailability is a 503, anything else
-/// a 500 whose detail goes to the log, never to the caller.
-impl From<StoreError> for OAuthError {
+/// A store failure that a handler did not map itself, as every surface answers it: each
+/// surface's error type converts a `StoreError` through this and only this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The record is not there: the surface's own not-found answer.
+    NotFound,
+    /// The store cannot be reached: 503, try again.
+    Unavailable,
+    /// Anything else (a corrupt row, a conflict no handler expected): 500. The detail goes to
+    /// the log, never to the caller.
+    Internal,
+}
+
+impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         match e {
+            StoreError::NotFound => Failure::NotFound,
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "storage unavailable");
-                OAuthError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::TemporarilyUnavailable,
-                    "the service is temporarily unavailable, try again shortly",
-                )
+                Failure::Unavailable
             }
             other => {
                 tracing::error!(error = %other, "storage error");
-                OAuthError::internal()
+                Failure::Internal
             }
         }
+    }
+}
+
+impl From<Failure> for OAuthError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::NotFound => {
+                OAuthError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such record")
+            }
+            Failure::Unavailable => OAuthError::unavailable(),
+            Failure::Internal => OAuthError::internal(),
+        }
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        Failure::from(e).into()
     }
 }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 
-use crate::error::OAuthError;
+use crate::error::{Failure, OAuthError};
 use crate::extract::ApiJson;
 use crate::limits::client_ip;
 use crate::tenant::Tenant;
@@ -65,6 +65,8 @@ impl From<StepError> for OAuthError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::TemporarilyUnavailable,
             ),
+            StepError::Unavailable => return Failure::Unavailable.into(),
+            StepError::Internal => return Failure::Internal.into(),
             StepError::Limited {
                 retry_after,
                 sign_on_first,
@@ -85,7 +87,6 @@ impl From<StepError> for OAuthError {
                 err.retry_after = Some(retry_after.as_secs().max(1));
                 return err;
             }
-            StepError::Store(s) => return s.clone().into(),
             StepError::Flow(f) => match f {
                 FlowError::Expired => (StatusCode::GONE, ErrorCode::ExpiredFlow),
                 FlowError::WrongStatus(_) | FlowError::Held => {
@@ -107,12 +108,12 @@ impl From<StepError> for OAuthError {
 }
 
 async fn view(
-    state: &AppState,
+    tenant: &Tenant,
     flow_id: &str,
     flow: devicegate_core::flow::Flow,
 ) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
     Ok(Json(
-        verification::describe(state, flow).await?.view(flow_id),
+        verification::describe(tenant, flow).await?.view(flow_id),
     ))
 }
 
@@ -131,25 +132,23 @@ async fn create(
     let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
     let (secret, flow) = verification::start(&state, &tenant, ip).await?;
     let id = secret.expose();
-    let body = view(&state, id, flow).await?;
+    let body = view(&tenant, id, flow).await?;
     let location = HeaderValue::from_str(&format!("{}/api/v1/flows/{id}", tenant.base))
         .map_err(|_| OAuthError::internal())?;
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], body).into_response())
 }
 
 async fn read(
-    State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
     Path(params): Path<HashMap<String, String>>,
 ) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
     let id = params.get("id").cloned().unwrap_or_default();
-    let flow = verification::load(&state, &tenant, &key(&id), now()).await?;
-    view(&state, &id, flow).await
+    let flow = verification::load(&tenant, &key(&id), now()).await?;
+    view(&tenant, &id, flow).await
 }
 
 /// `{"session": "dga_…"}`: ends a session a `sign_on` kept. 204 whether or not it existed.
 async fn end_session(
-    State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<StatusCode, OAuthError> {
@@ -158,7 +157,7 @@ async fn end_session(
             "the body must be {\"session\": \"dga_…\"}",
         ));
     };
-    verification::end_kept(&state, &tenant, session).await?;
+    verification::end_kept(&tenant, session).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -186,16 +185,16 @@ async fn act(
             let flow = verification::sign_on(&state, &tenant, &key, &username, &password, ip, None)
                 .await?;
             let session = verification::keep_sign_on(&state, &tenant, &flow).await?;
-            let Json(mut body) = view(&state, &id, flow).await?;
+            let Json(mut body) = view(&tenant, &id, flow).await?;
             body.session = Some(session.expose().to_owned());
             return Ok(Json(body));
         }
         FlowAction::SessionResume { session } => {
-            verification::resume_kept(&state, &tenant, &key, &session).await?
+            verification::resume_kept(&tenant, &key, &session).await?
         }
         FlowAction::Consent { accept } => {
             verification::consent(&state, &tenant, &key, accept).await?
         }
     };
-    view(&state, &id, flow).await
+    view(&tenant, &id, flow).await
 }

@@ -5,7 +5,9 @@ use devicegate_core::Timestamp;
 use devicegate_core::jwt;
 use devicegate_core::keys::{Algorithm, KeyError, KeyMaterial, Signer};
 use devicegate_core::secret::random_id;
-use devicegate_store::{KeyRecord, Store, StoreError};
+use devicegate_store::{KeyRecord, StoreError};
+
+use crate::scoped::TenantStore;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -20,14 +22,14 @@ pub struct KeySet {
 
 /// Stores a new key of `alg` unless another instance just did; returns every key.
 async fn create_key(
-    store: &dyn Store,
-    tenant: &str,
+    store: &TenantStore,
     alg: Algorithm,
     now: Timestamp,
 ) -> Result<Vec<KeyRecord>, crate::StartError> {
     let material = tokio::task::spawn_blocking(move || KeyMaterial::generate(alg))
         .await
         .map_err(|_| KeyError::Generate)??;
+    let tenant = store.tenant_id();
     let candidate = KeyRecord {
         tenant: tenant.to_owned(),
         id: random_id(),
@@ -47,16 +49,15 @@ impl KeySet {
     /// Loads every stored key; creates and stores a key of `alg` (ID tokens), and of
     /// `access_alg` (access tokens) when it differs, where there is none.
     pub async fn load_or_create(
-        store: &dyn Store,
-        tenant: &str,
+        store: &TenantStore,
         alg: Algorithm,
         access_alg: Algorithm,
         now: Timestamp,
     ) -> Result<KeySet, crate::StartError> {
-        let mut records = store.list_keys(tenant).await?;
+        let mut records = store.list_keys().await?;
         for alg in [alg, access_alg] {
             if !records.iter().any(|r| r.alg == alg) {
-                records = create_key(store, tenant, alg, now).await?;
+                records = create_key(store, alg, now).await?;
             }
         }
         let mut signers = Vec::with_capacity(records.len());

@@ -8,8 +8,10 @@
 //! This crate never speaks SQL: it sees storage only through the `Store` trait, and it is the
 //! only place that reads the clock.
 
+mod cas;
 mod client_auth;
 mod conn;
+mod decision;
 mod device;
 mod dialects;
 mod discovery;
@@ -23,6 +25,7 @@ mod metadata;
 pub mod metrics;
 pub(crate) mod pages;
 mod passwords;
+mod scoped;
 pub mod tenant;
 mod token;
 mod userinfo;
@@ -143,7 +146,9 @@ pub struct AppState(Arc<Inner>);
 #[derive(Debug)]
 pub struct Inner {
     pub settings: Settings,
-    pub store: Arc<dyn Store>,
+    /// The store, for what belongs to no tenant; each tenant's records through its
+    /// [`tenant::Tenant::store`].
+    pub(crate) store: scoped::Shared,
     pub passwords: Passwords,
     pub limits: limits::Limits,
     pub metrics: Arc<metrics::Metrics>,
@@ -163,6 +168,7 @@ impl AppState {
     /// Loads (or on first start creates) the default tenant and its signing keys.
     pub async fn new(settings: Settings, store: Arc<dyn Store>) -> Result<AppState, StartError> {
         tenant::ensure_default(store.as_ref()).await?;
+        let store = scoped::Shared::new(store);
         let passwords = Passwords::new(settings.max_concurrent_hashes);
         let limits = limits::Limits::default();
         let pages = pages::Pages::new(&settings)?;
@@ -331,7 +337,7 @@ pub async fn serve(
 /// `expired_token` rather than `invalid_grant`.
 const SWEEP_GRACE: Duration = Duration::from_secs(3600);
 
-async fn sweep_forever(store: Arc<dyn Store>) {
+async fn sweep_forever(store: scoped::Shared) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;

@@ -3,8 +3,8 @@
 //! tenant's endpoints live under `/t/{tenant}/…` (and PingOne's under `/{envID}/…`).
 //!
 //! A middleware resolves the tenant of every request and puts it in the request's extensions;
-//! handlers take `Extension<Arc<Tenant>>` and never mix tenants: every record they load is
-//! checked against it.
+//! handlers take `Extension<Arc<Tenant>>` and read and write only through its
+//! [`Tenant::store`], which treats another tenant's records as absent (`scoped`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,7 @@ use devicegate_store::{DEFAULT_TENANT, StoreError, TenantRecord};
 
 use crate::error::OAuthError;
 use crate::metadata::Documents;
+use crate::scoped::TenantStore;
 use crate::{AppState, KeySet, StartError, now};
 
 /// How long a loaded tenant is trusted before it is looked up again (a tenant deleted from
@@ -35,6 +36,8 @@ pub struct Tenant {
     pub base: String,
     pub keys: KeySet,
     pub(crate) discovery: Documents,
+    /// Everything of this tenant is read and written through this (`scoped`).
+    pub(crate) store: TenantStore,
 }
 
 impl Tenant {
@@ -89,13 +92,13 @@ impl Tenants {
 }
 
 /// Makes sure the default tenant exists (with a UUID of its own).
-pub async fn ensure_default(state_store: &dyn devicegate_store::Store) -> Result<(), StartError> {
+pub async fn ensure_default(store: &dyn devicegate_store::Store) -> Result<(), StartError> {
     let record = TenantRecord {
         id: DEFAULT_TENANT.into(),
         uuid: new_uuid(),
         created_at: now(),
     };
-    match state_store.create_tenant(&record).await {
+    match store.create_tenant(&record).await {
         Ok(()) | Err(StoreError::AlreadyExists) => Ok(()),
         Err(e) => Err(e.into()),
     }
@@ -111,9 +114,9 @@ pub async fn load(state: &AppState, record: TenantRecord) -> Result<Arc<Tenant>,
             format!("/t/{}", record.id),
         )
     };
+    let store = state.store.tenant(&record.id);
     let keys = KeySet::load_or_create(
-        state.store.as_ref(),
-        &record.id,
+        &store,
         state.settings.signing_alg,
         state
             .settings
@@ -130,6 +133,7 @@ pub async fn load(state: &AppState, record: TenantRecord) -> Result<Arc<Tenant>,
         base,
         keys,
         discovery,
+        store,
     });
     state.tenants.remember(tenant.clone());
     Ok(tenant)

@@ -14,6 +14,7 @@ use devicegate_proto::{ErrorCode, GrantType, TokenResponse};
 use devicegate_store::{ClientRecord, HeldPoll, RefreshToken, StoreError, UserRecord};
 use http::HeaderMap;
 
+use crate::cas::{self, Cas, Contended};
 use crate::client_auth::{authenticate_client, ensure_grant_allowed};
 use crate::error::OAuthError;
 use crate::extract::OAuthForm;
@@ -27,10 +28,6 @@ pub(crate) fn access_token_audience<'a>(state: &'a AppState, tenant: &'a Tenant)
         _ => &tenant.issuer,
     }
 }
-
-/// Re-reads after a lost compare-and-swap before giving up. Each retry means another request
-/// changed the grant; a handful is far beyond what honest clients cause.
-const CAS_ATTEMPTS: usize = 16;
 
 pub async fn token(
     State(state): State<AppState>,
@@ -63,7 +60,7 @@ pub(crate) async fn device_code(
     let presented = form.require("device_code")?;
     let hash = Secret::from_presented(presented).hash();
     // Nearly every poll: a pending grant whose poll state the store holds in memory.
-    match state.store.poll_held(&hash, &tenant.id, &client.id, now()) {
+    match tenant.store.poll_held(&hash, &client.id, now()) {
         Some(HeldPoll::Paced(Paced::Pending)) => return Err(pending()),
         Some(HeldPoll::Paced(Paced::SlowDown { interval_secs })) => {
             return Err(slow_down(state, interval_secs));
@@ -71,11 +68,14 @@ pub(crate) async fn device_code(
         Some(HeldPoll::Expired) => return Err(expired(state)),
         None => {}
     }
-    for _ in 0..CAS_ATTEMPTS {
-        let grant = match find_grant(state, presented, &hash).await {
-            // Another tenant's code is no code here.
-            Ok(g) if g.tenant == tenant.id => g,
-            Ok(_) => return Err(OAuthError::invalid_grant("unknown device code")),
+    let cx = Ctx {
+        state,
+        tenant,
+        client,
+    };
+    cas::retry(|| async move {
+        let grant = match find_grant(tenant, presented, &hash).await {
+            Ok(g) => g,
             Err(StoreError::NotFound) => {
                 return Err(OAuthError::invalid_grant("unknown device code"));
             }
@@ -95,55 +95,43 @@ pub(crate) async fn device_code(
                     "the request was denied",
                 ));
             }
-            PollDecision::Pending { next } => state
-                .store
-                .record_poll(&next)
-                .await
-                .map(|()| Err(pending())),
+            PollDecision::Pending { next } => {
+                tenant.store.record_poll(&next).await.map(|()| pending())
+            }
             PollDecision::SlowDown {
                 next,
                 interval_secs,
-            } => (state.store.record_poll(&next).await)
-                .map(|()| Err(slow_down(state, interval_secs))),
+            } => (tenant.store.record_poll(&next).await).map(|()| slow_down(state, interval_secs)),
             PollDecision::Issue {
                 next,
                 subject,
                 auth_time,
             } => {
-                let out = redeem(
-                    Ctx {
-                        state,
-                        tenant,
-                        client,
-                    },
-                    &grant,
-                    next,
-                    &subject,
-                    auth_time,
-                    now,
-                )
-                .await;
-                match out {
-                    Err(Redeem::Lost) => Err(StoreError::Conflict),
-                    Err(Redeem::Failed(e)) => return Err(e),
-                    Ok(tokens) => Ok(Ok(tokens)),
-                }
+                let redeemed = redeem(cx, &grant, next, &subject, auth_time, now, &NATIVE).await?;
+                return Ok(match redeemed {
+                    Some(r) => Cas::Done(r.tokens),
+                    None => Cas::Lost,
+                });
             }
         };
         match written {
-            Ok(answer) => return answer,
-            Err(StoreError::Conflict) => continue,
-            Err(StoreError::NotFound) => {
-                return Err(OAuthError::invalid_grant("unknown device code"));
-            }
-            Err(e) => return Err(e.into()),
+            Ok(answer) => Err(answer),
+            Err(StoreError::Conflict) => Ok(Cas::Lost),
+            Err(StoreError::NotFound) => Err(OAuthError::invalid_grant("unknown device code")),
+            Err(e) => Err(e.into()),
         }
+    })
+    .await
+}
+
+impl From<Contended> for OAuthError {
+    fn from(_: Contended) -> Self {
+        OAuthError::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TemporarilyUnavailable,
+            "too many concurrent requests for this device code",
+        )
     }
-    Err(OAuthError::new(
-        http::StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::TemporarilyUnavailable,
-        "too many concurrent requests for this device code",
-    ))
 }
 
 fn pending() -> OAuthError {
@@ -167,62 +155,76 @@ fn expired(state: &AppState) -> OAuthError {
 /// stored hash then compared in constant time; a code without one (issued by an earlier
 /// version) by its hash.
 async fn find_grant(
-    state: &AppState,
+    tenant: &Tenant,
     presented: &str,
     hash: &SecretHash,
 ) -> Result<DeviceGrant, StoreError> {
     match Secret::device_code_selector(presented) {
-        Some(id) => match state.store.get_grant(id).await {
+        Some(id) => match tenant.store.get_grant(id).await {
             Ok(g) if g.device_code_hash.matches(hash) => Ok(g),
             Ok(_) => Err(StoreError::NotFound),
             Err(e) => Err(e),
         },
-        None => state.store.get_grant_by_device_code(hash).await,
+        None => tenant.store.get_grant_by_device_code(hash).await,
     }
 }
 
 /// Who a token request is for: the server, the tenant, the authenticated client.
 #[derive(Clone, Copy)]
-struct Ctx<'a> {
-    state: &'a AppState,
-    tenant: &'a Tenant,
-    client: &'a ClientRecord,
+pub(crate) struct Ctx<'a> {
+    pub state: &'a AppState,
+    pub tenant: &'a Tenant,
+    pub client: &'a ClientRecord,
 }
 
-enum Redeem {
-    /// Another poll redeemed the code first.
-    Lost,
-    Failed(OAuthError),
+/// What a surface's tokens carry beyond the access token RFC 9068 describes.
+pub(crate) struct TokenShape {
+    /// An ID token when the grant has `openid` (the token endpoint); a dialect whose answer
+    /// has no place for one spares the signature.
+    pub id_token: bool,
+    /// Claims a dialect adds to the access token, given the person and the grant's `context`
+    /// (what the dialect asked for with the code; `None` on refresh).
+    pub access_claims: fn(&UserRecord, Option<&str>, &mut serde_json::Value),
 }
 
-/// Marks the grant redeemed (compare-and-swap, with its refresh token in the same
-/// transaction), and only then signs: a poll that loses the race costs no signature.
-async fn redeem(
+/// The token endpoint's shape.
+pub(crate) const NATIVE: TokenShape = TokenShape {
+    id_token: true,
+    access_claims: |_, _, _| {},
+};
+
+/// A redeemed grant's tokens and the person they are for.
+pub(crate) struct Redeemed {
+    pub tokens: TokenResponse,
+    pub user: UserRecord,
+}
+
+/// The one redemption path, for the token endpoint and every dialect: marks the grant
+/// redeemed (compare-and-swap, with its refresh token in the same transaction), and only then
+/// signs, so a poll that loses the race costs no signature. `Ok(None)`: another request
+/// redeemed or changed the grant first (read again: `cas`).
+pub(crate) async fn redeem(
     cx: Ctx<'_>,
     grant: &DeviceGrant,
     next: DeviceGrant,
     subject: &str,
     auth_time: Timestamp,
     now: Timestamp,
-) -> Result<TokenResponse, Redeem> {
+    shape: &TokenShape,
+) -> Result<Option<Redeemed>, OAuthError> {
     let Ctx {
         state,
         tenant,
         client,
     } = cx;
-    let user = match state.store.get_user(subject).await {
-        Ok(u) if u.tenant == tenant.id => u,
-        Ok(_) => {
-            return Err(Redeem::Failed(OAuthError::invalid_grant(
-                "the approving user no longer exists",
-            )));
-        }
+    let user = match tenant.store.get_user(subject).await {
+        Ok(u) => u,
         Err(StoreError::NotFound) => {
-            return Err(Redeem::Failed(OAuthError::invalid_grant(
+            return Err(OAuthError::invalid_grant(
                 "the approving user no longer exists",
-            )));
+            ));
         }
-        Err(e) => return Err(Redeem::Failed(e.into())),
+        Err(e) => return Err(e.into()),
     };
     let refresh = wants_refresh(client, &grant.scopes).then(|| {
         new_refresh_token(
@@ -238,21 +240,17 @@ async fn redeem(
             now,
         )
     });
-    match state
+    match tenant
         .store
         .redeem_grant(&next, refresh.as_ref().map(|(_, r)| r))
         .await
     {
         Ok(()) => {}
-        Err(StoreError::Conflict) => return Err(Redeem::Lost),
-        Err(StoreError::NotFound) => {
-            return Err(Redeem::Failed(OAuthError::invalid_grant(
-                "unknown device code",
-            )));
-        }
-        Err(e) => return Err(Redeem::Failed(e.into())),
+        Err(StoreError::Conflict) => return Ok(None),
+        Err(StoreError::NotFound) => return Err(OAuthError::invalid_grant("unknown device code")),
+        Err(e) => return Err(e.into()),
     }
-    issue_tokens(
+    let tokens = issue_tokens(
         Ctx {
             state,
             tenant,
@@ -260,12 +258,24 @@ async fn redeem(
         },
         &user,
         &grant.scopes,
-        auth_time,
-        now,
+        Signed {
+            context: grant.context.as_deref(),
+            auth_time,
+            now,
+            shape,
+        },
         refresh.map(|(s, _)| s),
     )
-    .await
-    .map_err(Redeem::Failed)
+    .await?;
+    Ok(Some(Redeemed { tokens, user }))
+}
+
+/// When the sign-on and the issue were, and the tokens' shape.
+struct Signed<'a> {
+    context: Option<&'a str>,
+    auth_time: Timestamp,
+    now: Timestamp,
+    shape: &'a TokenShape,
 }
 
 /// Refresh tokens go to clients granted `offline_access` that may use the refresh grant.
@@ -321,8 +331,7 @@ async fn issue_tokens(
     cx: Ctx<'_>,
     user: &UserRecord,
     scopes: &Scopes,
-    auth_time: Timestamp,
-    now: Timestamp,
+    signed: Signed<'_>,
     refresh: Option<Secret>,
 ) -> Result<TokenResponse, OAuthError> {
     let Ctx {
@@ -330,6 +339,12 @@ async fn issue_tokens(
         tenant,
         client,
     } = cx;
+    let Signed {
+        context,
+        auth_time,
+        now,
+        shape,
+    } = signed;
     let access_ttl_secs = state.settings.access_token_ttl.as_secs();
     let issue = Issue {
         issuer: &tenant.issuer,
@@ -341,12 +356,13 @@ async fn issue_tokens(
         access_ttl_secs,
         auth_time,
     };
-    let id_claims = scopes
-        .contains(scope::OPENID)
+    let id_claims = (shape.id_token && scopes.contains(scope::OPENID))
         .then(|| jwt::id_token_claims(&issue, &user_claims(user)));
+    let mut access_claims = jwt::access_token_claims(&issue);
+    (shape.access_claims)(user, context, &mut access_claims);
     let (access_token, id_token) = tenant
         .keys
-        .sign_token_set(jwt::access_token_claims(&issue), id_claims)
+        .sign_token_set(access_claims, id_claims)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "signing failed");
@@ -383,9 +399,8 @@ async fn refresh(
 ) -> Result<TokenResponse, OAuthError> {
     let presented = Secret::from_presented(form.require("refresh_token")?).hash();
     let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
-    let token = match state.store.get_refresh_token(&presented).await {
-        Ok(t) if t.tenant == tenant.id => t,
-        Ok(_) => return Err(invalid()),
+    let token = match tenant.store.get_refresh_token(&presented).await {
+        Ok(t) => t,
         Err(StoreError::NotFound) => return Err(invalid()),
         Err(e) => return Err(e.into()),
     };
@@ -399,7 +414,7 @@ async fn refresh(
         return Err(invalid());
     }
     if token.used {
-        revoke_family(state, &token.family_id, "reuse of a rotated refresh token").await?;
+        revoke_family(tenant, &token, "reuse of a rotated refresh token").await?;
         return Err(invalid());
     }
     // The access token may narrow the scope; the new refresh token keeps the original
@@ -422,11 +437,10 @@ async fn refresh(
             }
         }
     };
-    let user = match state.store.get_user(&token.subject).await {
-        Ok(u) if u.tenant == tenant.id => u,
-        Ok(_) => return Err(invalid()),
+    let user = match tenant.store.get_user(&token.subject).await {
+        Ok(u) => u,
         Err(StoreError::NotFound) => {
-            revoke_family(state, &token.family_id, "the user no longer exists").await?;
+            revoke_family(tenant, &token, "the user no longer exists").await?;
             return Err(invalid());
         }
         Err(e) => return Err(e.into()),
@@ -443,17 +457,12 @@ async fn refresh(
         },
         now,
     );
-    match state.store.rotate_refresh_token(&presented, &next).await {
+    match tenant.store.rotate_refresh_token(&token, &next).await {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(invalid()),
         // Someone rotated it between our read and our write: the same token twice.
         Err(StoreError::Conflict) => {
-            revoke_family(
-                state,
-                &token.family_id,
-                "concurrent reuse of a refresh token",
-            )
-            .await?;
+            revoke_family(tenant, &token, "concurrent reuse of a refresh token").await?;
             return Err(invalid());
         }
         Err(e) => return Err(e.into()),
@@ -466,17 +475,21 @@ async fn refresh(
         },
         &user,
         &scopes,
-        token.auth_time,
-        now,
+        Signed {
+            context: None,
+            auth_time: token.auth_time,
+            now,
+            shape: &NATIVE,
+        },
         Some(secret),
     )
     .await
 }
 
-async fn revoke_family(state: &AppState, family_id: &str, why: &str) -> Result<(), OAuthError> {
-    let n = state.store.revoke_refresh_family(family_id).await?;
+async fn revoke_family(tenant: &Tenant, token: &RefreshToken, why: &str) -> Result<(), OAuthError> {
+    let n = tenant.store.revoke_refresh_family(token).await?;
     tracing::warn!(
-        family_id,
+        family_id = token.family_id,
         revoked = n,
         why,
         "revoked a refresh token family"

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use devicegate_core::jwt;
@@ -15,9 +14,9 @@ use serde_json::{Map, Value, json};
 
 use crate::error::OAuthError;
 use crate::extract::single_header;
+use crate::now;
 use crate::tenant::Tenant;
 use crate::token::user_claims;
-use crate::{AppState, now};
 
 /// RFC 6750 §3: the challenge says what went wrong.
 fn bearer_error(status: StatusCode, code: Option<ErrorCode>, description: &str) -> OAuthError {
@@ -30,7 +29,6 @@ fn bearer_error(status: StatusCode, code: Option<ErrorCode>, description: &str) 
 }
 
 pub async fn userinfo(
-    State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, OAuthError> {
@@ -84,9 +82,8 @@ pub async fn userinfo(
         .get("sub")
         .and_then(Value::as_str)
         .ok_or_else(invalid)?;
-    let user = match state.store.get_user(sub).await {
-        Ok(u) if u.tenant == tenant.id => u,
-        Ok(_) => return Err(invalid()),
+    let user = match tenant.store.get_user(sub).await {
+        Ok(u) => u,
         Err(StoreError::NotFound) => return Err(invalid()),
         Err(e) => return Err(e.into()),
     };

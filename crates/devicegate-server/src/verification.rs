@@ -13,11 +13,11 @@ use devicegate_core::{SecretHash, Timestamp};
 use devicegate_proto::{FlowClient, FlowStatus, FlowView};
 use devicegate_store::{BrowserSession, StoreError};
 
+use crate::cas::{self, Cas, Contended};
+use crate::error::Failure;
 use crate::limits::{self, BUDGET_KEY, KnownBrowser, Refused};
 use crate::tenant::Tenant;
 use crate::{AppState, now};
-
-const CAS_ATTEMPTS: usize = 16;
 
 /// Why a step was refused, for each front-end to render in its own format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,8 +39,12 @@ pub enum StepError {
     },
     #[error("the flow changed too often concurrently")]
     Busy,
-    #[error(transparent)]
-    Store(StoreError),
+    /// The store cannot be reached (`Failure::Unavailable`).
+    #[error("the service is temporarily unavailable")]
+    Unavailable,
+    /// Anything else went wrong (`Failure::Internal`); the detail is in the log.
+    #[error("the server could not complete the request")]
+    Internal,
 }
 
 impl From<Refused> for StepError {
@@ -52,9 +56,19 @@ impl From<Refused> for StepError {
     }
 }
 
+impl From<Contended> for StepError {
+    fn from(_: Contended) -> Self {
+        StepError::Busy
+    }
+}
+
 impl From<StoreError> for StepError {
     fn from(e: StoreError) -> Self {
-        StepError::Store(e)
+        match Failure::from(e) {
+            Failure::NotFound => StepError::NotFound,
+            Failure::Unavailable => StepError::Unavailable,
+            Failure::Internal => StepError::Internal,
+        }
     }
 }
 
@@ -105,21 +119,14 @@ pub async fn start(
         now(),
         state.settings.flow_ttl,
     );
-    state.store.create_flow(&flow).await?;
+    tenant.store.create_flow(&flow).await?;
     Ok((secret, flow))
 }
 
 /// The flow behind a capability's hash; `Expired` once its time is up.
-pub async fn load(
-    state: &AppState,
-    tenant: &Tenant,
-    key: &SecretHash,
-    now: Timestamp,
-) -> Result<Flow, StepError> {
-    let flow = match state.store.get_flow(key).await {
-        Ok(f) if f.tenant == tenant.id => f,
-        // Another tenant's flow does not exist here.
-        Ok(_) => return Err(StepError::NotFound),
+pub async fn load(tenant: &Tenant, key: &SecretHash, now: Timestamp) -> Result<Flow, StepError> {
+    let flow = match tenant.store.get_flow(key).await {
+        Ok(f) => f,
         Err(StoreError::NotFound) => return Err(StepError::NotFound),
         Err(e) => return Err(e.into()),
     };
@@ -127,10 +134,10 @@ pub async fn load(
     Ok(flow)
 }
 
-pub async fn describe(state: &AppState, flow: Flow) -> Result<Described, StepError> {
+pub async fn describe(tenant: &Tenant, flow: Flow) -> Result<Described, StepError> {
     let grant = match &flow.grant_id {
         None => None,
-        Some(id) => match state.store.get_grant(id).await {
+        Some(id) => match tenant.store.get_grant(id).await {
             Ok(g) => Some(g),
             Err(StoreError::NotFound) => None,
             Err(e) => return Err(e.into()),
@@ -138,7 +145,7 @@ pub async fn describe(state: &AppState, flow: Flow) -> Result<Described, StepErr
     };
     let client_name = match &grant {
         None => None,
-        Some(g) => match state.store.get_client(&g.tenant, &g.client_id).await {
+        Some(g) => match tenant.store.get_client(&g.client_id).await {
             Ok(c) => Some(c.name),
             Err(StoreError::NotFound) => None,
             Err(e) => return Err(e.into()),
@@ -146,7 +153,7 @@ pub async fn describe(state: &AppState, flow: Flow) -> Result<Described, StepErr
     };
     let username = match &flow.user_id {
         None => None,
-        Some(id) => match state.store.get_user(id).await {
+        Some(id) => match tenant.store.get_user(id).await {
             Ok(u) => Some(u.username),
             Err(StoreError::NotFound) => None,
             Err(e) => return Err(e.into()),
@@ -160,15 +167,15 @@ pub async fn describe(state: &AppState, flow: Flow) -> Result<Described, StepErr
     })
 }
 
-/// Stores a step's result; `Ok(false)` means another request changed the flow first.
+/// Stores a step's result; [`Cas::Lost`] means another request changed the flow first.
 async fn commit(
-    state: &AppState,
+    tenant: &Tenant,
     flow: &Flow,
     grant: Option<&DeviceGrant>,
-) -> Result<bool, StepError> {
-    match state.store.update_flow(flow, grant).await {
-        Ok(()) => Ok(true),
-        Err(StoreError::Conflict) => Ok(false),
+) -> Result<Cas<()>, StepError> {
+    match tenant.store.update_flow(flow, grant).await {
+        Ok(()) => Ok(Cas::Done(())),
+        Err(StoreError::Conflict) => Ok(Cas::Lost),
         // The grant went (swept, or its client deleted) between our read and our write.
         Err(StoreError::NotFound) if grant.is_some() => Err(FlowError::CodeExpired.into()),
         Err(StoreError::NotFound) => Err(StepError::NotFound),
@@ -190,7 +197,7 @@ pub async fn verify_user_code(
 ) -> Result<Flow, StepError> {
     let code = UserCode::parse(input);
     let now = now();
-    let flow = load(state, tenant, key, now).await?;
+    let flow = load(tenant, key, now).await?;
     if flow.status != FlowStatus::UserCodeRequired {
         return Err(FlowError::WrongStatus(flow.status).into());
     }
@@ -216,12 +223,12 @@ async fn enter_code(
     key: &SecretHash,
     code: Option<&UserCode>,
 ) -> Result<Flow, StepError> {
-    for _ in 0..CAS_ATTEMPTS {
+    cas::retry(|| async move {
         let now = now();
-        let flow = load(state, tenant, key, now).await?;
+        let flow = load(tenant, key, now).await?;
         let found = match code {
             None => None,
-            Some(c) => match state.store.get_grant_by_user_code(c).await {
+            Some(c) => match tenant.store.get_grant_by_user_code(c).await {
                 Ok(g) => Some(g),
                 Err(StoreError::NotFound) => None,
                 Err(e) => return Err(e.into()),
@@ -229,22 +236,21 @@ async fn enter_code(
         };
         match flow.verify_user_code(found.as_ref(), now) {
             Ok((next, grant)) => {
-                if commit(state, &next, Some(&grant)).await? {
+                let stored = commit(tenant, &next, Some(&grant)).await?;
+                if matches!(stored, Cas::Done(())) {
                     state.metrics.code_verified();
-                    return Ok(next);
                 }
+                Ok(stored.then(next))
             }
-            Err(Refusal { error, next }) => {
-                if let Some(next) = next
-                    && !commit(state, &next, None).await?
-                {
-                    continue;
+            Err(Refusal { error, next }) => match next {
+                Some(next) if matches!(commit(tenant, &next, None).await?, Cas::Lost) => {
+                    Ok(Cas::Lost)
                 }
-                return Err(error.into());
-            }
+                _ => Err(error.into()),
+            },
         }
-    }
-    Err(StepError::Busy)
+    })
+    .await
 }
 
 /// Username and password from `ip`. Unknown users and wrong passwords take the same path and
@@ -261,10 +267,8 @@ pub async fn sign_on(
     known: Option<&KnownBrowser>,
 ) -> Result<Flow, StepError> {
     let now = now();
-    load(state, tenant, key, now)
-        .await?
-        .ensure_can_sign_on(now)?;
-    let user = match state.store.get_user_by_username(&tenant.id, username).await {
+    load(tenant, key, now).await?.ensure_can_sign_on(now)?;
+    let user = match tenant.store.get_user_by_username(username).await {
         Ok(u) => Some(u),
         Err(StoreError::NotFound) => None,
         Err(e) => return Err(e.into()),
@@ -280,18 +284,17 @@ pub async fn sign_on(
         _ => return Err(StepError::InvalidCredentials),
     };
     paid.refund(state).await;
-    attach_user(state, tenant, key, &user.id, now).await
+    attach_user(tenant, key, &user.id, now).await
 }
 
 /// A browser session whose person signed on at `auth_time` walks a new flow.
 pub async fn resume_session(
-    state: &AppState,
     tenant: &Tenant,
     key: &SecretHash,
     user_id: &str,
     auth_time: Timestamp,
 ) -> Result<Flow, StepError> {
-    attach_user(state, tenant, key, user_id, auth_time).await
+    attach_user(tenant, key, user_id, auth_time).await
 }
 
 /// Keeps the sign-on of `flow` (just signed on) as a session for the flows API: a custom UI
@@ -305,7 +308,7 @@ pub async fn keep_sign_on(
 ) -> Result<Secret, StepError> {
     let secret = Secret::generate(SecretKind::ApiSession);
     let now = now();
-    state
+    tenant
         .store
         .create_session(&BrowserSession {
             id_hash: secret.hash(),
@@ -322,12 +325,11 @@ pub async fn keep_sign_on(
 
 /// Signs the flow behind `key` on as the person of a kept session (`keep_sign_on`).
 pub async fn resume_kept(
-    state: &AppState,
     tenant: &Tenant,
     key: &SecretHash,
     presented: &str,
 ) -> Result<Flow, StepError> {
-    let Some(session) = kept_session(state, tenant, presented)
+    let Some(session) = kept_session(tenant, presented)
         .await?
         .filter(|s| s.expires_at > now())
     else {
@@ -338,20 +340,20 @@ pub async fn resume_kept(
     };
     // The person must still exist here (deleting a user or setting a password also deletes
     // their sessions).
-    match state.store.get_user(&user_id).await {
-        Ok(u) if u.tenant == tenant.id => {}
-        Ok(_) | Err(StoreError::NotFound) => return Err(StepError::InvalidSession),
+    match tenant.store.get_user(&user_id).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => return Err(StepError::InvalidSession),
         Err(e) => return Err(e.into()),
     }
-    resume_session(state, tenant, key, &user_id, auth_time).await
+    resume_session(tenant, key, &user_id, auth_time).await
 }
 
 /// Ends a kept session (`POST /api/v1/sessions/end`); unknown ones are already ended.
-pub async fn end_kept(state: &AppState, tenant: &Tenant, presented: &str) -> Result<(), StepError> {
-    let Some(session) = kept_session(state, tenant, presented).await? else {
+pub async fn end_kept(tenant: &Tenant, presented: &str) -> Result<(), StepError> {
+    let Some(session) = kept_session(tenant, presented).await? else {
         return Ok(());
     };
-    match state.store.delete_session(&session.id_hash).await {
+    match tenant.store.delete_session(&session).await {
         Ok(()) | Err(StoreError::NotFound) => Ok(()),
         Err(e) => Err(e.into()),
     }
@@ -360,63 +362,53 @@ pub async fn end_kept(state: &AppState, tenant: &Tenant, presented: &str) -> Res
 /// The kept session `presented` names in this tenant, expired or not. Only kept sessions: a
 /// browser's cookie is not one, nor the other way round.
 async fn kept_session(
-    state: &AppState,
     tenant: &Tenant,
     presented: &str,
 ) -> Result<Option<BrowserSession>, StepError> {
     if !presented.starts_with(SecretKind::ApiSession.prefix()) {
         return Ok(None);
     }
-    match state
+    match tenant
         .store
         .get_session(&Secret::from_presented(presented).hash())
         .await
     {
-        Ok(s) if s.tenant == tenant.id => Ok(Some(s)),
-        Ok(_) | Err(StoreError::NotFound) => Ok(None),
+        Ok(s) => Ok(Some(s)),
+        Err(StoreError::NotFound) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
 async fn attach_user(
-    state: &AppState,
     tenant: &Tenant,
     key: &SecretHash,
     user_id: &str,
     auth_time: Timestamp,
 ) -> Result<Flow, StepError> {
-    for _ in 0..CAS_ATTEMPTS {
+    cas::retry(|| async move {
         let now = now();
-        let next = load(state, tenant, key, now)
+        let next = load(tenant, key, now)
             .await?
             .sign_on_at(user_id, auth_time, now)?;
-        if commit(state, &next, None).await? {
-            return Ok(next);
-        }
-    }
-    Err(StepError::Busy)
+        Ok(commit(tenant, &next, None).await?.then(next))
+    })
+    .await
 }
 
 /// A browser takes over the flow behind `link` (PingOne's sign-on link), if it is fresh (see
 /// [`Flow::adopt`]). Returns the flow under its new key, which the caller keeps in the
 /// browser's session and nowhere else: afterwards `link` names no flow, so a second browser,
 /// or the flows API with the link's flow id, finds nothing.
-pub async fn adopt(
-    state: &AppState,
-    tenant: &Tenant,
-    link: &SecretHash,
-) -> Result<Flow, StepError> {
-    for _ in 0..CAS_ATTEMPTS {
+pub async fn adopt(tenant: &Tenant, link: &SecretHash) -> Result<Flow, StepError> {
+    cas::retry(|| async move {
         let now = now();
         let key = Secret::generate(SecretKind::FlowId).hash();
-        let next = load(state, tenant, link, now).await?.adopt(key, now)?;
+        let next = load(tenant, link, now).await?.adopt(key, now)?;
         // A browser adopting the flow at the same time wins or loses this compare-and-swap;
         // the loser reads again and finds no flow behind the link.
-        if commit(state, &next, None).await? {
-            return Ok(next);
-        }
-    }
-    Err(StepError::Busy)
+        Ok(commit(tenant, &next, None).await?.then(next))
+    })
+    .await
 }
 
 /// Approve (`accept`) or deny the grant this flow bound.
@@ -426,9 +418,9 @@ pub async fn consent(
     key: &SecretHash,
     accept: bool,
 ) -> Result<Flow, StepError> {
-    for _ in 0..CAS_ATTEMPTS {
+    cas::retry(|| async move {
         let now = now();
-        let flow = load(state, tenant, key, now).await?;
+        let flow = load(tenant, key, now).await?;
         let Some(grant_id) = flow
             .grant_id
             .clone()
@@ -436,16 +428,17 @@ pub async fn consent(
         else {
             return Err(FlowError::WrongStatus(flow.status).into());
         };
-        let grant = match state.store.get_grant(&grant_id).await {
+        let grant = match tenant.store.get_grant(&grant_id).await {
             Ok(g) => g,
             Err(StoreError::NotFound) => return Err(FlowError::CodeExpired.into()),
             Err(e) => return Err(e.into()),
         };
         let (next, grant) = flow.consent(&grant, accept, now)?;
-        if commit(state, &next, Some(&grant)).await? {
+        let stored = commit(tenant, &next, Some(&grant)).await?;
+        if matches!(stored, Cas::Done(())) {
             state.metrics.code_decided(accept, grant.created_at, now);
-            return Ok(next);
         }
-    }
-    Err(StepError::Busy)
+        Ok(stored.then(next))
+    })
+    .await
 }

@@ -24,8 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use devicegate_core::Secret;
-use devicegate_core::grant::{DeviceGrant, GrantStatus, PollDecision};
-use devicegate_core::jwt;
+use devicegate_core::grant::{DeviceGrant, PollDecision};
 use devicegate_core::scope::Scopes;
 use devicegate_core::user_code::UserCode;
 use devicegate_proto::GrantType;
@@ -33,10 +32,13 @@ use devicegate_store::{ClientRecord, StoreError};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::device::{issue, requester};
+use crate::cas::{self, Cas, Contended};
+use crate::decision::{self, Look};
+use crate::device::{asker, issue};
+use crate::error::{Failure, OAuthError};
 use crate::limits::{self, client_ip};
 use crate::tenant::Tenant;
-use crate::token::access_token_audience;
+use crate::token::{self, Ctx, TokenShape};
 
 /// The client Ocient grants belong to, in each tenant.
 pub const CLIENT_ID: &str = "ocient";
@@ -131,12 +133,46 @@ impl OcientError {
             "The service is temporarily unavailable",
         )
     }
+    fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "XX000",
+            -1010,
+            "The server could not complete the request",
+        )
+    }
+}
+
+impl From<Failure> for OcientError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::NotFound => OcientError::unknown(),
+            Failure::Unavailable => OcientError::unavailable(),
+            Failure::Internal => OcientError::internal(),
+        }
+    }
 }
 
 impl From<StoreError> for OcientError {
     fn from(e: StoreError) -> Self {
-        tracing::warn!(error = %e, "ocient dialect: storage failed");
+        Failure::from(e).into()
+    }
+}
+
+impl From<Contended> for OcientError {
+    fn from(_: Contended) -> Self {
         OcientError::unavailable()
+    }
+}
+
+/// From the shared redemption path: its failures as Ocient says them; a grant that cannot be
+/// redeemed (its person is gone) is an unknown code.
+impl From<OAuthError> for OcientError {
+    fn from(e: OAuthError) -> Self {
+        match e.failure() {
+            Some(f) => f.into(),
+            None => OcientError::unknown(),
+        }
     }
 }
 
@@ -192,8 +228,8 @@ fn database(m: &serde_json::Map<String, Value>) -> Result<String, OcientError> {
 }
 
 /// The tenant's Ocient client, created on first use.
-async fn client(state: &AppState, tenant: &Tenant) -> Result<ClientRecord, OcientError> {
-    match state.store.get_client(&tenant.id, CLIENT_ID).await {
+async fn client(tenant: &Tenant) -> Result<ClientRecord, OcientError> {
+    match tenant.store.get_client(CLIENT_ID).await {
         Ok(c) => return Ok(c),
         Err(StoreError::NotFound) => {}
         Err(e) => return Err(e.into()),
@@ -209,11 +245,11 @@ async fn client(state: &AppState, tenant: &Tenant) -> Result<ClientRecord, Ocien
         poll_interval_secs: None,
         created_at: crate::now(),
     };
-    match state.store.create_client(&record).await {
+    match tenant.store.create_client(&record).await {
         Ok(()) | Err(StoreError::AlreadyExists) => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(state.store.get_client(&tenant.id, CLIENT_ID).await?)
+    Ok(tenant.store.get_client(CLIENT_ID).await?)
 }
 
 /// `POST /v1/sso_device_grant`.
@@ -225,8 +261,8 @@ async fn grant(
     bytes: Bytes,
 ) -> Result<Json<Value>, OcientError> {
     let database = database(&body(&bytes)?)?;
-    let client = client(&state, &tenant).await?;
-    let who = requester(&state, peer, &headers);
+    let client = client(&tenant).await?;
+    let who = asker(&state, peer, &headers);
     let issued = issue(
         &state,
         &tenant,
@@ -238,7 +274,7 @@ async fn grant(
     .await
     .map_err(|e| match e.retry_after {
         Some(secs) => OcientError::limited(std::time::Duration::from_secs(secs)),
-        None => OcientError::unavailable(),
+        None => e.into(),
     })?;
     let uri = tenant.verification_uri(&state);
     let code = issued.grant.user_code.canonical().to_owned();
@@ -296,9 +332,7 @@ async fn verify(
         .await?
         .map_err(|r| OcientError::limited(r.retry_after))?;
     let code = code.ok_or_else(OcientError::unknown)?;
-    // Subscribe before the first read, so that no decision slips between read and wait.
-    let mut changes = state.store.subscribe();
-    let grant = load(&state, &tenant, &code).await?;
+    let grant = load(&tenant, &code).await?;
     // A live code presented without its secret from another address is answered exactly like
     // an unknown one: whether a code exists is not for strangers to learn.
     let allowed = match &secret {
@@ -319,109 +353,66 @@ async fn verify(
             "database differs from the one the code was requested for",
         ));
     }
+    let client = state.clients.get(&tenant, CLIENT_ID).await?;
+    let cx = Ctx {
+        state: &state,
+        tenant: &tenant,
+        client: &client,
+    };
     let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let grant = load(&state, &tenant, &code).await?;
-        let now = crate::now();
-        match grant.on_poll(CLIENT_ID, now) {
-            PollDecision::Issue {
-                next,
-                subject,
-                auth_time,
-            } => match state.store.redeem_grant(&next, None).await {
-                Ok(()) => {
-                    return token(
-                        &state,
-                        &tenant,
-                        &grant,
-                        &subject,
-                        auth_time,
-                        &granted_database,
-                    )
-                    .await;
-                }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            },
-            PollDecision::AccessDenied => return Err(OcientError::denied()),
-            PollDecision::ExpiredToken => return Err(OcientError::expired()),
-            PollDecision::InvalidGrant => return Err(OcientError::used()),
-            // Still pending: wait for an announcement about this grant (or the deadline). The
-            // poll bookkeeping of RFC 8628 is not recorded: this is a wait, not a poll.
-            PollDecision::Pending { .. } | PollDecision::SlowDown { .. } => {}
-        }
-        let heard = tokio::time::timeout_at(deadline, async {
-            loop {
-                match changes.recv().await {
-                    Ok(c) if c.grant_id == grant.id => return true,
-                    Ok(_) => continue,
-                    // Missed announcements: read again to be sure.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+    let (t, code) = (&*tenant, &code);
+    let redeemed = decision::wait(t, deadline, || {
+        // The poll bookkeeping of RFC 8628 is not recorded: this is a wait, not a poll.
+        cas::retry(move || async move {
+            let grant = load(t, code).await?;
+            let now = crate::now();
+            match grant.on_poll(CLIENT_ID, now) {
+                PollDecision::Issue {
+                    next,
+                    subject,
+                    auth_time,
+                } => Ok(
+                    match token::redeem(cx, &grant, next, &subject, auth_time, now, &SESSION)
+                        .await?
+                    {
+                        Some(r) => Cas::Done(Look::Decided(r)),
+                        None => Cas::Lost,
+                    },
+                ),
+                PollDecision::AccessDenied => Err(OcientError::denied()),
+                PollDecision::ExpiredToken => Err(OcientError::expired()),
+                PollDecision::InvalidGrant => Err(OcientError::used()),
+                PollDecision::Pending { .. } | PollDecision::SlowDown { .. } => {
+                    Ok(Cas::Done(Look::Pending { grant_id: grant.id }))
                 }
             }
         })
-        .await;
-        match heard {
-            Ok(true) => continue,
-            Ok(false) | Err(_) => {
-                // One last look: the decision may have landed just at the deadline.
-                let last = load(&state, &tenant, &code).await?;
-                if matches!(last.status, GrantStatus::Pending) {
-                    return Err(OcientError::timeout());
-                }
-            }
-        }
-    }
+    })
+    .await?
+    .ok_or_else(OcientError::timeout)?;
+    Ok(Json(json!({
+        "access_token": redeemed.tokens.access_token,
+        "username": redeemed.user.username,
+        "database": granted_database,
+        "status": ok_status("Authentication successful"),
+    })))
 }
 
-async fn load(
-    state: &AppState,
-    tenant: &Tenant,
-    code: &UserCode,
-) -> Result<DeviceGrant, OcientError> {
-    match state.store.get_grant_by_user_code(code).await {
-        Ok(g) if g.tenant == tenant.id && g.client_id == CLIENT_ID => Ok(g),
+/// Ocient's session token: the grant's access token, carrying the database it was asked for
+/// (from the grant) and the person's username. No ID token: Ocient's answer has no place
+/// for one.
+const SESSION: TokenShape = TokenShape {
+    id_token: false,
+    access_claims: |user, context, claims| {
+        claims["database"] = json!(context.unwrap_or(DEFAULT_DATABASE));
+        claims["preferred_username"] = json!(user.username);
+    },
+};
+
+async fn load(tenant: &Tenant, code: &UserCode) -> Result<DeviceGrant, OcientError> {
+    match tenant.store.get_grant_by_user_code(code).await {
+        Ok(g) if g.client_id == CLIENT_ID => Ok(g),
         Ok(_) | Err(StoreError::NotFound) => Err(OcientError::unknown()),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The session token: an RFC 9068 access token from the tenant's keys, carrying the database.
-async fn token(
-    state: &AppState,
-    tenant: &Tenant,
-    grant: &DeviceGrant,
-    subject: &str,
-    auth_time: devicegate_core::Timestamp,
-    database: &str,
-) -> Result<Json<Value>, OcientError> {
-    let user = match state.store.get_user(subject).await {
-        Ok(u) if u.tenant == tenant.id => u,
-        Ok(_) | Err(StoreError::NotFound) => return Err(OcientError::unknown()),
-        Err(e) => return Err(e.into()),
-    };
-    let issue = jwt::Issue {
-        issuer: &tenant.issuer,
-        audience: access_token_audience(state, tenant),
-        client_id: CLIENT_ID,
-        subject,
-        scopes: &grant.scopes,
-        now: crate::now(),
-        access_ttl_secs: state.settings.access_token_ttl.as_secs(),
-        auth_time,
-    };
-    let mut claims = jwt::access_token_claims(&issue);
-    claims["database"] = json!(database);
-    claims["preferred_username"] = json!(user.username);
-    let access_token = tenant.keys.sign_access(&claims).map_err(|e| {
-        tracing::error!(error = %e, "signing failed");
-        OcientError::unavailable()
-    })?;
-    Ok(Json(json!({
-        "access_token": access_token,
-        "username": user.username,
-        "database": database,
-        "status": ok_status("Authentication successful"),
-    })))
 }

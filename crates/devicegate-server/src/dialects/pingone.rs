@@ -27,6 +27,7 @@ use crate::AppState;
 use crate::limits::client_ip;
 use crate::tenant::{Tenant, new_uuid};
 use crate::verification::{self, StepError};
+use devicegate_store::StoreError;
 
 pub const USER_CODE_VERIFY: &str =
     "application/vnd.pingidentity.deviceAuthGrant.userCode.verify+json";
@@ -139,10 +140,16 @@ fn step_error(e: StepError) -> Response {
             );
             res
         }
-        StepError::Busy | StepError::Store(_) => error(
+        StepError::Busy | StepError::Unavailable => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "SERVICE_UNAVAILABLE",
             "The service is temporarily unavailable",
+            None,
+        ),
+        StepError::Internal => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNEXPECTED_ERROR",
+            "The server could not complete the request",
             None,
         ),
     }
@@ -160,7 +167,7 @@ fn status(flow: &Flow) -> &'static str {
 
 /// The flow resource as PingOne shapes it.
 async fn resource(state: &AppState, tenant: &Tenant, flow_id: &str, flow: Flow) -> Response {
-    let d = match verification::describe(state, flow).await {
+    let d = match verification::describe(tenant, flow).await {
         Ok(d) => d,
         Err(e) => return step_error(e),
     };
@@ -214,13 +221,17 @@ async fn start_for_app(
 ) -> Response {
     let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
     // The application identifier names one of the environment's applications.
-    if state.store.get_client(&tenant.id, &app).await.is_err() {
-        return error(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            "The application was not found",
-            None,
-        );
+    match tenant.store.get_client(&app).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The application was not found",
+                None,
+            );
+        }
+        Err(e) => return step_error(e.into()),
     }
     start_flow(&state, &tenant, ip, query).await
 }
@@ -308,7 +319,7 @@ async fn read(
     Extension(tenant): Extension<Arc<Tenant>>,
     Path((_env, flow_id)): Path<(String, String)>,
 ) -> Response {
-    match verification::load(&state, &tenant, &key(&flow_id), crate::now()).await {
+    match verification::load(&tenant, &key(&flow_id), crate::now()).await {
         Ok(flow) => resource(&state, &tenant, &flow_id, flow).await,
         Err(e) => step_error(e),
     }

@@ -23,6 +23,7 @@ use devicegate_core::SecretHash;
 use devicegate_core::flow::{Flow, FlowError};
 use devicegate_core::user_code::UserCode;
 use devicegate_proto::{FlowResult, FlowStatus};
+use devicegate_store::StoreError;
 use minijinja::{Environment, Value, context};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -130,21 +131,29 @@ struct Visit {
 }
 
 impl Visit {
+    /// The visit, or the error page when the browser's session could not be read.
     async fn new(
         state: AppState,
         tenant: Arc<Tenant>,
         peer: SocketAddr,
         headers: &HeaderMap,
-    ) -> Visit {
+    ) -> Result<Visit, Response> {
         let cookie = SessionCookie::new(state.pages.https, &tenant.id);
         let session = Session::load(&state, &tenant, &cookie, headers).await;
         let ip = client_ip(peer.ip(), headers, &state.settings.trusted_proxies);
-        Visit {
+        let mut visit = Visit {
             state,
             tenant,
             cookie,
-            session,
+            session: None,
             ip,
+        };
+        match session {
+            Ok(session) => {
+                visit.session = session;
+                Ok(visit)
+            }
+            Err(e) => Err(visit.step_error(e.into())),
         }
     }
 
@@ -290,16 +299,16 @@ impl Visit {
             StepError::InvalidCredentials | StepError::InvalidSession => {
                 self.message(StatusCode::UNAUTHORIZED, t.signin_title, t.bad_credentials)
             }
-            StepError::Busy | StepError::Store(_) => {
-                if let StepError::Store(e) = &e {
-                    tracing::warn!(error = %e, "verification page failed");
-                }
-                self.message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    t.unavailable_title,
-                    t.unavailable,
-                )
-            }
+            StepError::Busy | StepError::Unavailable => self.message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                t.unavailable_title,
+                t.unavailable,
+            ),
+            StepError::Internal => self.message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                t.internal_title,
+                t.internal,
+            ),
         }
     }
 
@@ -344,16 +353,14 @@ impl Visit {
                 return Err(e);
             }
         }
-        self.session = Some(s.stored(&self.state).await?);
+        self.session = Some(s.stored(&self.state, &self.tenant).await?);
         Ok(())
     }
 
     /// The flow this session walks, if it still lives.
     async fn current_flow(&self) -> Option<Flow> {
         let key = self.flow_key()?;
-        verification::load(&self.state, &self.tenant, &key, now())
-            .await
-            .ok()
+        verification::load(&self.tenant, &key, now()).await.ok()
     }
 }
 
@@ -377,7 +384,7 @@ impl axum::extract::FromRequestParts<AppState> for Visit {
         else {
             return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
         };
-        Ok(Visit::new(state.clone(), tenant, peer, &parts.headers).await)
+        Visit::new(state.clone(), tenant, peer, &parts.headers).await
     }
 }
 
@@ -449,8 +456,11 @@ pub async fn adopt_flow(
     link: &SecretHash,
     user_code: Option<String>,
 ) -> Response {
-    let mut visit = Visit::new(state, tenant, peer, headers).await;
-    let flow = match verification::adopt(&visit.state, &visit.tenant, link).await {
+    let mut visit = match Visit::new(state, tenant, peer, headers).await {
+        Ok(v) => v,
+        Err(page) => return page,
+    };
+    let flow = match verification::adopt(&visit.tenant, link).await {
         Ok(f) => f,
         Err(StepError::NotFound | StepError::Flow(FlowError::Held)) => {
             if let Some(own) = visit.current_flow().await {
@@ -469,7 +479,7 @@ pub async fn adopt_flow(
     }
     if let Some(s) = visit.session.as_mut() {
         s.record.flow_hash = Some(flow.secret_hash);
-        if let Err(e) = visit.state.store.update_session(&s.record).await {
+        if let Err(e) = visit.tenant.store.update_session(&s.record).await {
             return visit.step_error(e.into());
         }
     }
@@ -503,7 +513,7 @@ async fn enter_code(mut visit: Visit, body: Bytes) -> Response {
         && s.record.flow_hash != Some(key)
     {
         s.record.flow_hash = Some(key);
-        if let Err(e) = visit.state.store.update_session(&s.record).await {
+        if let Err(e) = visit.tenant.store.update_session(&s.record).await {
             return visit.step_error(e.into());
         }
     }
@@ -530,7 +540,7 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
                 return Ok(Usable::Enter(flow.secret_hash));
             }
             FlowStatus::SignOnRequired | FlowStatus::ConsentRequired => {
-                let held = verification::describe(&visit.state, flow.clone()).await?;
+                let held = verification::describe(&visit.tenant, flow.clone()).await?;
                 if held.grant.as_ref().map(|g| &g.user_code) == UserCode::parse(input).as_ref() {
                     return Ok(Usable::Continue(flow.status));
                 }
@@ -543,7 +553,7 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
     if let Some(s) = &visit.session
         && let (Some(user), Some(at)) = (&s.record.user_id, s.record.signed_on_at)
     {
-        verification::resume_session(&visit.state, &visit.tenant, &key, user, at).await?;
+        verification::resume_session(&visit.tenant, &key, user, at).await?;
     }
     Ok(Usable::Enter(key))
 }
@@ -577,7 +587,7 @@ async fn signin_form(
     error: Option<&str>,
     username: &str,
 ) -> Response {
-    let d = match verification::describe(&visit.state, flow).await {
+    let d = match verification::describe(&visit.tenant, flow).await {
         Ok(d) => d,
         Err(e) => return visit.step_error(e),
     };
@@ -603,7 +613,7 @@ async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
     };
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("");
-    let known = Session::known_browser(&visit.state, &visit.tenant, &visit.cookie, &headers).await;
+    let known = Session::known_browser(&visit.tenant, &visit.cookie, &headers).await;
     match verification::sign_on(
         &visit.state,
         &visit.tenant,
@@ -619,16 +629,17 @@ async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
             let Some(old) = visit.session.take() else {
                 return visit.see_other("/device");
             };
-            match old.rotate(&visit.state, &flow, &username).await {
+            match old
+                .rotate(&visit.state, &visit.tenant, &flow, &username)
+                .await
+            {
                 Ok(new) => visit.session = Some(new),
                 Err(e) => return visit.step_error(e.into()),
             }
             let mut res = visit.see_other(step_path(flow.status));
             let user_id = flow.user_id.as_deref().unwrap_or_default();
             if known.as_ref().map(|k| k.user_id.as_str()) != Some(user_id) {
-                match Session::mark_known(&visit.state, &visit.cookie, &visit.tenant.id, user_id)
-                    .await
-                {
+                match Session::mark_known(&visit.cookie, &visit.tenant, user_id).await {
                     Ok(cookie) => {
                         res.headers_mut().append(header::SET_COOKIE, cookie);
                     }
@@ -663,7 +674,7 @@ async fn consent_page(visit: Visit) -> Response {
         Some(f) => return visit.see_other(step_path(f.status)),
         None => return visit.see_other("/device"),
     };
-    match verification::describe(&visit.state, flow).await {
+    match verification::describe(&visit.tenant, flow).await {
         Ok(d) => consent_form(&visit, &d),
         Err(e) => visit.step_error(e),
     }
@@ -738,10 +749,11 @@ async fn done_page(visit: Visit) -> Response {
         return visit.see_other("/device");
     };
     // A finished flow stays readable after its expiry.
-    let flow = match visit.state.store.get_flow(&key).await {
+    let flow = match visit.tenant.store.get_flow(&key).await {
         Ok(f) if f.status == FlowStatus::Completed => f,
         Ok(f) => return visit.see_other(step_path(f.status)),
-        Err(_) => return visit.see_other("/device"),
+        Err(StoreError::NotFound) => return visit.see_other("/device"),
+        Err(e) => return visit.step_error(e.into()),
     };
     let t = &visit.pages().t;
     let (title, result) = match flow.result {
@@ -764,7 +776,7 @@ async fn sign_out(mut visit: Visit, body: Bytes) -> Response {
         return page;
     }
     if let Some(s) = visit.session.take().filter(Session::is_stored) {
-        let _ = visit.state.store.delete_session(&s.record.id_hash).await;
+        let _ = visit.tenant.store.delete_session(&s.record).await;
     }
     let mut res = Redirect::to(&format!("{}/device", visit.tenant.base)).into_response();
     res.headers_mut()

@@ -98,40 +98,47 @@ pub struct Session {
 const KNOWN_BROWSER_TTL: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
 
 impl Session {
-    /// The live session named by the request's cookie, if any.
+    /// The live session named by the request's cookie, if any; an error only when the store
+    /// failed.
     pub async fn load(
         state: &AppState,
         tenant: &Tenant,
         cookie: &SessionCookie,
         headers: &HeaderMap,
-    ) -> Option<Session> {
-        let value = cookie.read(headers)?;
+    ) -> Result<Option<Session>, StoreError> {
+        let Some(value) = cookie.read(headers) else {
+            return Ok(None);
+        };
         if !value.starts_with(SecretKind::BrowserSession.prefix()) {
-            return None;
+            return Ok(None);
         }
         let secret = Secret::from_presented(value);
-        let record = match state.store.get_session(&secret.hash()).await {
+        let record = match tenant.store.get_session(&secret.hash()).await {
             Ok(r) => r,
             // Never stored (or ended): a pre-session, holding nothing.
             Err(StoreError::NotFound) => {
-                return Some(Session::unstored(secret, &tenant.id, state));
+                return Ok(Some(Session::unstored(secret, &tenant.id, state)));
             }
-            Err(_) => return None,
+            Err(e) => return Err(e),
         };
-        if record.expires_at <= now() || record.tenant != tenant.id {
-            return None;
+        if record.expires_at <= now() {
+            return Ok(None);
         }
         let username = match &record.user_id {
-            Some(id) => Some(state.store.get_user(id).await.ok()?.username),
+            Some(id) => match tenant.store.get_user(id).await {
+                Ok(u) => Some(u.username),
+                Err(StoreError::NotFound) => return Ok(None),
+                Err(e) => return Err(e),
+            },
             None => None,
         };
-        Some(Session {
+        Ok(Some(Session {
             secret,
             record,
             username,
             fresh: false,
             stored: true,
-        })
+        }))
     }
 
     fn unstored(secret: Secret, tenant: &str, state: &AppState) -> Session {
@@ -166,11 +173,11 @@ impl Session {
     }
 
     /// This session, stored: a pre-session becomes a stored session under a new id.
-    pub async fn stored(self, state: &AppState) -> Result<Session, StoreError> {
+    pub async fn stored(self, state: &AppState, tenant: &Tenant) -> Result<Session, StoreError> {
         if self.stored {
             return Ok(self);
         }
-        Self::create(state, &self.record.tenant, None, None, None, None).await
+        Self::create(state, tenant, None, None, None, None).await
     }
 
     pub fn is_stored(&self) -> bool {
@@ -179,7 +186,7 @@ impl Session {
 
     async fn create(
         state: &AppState,
-        tenant: &str,
+        tenant: &Tenant,
         user_id: Option<String>,
         signed_on_at: Option<devicegate_core::Timestamp>,
         flow_hash: Option<SecretHash>,
@@ -188,7 +195,7 @@ impl Session {
         let secret = Secret::generate(SecretKind::BrowserSession);
         let now = now();
         let record = BrowserSession {
-            tenant: tenant.to_owned(),
+            tenant: tenant.id.clone(),
             id_hash: secret.hash(),
             user_id,
             signed_on_at,
@@ -196,7 +203,7 @@ impl Session {
             created_at: now,
             expires_at: now.plus(state.settings.session_ttl),
         };
-        state.store.create_session(&record).await?;
+        tenant.store.create_session(&record).await?;
         Ok(Session {
             secret,
             record,
@@ -210,19 +217,20 @@ impl Session {
     pub async fn rotate(
         self,
         state: &AppState,
+        tenant: &Tenant,
         flow: &Flow,
         username: &str,
     ) -> Result<Session, StoreError> {
         let next = Self::create(
             state,
-            &self.record.tenant,
+            tenant,
             flow.user_id.clone(),
             flow.signed_on_at,
             Some(flow.secret_hash),
             Some(username.to_owned()),
         )
         .await?;
-        match state.store.delete_session(&self.record.id_hash).await {
+        match tenant.store.delete_session(&self.record).await {
             Ok(()) | Err(StoreError::NotFound) => Ok(next),
             Err(e) => Err(e),
         }
@@ -230,18 +238,17 @@ impl Session {
 
     /// Marks this browser as known to `user_id`: returns the cookie to set.
     pub async fn mark_known(
-        state: &AppState,
         cookie: &SessionCookie,
-        tenant: &str,
+        tenant: &Tenant,
         user_id: &str,
     ) -> Result<HeaderValue, StoreError> {
         let secret = Secret::generate(SecretKind::KnownBrowser);
         let now = now();
-        state
+        tenant
             .store
             .create_session(&BrowserSession {
                 id_hash: secret.hash(),
-                tenant: tenant.to_owned(),
+                tenant: tenant.id.clone(),
                 user_id: Some(user_id.to_owned()),
                 signed_on_at: None,
                 flow_hash: None,
@@ -256,7 +263,6 @@ impl Session {
 
     /// The person this browser signed in as before, by its known-browser mark.
     pub async fn known_browser(
-        state: &AppState,
         tenant: &Tenant,
         cookie: &SessionCookie,
         headers: &HeaderMap,
@@ -266,8 +272,8 @@ impl Session {
             return None;
         }
         let hash = Secret::from_presented(value).hash();
-        let record = state.store.get_session(&hash).await.ok()?;
-        if record.tenant != tenant.id || record.expires_at <= now() {
+        let record = tenant.store.get_session(&hash).await.ok()?;
+        if record.expires_at <= now() {
             return None;
         }
         Some(KnownBrowser {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use devicegate_core::scope::Scopes;
+use devicegate_core::secret::{Secret, SecretKind};
 use devicegate_store::{ClientRecord, TenantRecord, UserRecord};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -59,6 +60,36 @@ async fn flow_at(s: &TestServer, base: &str) -> String {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{b}");
     b["id"].as_str().unwrap().to_owned()
+}
+
+/// `bob` approves the code of `d` through a flow of acme's flows API; returns the flow id and
+/// the answer to his sign-on (with the session it kept).
+async fn approve_in_acme(s: &TestServer, d: &Value) -> (String, Value) {
+    let flow = flow_at(s, "/t/acme").await;
+    act_at(
+        s,
+        "/t/acme",
+        &flow,
+        json!({"action": "user_code.verify", "user_code": d["user_code"]}),
+    )
+    .await;
+    let (status, signed_on) = act_at(
+        s,
+        "/t/acme",
+        &flow,
+        json!({"action": "sign_on", "username": "bob", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{signed_on}");
+    let (status, b) = act_at(
+        s,
+        "/t/acme",
+        &flow,
+        json!({"action": "consent", "accept": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    (flow, signed_on)
 }
 
 async fn act_at(s: &TestServer, base: &str, flow: &str, body: Value) -> (StatusCode, Value) {
@@ -137,33 +168,8 @@ async fn a_tenant_has_its_own_issuer_keys_clients_users_codes_and_tokens() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let flow = flow_at(&s, "/t/acme").await;
-    act_at(
-        &s,
-        "/t/acme",
-        &flow,
-        json!({"action": "user_code.verify", "user_code": code}),
-    )
-    .await;
-    let (status, b) = act_at(
-        &s,
-        "/t/acme",
-        &flow,
-        json!({"action": "sign_on", "username": "bob", "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(
-        (status, b["client"]["name"].as_str()),
-        (StatusCode::OK, Some("Acme TV")),
-        "{b}"
-    );
-    act_at(
-        &s,
-        "/t/acme",
-        &flow,
-        json!({"action": "consent", "accept": true}),
-    )
-    .await;
+    let (_, b) = approve_in_acme(&s, &d).await;
+    assert_eq!(b["client"]["name"].as_str(), Some("Acme TV"), "{b}");
     let (status, t) = s
         .poll_at(
             "/t/acme/oauth2/token",
@@ -866,26 +872,7 @@ async fn finish_on_pages(
     code: Option<&str>,
     accept: bool,
 ) {
-    let filled = crate::pages::input_value(&entry.html, "user_code");
-    let code = code.map(str::to_owned).or(filled).expect("a code to enter");
-    post(
-        b,
-        s.url("/device"),
-        &[("csrf", &entry.csrf()), ("user_code", &code)],
-    )
-    .await;
-    let form = get(b, s.url("/device/signin")).await;
-    post(
-        b,
-        s.url("/device/signin"),
-        &[
-            ("csrf", &form.csrf()),
-            ("username", "ann"),
-            ("password", PASSWORD),
-        ],
-    )
-    .await;
-    let consent = get(b, s.url("/device/consent")).await;
+    let consent = to_consent_page(s, "", b, entry, code).await;
     let decision = if accept { "approve" } else { "deny" };
     let p = post(
         b,
@@ -894,6 +881,39 @@ async fn finish_on_pages(
     )
     .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.html);
+}
+
+/// From a code-entry page `entry` of the tenant at `base`: enters `code` (or the one the page
+/// was filled with) and signs `ann` in; returns the consent page.
+async fn to_consent_page(
+    s: &TestServer,
+    base: &str,
+    b: &reqwest::Client,
+    entry: Page,
+    code: Option<&str>,
+) -> Page {
+    let filled = crate::pages::input_value(&entry.html, "user_code");
+    let code = code.map(str::to_owned).or(filled).expect("a code to enter");
+    post(
+        b,
+        s.url(&format!("{base}/device")),
+        &[("csrf", &entry.csrf()), ("user_code", &code)],
+    )
+    .await;
+    let form = get(b, s.url(&format!("{base}/device/signin"))).await;
+    post(
+        b,
+        s.url(&format!("{base}/device/signin")),
+        &[
+            ("csrf", &form.csrf()),
+            ("username", "ann"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    let consent = get(b, s.url(&format!("{base}/device/consent"))).await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.html);
+    consent
 }
 
 /// Approves (or denies) as `ann` through the pages, following a link that fills the code in.
@@ -1207,4 +1227,351 @@ async fn rfc8259_4_dialect_bodies_that_repeat_a_key_are_refused_in_the_dialects_
         .await
         .into_pair();
     assert_eq!(f["status"], "DAG_USER_CODE_REQUIRED", "{f}");
+}
+
+/// Ocient's verify at the tenant at `base` with the code and secret of grant `og`, waiting a
+/// second at most.
+async fn verify_with_secret(s: &TestServer, base: &str, og: &Value) -> (StatusCode, Value) {
+    ocient(
+        s,
+        &format!("{base}/v1/sso_device_grant_verify"),
+        json!({"user_code": og["user_code"], "device_secret": og["device_secret"], "timeout": 1}),
+        None,
+    )
+    .await
+}
+
+/// Issue 12: every surface treats another tenant's records as absent. acme's grant (device
+/// code and user code), flow, kept session, browser session and tokens are tried on every
+/// route family of the default tenant (native and IDCS endpoints, the pages including the
+/// done page, the flows API, PingOne, Ocient), and each is answered as if it did not exist;
+/// afterwards they all still work in acme.
+#[tokio::test]
+async fn another_tenants_records_are_absent_on_every_surface() {
+    let s = two_tenants().await;
+    let env = s.store().get_tenant("default").await.unwrap().uuid;
+
+    // In acme: a grant approved through the flows API with a kept session, its tokens, a
+    // pending grant, an Ocient grant, and a finished flow walked on the pages.
+    let (_, _, approved) = s
+        .form(
+            "/t/acme/oauth2/device_authorization",
+            &[("client_id", "tv")],
+        )
+        .await;
+    let (_, _, pending) = s
+        .form(
+            "/t/acme/oauth2/device_authorization",
+            &[("client_id", "tv")],
+        )
+        .await;
+    let (flow, signed_on) = approve_in_acme(&s, &approved).await;
+    let kept = signed_on["session"].as_str().unwrap().to_owned();
+    let (status, tokens) = s
+        .poll_at(
+            "/t/acme/oauth2/token",
+            "tv",
+            approved["device_code"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (status, og) = ocient(&s, "/t/acme/v1/sso_device_grant", json!({}), None).await;
+    assert_eq!(status, StatusCode::OK, "{og}");
+
+    // A browser whose cookies the test can read.
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let acme = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let entry = get(&acme, s.url("/t/acme/device")).await;
+    let consent = to_consent_page(&s, "/t/acme", &acme, entry, pending["user_code"].as_str()).await;
+    let done = post(
+        &acme,
+        s.url("/t/acme/device/consent"),
+        &[("csrf", &consent.csrf()), ("decision", "deny")],
+    )
+    .await;
+    assert_eq!(done.location(), "/t/acme/device/done");
+    // The session cookie acme's pages gave this browser at sign-in.
+    let cookies = reqwest::cookie::CookieStore::cookies(
+        jar.as_ref(),
+        &s.url("/t/acme/device").parse().unwrap(),
+    )
+    .unwrap();
+    let acme_cookie = cookies
+        .to_str()
+        .unwrap()
+        .split("; ")
+        .find_map(|c| c.strip_prefix("devicegate-acme="))
+        .expect("a session cookie")
+        .to_owned();
+    let acme_done = get(&acme, s.url("/t/acme/device/done")).await;
+    assert_eq!(acme_done.status, StatusCode::OK);
+
+    // Native and IDCS token endpoints: acme's device codes and refresh token are unknown.
+    for path in [
+        "/oauth2/token",
+        "/oauth2/v1/token",
+        &format!("/{env}/as/token"),
+    ] {
+        for code in [&approved, &pending] {
+            let (status, b) = s
+                .poll_at(path, "tv", code["device_code"].as_str().unwrap())
+                .await;
+            assert_eq!(
+                (status, b["error"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+                "{path}: {b}"
+            );
+        }
+        let (status, _, b) = s
+            .form(
+                path,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "tv"),
+                    ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+                ],
+            )
+            .await;
+        assert_eq!(
+            (status, b["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+            "{path}: {b}"
+        );
+    }
+    let res = s
+        .http
+        .get(s.url("/oauth2/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // Flows API: acme's flow does not exist here, its code is a wrong code, its kept session
+    // is no session, and ending it here ends nothing.
+    let (status, _, _) = s.api("GET", &format!("/api/v1/flows/{flow}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .act(&flow, json!({"action": "consent", "accept": false}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let here = s.new_flow().await;
+    let (status, b) = s
+        .act(
+            &here,
+            json!({"action": "user_code.verify", "user_code": pending["user_code"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_user_code")),
+        "{b}"
+    );
+    let (status, _, _) = s
+        .api(
+            "POST",
+            "/api/v1/sessions/end",
+            Some(json!({"session": kept})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let local = s.device_authorization("tv", None).await;
+    let here = s.new_flow().await;
+    s.act(
+        &here,
+        json!({"action": "user_code.verify", "user_code": local["user_code"]}),
+    )
+    .await;
+    let (status, b) = s
+        .act(&here, json!({"action": "session.resume", "session": kept}))
+        .await;
+    assert_eq!(
+        (status, b["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_session")),
+        "{b}"
+    );
+
+    // PingOne: acme's flow is not in the default environment.
+    let (status, _, _) = s.api("GET", &format!("/{env}/flows/{flow}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Ocient: acme's code, even with its secret, is an unknown code here.
+    let (status, e) = verify_with_secret(&s, "", &og).await;
+    assert_ocient_error(status, &e, StatusCode::NOT_FOUND, "42704");
+
+    // Pages: acme's code is a wrong code; acme's session cookie is no session here; and a
+    // session of this tenant that somehow names acme's finished flow does not show it.
+    let other = browser();
+    let entry = get(&other, s.url("/device")).await;
+    let wrong = post(
+        &other,
+        s.url("/device"),
+        &[
+            ("csrf", &entry.csrf()),
+            ("user_code", og["user_code"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{}", wrong.html);
+    let acme_flow_hash = s
+        .store()
+        .get_session(&Secret::from_presented(acme_cookie.as_str()).hash())
+        .await
+        .unwrap()
+        .flow_hash
+        .unwrap();
+    let forged = Secret::generate(SecretKind::BrowserSession);
+    let now = devicegate_server::now();
+    s.store()
+        .create_session(&devicegate_store::BrowserSession {
+            id_hash: forged.hash(),
+            tenant: "default".into(),
+            user_id: None,
+            signed_on_at: None,
+            flow_hash: Some(acme_flow_hash),
+            created_at: now,
+            expires_at: now.plus(Duration::from_secs(600)),
+        })
+        .await
+        .unwrap();
+    let res = s
+        .http
+        .get(s.url("/device/done"))
+        .header("cookie", format!("devicegate={}", forged.expose()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/device");
+    let res = s
+        .http
+        .get(s.url("/device/done"))
+        .header("cookie", format!("devicegate={acme_cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "acme's cookie is no session here"
+    );
+
+    // Everything still works in acme.
+    let (status, _, f) = s
+        .api("GET", &format!("/t/acme/api/v1/flows/{flow}"), None)
+        .await;
+    assert_eq!(
+        (status, f["result"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{f}"
+    );
+    let (status, _, _) = s
+        .form(
+            "/t/acme/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "tv"),
+                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, e) = verify_with_secret(&s, "/t/acme", &og).await;
+    assert_ocient_error(status, &e, StatusCode::REQUEST_TIMEOUT, "HYT00");
+    let again = get(&acme, s.url("/t/acme/device/done")).await;
+    assert_eq!(again.status, StatusCode::OK);
+}
+
+/// Issue 12: a store failure other than unavailability (here, rows a bug or a bad migration
+/// left unreadable) is a 500 on every surface, in the surface's own format, and no detail of
+/// it reaches the caller.
+#[tokio::test]
+async fn a_broken_record_is_a_500_in_every_surfaces_format_without_its_detail() {
+    let s = two_tenants().await;
+    let env = s.store().get_tenant("default").await.unwrap().uuid;
+    let d = s
+        .device_authorization("tv", Some("openid offline_access"))
+        .await;
+    let tokens = {
+        s.decide(d["user_code"].as_str().unwrap(), "ann", true)
+            .await;
+        let (status, t) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{t}");
+        t
+    };
+    let (_, og) = ocient(&s, "/v1/sso_device_grant", json!({}), None).await;
+    let pending = s.device_authorization("tv", None).await;
+    let flow = s.new_flow().await;
+    // A browser that reached the consent page.
+    let b = browser();
+    let entry = get(&b, s.url("/device")).await;
+    let consent = to_consent_page(&s, "", &b, entry, pending["user_code"].as_str()).await;
+
+    let db = rusqlite::Connection::open(s.dir.path().join("devicegate.db")).unwrap();
+    db.execute_batch(
+        "UPDATE flows SET status = 'BROKEN_STATUS';
+         UPDATE refresh_tokens SET scopes = '\"broken';
+         UPDATE device_grants SET status = 'broken_status' WHERE client_id = 'ocient';",
+    )
+    .unwrap();
+    let no_detail = |body: &str| {
+        let lower = body.to_lowercase();
+        for leak in ["broken", "invalid", "sqlite", "column", "conversion"] {
+            assert!(!lower.contains(leak), "internal detail {leak:?} in {body}");
+        }
+    };
+
+    // Native: RFC 6749 §5.2 JSON.
+    let (status, _, b2) = s
+        .form(
+            "/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "tv"),
+                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, b2["error"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error"))
+    );
+    no_detail(&b2.to_string());
+    // Flows API: the same JSON.
+    let (status, _, b2) = s.api("GET", &format!("/api/v1/flows/{flow}"), None).await;
+    assert_eq!(
+        (status, b2["error"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error"))
+    );
+    no_detail(&b2.to_string());
+    // PingOne: its error object.
+    let (status, _, b2) = s.api("GET", &format!("/{env}/flows/{flow}"), None).await;
+    assert_eq!(
+        (status, b2["code"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("UNEXPECTED_ERROR"))
+    );
+    no_detail(&b2.to_string());
+    // Ocient: its status object.
+    let (status, e) = verify_with_secret(&s, "", &og).await;
+    assert_ocient_error(status, &e, StatusCode::INTERNAL_SERVER_ERROR, "XX000");
+    no_detail(&e.to_string());
+    // Pages: a readable page.
+    let page = post(
+        &b,
+        s.url("/device/consent"),
+        &[("csrf", &consent.csrf()), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(
+        page.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("Something went wrong"), "{}", page.html);
+    no_detail(&page.html);
 }

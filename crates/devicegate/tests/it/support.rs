@@ -20,6 +20,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub running: Option<devicegate::Running>,
     pub dir: tempfile::TempDir,
+    /// The server's store, as the operator's CLI would open it beside the server.
+    store: std::sync::Arc<dyn Store>,
 }
 
 impl TestServer {
@@ -37,8 +39,9 @@ impl TestServer {
             ..Settings::default()
         };
         tweak(&mut settings);
-        let store = SqliteStore::open(dir.path().join("devicegate.db")).unwrap();
-        let running = devicegate::start(settings, std::sync::Arc::new(store), listener)
+        let store: std::sync::Arc<dyn Store> =
+            std::sync::Arc::new(SqliteStore::open(dir.path().join("devicegate.db")).unwrap());
+        let running = devicegate::start(settings, store.clone(), listener)
             .await
             .unwrap();
         let http = reqwest::Client::builder()
@@ -50,11 +53,12 @@ impl TestServer {
             http,
             running: Some(running),
             dir,
+            store,
         }
     }
 
     pub fn store(&self) -> &dyn Store {
-        self.running.as_ref().unwrap().state.store.as_ref()
+        self.store.as_ref()
     }
 
     pub fn url(&self, path: &str) -> String {

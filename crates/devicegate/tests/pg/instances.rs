@@ -385,6 +385,62 @@ pub async fn outage(ctx: Arc<Ctx>) {
             Some("temporarily_unavailable")
         )
     );
+    // Every surface says so in its own format, without detail.
+    let empty = |path: &str| {
+        http.post(inst[0].url(path))
+            .json(&serde_json::json!({}))
+            .send()
+    };
+    let res = empty("/api/v1/flows").await.unwrap();
+    let (status, body): (StatusCode, Value) = (res.status(), res.json().await.unwrap());
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("temporarily_unavailable")
+        ),
+        "flows API: {body}"
+    );
+    let res = empty("/v1/sso_device_grant").await.unwrap();
+    let (status, body): (StatusCode, Value) = (res.status(), res.json().await.unwrap());
+    assert_eq!(
+        (status, body["status"]["sql_state"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("08001")),
+        "Ocient: {body}"
+    );
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let entry = browser
+        .get(inst[0].url("/device"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = entry
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .expect("a csrf field")
+        .to_owned();
+    let res = browser
+        .post(inst[0].url("/device"))
+        .form(&[("csrf", csrf.as_str()), ("user_code", "BCDF-GHJK")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Temporarily unavailable"), "{page}");
+    for leak in ["postgres", "connection", "refused", "pool"] {
+        assert!(
+            !page.to_lowercase().contains(leak),
+            "internal detail {leak:?} in the page"
+        );
+    }
     assert_eq!(
         http.get(inst[0].url("/healthz"))
             .send()

@@ -1,0 +1,248 @@
+//! The store as handlers see it: through one tenant.
+//!
+//! [`Shared`] holds the raw [`Store`] in a private field, so nothing outside this module can
+//! reach it. It offers what belongs to no tenant (reachability, the shared limits, tenant
+//! records, upkeep) and hands out a [`TenantStore`] per tenant. The tenant middleware puts the
+//! request's tenant, and with it its `TenantStore`, in the request; every record a handler
+//! loads comes through it.
+//!
+//! A `TenantStore` treats another tenant's record as absent: a lookup by a key that is unique
+//! across tenants (a grant id, a code, a flow's capability, a session, a refresh token, a
+//! user's subject) answers `NotFound` when the record found belongs to another tenant, exactly
+//! as if there were none. Writes refuse a record of another tenant (`Internal`: no handler
+//! should try), so a record can only change through the tenant it was read from.
+//!
+//! **Invariant:** handlers never name a tenant when they read or write; the handle does.
+
+use std::sync::Arc;
+
+use devicegate_core::flow::Flow;
+use devicegate_core::grant::DeviceGrant;
+use devicegate_core::user_code::UserCode;
+use devicegate_core::{SecretHash, Timestamp};
+use devicegate_store::{
+    Admission, BrowserSession, ClientRecord, GrantChanged, HeldPoll, KeyRecord, LimitTake,
+    PendingCodes, RefreshToken, Result, Store, StoreError, SweepCounts, TenantRecord, UserRecord,
+};
+
+/// The store, for what belongs to no tenant; [`Shared::tenant`] for the rest.
+#[derive(Debug, Clone)]
+pub struct Shared(Arc<dyn Store>);
+
+impl Shared {
+    pub fn new(store: Arc<dyn Store>) -> Shared {
+        Shared(store)
+    }
+
+    /// The handle through which everything of `tenant` is read and written.
+    pub fn tenant(&self, tenant: &str) -> TenantStore {
+        TenantStore {
+            store: self.0.clone(),
+            tenant: tenant.to_owned(),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.0.ping().await
+    }
+
+    pub async fn get_tenant(&self, id: &str) -> Result<TenantRecord> {
+        self.0.get_tenant(id).await
+    }
+
+    pub async fn get_tenant_by_uuid(&self, uuid: &str) -> Result<TenantRecord> {
+        self.0.get_tenant_by_uuid(uuid).await
+    }
+
+    /// Every tenant's pending codes: the guessing budget is one for the whole server.
+    pub async fn count_pending_grants(&self, now: Timestamp) -> Result<PendingCodes> {
+        self.0.count_pending_grants(now).await
+    }
+
+    pub async fn take_limits(&self, takes: &[LimitTake], now: Timestamp) -> Result<Admission> {
+        self.0.take_limits(takes, now).await
+    }
+
+    pub async fn give_back_limits(&self, takes: &[LimitTake]) -> Result<()> {
+        self.0.give_back_limits(takes).await
+    }
+
+    pub async fn sweep(&self, now: Timestamp, grace_before: Timestamp) -> Result<SweepCounts> {
+        self.0.sweep(now, grace_before).await
+    }
+}
+
+/// The store seen through one tenant (module docs).
+#[derive(Debug, Clone)]
+pub struct TenantStore {
+    store: Arc<dyn Store>,
+    tenant: String,
+}
+
+/// Another tenant's record is no record here.
+fn here<T>(tenant: &str, found: Result<T>, of: impl Fn(&T) -> &str) -> Result<T> {
+    match found {
+        Ok(r) if of(&r) == tenant => Ok(r),
+        Ok(_) => Err(StoreError::NotFound),
+        Err(e) => Err(e),
+    }
+}
+
+impl TenantStore {
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant
+    }
+
+    /// Refuses to write a record of another tenant.
+    fn own(&self, tenant: &str) -> Result<()> {
+        if tenant == self.tenant {
+            Ok(())
+        } else {
+            Err(StoreError::Internal(format!(
+                "a record of tenant {tenant} written through tenant {}",
+                self.tenant
+            )))
+        }
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<GrantChanged> {
+        self.store.subscribe()
+    }
+
+    pub async fn get_client(&self, id: &str) -> Result<ClientRecord> {
+        self.store.get_client(&self.tenant, id).await
+    }
+
+    pub async fn create_client(&self, client: &ClientRecord) -> Result<()> {
+        self.own(&client.tenant)?;
+        self.store.create_client(client).await
+    }
+
+    pub async fn get_user(&self, id: &str) -> Result<UserRecord> {
+        here(&self.tenant, self.store.get_user(id).await, |u| &u.tenant)
+    }
+
+    pub async fn get_user_by_username(&self, username: &str) -> Result<UserRecord> {
+        self.store
+            .get_user_by_username(&self.tenant, username)
+            .await
+    }
+
+    pub async fn create_grant(&self, grant: &DeviceGrant) -> Result<()> {
+        self.own(&grant.tenant)?;
+        self.store.create_grant(grant).await
+    }
+
+    pub async fn get_grant(&self, id: &str) -> Result<DeviceGrant> {
+        here(&self.tenant, self.store.get_grant(id).await, |g| &g.tenant)
+    }
+
+    pub async fn get_grant_by_device_code(&self, hash: &SecretHash) -> Result<DeviceGrant> {
+        here(
+            &self.tenant,
+            self.store.get_grant_by_device_code(hash).await,
+            |g| &g.tenant,
+        )
+    }
+
+    pub async fn get_grant_by_user_code(&self, code: &UserCode) -> Result<DeviceGrant> {
+        here(
+            &self.tenant,
+            self.store.get_grant_by_user_code(code).await,
+            |g| &g.tenant,
+        )
+    }
+
+    pub fn poll_held(
+        &self,
+        hash: &SecretHash,
+        client_id: &str,
+        now: Timestamp,
+    ) -> Option<HeldPoll> {
+        self.store.poll_held(hash, &self.tenant, client_id, now)
+    }
+
+    pub async fn record_poll(&self, grant: &DeviceGrant) -> Result<()> {
+        self.own(&grant.tenant)?;
+        self.store.record_poll(grant).await
+    }
+
+    pub async fn redeem_grant(
+        &self,
+        grant: &DeviceGrant,
+        refresh: Option<&RefreshToken>,
+    ) -> Result<()> {
+        self.own(&grant.tenant)?;
+        if let Some(r) = refresh {
+            self.own(&r.tenant)?;
+        }
+        self.store.redeem_grant(grant, refresh).await
+    }
+
+    pub async fn create_flow(&self, flow: &Flow) -> Result<()> {
+        self.own(&flow.tenant)?;
+        self.store.create_flow(flow).await
+    }
+
+    pub async fn get_flow(&self, hash: &SecretHash) -> Result<Flow> {
+        here(&self.tenant, self.store.get_flow(hash).await, |f| &f.tenant)
+    }
+
+    pub async fn update_flow(&self, flow: &Flow, grant: Option<&DeviceGrant>) -> Result<()> {
+        self.own(&flow.tenant)?;
+        if let Some(g) = grant {
+            self.own(&g.tenant)?;
+        }
+        self.store.update_flow(flow, grant).await
+    }
+
+    pub async fn get_refresh_token(&self, hash: &SecretHash) -> Result<RefreshToken> {
+        here(
+            &self.tenant,
+            self.store.get_refresh_token(hash).await,
+            |t| &t.tenant,
+        )
+    }
+
+    pub async fn rotate_refresh_token(&self, old: &RefreshToken, new: &RefreshToken) -> Result<()> {
+        self.own(&old.tenant)?;
+        self.own(&new.tenant)?;
+        self.store.rotate_refresh_token(&old.hash, new).await
+    }
+
+    /// Deletes every token of `token`'s family; returns how many.
+    pub async fn revoke_refresh_family(&self, token: &RefreshToken) -> Result<u64> {
+        self.own(&token.tenant)?;
+        self.store.revoke_refresh_family(&token.family_id).await
+    }
+
+    pub async fn create_session(&self, session: &BrowserSession) -> Result<()> {
+        self.own(&session.tenant)?;
+        self.store.create_session(session).await
+    }
+
+    pub async fn get_session(&self, id_hash: &SecretHash) -> Result<BrowserSession> {
+        here(&self.tenant, self.store.get_session(id_hash).await, |s| {
+            &s.tenant
+        })
+    }
+
+    pub async fn update_session(&self, session: &BrowserSession) -> Result<()> {
+        self.own(&session.tenant)?;
+        self.store.update_session(session).await
+    }
+
+    pub async fn delete_session(&self, session: &BrowserSession) -> Result<()> {
+        self.own(&session.tenant)?;
+        self.store.delete_session(&session.id_hash).await
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
+        self.store.list_keys(&self.tenant).await
+    }
+
+    pub async fn ensure_key(&self, candidate: &KeyRecord) -> Result<Vec<KeyRecord>> {
+        self.own(&candidate.tenant)?;
+        self.store.ensure_key(candidate).await
+    }
+}
