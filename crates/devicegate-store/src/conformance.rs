@@ -966,6 +966,11 @@ fn bucket(key: &str, burst: u32) -> LimitTake {
     LimitTake::per(key.into(), burst, Duration::from_secs(60))
 }
 
+/// Whether `take_limits` admits `takes` at `at`.
+async fn admits(s: &impl Store, takes: &[LimitTake], at: Timestamp) -> bool {
+    s.take_limits(takes, at).await.unwrap().is_admitted()
+}
+
 /// A burst of concurrent takes gets exactly the bucket's size, however they interleave:
 /// the count happens with the check, never after it.
 async fn limits_hold_under_a_burst(s: Arc<impl Store>) {
@@ -996,44 +1001,19 @@ async fn limits_hold_under_a_burst(s: Arc<impl Store>) {
     // Refused calls drew nothing from the wide bucket: 10 draws so far, 990 left.
     let wide = LimitTake::per("wide".into(), 1000, Duration::from_secs(60));
     for _ in 0..990 {
-        assert!(
-            s.take_limits(std::slice::from_ref(&wide), NOW)
-                .await
-                .unwrap()
-                .is_admitted()
-        );
+        assert!(admits(&*s, std::slice::from_ref(&wide), NOW).await);
     }
-    assert!(
-        !s.take_limits(std::slice::from_ref(&wide), NOW)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
+    assert!(!admits(&*s, std::slice::from_ref(&wide), NOW).await);
     // A bucket refills with time: one take per cost (60 s / 10).
     let later = NOW.plus(Duration::from_secs(6));
-    assert!(
-        s.take_limits(&[bucket("burst", 10)], later)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
-    assert!(
-        !s.take_limits(&[bucket("burst", 10)], later)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
+    assert!(admits(&*s, &[bucket("burst", 10)], later).await);
+    assert!(!admits(&*s, &[bucket("burst", 10)], later).await);
 }
 
 async fn limits_are_all_or_nothing(s: impl Store) {
     let one = bucket("one", 1);
     let two = bucket("two", 2);
-    assert!(
-        s.take_limits(&[one.clone(), two.clone()], NOW)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
+    assert!(admits(&s, &[one.clone(), two.clone()], NOW).await);
     assert_eq!(
         s.take_limits(&[two.clone(), one.clone()], NOW)
             .await
@@ -1044,18 +1024,8 @@ async fn limits_are_all_or_nothing(s: impl Store) {
         }
     );
     // `two` was not drawn by the refused call: one draw left.
-    assert!(
-        s.take_limits(std::slice::from_ref(&two), NOW)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
-    assert!(
-        !s.take_limits(std::slice::from_ref(&two), NOW)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
+    assert!(admits(&s, std::slice::from_ref(&two), NOW).await);
+    assert!(!admits(&s, std::slice::from_ref(&two), NOW).await);
     // Giving back makes room again; a recorded-only take is never refused but counts, and
     // however many are recorded the bucket is full to its brim only, so it empties again
     // within its capacity (strangers recording takes cannot keep it shut).
@@ -1085,19 +1055,9 @@ async fn limits_are_all_or_nothing(s: impl Store) {
     }
     // Sweeping keeps buckets that still hold takes.
     s.sweep(NOW, NOW).await.unwrap();
-    assert!(
-        !s.take_limits(std::slice::from_ref(&one), NOW)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
+    assert!(!admits(&s, std::slice::from_ref(&one), NOW).await);
     let later = NOW.plus(Duration::from_secs(60));
-    assert!(
-        s.take_limits(std::slice::from_ref(&one), later)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
+    assert!(admits(&s, std::slice::from_ref(&one), later).await);
 }
 
 async fn sweep(s: impl Store) {

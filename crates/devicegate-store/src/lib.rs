@@ -9,6 +9,7 @@
 //!
 //! This crate knows nothing about HTTP.
 
+mod columns;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod limits;
