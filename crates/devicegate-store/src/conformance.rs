@@ -3,9 +3,14 @@
 //! Each case runs on a fresh, empty store from `make` and checks exact sentinel errors and
 //! the races: concurrent redemption of one approved code, concurrent rotation of one refresh
 //! token, concurrent approve and deny, and concurrent wrong-code counting, each with exactly
-//! one winner and no lost update. A backend's own test is a call to [`run_all`].
+//! one winner and no lost update. A backend's own test is a call to [`run_all`], which runs
+//! every case, reports each by name, and fails naming every case that failed.
+//!
+//! Built for this crate's tests and with the `conformance` feature (which only test builds
+//! enable), never into the release binary.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,35 +31,86 @@ use crate::{
 const T: &str = DEFAULT_TENANT;
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
-/// Runs every case, each on a store fresh from `make`.
+/// A case of the suite, on the store it is given.
+type Case<S> = fn(S) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs every case, each on a store fresh from `make` and in a task of its own, printing
+/// `case NAME ... ok` or `... FAILED` for each; a failing case does not stop the others.
+/// Panics at the end, naming every case that failed.
 pub async fn run_all<S, F, Fut>(mut make: F)
 where
     S: Store,
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    clients(make().await).await;
-    users(make().await).await;
-    grants(make().await).await;
-    grant_update_is_compare_and_swap(make().await).await;
-    polls_race_and_decisions_see_them(Arc::new(make().await)).await;
-    held_polls_never_hide_a_decision(Arc::new(make().await)).await;
-    concurrent_redemption_has_one_winner(Arc::new(make().await)).await;
-    concurrent_approve_and_deny_have_one_winner(Arc::new(make().await)).await;
-    flows(make().await).await;
-    concurrent_wrong_codes_are_all_counted(Arc::new(make().await)).await;
-    refresh_tokens(make().await).await;
-    concurrent_rotation_has_one_winner(Arc::new(make().await)).await;
-    keys(make().await).await;
-    tenants_are_isolated(make().await).await;
-    ensure_key_agrees(Arc::new(make().await)).await;
-    grant_changes_are_announced(make().await).await;
-    sessions(make().await).await;
-    changing_a_user_stops_what_they_had_under_way(make().await).await;
-    pending_count(make().await).await;
-    limits_hold_under_a_burst(Arc::new(make().await)).await;
-    limits_are_all_or_nothing(make().await).await;
-    sweep(make().await).await;
+    let cases: [(&str, Case<S>); 22] = [
+        ("clients", |s| Box::pin(clients(s))),
+        ("users", |s| Box::pin(users(s))),
+        ("grants", |s| Box::pin(grants(s))),
+        ("grant_update_is_compare_and_swap", |s| {
+            Box::pin(grant_update_is_compare_and_swap(s))
+        }),
+        ("polls_race_and_decisions_see_them", |s| {
+            Box::pin(polls_race_and_decisions_see_them(Arc::new(s)))
+        }),
+        ("held_polls_never_hide_a_decision", |s| {
+            Box::pin(held_polls_never_hide_a_decision(Arc::new(s)))
+        }),
+        ("concurrent_redemption_has_one_winner", |s| {
+            Box::pin(concurrent_redemption_has_one_winner(Arc::new(s)))
+        }),
+        ("concurrent_approve_and_deny_have_one_winner", |s| {
+            Box::pin(concurrent_approve_and_deny_have_one_winner(Arc::new(s)))
+        }),
+        ("flows", |s| Box::pin(flows(s))),
+        ("concurrent_wrong_codes_are_all_counted", |s| {
+            Box::pin(concurrent_wrong_codes_are_all_counted(Arc::new(s)))
+        }),
+        ("refresh_tokens", |s| Box::pin(refresh_tokens(s))),
+        ("concurrent_rotation_has_one_winner", |s| {
+            Box::pin(concurrent_rotation_has_one_winner(Arc::new(s)))
+        }),
+        ("keys", |s| Box::pin(keys(s))),
+        ("tenants_are_isolated", |s| {
+            Box::pin(tenants_are_isolated(s))
+        }),
+        ("ensure_key_agrees", |s| {
+            Box::pin(ensure_key_agrees(Arc::new(s)))
+        }),
+        ("grant_changes_are_announced", |s| {
+            Box::pin(grant_changes_are_announced(s))
+        }),
+        ("sessions", |s| Box::pin(sessions(s))),
+        ("changing_a_user_stops_what_they_had_under_way", |s| {
+            Box::pin(changing_a_user_stops_what_they_had_under_way(s))
+        }),
+        ("pending_count", |s| Box::pin(pending_count(s))),
+        ("limits_hold_under_a_burst", |s| {
+            Box::pin(limits_hold_under_a_burst(Arc::new(s)))
+        }),
+        ("limits_are_all_or_nothing", |s| {
+            Box::pin(limits_are_all_or_nothing(s))
+        }),
+        ("sweep", |s| Box::pin(sweep(s))),
+    ];
+    let mut failed = Vec::new();
+    for (name, case) in cases {
+        let store = make().await;
+        // In a task of its own, so that a panic (a failed assertion) ends only this case.
+        match tokio::spawn(case(store)).await {
+            Ok(()) => println!("case {name} ... ok"),
+            Err(_) => {
+                println!("case {name} ... FAILED");
+                failed.push(name);
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} conformance case(s) failed: {}",
+        failed.len(),
+        failed.join(", ")
+    );
 }
 
 /// Racing writes: exactly one succeeds, every other one is told `Conflict`.
@@ -910,6 +966,11 @@ fn bucket(key: &str, burst: u32) -> LimitTake {
     LimitTake::per(key.into(), burst, Duration::from_secs(60))
 }
 
+/// Whether `take_limits` admits `takes` at `at`.
+async fn admits(s: &impl Store, takes: &[LimitTake], at: Timestamp) -> bool {
+    s.take_limits(takes, at).await.unwrap().is_admitted()
+}
+
 /// A burst of concurrent takes gets exactly the bucket's size, however they interleave:
 /// the count happens with the check, never after it.
 async fn limits_hold_under_a_burst(s: Arc<impl Store>) {
@@ -940,44 +1001,19 @@ async fn limits_hold_under_a_burst(s: Arc<impl Store>) {
     // Refused calls drew nothing from the wide bucket: 10 draws so far, 990 left.
     let wide = LimitTake::per("wide".into(), 1000, Duration::from_secs(60));
     for _ in 0..990 {
-        assert!(
-            s.take_limits(std::slice::from_ref(&wide), NOW)
-                .await
-                .unwrap()
-                .is_admitted()
-        );
+        assert!(admits(&*s, std::slice::from_ref(&wide), NOW).await);
     }
-    assert!(
-        !s.take_limits(std::slice::from_ref(&wide), NOW)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
+    assert!(!admits(&*s, std::slice::from_ref(&wide), NOW).await);
     // A bucket refills with time: one take per cost (60 s / 10).
     let later = NOW.plus(Duration::from_secs(6));
-    assert!(
-        s.take_limits(&[bucket("burst", 10)], later)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
-    assert!(
-        !s.take_limits(&[bucket("burst", 10)], later)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
+    assert!(admits(&*s, &[bucket("burst", 10)], later).await);
+    assert!(!admits(&*s, &[bucket("burst", 10)], later).await);
 }
 
 async fn limits_are_all_or_nothing(s: impl Store) {
     let one = bucket("one", 1);
     let two = bucket("two", 2);
-    assert!(
-        s.take_limits(&[one.clone(), two.clone()], NOW)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
+    assert!(admits(&s, &[one.clone(), two.clone()], NOW).await);
     assert_eq!(
         s.take_limits(&[two.clone(), one.clone()], NOW)
             .await
@@ -988,18 +1024,8 @@ async fn limits_are_all_or_nothing(s: impl Store) {
         }
     );
     // `two` was not drawn by the refused call: one draw left.
-    assert!(
-        s.take_limits(std::slice::from_ref(&two), NOW)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
-    assert!(
-        !s.take_limits(std::slice::from_ref(&two), NOW)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
+    assert!(admits(&s, std::slice::from_ref(&two), NOW).await);
+    assert!(!admits(&s, std::slice::from_ref(&two), NOW).await);
     // Giving back makes room again; a recorded-only take is never refused but counts, and
     // however many are recorded the bucket is full to its brim only, so it empties again
     // within its capacity (strangers recording takes cannot keep it shut).
@@ -1029,19 +1055,9 @@ async fn limits_are_all_or_nothing(s: impl Store) {
     }
     // Sweeping keeps buckets that still hold takes.
     s.sweep(NOW, NOW).await.unwrap();
-    assert!(
-        !s.take_limits(std::slice::from_ref(&one), NOW)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
+    assert!(!admits(&s, std::slice::from_ref(&one), NOW).await);
     let later = NOW.plus(Duration::from_secs(60));
-    assert!(
-        s.take_limits(std::slice::from_ref(&one), later)
-            .await
-            .unwrap()
-            .is_admitted()
-    );
+    assert!(admits(&s, std::slice::from_ref(&one), later).await);
 }
 
 async fn sweep(s: impl Store) {

@@ -1,5 +1,6 @@
 //! Storage for devicegate: one [`Store`] trait, its records and errors, a conformance suite
-//! every backend runs, and the embedded SQLite backend.
+//! every backend runs (built for tests and with the `conformance` feature, never into a
+//! release binary), and the SQLite and PostgreSQL backends.
 //!
 //! Every state change that races is a compare-and-swap on the record's `version`: a backend
 //! applies an update only if the stored version is the one the caller read, and answers
@@ -8,6 +9,8 @@
 //!
 //! This crate knows nothing about HTTP.
 
+mod columns;
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod limits;
 mod pending;

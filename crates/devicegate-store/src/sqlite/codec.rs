@@ -1,16 +1,17 @@
 //! Rows to records and back, and rusqlite errors to sentinel errors.
 
 use devicegate_core::flow::Flow;
-use devicegate_core::grant::{DeviceGrant, GrantStatus, Requester};
+use devicegate_core::grant::{DeviceGrant, Requester};
 use devicegate_core::keys::Algorithm;
 use devicegate_core::scope::Scopes;
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
-use devicegate_proto::{FlowResult, FlowStatus};
+use devicegate_proto::FlowStatus;
 use rusqlite::Row;
 use rusqlite::types::Type;
 
 use crate::StoreError;
+use crate::columns::{flow_result, grant_status};
 use crate::records::{
     BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, UserRecord,
 };
@@ -66,29 +67,13 @@ fn opt_ts(row: &Row<'_>, col: usize) -> rusqlite::Result<Option<Timestamp>> {
         .map(|o| o.map(Timestamp::from_millis))
 }
 
-pub(super) fn grant_status_columns(s: &GrantStatus) -> (&'static str, Option<&str>, Option<i64>) {
-    match s {
-        GrantStatus::Approved { subject, auth_time } => (
-            s.name(),
-            Some(subject.as_str()),
-            Some(auth_time.as_millis()),
-        ),
-        _ => (s.name(), None, None),
-    }
-}
-
 pub(super) fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceGrant> {
     let status: String = row.get(5)?;
-    let status = match status.as_str() {
-        "pending" => GrantStatus::Pending,
-        "approved" => GrantStatus::Approved {
-            subject: row.get(6)?,
-            auth_time: ts(row, 7)?,
-        },
-        "denied" => GrantStatus::Denied,
-        "redeemed" => GrantStatus::Redeemed,
-        _ => return Err(bad(5, "grant status")),
-    };
+    let status = grant_status(
+        &status,
+        || Ok((row.get(6)?, ts(row, 7)?)),
+        || bad(5, "grant status"),
+    )?;
     Ok(DeviceGrant {
         id: row.get(0)?,
         device_code_hash: hash(row, 1)?,
@@ -112,13 +97,6 @@ pub(super) fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceGrant> {
     })
 }
 
-pub(super) fn flow_result_column(r: Option<FlowResult>) -> Option<&'static str> {
-    r.map(|r| match r {
-        FlowResult::Approved => "approved",
-        FlowResult::Denied => "denied",
-    })
-}
-
 pub(super) fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
     let status: String = row.get(2)?;
     let result: Option<String> = row.get(7)?;
@@ -130,12 +108,7 @@ pub(super) fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
         user_id: row.get(4)?,
         signed_on_at: opt_ts(row, 5)?,
         failed_attempts: row.get(6)?,
-        result: match result.as_deref() {
-            None => None,
-            Some("approved") => Some(FlowResult::Approved),
-            Some("denied") => Some(FlowResult::Denied),
-            Some(_) => return Err(bad(7, "flow result")),
-        },
+        result: flow_result(result.as_deref(), || bad(7, "flow result"))?,
         created_at: ts(row, 8)?,
         expires_at: ts(row, 9)?,
         version: row.get(10)?,

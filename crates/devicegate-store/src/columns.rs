@@ -1,0 +1,76 @@
+//! What both backends' tables share: the column list of each table (in the order each
+//! backend's row codec reads), and the grant status and flow result as their columns hold
+//! them. Only the column names and values live here; the SQL around them stays in each
+//! backend.
+
+use devicegate_core::Timestamp;
+use devicegate_core::grant::GrantStatus;
+use devicegate_proto::FlowResult;
+
+pub(crate) const GRANT_COLUMNS: &str = "id, device_code_hash, user_code, client_id, scopes, status, subject, auth_time, \
+     created_at, expires_at, interval_secs, last_poll_at, flow_id, flow_expires_at, requester_ip, requester_agent, \
+     version, tenant, context";
+pub(crate) const FLOW_COLUMNS: &str = "id, secret_hash, status, grant_id, user_id, signed_on_at, failed_attempts, result, \
+     created_at, expires_at, version, tenant";
+pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_types, device_code_ttl_secs, poll_interval_secs, \
+     created_at, tenant";
+pub(crate) const USER_COLUMNS: &str =
+    "id, username, password_hash, name, email, created_at, tenant";
+pub(crate) const REFRESH_COLUMNS: &str = "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used, \
+     tenant, family_started_at";
+pub(crate) const SESSION_COLUMNS: &str =
+    "id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at, tenant";
+pub(crate) const KEY_COLUMNS: &str = "id, alg, pkcs8, created_at, tenant";
+pub(crate) const TENANT_COLUMNS: &str = "id, uuid, created_at";
+
+/// A grant's `status`, `subject` and `auth_time` columns.
+pub(crate) fn grant_status_columns(s: &GrantStatus) -> (&'static str, Option<&str>, Option<i64>) {
+    match s {
+        GrantStatus::Approved { subject, auth_time } => (
+            s.name(),
+            Some(subject.as_str()),
+            Some(auth_time.as_millis()),
+        ),
+        _ => (s.name(), None, None),
+    }
+}
+
+/// A grant's status from its `status` column; `approved` reads the subject and sign-on time
+/// (only an approved grant has them), `bad` is the error for a status no grant has.
+pub(crate) fn grant_status<E>(
+    status: &str,
+    approved: impl FnOnce() -> Result<(String, Timestamp), E>,
+    bad: impl FnOnce() -> E,
+) -> Result<GrantStatus, E> {
+    Ok(match status {
+        "pending" => GrantStatus::Pending,
+        "approved" => {
+            let (subject, auth_time) = approved()?;
+            GrantStatus::Approved { subject, auth_time }
+        }
+        "denied" => GrantStatus::Denied,
+        "redeemed" => GrantStatus::Redeemed,
+        _ => return Err(bad()),
+    })
+}
+
+/// A flow's `result` column.
+pub(crate) fn flow_result_column(r: Option<FlowResult>) -> Option<&'static str> {
+    r.map(|r| match r {
+        FlowResult::Approved => "approved",
+        FlowResult::Denied => "denied",
+    })
+}
+
+/// A flow's result from its `result` column; `bad` is the error for a result no flow has.
+pub(crate) fn flow_result<E>(
+    column: Option<&str>,
+    bad: impl FnOnce() -> E,
+) -> Result<Option<FlowResult>, E> {
+    match column {
+        None => Ok(None),
+        Some("approved") => Ok(Some(FlowResult::Approved)),
+        Some("denied") => Ok(Some(FlowResult::Denied)),
+        Some(_) => Err(bad()),
+    }
+}

@@ -1,0 +1,179 @@
+//! Rows to records and back, and tokio-postgres errors to sentinel errors.
+
+use devicegate_core::flow::Flow;
+use devicegate_core::grant::{DeviceGrant, Requester};
+use devicegate_core::keys::Algorithm;
+use devicegate_core::scope::Scopes;
+use devicegate_core::user_code::UserCode;
+use devicegate_core::{SecretHash, Timestamp};
+use devicegate_proto::FlowStatus;
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+
+use crate::columns::{flow_result, grant_status};
+use crate::records::{
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, UserRecord,
+};
+use crate::{Result, StoreError};
+
+pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) if *db.code() == SqlState::UNIQUE_VIOLATION => StoreError::AlreadyExists,
+        // Class 08 (connection exception) and 57 (operator intervention: shutdown).
+        Some(db) if db.code().code().starts_with("08") || db.code().code().starts_with("57") => {
+            StoreError::Unavailable(db.message().to_owned())
+        }
+        Some(db) => StoreError::Internal(db.message().to_owned()),
+        None => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+pub(super) fn bad(what: &str) -> StoreError {
+    StoreError::Internal(format!("invalid {what} in the database"))
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
+    ms.map(Timestamp::from_millis)
+}
+
+fn hash(b: &[u8]) -> Result<SecretHash> {
+    SecretHash::from_bytes(b).ok_or_else(|| bad("hash"))
+}
+
+fn scopes(s: &str) -> Result<Scopes> {
+    Scopes::parse(s).ok_or_else(|| bad("scopes"))
+}
+
+pub(super) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
+    row.try_get(i)
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+pub(super) fn grant_from_row(r: &Row) -> Result<DeviceGrant> {
+    let status = grant_status(
+        get(r, 5)?,
+        || Ok((get(r, 6)?, ts(get(r, 7)?))),
+        || bad("grant status"),
+    )?;
+    Ok(DeviceGrant {
+        id: get(r, 0)?,
+        device_code_hash: hash(get(r, 1)?)?,
+        user_code: UserCode::from_canonical(get(r, 2)?),
+        client_id: get(r, 3)?,
+        scopes: scopes(get(r, 4)?)?,
+        status,
+        created_at: ts(get(r, 8)?),
+        expires_at: ts(get(r, 9)?),
+        interval_secs: u32::try_from(get::<i64>(r, 10)?).map_err(|_| bad("interval"))?,
+        last_poll_at: opt_ts(get(r, 11)?),
+        flow_id: get(r, 12)?,
+        flow_expires_at: opt_ts(get(r, 13)?),
+        requester: Requester {
+            ip: get(r, 14)?,
+            user_agent: get(r, 15)?,
+        },
+        version: get(r, 16)?,
+        tenant: get(r, 17)?,
+        context: get(r, 18)?,
+    })
+}
+
+pub(super) fn flow_from_row(r: &Row) -> Result<Flow> {
+    Ok(Flow {
+        id: get(r, 0)?,
+        secret_hash: hash(get(r, 1)?)?,
+        status: FlowStatus::parse(get(r, 2)?).ok_or_else(|| bad("flow status"))?,
+        grant_id: get(r, 3)?,
+        user_id: get(r, 4)?,
+        signed_on_at: opt_ts(get(r, 5)?),
+        failed_attempts: u32::try_from(get::<i64>(r, 6)?).map_err(|_| bad("attempts"))?,
+        result: flow_result(get(r, 7)?, || bad("flow result"))?,
+        created_at: ts(get(r, 8)?),
+        expires_at: ts(get(r, 9)?),
+        version: get(r, 10)?,
+        tenant: get(r, 11)?,
+    })
+}
+
+pub(super) fn client_from_row(r: &Row) -> Result<ClientRecord> {
+    let secret: Option<&[u8]> = get(r, 2)?;
+    let grant_types: &str = get(r, 4)?;
+    let secs = |v: Option<i64>| {
+        v.map(|s| u32::try_from(s).map_err(|_| bad("seconds")))
+            .transpose()
+    };
+    Ok(ClientRecord {
+        id: get(r, 0)?,
+        name: get(r, 1)?,
+        secret_hash: secret.map(hash).transpose()?,
+        scopes: scopes(get(r, 3)?)?,
+        grant_types: grant_types.split_whitespace().map(str::to_owned).collect(),
+        device_code_ttl_secs: secs(get(r, 5)?)?,
+        poll_interval_secs: secs(get(r, 6)?)?,
+        created_at: ts(get(r, 7)?),
+        tenant: get(r, 8)?,
+    })
+}
+
+pub(super) fn user_from_row(r: &Row) -> Result<UserRecord> {
+    Ok(UserRecord {
+        id: get(r, 0)?,
+        username: get(r, 1)?,
+        password_hash: get(r, 2)?,
+        name: get(r, 3)?,
+        email: get(r, 4)?,
+        created_at: ts(get(r, 5)?),
+        tenant: get(r, 6)?,
+    })
+}
+
+pub(super) fn refresh_from_row(r: &Row) -> Result<RefreshToken> {
+    Ok(RefreshToken {
+        hash: hash(get(r, 0)?)?,
+        family_id: get(r, 1)?,
+        client_id: get(r, 2)?,
+        subject: get(r, 3)?,
+        scopes: scopes(get(r, 4)?)?,
+        auth_time: ts(get(r, 5)?),
+        created_at: ts(get(r, 6)?),
+        expires_at: ts(get(r, 7)?),
+        used: get(r, 8)?,
+        tenant: get(r, 9)?,
+        family_started_at: ts(get(r, 10)?),
+    })
+}
+
+pub(super) fn key_from_row(r: &Row) -> Result<KeyRecord> {
+    Ok(KeyRecord {
+        id: get(r, 0)?,
+        alg: Algorithm::parse(get(r, 1)?).ok_or_else(|| bad("algorithm"))?,
+        pkcs8: get(r, 2)?,
+        created_at: ts(get(r, 3)?),
+        tenant: get(r, 4)?,
+    })
+}
+
+pub(super) fn session_from_row(r: &Row) -> Result<BrowserSession> {
+    let flow: Option<&[u8]> = get(r, 3)?;
+    Ok(BrowserSession {
+        id_hash: hash(get(r, 0)?)?,
+        user_id: get(r, 1)?,
+        signed_on_at: opt_ts(get(r, 2)?),
+        flow_hash: flow.map(hash).transpose()?,
+        created_at: ts(get(r, 4)?),
+        expires_at: ts(get(r, 5)?),
+        tenant: get(r, 6)?,
+    })
+}
+
+pub(super) fn tenant_from_row(r: &Row) -> Result<TenantRecord> {
+    Ok(TenantRecord {
+        id: get(r, 0)?,
+        uuid: get(r, 1)?,
+        created_at: ts(get(r, 2)?),
+    })
+}

@@ -1,0 +1,679 @@
+//! The `Store` trait on SQLite: reads on the calling task, writes through the writer, and
+//! every committed grant write handed to the pending index before anything else happens.
+
+use async_trait::async_trait;
+use devicegate_core::flow::Flow;
+use devicegate_core::grant::DeviceGrant;
+use devicegate_core::secret::ORDERED_ID_LEN;
+use devicegate_core::user_code::UserCode;
+use devicegate_core::{SecretHash, Timestamp};
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use super::codec::*;
+use super::queries::*;
+use crate::TENANT_TABLES;
+use crate::columns::*;
+use crate::limits::{Admission, LimitTake};
+use crate::records::{
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UserRecord,
+};
+use crate::{GrantChanged, HeldPoll, PendingCodes, Result, Store, StoreError};
+
+impl SqliteStore {
+    /// `change_user_in` on the writer thread: the pending index drops the denied grants
+    /// (it holds only pending ones, so this keeps the rule that every grant write reaches
+    /// it), and each denial is announced.
+    async fn change_user(&self, sql: &'static str, params: Vec<String>) -> Result<()> {
+        let pending = self.inner.pending.clone();
+        let denied = self
+            .write_then(
+                move |conn| change_user_in(conn, sql, rusqlite::params_from_iter(params)),
+                move |denied: &Vec<DeviceGrant>| {
+                    for g in denied {
+                        pending.written(g, g.version, None);
+                    }
+                },
+            )
+            .await?;
+        for g in &denied {
+            self.announce(&g.id);
+        }
+        Ok(())
+    }
+
+    /// Announces a committed change; nobody listening is fine.
+    fn announce(&self, grant_id: &str) {
+        let _ = self.inner.grants.send(GrantChanged {
+            grant_id: grant_id.to_owned(),
+        });
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
+            .await
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<GrantChanged> {
+        self.inner.grants.subscribe()
+    }
+
+    async fn ensure_key(&self, candidate: &KeyRecord) -> Result<Vec<KeyRecord>> {
+        let k = candidate.clone();
+        self.write(move |conn| {
+            let exists = conn
+                .query_row(
+                    "SELECT 1 FROM signing_keys WHERE tenant = ?1 AND alg = ?2 LIMIT 1",
+                    [k.tenant.as_str(), k.alg.as_str()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(internal)?;
+            if exists.is_none() {
+                insert_key_in(conn, &k)?;
+            }
+            keys_in(conn, &k.tenant)
+        })
+        .await
+    }
+
+    async fn create_tenant(&self, t: &TenantRecord) -> Result<()> {
+        let t = t.clone();
+        self.write(move |conn| {
+            conn.execute(
+                &format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES (?1, ?2, ?3)"),
+                params![t.id, t.uuid, t.created_at.as_millis()],
+            )
+            .map_err(constraint)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<TenantRecord> {
+        self.one(
+            &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?1"),
+            [id],
+            tenant_from_row,
+        )
+        .await
+    }
+
+    async fn get_tenant_by_uuid(&self, uuid: &str) -> Result<TenantRecord> {
+        let uuid = uuid.to_ascii_lowercase();
+        self.one(
+            &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE uuid = ?1"),
+            [uuid],
+            tenant_from_row,
+        )
+        .await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>> {
+        self.all(
+            &format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id"),
+            tenant_from_row,
+        )
+        .await
+    }
+
+    async fn delete_tenant(&self, id: &str) -> Result<()> {
+        let (id, gone, inner) = (id.to_owned(), id.to_owned(), self.inner.pending.clone());
+        self.write_then(
+            move |conn| {
+                if conn
+                    .execute("DELETE FROM tenants WHERE id = ?1", [&id])
+                    .map_err(internal)?
+                    == 0
+                {
+                    return Err(StoreError::NotFound);
+                }
+                for table in TENANT_TABLES {
+                    conn.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [&id])
+                        .map_err(internal)?;
+                }
+                Ok(())
+            },
+            move |()| inner.forget_owner(&gone, None),
+        )
+        .await
+    }
+
+    async fn create_client(&self, c: &ClientRecord) -> Result<()> {
+        let c = c.clone();
+        self.write(move |conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ),
+                params![
+                    c.id,
+                    c.name,
+                    c.secret_hash.as_ref().map(|h| h.as_bytes().to_vec()),
+                    c.scopes.to_string(),
+                    c.grant_types.join(" "),
+                    c.device_code_ttl_secs,
+                    c.poll_interval_secs,
+                    c.created_at.as_millis(),
+                    c.tenant
+                ],
+            )
+            .map_err(constraint)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_client(&self, tenant: &str, id: &str) -> Result<ClientRecord> {
+        self.one(
+            &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE tenant = ?1 AND id = ?2"),
+            [tenant, id],
+            client_from_row,
+        )
+        .await
+    }
+
+    async fn list_clients(&self, tenant: &str) -> Result<Vec<ClientRecord>> {
+        self.all_for(
+            &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE tenant = ?1 ORDER BY id"),
+            tenant,
+            client_from_row,
+        )
+        .await
+    }
+
+    async fn delete_client(&self, tenant: &str, id: &str) -> Result<()> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        let (gone, inner) = ((tenant.clone(), id.clone()), self.inner.pending.clone());
+        self.write_then(
+            move |conn| {
+                let n = conn
+                    .execute(
+                        "DELETE FROM clients WHERE tenant = ?1 AND id = ?2",
+                        [&tenant, &id],
+                    )
+                    .map_err(internal)?;
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                conn.execute(
+                    "DELETE FROM device_grants WHERE tenant = ?1 AND client_id = ?2",
+                    [&tenant, &id],
+                )
+                .map_err(internal)?;
+                conn.execute(
+                    "DELETE FROM refresh_tokens WHERE tenant = ?1 AND client_id = ?2",
+                    [&tenant, &id],
+                )
+                .map_err(internal)?;
+                Ok(())
+            },
+            move |()| inner.forget_owner(&gone.0, Some(&gone.1)),
+        )
+        .await
+    }
+
+    async fn create_user(&self, u: &UserRecord) -> Result<()> {
+        let u = u.clone();
+        self.write(move |conn| {
+            conn.execute(
+                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![
+                    u.id,
+                    u.username,
+                    u.password_hash,
+                    u.name,
+                    u.email,
+                    u.created_at.as_millis(),
+                    u.tenant
+                ],
+            )
+            .map_err(constraint)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: &str) -> Result<UserRecord> {
+        self.one(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+            [id],
+            user_from_row,
+        )
+        .await
+    }
+
+    async fn get_user_by_username(&self, tenant: &str, username: &str) -> Result<UserRecord> {
+        self.one(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE tenant = ?1 AND username = ?2"),
+            [tenant, username],
+            user_from_row,
+        )
+        .await
+    }
+
+    async fn list_users(&self, tenant: &str) -> Result<Vec<UserRecord>> {
+        self.all_for(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE tenant = ?1 ORDER BY username"),
+            tenant,
+            user_from_row,
+        )
+        .await
+    }
+
+    async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {
+        self.change_user(
+            "DELETE FROM users WHERE tenant = ?1 AND username = ?2 RETURNING id",
+            vec![tenant.to_owned(), username.to_owned()],
+        )
+        .await
+    }
+
+    async fn set_password(&self, tenant: &str, username: &str, password_hash: &str) -> Result<()> {
+        self.change_user(
+            "UPDATE users SET password_hash = ?1 WHERE tenant = ?2 AND username = ?3 RETURNING id",
+            vec![
+                password_hash.to_owned(),
+                tenant.to_owned(),
+                username.to_owned(),
+            ],
+        )
+        .await
+    }
+
+    async fn create_grant(&self, g: &DeviceGrant) -> Result<()> {
+        let (g, inner, held) = (g.clone(), self.inner.pending.clone(), g.clone());
+        self.write_then(
+            move |conn| insert_grant_in(conn, &g),
+            move |row| inner.written(&held, held.version, Some(*row)),
+        )
+        .await
+        .map(|_row| ())
+    }
+
+    async fn get_grant(&self, id: &str) -> Result<DeviceGrant> {
+        self.grant(
+            &format!("SELECT {GRANT_COLUMNS} FROM device_grants WHERE id = ?1"),
+            [id],
+        )
+        .await
+    }
+
+    async fn get_grant_by_device_code(&self, hash: &SecretHash) -> Result<DeviceGrant> {
+        self.grant(
+            // Only codes without a selector are found by hash (see migration 0003).
+            &format!(
+                "SELECT {GRANT_COLUMNS} FROM device_grants \
+                 WHERE device_code_hash = ?1 AND length(id) <> {ORDERED_ID_LEN}"
+            ),
+            [hash.as_bytes()],
+        )
+        .await
+    }
+
+    async fn get_grant_by_user_code(&self, code: &UserCode) -> Result<DeviceGrant> {
+        self.grant(
+            &format!("SELECT {GRANT_COLUMNS} FROM device_grants WHERE user_code = ?1"),
+            [code.canonical()],
+        )
+        .await
+    }
+
+    fn poll_held(
+        &self,
+        hash: &SecretHash,
+        tenant: &str,
+        client_id: &str,
+        now: Timestamp,
+    ) -> Option<HeldPoll> {
+        self.inner.pending.poll(hash, tenant, client_id, now)
+    }
+
+    /// Held in memory (see `pending.rs`): compare-and-swap against the held polls; no write
+    /// of its own, no announcement.
+    async fn record_poll(&self, g: &DeviceGrant) -> Result<()> {
+        if self.inner.pending.record(g)? {
+            return Ok(());
+        }
+        // Not held (every pending grant is, unless it was just decided or another process
+        // wrote it): the caller's version must still be the stored one, checked and adopted on
+        // the writer thread, where no decision's index update can fall in between.
+        let (g, pending) = (g.clone(), self.inner.pending.clone());
+        self.write(move |conn| {
+            let (stored, row): (i64, i64) = get_one(
+                conn,
+                "SELECT version, rowid FROM device_grants WHERE id = ?1",
+                [&g.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if stored != g.version {
+                return Err(StoreError::Conflict);
+            }
+            pending.adopt(&g, stored, row)
+        })
+        .await
+    }
+
+    async fn update_grant(&self, g: &DeviceGrant) -> Result<()> {
+        let (grant, inner) = (g.clone(), self.inner.pending.clone());
+        let (held, after) = (g.clone(), self.inner.pending.clone());
+        self.write_then(
+            move |conn| update_grant_in(conn, &inner, &grant),
+            move |stored| after.written(&held, *stored, None),
+        )
+        .await?;
+        self.announce(&g.id);
+        Ok(())
+    }
+
+    async fn redeem_grant(&self, g: &DeviceGrant, refresh: Option<&RefreshToken>) -> Result<()> {
+        let (grant, refresh, inner) = (g.clone(), refresh.cloned(), self.inner.pending.clone());
+        let (held, after) = (g.clone(), self.inner.pending.clone());
+        self.write_then(
+            move |conn| {
+                let stored = update_grant_in(conn, &inner, &grant)?;
+                if let Some(t) = &refresh {
+                    insert_refresh_in(conn, t)?;
+                }
+                Ok(stored)
+            },
+            move |stored| after.written(&held, *stored, None),
+        )
+        .await?;
+        self.announce(&g.id);
+        Ok(())
+    }
+
+    async fn create_flow(&self, f: &Flow) -> Result<()> {
+        let f = f.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT INTO flows ({FLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ))
+            .map_err(internal)?
+            .execute(params![
+                f.id,
+                f.secret_hash.as_bytes(),
+                f.status.as_str(),
+                f.grant_id,
+                f.user_id,
+                f.signed_on_at.map(Timestamp::as_millis),
+                f.failed_attempts,
+                flow_result_column(f.result),
+                f.created_at.as_millis(),
+                f.expires_at.as_millis(),
+                f.version,
+                f.tenant
+            ])
+            .map_err(constraint)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_flow(&self, hash: &SecretHash) -> Result<Flow> {
+        self.one(
+            &format!("SELECT {FLOW_COLUMNS} FROM flows WHERE secret_hash = ?1"),
+            [hash.as_bytes()],
+            flow_from_row,
+        )
+        .await
+    }
+
+    async fn update_flow(&self, f: &Flow, grant: Option<&DeviceGrant>) -> Result<()> {
+        let grant_id = grant.map(|g| g.id.clone());
+        let (f, grant, inner) = (f.clone(), grant.cloned(), self.inner.pending.clone());
+        let (held, after) = (grant.clone(), self.inner.pending.clone());
+        self.write_then(
+            move |conn| {
+                let n = conn
+                .prepare_cached(
+                    "UPDATE flows SET status = ?1, grant_id = ?2, user_id = ?3, signed_on_at = ?4, \
+                     failed_attempts = ?5, result = ?6, secret_hash = ?9, version = version + 1 \
+                     WHERE id = ?7 AND version = ?8",
+                )
+                .map_err(internal)?
+                .execute(params![
+                    f.status.as_str(),
+                    f.grant_id,
+                    f.user_id,
+                    f.signed_on_at.map(Timestamp::as_millis),
+                    f.failed_attempts,
+                    flow_result_column(f.result),
+                    f.id,
+                    f.version,
+                    f.secret_hash.as_bytes()
+                ])
+                .map_err(internal)?;
+                if n != 1 {
+                    return Err(missing_or_conflict(conn, "flows", "id", &f.id));
+                }
+                match &grant {
+                    Some(g) => update_grant_in(conn, &inner, g).map(Some),
+                    None => Ok(None),
+                }
+            },
+            move |stored| {
+                if let (Some(g), Some(stored)) = (&held, stored) {
+                    after.written(g, *stored, None);
+                }
+            },
+        )
+        .await?;
+        if let Some(id) = grant_id {
+            self.announce(&id);
+        }
+        Ok(())
+    }
+
+    async fn get_refresh_token(&self, hash: &SecretHash) -> Result<RefreshToken> {
+        self.one(
+            &format!("SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE hash = ?1"),
+            [hash.as_bytes()],
+            refresh_from_row,
+        )
+        .await
+    }
+
+    async fn rotate_refresh_token(&self, old: &SecretHash, new: &RefreshToken) -> Result<()> {
+        let (old, new) = (*old, new.clone());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE refresh_tokens SET used = 1 WHERE hash = ?1 AND used = 0",
+                    [old.as_bytes()],
+                )
+                .map_err(internal)?;
+            if n != 1 {
+                return Err(missing_or_conflict(
+                    conn,
+                    "refresh_tokens",
+                    "hash",
+                    old.as_bytes(),
+                ));
+            }
+            insert_refresh_in(conn, &new)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_refresh_family(&self, family_id: &str) -> Result<u64> {
+        let family_id = family_id.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM refresh_tokens WHERE family_id = ?1",
+                    [family_id],
+                )
+                .map_err(internal)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn count_pending_grants(&self, now: Timestamp) -> Result<PendingCodes> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT length(user_code), COUNT(*), MAX(expires_at - created_at) \
+                     FROM device_grants WHERE status = 'pending' AND expires_at > ?1 GROUP BY 1",
+                )
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map([now.as_millis()], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(internal)?;
+            let mut counts = PendingCodes::default();
+            for row in rows {
+                let (len, n, longest) = row.map_err(internal)?;
+                counts.add(len as usize, n as u64);
+                counts.longest_lifetime_ms = counts.longest_lifetime_ms.max(longest);
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn take_limits(&self, takes: &[LimitTake], now: Timestamp) -> Result<Admission> {
+        Ok(self.inner.limits.take(takes, now))
+    }
+
+    async fn give_back_limits(&self, takes: &[LimitTake]) -> Result<()> {
+        self.inner.limits.give_back(takes);
+        Ok(())
+    }
+
+    async fn create_session(&self, s: &BrowserSession) -> Result<()> {
+        let s = s.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT INTO browser_sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))
+            .map_err(internal)?
+            .execute(params![
+                s.id_hash.as_bytes(),
+                s.user_id,
+                s.signed_on_at.map(Timestamp::as_millis),
+                s.flow_hash.map(|h| h.as_bytes().to_vec()),
+                s.created_at.as_millis(),
+                s.expires_at.as_millis(),
+                s.tenant
+            ])
+            .map_err(constraint)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session(&self, id_hash: &SecretHash) -> Result<BrowserSession> {
+        self.one(
+            &format!("SELECT {SESSION_COLUMNS} FROM browser_sessions WHERE id_hash = ?1"),
+            [id_hash.as_bytes()],
+            session_from_row,
+        )
+        .await
+    }
+
+    async fn update_session(&self, s: &BrowserSession) -> Result<()> {
+        let s = s.clone();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE browser_sessions SET user_id = ?1, signed_on_at = ?2, flow_hash = ?3, \
+                     expires_at = ?4 WHERE id_hash = ?5",
+                )
+                .map_err(internal)?
+                .execute(params![
+                    s.user_id,
+                    s.signed_on_at.map(Timestamp::as_millis),
+                    s.flow_hash.map(|h| h.as_bytes().to_vec()),
+                    s.expires_at.as_millis(),
+                    s.id_hash.as_bytes()
+                ])
+                .map_err(internal)?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound)
+            }
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id_hash: &SecretHash) -> Result<()> {
+        let h = *id_hash;
+        self.write(move |conn| {
+            match conn
+                .execute(
+                    "DELETE FROM browser_sessions WHERE id_hash = ?1",
+                    [h.as_bytes()],
+                )
+                .map_err(internal)?
+            {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn list_keys(&self, tenant: &str) -> Result<Vec<KeyRecord>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| keys_in(conn, &tenant)).await
+    }
+
+    async fn insert_key(&self, k: &KeyRecord) -> Result<()> {
+        let k = k.clone();
+        self.write(move |conn| insert_key_in(conn, &k)).await
+    }
+
+    async fn sweep(&self, now: Timestamp, grace_before: Timestamp) -> Result<SweepCounts> {
+        self.inner.limits.sweep(now);
+        let inner = self.inner.pending.clone();
+        self.write_then(
+            move |conn| {
+                let grants = conn
+                    .execute(
+                        "DELETE FROM device_grants WHERE expires_at < ?1",
+                        [grace_before.as_millis()],
+                    )
+                    .map_err(internal)?;
+                let flows = conn
+                    .execute(
+                        "DELETE FROM flows WHERE expires_at < ?1",
+                        [grace_before.as_millis()],
+                    )
+                    .map_err(internal)?;
+                let refresh_tokens = conn
+                    .execute(
+                        "DELETE FROM refresh_tokens WHERE expires_at < ?1",
+                        [now.as_millis()],
+                    )
+                    .map_err(internal)?;
+                let sessions = conn
+                    .execute(
+                        "DELETE FROM browser_sessions WHERE expires_at < ?1",
+                        [now.as_millis()],
+                    )
+                    .map_err(internal)?;
+                Ok(SweepCounts {
+                    grants: grants as u64,
+                    flows: flows as u64,
+                    refresh_tokens: refresh_tokens as u64,
+                    sessions: sessions as u64,
+                })
+            },
+            move |_| inner.forget_expired(grace_before),
+        )
+        .await
+    }
+}
