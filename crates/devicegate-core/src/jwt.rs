@@ -193,21 +193,29 @@ mod tests {
     use super::*;
     use crate::keys::{Algorithm, KeyMaterial};
 
-    #[test]
-    fn encoded_tokens_verify_and_tampering_is_caught() {
-        let s = Signer::from_material(&KeyMaterial::generate(Algorithm::Es256).unwrap()).unwrap();
-        let now = Timestamp::from_secs(1_700_000_000);
-        let scopes = Scopes::parse("openid email").unwrap();
-        let i = Issue {
+    fn signer() -> Signer {
+        Signer::from_material(&KeyMaterial::generate(Algorithm::Es256).unwrap()).unwrap()
+    }
+
+    /// Tokens issued at `now` by and for `http://x`, to `u1` through `cli`.
+    fn issue(scopes: &Scopes, now: Timestamp, access_ttl_secs: u64) -> Issue<'_> {
+        Issue {
             issuer: "http://x",
             audience: "http://x",
             client_id: "cli",
             subject: "u1",
-            scopes: &scopes,
+            scopes,
             now,
-            access_ttl_secs: 60,
+            access_ttl_secs,
             auth_time: now,
-        };
+        }
+    }
+
+    #[test]
+    fn encoded_tokens_verify_and_tampering_is_caught() {
+        let (s, now) = (signer(), Timestamp::from_secs(1_700_000_000));
+        let scopes = Scopes::parse("openid email").unwrap();
+        let i = issue(&scopes, now, 60);
         let t = encode(&s, TYP_ACCESS_TOKEN, &access_token_claims(&i)).unwrap();
         let keys = [s];
         let c = verify(&keys, &t, TYP_ACCESS_TOKEN, "http://x", now).unwrap();
@@ -236,19 +244,9 @@ mod tests {
 
     #[test]
     fn rfc7519_4_1_5_tokens_are_not_accepted_before_nbf() {
-        let s = Signer::from_material(&KeyMaterial::generate(Algorithm::Es256).unwrap()).unwrap();
-        let now = Timestamp::from_secs(1_700_000_000);
+        let (s, now) = (signer(), Timestamp::from_secs(1_700_000_000));
         let scopes = Scopes::parse("openid").unwrap();
-        let i = Issue {
-            issuer: "http://x",
-            audience: "http://x",
-            client_id: "cli",
-            subject: "u1",
-            scopes: &scopes,
-            now,
-            access_ttl_secs: 600,
-            auth_time: now,
-        };
+        let i = issue(&scopes, now, 600);
         let claims = access_token_claims(&i);
         assert_eq!(claims["nbf"], claims["iat"]);
         let id = id_token_claims(&i, &UserClaims::default());

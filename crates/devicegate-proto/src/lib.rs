@@ -29,6 +29,14 @@ pub enum GrantType {
 impl GrantType {
     pub const ALL: [GrantType; 2] = [GrantType::DeviceCode, GrantType::RefreshToken];
 
+    /// Every grant type's name, as records and metadata list them.
+    pub fn all_names() -> Vec<String> {
+        GrantType::ALL
+            .iter()
+            .map(|g| g.as_str().to_owned())
+            .collect()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             GrantType::DeviceCode => GRANT_TYPE_DEVICE_CODE,

@@ -1,11 +1,11 @@
 //! `POST /oauth2/device_authorization` (RFC 8628 §3.1–3.2).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use devicegate_core::grant::{DeviceGrant, GrantStatus, Requester};
 use devicegate_core::limits::code_length;
@@ -19,8 +19,9 @@ use http::{HeaderMap, StatusCode};
 
 use crate::client_auth::{authenticate_client, ensure_grant_allowed};
 use crate::error::OAuthError;
+use crate::extract::ClientAddr;
 use crate::extract::OAuthForm;
-use crate::limits::{self, client_ip};
+use crate::limits::{self};
 use crate::tenant::Tenant;
 use crate::{AppState, now};
 
@@ -30,11 +31,11 @@ const USER_CODE_ATTEMPTS: usize = 8;
 pub async fn authorize(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ip: ClientAddr,
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Json<DeviceAuthorizationResponse>, OAuthError> {
-    let issued = authorize_form(&state, &tenant, peer, &headers, &form).await?;
+    let issued = authorize_form(&state, &tenant, ip, &headers, &form).await?;
     Ok(Json(issued.response(&tenant.verification_uri(&state))))
 }
 
@@ -43,7 +44,7 @@ pub async fn authorize(
 pub async fn authorize_form(
     state: &AppState,
     tenant: &Tenant,
-    peer: SocketAddr,
+    ip: ClientAddr,
     headers: &HeaderMap,
     form: &OAuthForm,
 ) -> Result<Issued, OAuthError> {
@@ -55,7 +56,7 @@ pub async fn authorize_form(
         tenant,
         &client,
         scopes,
-        asker(state, peer, headers),
+        Asker::new(ip, headers),
         None,
     )
     .await
@@ -69,13 +70,15 @@ pub struct Asker {
     pub user_agent: Option<String>,
 }
 
-pub fn asker(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Asker {
-    Asker {
-        ip: client_ip(peer.ip(), headers, &state.settings.trusted_proxies),
-        user_agent: headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect()),
+impl Asker {
+    pub fn new(ClientAddr(ip): ClientAddr, headers: &HeaderMap) -> Asker {
+        Asker {
+            ip,
+            user_agent: headers
+                .get(USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(256).collect()),
+        }
     }
 }
 

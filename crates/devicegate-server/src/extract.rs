@@ -9,6 +9,36 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 
 use crate::error::OAuthError;
+use crate::{AppState, limits};
+
+/// The client's address: the peer's, or behind a trusted proxy the one it forwarded
+/// (`limits::client_ip`). Every limit and every record of who asked uses this one.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl axum::extract::FromRequestParts<AppState> for ClientAddr {
+    type Rejection = OAuthError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, OAuthError> {
+        // The server is always served with connect info; without it the limits could not
+        // tell clients apart, so refuse rather than guess.
+        let Some(axum::extract::ConnectInfo(peer)) = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        else {
+            tracing::error!("a request without connect info");
+            return Err(OAuthError::internal());
+        };
+        Ok(ClientAddr(limits::client_ip(
+            peer.ip(),
+            &parts.headers,
+            &state.settings.trusted_proxies,
+        )))
+    }
+}
 
 fn media_type(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(CONTENT_TYPE)?.to_str().ok()?;

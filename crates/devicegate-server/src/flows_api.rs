@@ -11,11 +11,7 @@ use devicegate_proto::{ErrorCode, FlowAction};
 use http::header::{self, HeaderValue};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use std::net::SocketAddr;
-
-use axum::extract::ConnectInfo;
 use devicegate_core::{Secret, SecretHash};
-use http::HeaderMap;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +20,7 @@ use axum::Extension;
 
 use crate::error::{Failure, OAuthError};
 use crate::extract::ApiJson;
-use crate::limits::client_ip;
+use crate::extract::ClientAddr;
 use crate::tenant::Tenant;
 use crate::verification::{self, StepError};
 use crate::{AppState, Settings, now};
@@ -120,8 +116,7 @@ async fn view(
 async fn create(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientAddr(ip): ClientAddr,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Response, OAuthError> {
     if !body.is_object() {
@@ -129,7 +124,6 @@ async fn create(
             "the body must be a JSON object",
         ));
     }
-    let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
     let (secret, flow) = verification::start(&state, &tenant, ip).await?;
     let id = secret.expose();
     let body = view(&tenant, id, flow).await?;
@@ -169,13 +163,11 @@ fn key(flow_id: &str) -> SecretHash {
 async fn act(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientAddr(ip): ClientAddr,
     Path(params): Path<HashMap<String, String>>,
     ApiJson(action): ApiJson<FlowAction>,
 ) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
     let id = params.get("id").cloned().unwrap_or_default();
-    let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
     let key = key(&id);
     let flow = match action {
         FlowAction::VerifyUserCode { user_code } => {

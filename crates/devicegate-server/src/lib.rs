@@ -271,11 +271,10 @@ pub fn router(state: AppState) -> Router {
         )
         .nest(
             "/t/{tenant}",
-            scoped.layer(from_fn_with_state(state.clone(), tenant::named_tenant)),
+            scoped.layer(from_fn_with_state(state.clone(), tenant::from_path)),
         )
         .merge(
-            dialects::pingone::router()
-                .layer(from_fn_with_state(state.clone(), tenant::environment)),
+            dialects::pingone::router().layer(from_fn_with_state(state.clone(), tenant::from_path)),
         )
         .fallback(error::not_found)
         // Outside the routes, so that every route (and the fallback) is counted and timed.

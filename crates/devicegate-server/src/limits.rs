@@ -502,30 +502,21 @@ async fn draw_leased(
     }
 }
 
-/// Pays for storing a browser session for `ip` (a pre-session's first POST): under the same
-/// cap as flows, in a bucket of its own, so that replaying one pre-session cookie cannot write
-/// rows without bound.
-pub async fn pay_for_session(
-    state: &AppState,
-    ip: IpAddr,
-    now: Timestamp,
-) -> Result<Result<Paid, Refused>, StoreError> {
-    pay_for_row(state, "session", ip, now).await
+/// A row a client's request stores, each kind under its own cap per address.
+#[derive(Debug, Clone, Copy)]
+pub enum Row {
+    /// A new verification flow.
+    Flow,
+    /// A browser session stored at a pre-session's first POST, so that replaying one
+    /// pre-session cookie cannot write rows without bound.
+    Session,
 }
 
-/// Pays for a new verification flow from `ip`.
-pub async fn pay_for_flow(
+/// Pays for one row of `kind` written for `ip`: `max_flows_per_address` of each kind per
+/// flow lifetime.
+pub async fn pay_for_row(
     state: &AppState,
-    ip: IpAddr,
-    now: Timestamp,
-) -> Result<Result<Paid, Refused>, StoreError> {
-    pay_for_row(state, "flow", ip, now).await
-}
-
-/// One row of `kind` written for `ip`: `max_flows_per_address` per flow lifetime.
-async fn pay_for_row(
-    state: &AppState,
-    kind: &str,
+    kind: Row,
     ip: IpAddr,
     now: Timestamp,
 ) -> Result<Result<Paid, Refused>, StoreError> {
@@ -534,6 +525,10 @@ async fn pay_for_row(
     if cap == 0 {
         return Ok(Ok(Paid { takes: Vec::new() }));
     }
+    let kind = match kind {
+        Row::Flow => "flow",
+        Row::Session => "session",
+    };
     let take = LimitTake::per(format!("{kind}:ip:{ip}"), cap, state.settings.flow_ttl);
     draw(state, vec![take], now, None).await
 }

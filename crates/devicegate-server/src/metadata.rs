@@ -23,10 +23,7 @@ impl Documents {
             token_endpoint: format!("{issuer}/oauth2/token"),
             jwks_uri: format!("{issuer}/oauth2/jwks"),
             userinfo_endpoint: format!("{issuer}/oauth2/userinfo"),
-            grant_types_supported: GrantType::ALL
-                .iter()
-                .map(|g| g.as_str().to_owned())
-                .collect(),
+            grant_types_supported: GrantType::all_names(),
             scopes_supported: scope::KNOWN.iter().map(|s| (*s).to_owned()).collect(),
             // Only the device grant issues tokens: no browser redirect flow is offered, and
             // `none` says so while keeping the member that both specifications require.

@@ -15,15 +15,26 @@
 //! **Invariant:** handlers never name a tenant when they read or write; the handle does.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use devicegate_core::flow::Flow;
 use devicegate_core::grant::DeviceGrant;
+use devicegate_core::secret::{Secret, SecretKind};
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 use devicegate_store::{
     Admission, BrowserSession, ClientRecord, GrantChanged, HeldPoll, KeyRecord, LimitTake,
-    PendingCodes, RefreshToken, Result, Store, StoreError, SweepCounts, TenantRecord, UserRecord,
+    PendingCodes, PollBy, RefreshToken, Result, Store, StoreError, SweepCounts, TenantRecord,
+    UserRecord,
 };
+
+/// What a new session holds: the person and when they signed on, the flow it walks.
+#[derive(Debug, Default)]
+pub struct Held {
+    pub user_id: Option<String>,
+    pub signed_on_at: Option<Timestamp>,
+    pub flow_hash: Option<SecretHash>,
+}
 
 /// The store, for what belongs to no tenant; [`Shared::tenant`] for the rest.
 #[derive(Debug, Clone)]
@@ -159,7 +170,8 @@ impl TenantStore {
         client_id: &str,
         now: Timestamp,
     ) -> Option<HeldPoll> {
-        self.store.poll_held(hash, &self.tenant, client_id, now)
+        self.store
+            .poll_held(PollBy::new(hash, &self.tenant, client_id), now)
     }
 
     pub async fn record_poll(&self, grant: &DeviceGrant) -> Result<()> {
@@ -219,6 +231,30 @@ impl TenantStore {
     pub async fn create_session(&self, session: &BrowserSession) -> Result<()> {
         self.own(&session.tenant)?;
         self.store.create_session(session).await
+    }
+
+    /// Stores a new session of `kind` (a page's, a kept API session, a known-browser mark)
+    /// holding `held`, for `lifetime` from `now`; returns its secret, the only copy, and the
+    /// record.
+    pub async fn start_session(
+        &self,
+        kind: SecretKind,
+        held: Held,
+        lifetime: Duration,
+        now: Timestamp,
+    ) -> Result<(Secret, BrowserSession)> {
+        let secret = Secret::generate(kind);
+        let record = BrowserSession {
+            id_hash: secret.hash(),
+            tenant: self.tenant.clone(),
+            user_id: held.user_id,
+            signed_on_at: held.signed_on_at,
+            flow_hash: held.flow_hash,
+            created_at: now,
+            expires_at: now.plus(lifetime),
+        };
+        self.store.create_session(&record).await?;
+        Ok((secret, record))
     }
 
     pub async fn get_session(&self, id_hash: &SecretHash) -> Result<BrowserSession> {

@@ -179,57 +179,36 @@ impl AppState {
     }
 }
 
+/// Runs the request as `tenant`'s, or answers why there is none.
+async fn within(tenant: Result<Arc<Tenant>, OAuthError>, mut req: Request, next: Next) -> Response {
+    match tenant {
+        Ok(t) => {
+            req.extensions_mut().insert(t);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Middleware for the unprefixed routes: the default tenant.
-pub async fn default_tenant(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    match state.tenant(DEFAULT_TENANT).await {
-        Ok(t) => {
-            req.extensions_mut().insert(t);
-            next.run(req).await
-        }
-        Err(e) => e.into_response(),
-    }
+pub async fn default_tenant(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    within(state.tenant(DEFAULT_TENANT).await, req, next).await
 }
 
-/// Middleware for `/t/{tenant}/…`.
-pub async fn named_tenant(
+/// Middleware for `/t/{tenant}/…` (the tenant by name) and PingOne's `/{envID}/…` (the
+/// tenant whose UUID is `envID`).
+pub async fn from_path(
     State(state): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
-    let Some(id) = params.get("tenant") else {
-        return unknown().into_response();
+    let tenant = match (params.get("tenant"), params.get("env")) {
+        (Some(id), _) => state.tenant(id).await,
+        (None, Some(env)) => state.tenant_by_uuid(env).await,
+        (None, None) => Err(unknown()),
     };
-    match state.tenant(id).await {
-        Ok(t) => {
-            req.extensions_mut().insert(t);
-            next.run(req).await
-        }
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Middleware for PingOne's `/{envID}/…`: the tenant whose UUID is `envID`.
-pub async fn environment(
-    State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let Some(env) = params.get("env") else {
-        return unknown().into_response();
-    };
-    match state.tenant_by_uuid(env).await {
-        Ok(t) => {
-            req.extensions_mut().insert(t);
-            next.run(req).await
-        }
-        Err(e) => e.into_response(),
-    }
+    within(tenant, req, next).await
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use devicegate_store::{BrowserSession, StoreError};
 use crate::cas::{self, Cas, Contended};
 use crate::error::Failure;
 use crate::limits::{self, BUDGET_KEY, KnownBrowser, Refused};
+use crate::scoped::Held;
 use crate::tenant::Tenant;
 use crate::{AppState, now};
 
@@ -110,7 +111,7 @@ pub async fn start(
     tenant: &Tenant,
     ip: IpAddr,
 ) -> Result<(Secret, Flow), StepError> {
-    let _paid = limits::pay_for_flow(state, ip, now()).await??;
+    let _paid = limits::pay_for_row(state, limits::Row::Flow, ip, now()).await??;
     let secret = Secret::generate(SecretKind::FlowId);
     let flow = Flow::new(
         &tenant.id,
@@ -306,19 +307,19 @@ pub async fn keep_sign_on(
     tenant: &Tenant,
     flow: &Flow,
 ) -> Result<Secret, StepError> {
-    let secret = Secret::generate(SecretKind::ApiSession);
-    let now = now();
-    tenant
+    let held = Held {
+        user_id: flow.user_id.clone(),
+        signed_on_at: flow.signed_on_at,
+        flow_hash: None,
+    };
+    let (secret, _) = tenant
         .store
-        .create_session(&BrowserSession {
-            id_hash: secret.hash(),
-            tenant: tenant.id.clone(),
-            user_id: flow.user_id.clone(),
-            signed_on_at: flow.signed_on_at,
-            flow_hash: None,
-            created_at: now,
-            expires_at: now.plus(state.settings.session_ttl),
-        })
+        .start_session(
+            SecretKind::ApiSession,
+            held,
+            state.settings.session_ttl,
+            now(),
+        )
         .await?;
     Ok(secret)
 }

@@ -25,7 +25,7 @@ use devicegate_proto::FlowStatus;
 
 use crate::{
     Admission, BrowserSession, ClientRecord, DEFAULT_TENANT, HeldPoll, KeyRecord, LimitTake,
-    RefreshToken, Store, StoreError, TenantRecord, UserRecord,
+    PollBy, RefreshToken, Store, StoreError, TenantRecord, UserRecord,
 };
 
 const T: &str = DEFAULT_TENANT;
@@ -338,7 +338,7 @@ async fn held_polls_never_hide_a_decision<S: Store>(s: Arc<S>) {
                 for _ in 0..2_000 {
                     let after_decision = decided.load(Ordering::SeqCst);
                     let at = Timestamp::from_millis(clock.fetch_add(1, Ordering::Relaxed));
-                    match s.poll_held(&hash, T, "cli", at) {
+                    match s.poll_held(PollBy::new(&hash, T, "cli"), at) {
                         Some(HeldPoll::Paced(p)) => {
                             assert!(!after_decision, "answered {p:?} after the approval");
                             held += 1;
@@ -368,7 +368,7 @@ async fn held_polls_never_hide_a_decision<S: Store>(s: Arc<S>) {
     for p in pollers {
         p.await.unwrap();
     }
-    assert_eq!(s.poll_held(&code.hash(), T, "cli", NOW), None);
+    assert_eq!(s.poll_held(PollBy::new(&code.hash(), T, "cli"), NOW), None);
     assert!(matches!(
         s.get_grant(&g.id).await.unwrap().status,
         GrantStatus::Approved { .. }

@@ -106,6 +106,24 @@ pub struct GrantChanged {
     pub grant_id: String,
 }
 
+/// Who polls which grant: the device code's hash, and the tenant and client presenting it.
+#[derive(Debug, Clone, Copy)]
+pub struct PollBy<'a> {
+    pub hash: &'a SecretHash,
+    pub tenant: &'a str,
+    pub client_id: &'a str,
+}
+
+impl<'a> PollBy<'a> {
+    pub fn new(hash: &'a SecretHash, tenant: &'a str, client_id: &'a str) -> Self {
+        PollBy {
+            hash,
+            tenant,
+            client_id,
+        }
+    }
+}
+
 /// A poll answered from the poll state a backend holds in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeldPoll {
@@ -166,13 +184,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// pending grants' poll state there (see `pending.rs`). `None` when the grant is not held
     /// (not pending, unknown, or `client_id`'s of `tenant` it is not): the caller reads the
     /// grant and decides as usual. Never touches the database.
-    fn poll_held(
-        &self,
-        _hash: &SecretHash,
-        _tenant: &str,
-        _client_id: &str,
-        _now: Timestamp,
-    ) -> Option<HeldPoll> {
+    fn poll_held(&self, _by: PollBy<'_>, _now: Timestamp) -> Option<HeldPoll> {
         None
     }
     /// Like `update_grant`, for a poll's bookkeeping only (last poll time, a `slow_down`'s

@@ -250,10 +250,7 @@ pub async fn client(store: &dyn Store, args: ClientArgs) -> anyhow::Result<ExitC
                 .map(|s| s.context("the device code lifetime must be at most 86400 seconds"))
                 .transpose()?;
             let grant_types = if grant_types.is_empty() {
-                GrantType::ALL
-                    .iter()
-                    .map(|g| g.as_str().to_owned())
-                    .collect()
+                GrantType::all_names()
             } else {
                 grant_types
                     .iter()
@@ -429,10 +426,7 @@ pub async fn seed_demo(store: &dyn Store) -> anyhow::Result<()> {
         name: "Demo CLI".into(),
         secret_hash: None,
         scopes: Scopes::parse(DEFAULT_SCOPES).unwrap_or_default(),
-        grant_types: GrantType::ALL
-            .iter()
-            .map(|g| g.as_str().to_owned())
-            .collect(),
+        grant_types: GrantType::all_names(),
         device_code_ttl_secs: None,
         poll_interval_secs: None,
         created_at: devicegate_server::now(),

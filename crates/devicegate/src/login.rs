@@ -298,21 +298,33 @@ fn show(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The token file, the entry in it that `issuer` and `select` name (its index and a copy),
+/// and a client for it.
+fn selected(
+    path: &std::path::Path,
+    issuer: Option<&str>,
+    select: &SelectArgs,
+    secret: &SecretArgs,
+) -> anyhow::Result<(TokenFile, usize, Entry, Client)> {
+    let file = TokenFile::load(path)?;
+    let i = file.select(issuer, select.client_id.as_deref())?;
+    let entry = file.entries[i].clone();
+    let client = Client::new(entry.endpoints.clone(), &entry.client_id).with_auth(secret.auth());
+    Ok((file, i, entry, client))
+}
+
 async fn refresh(
     path: &std::path::Path,
     issuer: Option<&str>,
     select: &SelectArgs,
     secret: &SecretArgs,
 ) -> anyhow::Result<ExitCode> {
-    let mut file = TokenFile::load(path)?;
-    let i = file.select(issuer, select.client_id.as_deref())?;
-    let old = file.entries[i].clone();
+    let (mut file, _, old, client) = selected(path, issuer, select, secret)?;
     let refresh_token = old
         .tokens
         .refresh_token
         .clone()
         .context("no refresh token is stored (ask for offline_access); log in again")?;
-    let client = Client::new(old.endpoints.clone(), &old.client_id).with_auth(secret.auth());
     let mut tokens = client
         .refresh(&refresh_token)
         .await
@@ -339,10 +351,7 @@ async fn logout(
     select: &SelectArgs,
     secret: &SecretArgs,
 ) -> anyhow::Result<ExitCode> {
-    let mut file = TokenFile::load(path)?;
-    let i = file.select(issuer, select.client_id.as_deref())?;
-    let entry = file.entries[i].clone();
-    let client = Client::new(entry.endpoints.clone(), &entry.client_id).with_auth(secret.auth());
+    let (mut file, i, entry, client) = selected(path, issuer, select, secret)?;
     let revoked = if entry.endpoints.revocation.is_some() {
         // RFC 7009 §2.1: revoking the refresh token also ends the access tokens of its grant
         // at servers that support it; the access token is revoked too for those that don't.

@@ -5,10 +5,9 @@
 //! request, 401 for an unknown or unauthenticated client. Polling is the native token
 //! endpoint under IDCS's path.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use http::HeaderMap;
@@ -17,6 +16,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::device::authorize_form;
 use crate::error::OAuthError;
+use crate::extract::ClientAddr;
 use crate::extract::OAuthForm;
 use crate::tenant::Tenant;
 
@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
 async fn device(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ip: ClientAddr,
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Json<Value>, OAuthError> {
@@ -46,7 +46,7 @@ async fn device(
             ));
         }
     }
-    let issued = authorize_form(&state, &tenant, peer, &headers, &form).await?;
+    let issued = authorize_form(&state, &tenant, ip, &headers, &form).await?;
     let uri = tenant.verification_uri(&state);
     let code = issued.grant.user_code.canonical().to_owned();
     Ok(Json(json!({

@@ -13,12 +13,11 @@
 //! - `verify` without it is accepted only from the address that asked for the code;
 //! - a grant is redeemed once (compare-and-swap), so a second `verify` gets "already used".
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -34,9 +33,10 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::cas::{self, Cas, Contended};
 use crate::decision::{self, Look};
-use crate::device::{asker, issue};
+use crate::device::{Asker, issue};
 use crate::error::{Failure, OAuthError};
-use crate::limits::{self, client_ip};
+use crate::extract::ClientAddr;
+use crate::limits::{self};
 use crate::tenant::Tenant;
 use crate::token::{self, Ctx, TokenShape};
 
@@ -256,13 +256,13 @@ async fn client(tenant: &Tenant) -> Result<ClientRecord, OcientError> {
 async fn grant(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ip: ClientAddr,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Json<Value>, OcientError> {
     let database = database(&body(&bytes)?)?;
     let client = client(&tenant).await?;
-    let who = asker(&state, peer, &headers);
+    let who = Asker::new(ip, &headers);
     let issued = issue(
         &state,
         &tenant,
@@ -310,8 +310,7 @@ fn timeout(m: &serde_json::Map<String, Value>) -> Result<Duration, OcientError> 
 async fn verify(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientAddr(ip): ClientAddr,
     bytes: Bytes,
 ) -> Result<Json<Value>, OcientError> {
     let m = body(&bytes)?;
@@ -326,7 +325,6 @@ async fn verify(
     };
     // A code typed here is a guess like one typed on the pages: paid for first, against the
     // same per-address limit and guessing budget, and given back only when it is right.
-    let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
     let code = UserCode::parse(input);
     let paid = limits::pay_for_code(&state, ip, None, code.as_ref(), crate::now())
         .await?

@@ -7,11 +7,10 @@
 //! `DAG_CONSENT_REQUIRED`, COMPLETED → `COMPLETED`; a denial or too many wrong codes →
 //! `FAILED` (PingOne fails a flow whose consent is refused).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -24,7 +23,7 @@ use serde_json::{Value, json};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::AppState;
-use crate::limits::client_ip;
+use crate::extract::ClientAddr;
 use crate::tenant::{Tenant, new_uuid};
 use crate::verification::{self, StepError};
 use devicegate_store::StoreError;
@@ -62,11 +61,11 @@ pub fn router() -> Router<AppState> {
 async fn device_authorization(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ip: ClientAddr,
     headers: HeaderMap,
     form: crate::extract::OAuthForm,
 ) -> Result<Response, crate::OAuthError> {
-    let issued = crate::device::authorize_form(&state, &tenant, peer, &headers, &form).await?;
+    let issued = crate::device::authorize_form(&state, &tenant, ip, &headers, &form).await?;
     let uri = format!("{}/{}/device", state.settings.issuer, tenant.uuid);
     Ok(Json(issued.response(&uri)).into_response())
 }
@@ -203,23 +202,19 @@ async fn resource(state: &AppState, tenant: &Tenant, flow_id: &str, flow: Flow) 
 async fn start(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientAddr(ip): ClientAddr,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
     start_flow(&state, &tenant, ip, query).await
 }
 
 async fn start_for_app(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientAddr(ip): ClientAddr,
     Path((_env, app)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
     // The application identifier names one of the environment's applications.
     match tenant.store.get_client(&app).await {
         Ok(_) => {}
@@ -273,7 +268,7 @@ async fn start_flow(
 async fn sign_on_page(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ip: ClientAddr,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -288,7 +283,7 @@ async fn sign_on_page(
     crate::pages::adopt_flow(
         state,
         tenant,
-        peer,
+        ip,
         &headers,
         &Secret::from_presented(flow_id).hash(),
         get("user_code"),
@@ -342,7 +337,7 @@ fn required(name: &str) -> Response {
 async fn act(
     State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     Path((_env, flow_id)): Path<(String, String)>,
     bytes: Bytes,
@@ -379,7 +374,6 @@ async fn act(
             );
         }
     };
-    let ip = client_ip(peer.ip(), &headers, &state.settings.trusted_proxies);
     let k = key(&flow_id);
     let result = if is(USER_CODE_VERIFY) {
         match field(&body, "userCode") {

@@ -9,13 +9,13 @@
 mod session;
 mod strings;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -27,8 +27,7 @@ use devicegate_store::StoreError;
 use minijinja::{Environment, Value, context};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::extract::MAX_FORM_PARAMS;
-use crate::limits::client_ip;
+use crate::extract::{ClientAddr, MAX_FORM_PARAMS};
 use crate::tenant::Tenant;
 use crate::verification::{self, Described, StepError};
 use crate::{AppState, Settings, StartError, now};
@@ -135,12 +134,11 @@ impl Visit {
     async fn new(
         state: AppState,
         tenant: Arc<Tenant>,
-        peer: SocketAddr,
+        ClientAddr(ip): ClientAddr,
         headers: &HeaderMap,
     ) -> Result<Visit, Response> {
         let cookie = SessionCookie::new(state.pages.https, &tenant.id);
         let session = Session::load(&state, &tenant, &cookie, headers).await;
-        let ip = client_ip(peer.ip(), headers, &state.settings.trusted_proxies);
         let mut visit = Visit {
             state,
             tenant,
@@ -344,7 +342,13 @@ impl Visit {
             return Ok(());
         };
         if !s.is_stored() {
-            let paid = crate::limits::pay_for_session(&self.state, self.ip, now()).await;
+            let paid = crate::limits::pay_for_row(
+                &self.state,
+                crate::limits::Row::Session,
+                self.ip,
+                now(),
+            )
+            .await;
             if let Err(e) = paid
                 .map_err(StepError::from)
                 .and_then(|p| p.map_err(StepError::from))
@@ -375,16 +379,10 @@ impl axum::extract::FromRequestParts<AppState> for Visit {
         let Some(tenant) = parts.extensions.get::<Arc<Tenant>>().cloned() else {
             return Err(StatusCode::NOT_FOUND.into_response());
         };
-        // The server is always served with connect info; without it the guessing limits
-        // could not tell clients apart, so refuse rather than guess.
-        let Some(peer) = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0)
-        else {
-            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
-        };
-        Visit::new(state.clone(), tenant, peer, &parts.headers).await
+        let ip = ClientAddr::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Visit::new(state.clone(), tenant, ip, &parts.headers).await
     }
 }
 
@@ -451,12 +449,12 @@ async fn enter_page(mut visit: Visit, RawQuery(query): RawQuery) -> Response {
 pub async fn adopt_flow(
     state: AppState,
     tenant: Arc<Tenant>,
-    peer: SocketAddr,
+    ip: ClientAddr,
     headers: &HeaderMap,
     link: &SecretHash,
     user_code: Option<String>,
 ) -> Response {
-    let mut visit = match Visit::new(state, tenant, peer, headers).await {
+    let mut visit = match Visit::new(state, tenant, ip, headers).await {
         Ok(v) => v,
         Err(page) => return page,
     };

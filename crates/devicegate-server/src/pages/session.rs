@@ -21,6 +21,7 @@ use devicegate_store::{BrowserSession, DEFAULT_TENANT, StoreError};
 use http::{HeaderMap, HeaderValue, header};
 
 use crate::limits::KnownBrowser;
+use crate::scoped::Held;
 use crate::tenant::Tenant;
 use crate::{AppState, now};
 
@@ -177,7 +178,7 @@ impl Session {
         if self.stored {
             return Ok(self);
         }
-        Self::create(state, tenant, None, None, None, None).await
+        Self::create(state, tenant, Held::default(), None).await
     }
 
     pub fn is_stored(&self) -> bool {
@@ -187,23 +188,18 @@ impl Session {
     async fn create(
         state: &AppState,
         tenant: &Tenant,
-        user_id: Option<String>,
-        signed_on_at: Option<devicegate_core::Timestamp>,
-        flow_hash: Option<SecretHash>,
+        held: Held,
         username: Option<String>,
     ) -> Result<Session, StoreError> {
-        let secret = Secret::generate(SecretKind::BrowserSession);
-        let now = now();
-        let record = BrowserSession {
-            tenant: tenant.id.clone(),
-            id_hash: secret.hash(),
-            user_id,
-            signed_on_at,
-            flow_hash,
-            created_at: now,
-            expires_at: now.plus(state.settings.session_ttl),
-        };
-        tenant.store.create_session(&record).await?;
+        let (secret, record) = tenant
+            .store
+            .start_session(
+                SecretKind::BrowserSession,
+                held,
+                state.settings.session_ttl,
+                now(),
+            )
+            .await?;
         Ok(Session {
             secret,
             record,
@@ -221,15 +217,12 @@ impl Session {
         flow: &Flow,
         username: &str,
     ) -> Result<Session, StoreError> {
-        let next = Self::create(
-            state,
-            tenant,
-            flow.user_id.clone(),
-            flow.signed_on_at,
-            Some(flow.secret_hash),
-            Some(username.to_owned()),
-        )
-        .await?;
+        let held = Held {
+            user_id: flow.user_id.clone(),
+            signed_on_at: flow.signed_on_at,
+            flow_hash: Some(flow.secret_hash),
+        };
+        let next = Self::create(state, tenant, held, Some(username.to_owned())).await?;
         match tenant.store.delete_session(&self.record).await {
             Ok(()) | Err(StoreError::NotFound) => Ok(next),
             Err(e) => Err(e),
@@ -242,19 +235,13 @@ impl Session {
         tenant: &Tenant,
         user_id: &str,
     ) -> Result<HeaderValue, StoreError> {
-        let secret = Secret::generate(SecretKind::KnownBrowser);
-        let now = now();
-        tenant
+        let held = Held {
+            user_id: Some(user_id.to_owned()),
+            ..Held::default()
+        };
+        let (secret, _) = tenant
             .store
-            .create_session(&BrowserSession {
-                id_hash: secret.hash(),
-                tenant: tenant.id.clone(),
-                user_id: Some(user_id.to_owned()),
-                signed_on_at: None,
-                flow_hash: None,
-                created_at: now,
-                expires_at: now.plus(KNOWN_BROWSER_TTL),
-            })
+            .start_session(SecretKind::KnownBrowser, held, KNOWN_BROWSER_TTL, now())
             .await?;
         Ok(cookie
             .known()

@@ -27,7 +27,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 use devicegate_core::grant::{DeviceGrant, Paced, PollPace};
 use devicegate_core::{SecretHash, Timestamp};
 
-use crate::HeldPoll;
+use crate::{HeldPoll, PollBy};
 
 pub(crate) use owner::{Loaded, OwnerIndex};
 pub(crate) use shared::SharedCache;
@@ -193,15 +193,13 @@ impl Shards {
     /// held here, is theirs, and its entry `answers`.
     fn poll(
         &self,
-        hash: &SecretHash,
-        tenant: &str,
-        client_id: &str,
+        by: PollBy<'_>,
         now: Timestamp,
         answers: impl FnOnce(&Entry) -> bool,
     ) -> Option<HeldPoll> {
-        let mut shard = self.shard(hash);
-        let e = shard.get_mut(hash)?;
-        if !answers(e) || !self.is_owner(e.owner, tenant, client_id) {
+        let mut shard = self.shard(by.hash);
+        let e = shard.get_mut(by.hash)?;
+        if !answers(e) || !self.is_owner(e.owner, by.tenant, by.client_id) {
             return None;
         }
         Some(e.poll(now))

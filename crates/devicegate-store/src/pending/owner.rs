@@ -11,7 +11,7 @@ use devicegate_core::grant::{DeviceGrant, GrantStatus, PollPace};
 use devicegate_core::{SecretHash, Timestamp};
 
 use super::{Dirty, Entry, Shard, Shards, Unwritten, lock, shard_of};
-use crate::{HeldPoll, StoreError};
+use crate::{HeldPoll, PollBy, StoreError};
 
 /// A pending grant as loaded from the database.
 pub(crate) struct Loaded {
@@ -42,14 +42,8 @@ impl OwnerIndex {
 
     /// Answers a poll by `client_id` of `tenant` from memory, recording it; `None` when the
     /// grant is not held here or is another client's (the caller decides from the database).
-    pub fn poll(
-        &self,
-        hash: &SecretHash,
-        tenant: &str,
-        client_id: &str,
-        now: Timestamp,
-    ) -> Option<HeldPoll> {
-        self.entries.poll(hash, tenant, client_id, now, |_| true)
+    pub fn poll(&self, by: PollBy<'_>, now: Timestamp) -> Option<HeldPoll> {
+        self.entries.poll(by, now, |_| true)
     }
 
     /// Overlays a grant read from the database with the polls held here, when the entry
@@ -208,7 +202,7 @@ mod tests {
         index.written(&g, g.version, Some(7));
         assert!(
             index
-                .poll(&g.device_code_hash, &g.tenant, "cli", NOW)
+                .poll(PollBy::new(&g.device_code_hash, &g.tenant, "cli"), NOW)
                 .is_some()
         );
         assert_eq!(index.expected_version(&g), Err(StoreError::Conflict));
@@ -240,7 +234,7 @@ mod tests {
             (g.version + 1, Some(NOW))
         );
         assert!(matches!(
-            index.poll(&g.device_code_hash, &g.tenant, "cli", at(1)),
+            index.poll(PollBy::new(&g.device_code_hash, &g.tenant, "cli"), at(1)),
             Some(HeldPoll::Paced(Paced::SlowDown { .. }))
         ));
     }

@@ -16,7 +16,7 @@ use devicegate_core::grant::{DeviceGrant, PollPace};
 use devicegate_core::{SecretHash, Timestamp};
 
 use super::{Dirty, Entry, NEVER, SHARDS, Shards, Unwritten, lock, shard_of};
-use crate::HeldPoll;
+use crate::{HeldPoll, PollBy};
 
 /// One of several instances sharing a database: entries are a cache, and the database
 /// version alone decides compare-and-swap.
@@ -73,16 +73,9 @@ impl SharedCache {
     /// Answers a poll by `client_id` of `tenant` from memory, recording it; `None` when the
     /// grant is not held here, not admitted, or is another client's, or when this instance
     /// is deaf (the caller decides from the database).
-    pub fn poll(
-        &self,
-        hash: &SecretHash,
-        tenant: &str,
-        client_id: &str,
-        now: Timestamp,
-    ) -> Option<HeldPoll> {
-        self.entries.poll(hash, tenant, client_id, now, |e| {
-            e.answerable && !self.deaf.load(Relaxed)
-        })
+    pub fn poll(&self, by: PollBy<'_>, now: Timestamp) -> Option<HeldPoll> {
+        self.entries
+            .poll(by, now, |e| e.answerable && !self.deaf.load(Relaxed))
     }
 
     /// Overlays a grant read from the database with the pace held here: the latest poll and
@@ -197,33 +190,59 @@ mod tests {
         index.set_listening(true);
         let g = grant();
         let hash = g.device_code_hash;
-        assert_eq!(index.poll(&hash, &g.tenant, "cli", NOW), None);
+        assert_eq!(index.poll(PollBy::new(&hash, &g.tenant, "cli"), NOW), None);
         let epoch = index.epoch(&hash);
         index.admit(&g, g.version, epoch, false);
         assert_eq!(
-            index.poll(&hash, &g.tenant, "cli", NOW),
+            index.poll(PollBy::new(&hash, &g.tenant, "cli"), NOW),
             Some(HeldPoll::Paced(Paced::Pending))
         );
         index.invalidate(&hash);
-        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(10_000)), None);
+        assert_eq!(
+            index.poll(PollBy::new(&hash, &g.tenant, "cli"), at(10_000)),
+            None
+        );
         // An admission whose database read came before that invalidation is refused: the
         // grant may have been decided after the read.
         index.admit(&g, g.version, epoch, false);
-        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(10_000)), None);
+        assert_eq!(
+            index.poll(PollBy::new(&hash, &g.tenant, "cli"), at(10_000)),
+            None
+        );
         index.admit(&g, g.version, index.epoch(&hash), false);
-        assert!(index.poll(&hash, &g.tenant, "cli", at(10_000)).is_some());
+        assert!(
+            index
+                .poll(PollBy::new(&hash, &g.tenant, "cli"), at(10_000))
+                .is_some()
+        );
         index.invalidate_all();
-        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(20_000)), None);
+        assert_eq!(
+            index.poll(PollBy::new(&hash, &g.tenant, "cli"), at(20_000)),
+            None
+        );
         // Deaf to the other instances: nothing answers or is admitted until listening again.
         index.admit(&g, g.version, index.epoch(&hash), false);
         index.set_listening(false);
-        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(30_000)), None);
+        assert_eq!(
+            index.poll(PollBy::new(&hash, &g.tenant, "cli"), at(30_000)),
+            None
+        );
         index.admit(&g, g.version, index.epoch(&hash), false);
-        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(30_000)), None);
+        assert_eq!(
+            index.poll(PollBy::new(&hash, &g.tenant, "cli"), at(30_000)),
+            None
+        );
         index.set_listening(true);
-        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(30_000)), None);
+        assert_eq!(
+            index.poll(PollBy::new(&hash, &g.tenant, "cli"), at(30_000)),
+            None
+        );
         index.admit(&g, g.version, index.epoch(&hash), false);
-        assert!(index.poll(&hash, &g.tenant, "cli", at(30_000)).is_some());
+        assert!(
+            index
+                .poll(PollBy::new(&hash, &g.tenant, "cli"), at(30_000))
+                .is_some()
+        );
     }
 
     #[test]
@@ -238,14 +257,17 @@ mod tests {
             last_poll_at: Some(at(1_000)),
         };
         index.merge_remote(hash, remote);
-        assert_eq!(index.poll(&hash, &g.tenant, "cli", at(2_000)), None);
+        assert_eq!(
+            index.poll(PollBy::new(&hash, &g.tenant, "cli"), at(2_000)),
+            None
+        );
         let mut read = g.clone();
         index.overlay(&mut read);
         assert_eq!((read.pace(), read.version), (remote, g.version));
         // Admitted with an older pace, the entry keeps the later poll and longer interval.
         index.admit(&g, g.version, index.epoch(&hash), false);
         assert_eq!(
-            index.poll(&hash, &g.tenant, "cli", at(5_000)),
+            index.poll(PollBy::new(&hash, &g.tenant, "cli"), at(5_000)),
             Some(HeldPoll::Paced(Paced::SlowDown { interval_secs: 15 }))
         );
         // What this instance recorded is taken once, to be sent to the others. (Compare-and-

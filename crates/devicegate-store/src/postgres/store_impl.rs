@@ -22,7 +22,9 @@ use crate::limits::{Admission, LimitTake};
 use crate::records::{
     BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UserRecord,
 };
-use crate::{GrantChanged, HeldPoll, PendingCodes, Result, Store, StoreError, TENANT_TABLES};
+use crate::{
+    GrantChanged, HeldPoll, PendingCodes, PollBy, Result, Store, StoreError, TENANT_TABLES,
+};
 
 impl PostgresStore {
     /// Runs `sql`, which changes or deletes one user and returns its id (`NotFound` if none),
@@ -191,14 +193,8 @@ impl Store for PostgresStore {
         self.inner.grants.subscribe()
     }
 
-    fn poll_held(
-        &self,
-        hash: &SecretHash,
-        tenant: &str,
-        client_id: &str,
-        now: Timestamp,
-    ) -> Option<HeldPoll> {
-        self.inner.pending.poll(hash, tenant, client_id, now)
+    fn poll_held(&self, by: PollBy<'_>, now: Timestamp) -> Option<HeldPoll> {
+        self.inner.pending.poll(by, now)
     }
 
     async fn create_tenant(&self, t: &TenantRecord) -> Result<()> {

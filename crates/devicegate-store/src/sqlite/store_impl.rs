@@ -18,7 +18,7 @@ use crate::limits::{Admission, LimitTake};
 use crate::records::{
     BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UserRecord,
 };
-use crate::{GrantChanged, HeldPoll, PendingCodes, Result, Store, StoreError};
+use crate::{GrantChanged, HeldPoll, PendingCodes, PollBy, Result, Store, StoreError};
 
 impl SqliteStore {
     /// `change_user_in` on the writer thread: the pending index drops the denied grants
@@ -322,14 +322,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    fn poll_held(
-        &self,
-        hash: &SecretHash,
-        tenant: &str,
-        client_id: &str,
-        now: Timestamp,
-    ) -> Option<HeldPoll> {
-        self.inner.pending.poll(hash, tenant, client_id, now)
+    fn poll_held(&self, by: PollBy<'_>, now: Timestamp) -> Option<HeldPoll> {
+        self.inner.pending.poll(by, now)
     }
 
     /// Held in memory (see `pending.rs`): compare-and-swap against the held polls; no write

@@ -3,7 +3,7 @@
 
 use super::migrate::MIGRATIONS;
 use super::queries::insert_grant_in;
-use crate::{HeldPoll, Store};
+use crate::{HeldPoll, PollBy, Store};
 use devicegate_core::grant::{DeviceGrant, Paced};
 use devicegate_core::{SecretHash, Timestamp};
 
@@ -31,7 +31,10 @@ async fn pending_grant(s: &super::SqliteStore) -> DeviceGrant {
 }
 
 fn poll(s: &super::SqliteStore, g: &DeviceGrant, at: Timestamp) -> Option<HeldPoll> {
-    s.poll_held(&g.device_code_hash, &g.tenant, &g.client_id, at)
+    s.poll_held(
+        PollBy::new(&g.device_code_hash, &g.tenant, &g.client_id),
+        at,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,11 +46,11 @@ async fn pending_polls_are_answered_from_memory_until_a_decision() {
     assert_eq!(poll(&s, &g, NOW), Some(HeldPoll::Paced(Paced::Pending)));
     // Another client, or the same client id in another tenant, is not answered here.
     assert_eq!(
-        s.poll_held(&g.device_code_hash, &g.tenant, "other", NOW),
+        s.poll_held(PollBy::new(&g.device_code_hash, &g.tenant, "other"), NOW),
         None
     );
     assert_eq!(
-        s.poll_held(&g.device_code_hash, "acme", &g.client_id, NOW),
+        s.poll_held(PollBy::new(&g.device_code_hash, "acme", &g.client_id), NOW),
         None
     );
     // The held poll is part of the version: a decision made on the older read loses.

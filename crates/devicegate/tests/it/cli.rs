@@ -4,7 +4,11 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::JsonOf;
 use serde_json::Value;
+
+/// Creates the public client `tv`, named TV (more flags may follow).
+const CREATE_TV: &[&str] = &["client", "create", "--id", "tv", "--name", "TV", "--public"];
 
 fn devicegate(dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_devicegate"));
@@ -79,20 +83,17 @@ fn clients_and_users_are_managed_from_the_command_line() {
     let (ok, _, err) = run(
         d,
         &[
-            "client",
-            "create",
-            "--id",
-            "tv",
-            "--name",
-            "TV",
-            "--public",
-            "--scope",
-            "openid",
-            "--device-code-ttl-secs",
-            "60",
-            "--poll-interval-secs",
-            "2",
-        ],
+            CREATE_TV,
+            &[
+                "--scope",
+                "openid",
+                "--device-code-ttl-secs",
+                "60",
+                "--poll-interval-secs",
+                "2",
+            ],
+        ]
+        .concat(),
         None,
     );
     assert!(ok, "{err}");
@@ -232,14 +233,7 @@ fn serve_demo_serves_and_sigterm_stops_it_cleanly() {
         panic!("server did not come up");
     });
     assert!(answer["user_code"].is_string(), "{answer}");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -377,17 +371,7 @@ fn an_answered_device_code_survives_kill_9() {
     assert!(
         run(
             d,
-            &[
-                "client",
-                "create",
-                "--id",
-                "tv",
-                "--name",
-                "TV",
-                "--public",
-                "--poll-interval-secs",
-                "1"
-            ],
+            &[CREATE_TV, &["--poll-interval-secs", "1"]].concat(),
             None
         )
         .0
@@ -403,12 +387,8 @@ fn an_answered_device_code_survives_kill_9() {
         let answer: Value = http
             .post(format!("{base}/oauth2/device_authorization"))
             .form(&[("client_id", "tv")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_of()
+            .await;
         let code = answer["device_code"].as_str().unwrap().to_owned();
         // A poll too, whose time lives in memory for a few milliseconds before the file.
         let polled: Value = http
@@ -418,12 +398,8 @@ fn an_answered_device_code_survives_kill_9() {
                 ("client_id", "tv"),
                 ("device_code", &code),
             ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_of()
+            .await;
         (code, polled)
     });
     assert_eq!(polled["error"], "authorization_pending");
@@ -446,12 +422,8 @@ fn an_answered_device_code_survives_kill_9() {
                 ("client_id", "tv"),
                 ("device_code", &device_code),
             ])
-            .send()
+            .json_of()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
     });
     assert_eq!(
         after["error"], "authorization_pending",
@@ -499,14 +471,7 @@ fn sigterm_exits_after_the_drain_timeout_however_slow_the_clients() {
     slow.push(c);
     std::thread::sleep(Duration::from_millis(300));
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&child);
     let sent = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -521,4 +486,16 @@ fn sigterm_exits_after_the_drain_timeout_however_slow_the_clients() {
     };
     assert!(status.success(), "{status}");
     drop(slow);
+}
+
+/// Sends SIGTERM to `child`, as a service manager stopping the server does.
+fn sigterm(child: &std::process::Child) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
 }

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::JsonOf;
 use crate::support::TestServer;
 
 /// Far above every short timeout configured here: a loaded machine is slow, not this slow.
@@ -152,12 +153,8 @@ async fn ocient_grant(s: &TestServer) -> Value {
     s.http
         .post(s.url("/v1/sso_device_grant"))
         .json(&json!({}))
-        .send()
+        .json_of()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// The body clock is the body's alone: Ocient's `verify` waits on purpose, longer than the

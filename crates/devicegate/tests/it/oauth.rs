@@ -1010,15 +1010,7 @@ async fn signing_keys_persist_across_restarts() {
     let running = devicegate::start(settings, std::sync::Arc::new(store), listener)
         .await
         .unwrap();
-    let after: Value = s
-        .http
-        .get(format!("{base}/oauth2/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = s.http.get(format!("{base}/oauth2/jwks")).json_of().await;
     assert_eq!(before, after);
     running.stop().await.unwrap();
 }

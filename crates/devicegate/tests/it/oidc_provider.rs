@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::support::JsonOf;
 use devicegate_client::{AuthorizationRequest, Client, TokenTypeHint};
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
 use openidconnect::{ClientId, IssuerUrl, Nonce};
@@ -218,12 +219,8 @@ async fn client_completes_the_device_flow_at_oidc_provider() {
     let me: Value = reqwest::Client::new()
         .get(endpoints.userinfo.as_deref().unwrap())
         .bearer_auth(tokens.access_token.expose())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     assert_eq!(me["sub"], "ann");
 
     let renewed = client.refresh(&refresh).await.unwrap();

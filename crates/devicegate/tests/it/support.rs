@@ -230,13 +230,21 @@ pub fn client_record(id: &str, secret: Option<devicegate_core::SecretHash>) -> C
         name: format!("{id} app"),
         secret_hash: secret,
         scopes: Scopes::parse("openid profile email offline_access").unwrap(),
-        grant_types: GrantType::ALL
-            .iter()
-            .map(|g| g.as_str().to_owned())
-            .collect(),
+        grant_types: GrantType::all_names(),
         device_code_ttl_secs: None,
         poll_interval_secs: None,
         created_at: devicegate_server::now(),
+    }
+}
+
+/// Sends a request and reads its answer as JSON, whatever the status.
+pub trait JsonOf {
+    async fn json_of<T: serde::de::DeserializeOwned>(self) -> T;
+}
+
+impl JsonOf for reqwest::RequestBuilder {
+    async fn json_of<T: serde::de::DeserializeOwned>(self) -> T {
+        self.send().await.unwrap().json().await.unwrap()
     }
 }
 
