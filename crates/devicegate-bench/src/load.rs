@@ -1,4 +1,9 @@
 //! The loads: what each mode sends, how it paces polls, and what it measures.
+//!
+//! A code is never polled before its interval has passed since the previous answer (5 s more
+//! after a `slow_down`). With several targets, the `poll` load first polls every code once on
+//! every target, an unmeasured warm-up reported apart, and then each round over the codes
+//! goes to the next target.
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -3,7 +3,7 @@
 //! A step reads a record, lets core decide, and writes only if the stored version is still
 //! the one it read (the store answers `Conflict` otherwise). Losing means another request
 //! changed the record in between, so the step reads again and decides anew. Honest clients
-//! cause a retry or two; a step that loses [`ATTEMPTS`] times in a row gives up with
+//! cause a retry or two; a step that loses [`ATTEMPTS`] (16) times in a row gives up with
 //! [`Contended`], which each surface answers in its own format (a 503: try again).
 
 use std::future::Future;

@@ -1,5 +1,9 @@
 //! Client authentication (RFC 6749 §2.3): `client_secret_basic`, `client_secret_post`, or a
 //! public client naming itself with `client_id`.
+//!
+//! Client records are read through a one-second cache (`ClientCache`, `CLIENT_CACHE_FOR`): a
+//! deleted client or a changed secret takes effect within a second, and a request saves a
+//! database read.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

@@ -1,4 +1,8 @@
 //! Extractors whose rejections speak each surface's error format.
+//!
+//! [`OAuthForm`]: form bodies only, at most [`MAX_FORM_PARAMS`] (64) parameters, a repeated
+//! one refused. [`ApiJson`]: `application/json` only (415 otherwise), a repeated key refused.
+//! A body over `max_body_bytes` is 413; [`single_header`] refuses a repeated `Authorization`.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

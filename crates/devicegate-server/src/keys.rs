@@ -1,5 +1,7 @@
 //! The signing keys in memory: parsed once at start, the newest key of the configured
 //! algorithm signs, and every stored key verifies and is published.
+//!
+//! RSA signatures (about 0.2 ms each) run on the blocking pool; ES256 and EdDSA sign in place.
 
 use devicegate_core::Timestamp;
 use devicegate_core::jwt;

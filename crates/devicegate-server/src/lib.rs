@@ -5,8 +5,12 @@
 //! - The verification flows API (`/api/v1/flows`), a JSON front-end to the verification flow
 //!   in [`verification`]; the HTML pages are a second front-end to the same module.
 //!
-//! This crate never speaks SQL: it sees storage only through the `Store` trait, and it is the
-//! only place that reads the clock.
+//! This crate never speaks SQL: it sees storage only through the `Store` trait. Its [`now`]
+//! is the wall clock every decision is made at: core and the store take the time as a
+//! parameter.
+//!
+//! [`serve`] also sweeps expired records once a minute; expired grants and flows are kept an
+//! hour (`SWEEP_GRACE`), so that late polls still hear `expired_token`.
 
 mod cas;
 mod client_auth;

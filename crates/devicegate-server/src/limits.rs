@@ -24,6 +24,10 @@
 //! 30 s instead of locking it, and a browser that signed in to the account before counts
 //! only its own failures (OWASP: throttle, don't lock).
 //!
+//! The count of pending codes by length that picks a new code's length is this instance's:
+//! the store's count, re-read in the background at most once a second (`PENDING_CACHE`),
+//! plus the codes issued here since.
+//!
 //! The guessing bound and how code lengths keep it: `devicegate_core::limits`.
 
 use std::net::IpAddr;

@@ -5,6 +5,9 @@
 //! A middleware resolves the tenant of every request and puts it in the request's extensions;
 //! handlers take `Extension<Arc<Tenant>>` and read and write only through its
 //! [`Tenant::store`], which treats another tenant's records as absent (`scoped`).
+//!
+//! A loaded tenant is trusted for 30 s (`CACHE_FOR`), so a tenant deleted from the CLI
+//! disappears from running servers within that.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

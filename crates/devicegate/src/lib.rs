@@ -1,6 +1,6 @@
-//! The `devicegate` binary: `serve`, `migrate`, and the `client` and `user` administration
-//! commands, over the SQLite store; and `login`, `token`, `logout`, the device side, which
-//! never open it.
+//! The `devicegate` binary: `serve`, `migrate`, and the `client`, `user` and `tenant`
+//! administration commands, over the configured store (SQLite or PostgreSQL); and `login`,
+//! `token`, `logout`, the device side, which never open it.
 //!
 //! `main` calls [`run`]; tests and the benchmark start servers through [`start`].
 

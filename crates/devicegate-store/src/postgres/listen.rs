@@ -1,6 +1,10 @@
 //! Hearing the other instances: one self-reconnecting `LISTEN` connection per instance, for
 //! grant changes (`devicegate_grants`, re-broadcast to `Store::subscribe` and invalidating the
 //! [`SharedCache`]) and the others' poll pace (`devicegate_polls`).
+//!
+//! Every instance hears its own heartbeat at least once a second (`pace.rs`), so a listener
+//! that hears nothing for 4 s (`HEARTBEAT * 4`) reconnects, even when TCP has not noticed a
+//! dead connection. While not listening the cache is deaf and answers no poll.
 
 use std::sync::Arc;
 use std::time::Duration;

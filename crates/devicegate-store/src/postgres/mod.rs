@@ -5,7 +5,8 @@
 //! instances exactly as within one. Grant changes are announced with `NOTIFY` inside the
 //! changing transaction (delivered on commit) and received by one `LISTEN` connection per
 //! instance, which reconnects by itself. When the database cannot be reached, calls fail fast
-//! with [`StoreError::Unavailable`] and the pool reconnects once it is back.
+//! with [`StoreError::Unavailable`] (2 s connect, pool wait, create and recycle timeouts) and
+//! the pool reconnects once it is back.
 //!
 //! Pending polls are answered from each instance's [`SharedCache`]: an entry answers once a
 //! compare-and-swap in the database admitted it, until a `NOTIFY` says its grant changed.

@@ -1,7 +1,10 @@
-//! The pace of this instance's polls, told to the other instances: every `PACE_EVERY`, the
-//! poll state the [`SharedCache`] gathered goes out as `NOTIFY devicegate_polls` payloads
-//! (binary records in base64), and lengthened intervals are written to the database. The
-//! listener (`listen.rs`) hears the others' and merges them.
+//! The pace of this instance's polls, told to the other instances: every `PACE_EVERY`
+//! (10 ms), the poll state the [`SharedCache`] gathered goes out as `NOTIFY devicegate_polls`
+//! payloads (binary records in base64, `PACES_PER_NOTIFY` = 120 per payload, under
+//! PostgreSQL's 8,000 bytes), and lengthened intervals are written to the database. With
+//! nothing to tell, an instance still notifies once every `HEARTBEAT` (1 s), so that
+//! listeners can tell a quiet channel from a dead connection. The listener (`listen.rs`)
+//! hears the others' and merges them (the later poll, the longer interval).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,8 @@
 //! the engine's own, and the poll path is a point select plus a conditional update. Writes go
 //! to one writer thread (SQLite allows one writer at a time anyway) that commits every write
 //! waiting in one transaction; reads use a pool of reader connections, which WAL lets run
-//! beside the writer.
+//! beside the writer. `synchronous = NORMAL`: a committed write survives `kill -9`; a power
+//! loss may lose the last commits.
 //!
 //! This file opens the store and holds its parts; each job has its own file:
 //! - `writer.rs`: the writer thread, group commit;

@@ -1,6 +1,8 @@
 //! The pending index's upkeep: loading every pending grant's poll state from the file,
-//! writing held poll state back (lengthened intervals every few milliseconds, the rest when
-//! the store closes), and reloading the index when another process changed the file.
+//! writing held poll state back (lengthened intervals every `FLUSH_EVERY`, 25 ms, the rest
+//! when the store closes), and reloading the index when another process changed the file
+//! (`PRAGMA data_version`, looked at every `FLUSH_EVERY` too). A `kill -9` forgets the poll
+//! times not yet written, which spares at most a `slow_down`, never a decision.
 
 use std::sync::atomic::Ordering;
 
