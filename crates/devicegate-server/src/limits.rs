@@ -5,9 +5,6 @@
 //! |---|---|---|
 //! | new device codes per source address | `pend:ip:{tenant}:{ip}` | `max_pending_codes_per_address` per code lifetime |
 //! | new device codes per client | `pend:client:{tenant}:{client}` | `max_pending_codes_per_client` per code lifetime |
-//!
-//! The two caps on device codes are drawn by each instance in leases of 1% when that is at
-//! least two codes (a client's 10,000 by default; an address's 20 is drawn code by code).
 //! | verification flows per address | `flow:ip:{ip}` | `max_flows_per_address` per flow lifetime |
 //! | browser sessions stored per address | `session:ip:{ip}` | `max_flows_per_address` per flow lifetime |
 //! | wrong user codes per address, per signed-in account | `code:ip:{ip}`, `code:acct:{user}` | 10 a minute |
@@ -16,6 +13,9 @@
 //! | failed sign-ons per address | `signon:ip:{ip}` | 30 per quarter hour |
 //! | failed sign-ons per account, any address | `signon:acct:{tenant}/{name}` | 50 at once, then one per 30 s |
 //! | failed sign-ons of a browser known to the account (instead of the three above) | `signon:known:{mark}` | 10 per quarter hour |
+//!
+//! The two caps on device codes are drawn by each instance in leases of 1% when that is at
+//! least two codes (a client's 10,000 by default; an address's 20 is drawn code by code).
 //!
 //! Attempts are paid for *before* they are tried, in one atomic draw, and the draw is given
 //! back when the attempt was right: a burst of parallel attempts gets exactly the bucket's

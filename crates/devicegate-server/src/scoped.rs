@@ -90,18 +90,34 @@ pub struct TenantStore {
     tenant: String,
 }
 
-/// Another tenant's record is no record here.
-fn here<T>(tenant: &str, found: Result<T>, of: impl Fn(&T) -> &str) -> Result<T> {
-    match found {
-        Ok(r) if of(&r) == tenant => Ok(r),
-        Ok(_) => Err(StoreError::NotFound),
-        Err(e) => Err(e),
-    }
+/// A record that belongs to a tenant.
+trait Owned {
+    fn tenant(&self) -> &str;
 }
+
+macro_rules! owned {
+    ($($t:ty),*) => {$(
+        impl Owned for $t {
+            fn tenant(&self) -> &str {
+                &self.tenant
+            }
+        }
+    )*};
+}
+owned!(UserRecord, DeviceGrant, Flow, RefreshToken, BrowserSession);
 
 impl TenantStore {
     pub fn tenant_id(&self) -> &str {
         &self.tenant
+    }
+
+    /// Another tenant's record is no record here.
+    fn here<T: Owned>(&self, found: Result<T>) -> Result<T> {
+        match found {
+            Ok(r) if r.tenant() == self.tenant => Ok(r),
+            Ok(_) => Err(StoreError::NotFound),
+            Err(e) => Err(e),
+        }
     }
 
     /// Refuses to write a record of another tenant.
@@ -130,7 +146,7 @@ impl TenantStore {
     }
 
     pub async fn get_user(&self, id: &str) -> Result<UserRecord> {
-        here(&self.tenant, self.store.get_user(id).await, |u| &u.tenant)
+        self.here(self.store.get_user(id).await)
     }
 
     pub async fn get_user_by_username(&self, username: &str) -> Result<UserRecord> {
@@ -145,23 +161,15 @@ impl TenantStore {
     }
 
     pub async fn get_grant(&self, id: &str) -> Result<DeviceGrant> {
-        here(&self.tenant, self.store.get_grant(id).await, |g| &g.tenant)
+        self.here(self.store.get_grant(id).await)
     }
 
     pub async fn get_grant_by_device_code(&self, hash: &SecretHash) -> Result<DeviceGrant> {
-        here(
-            &self.tenant,
-            self.store.get_grant_by_device_code(hash).await,
-            |g| &g.tenant,
-        )
+        self.here(self.store.get_grant_by_device_code(hash).await)
     }
 
     pub async fn get_grant_by_user_code(&self, code: &UserCode) -> Result<DeviceGrant> {
-        here(
-            &self.tenant,
-            self.store.get_grant_by_user_code(code).await,
-            |g| &g.tenant,
-        )
+        self.here(self.store.get_grant_by_user_code(code).await)
     }
 
     pub fn poll_held(
@@ -197,7 +205,7 @@ impl TenantStore {
     }
 
     pub async fn get_flow(&self, hash: &SecretHash) -> Result<Flow> {
-        here(&self.tenant, self.store.get_flow(hash).await, |f| &f.tenant)
+        self.here(self.store.get_flow(hash).await)
     }
 
     pub async fn update_flow(&self, flow: &Flow, grant: Option<&DeviceGrant>) -> Result<()> {
@@ -209,11 +217,7 @@ impl TenantStore {
     }
 
     pub async fn get_refresh_token(&self, hash: &SecretHash) -> Result<RefreshToken> {
-        here(
-            &self.tenant,
-            self.store.get_refresh_token(hash).await,
-            |t| &t.tenant,
-        )
+        self.here(self.store.get_refresh_token(hash).await)
     }
 
     pub async fn rotate_refresh_token(&self, old: &RefreshToken, new: &RefreshToken) -> Result<()> {
@@ -258,9 +262,7 @@ impl TenantStore {
     }
 
     pub async fn get_session(&self, id_hash: &SecretHash) -> Result<BrowserSession> {
-        here(&self.tenant, self.store.get_session(id_hash).await, |s| {
-            &s.tenant
-        })
+        self.here(self.store.get_session(id_hash).await)
     }
 
     pub async fn update_session(&self, session: &BrowserSession) -> Result<()> {

@@ -312,16 +312,20 @@ pub async fn keep_sign_on(
         signed_on_at: flow.signed_on_at,
         flow_hash: None,
     };
-    let (secret, _) = tenant
-        .store
-        .start_session(
-            SecretKind::ApiSession,
-            held,
-            state.settings.session_ttl,
-            now(),
-        )
-        .await?;
+    let (secret, _) = new_session(state, tenant, SecretKind::ApiSession, held).await?;
     Ok(secret)
+}
+
+/// Stores a new session of `kind` holding `held`, for the session lifetime: a page's or a
+/// kept API session.
+pub async fn new_session(
+    state: &AppState,
+    tenant: &Tenant,
+    kind: SecretKind,
+    held: Held,
+) -> Result<(Secret, BrowserSession), StoreError> {
+    let ttl = state.settings.session_ttl;
+    tenant.store.start_session(kind, held, ttl, now()).await
 }
 
 /// Signs the flow behind `key` on as the person of a kept session (`keep_sign_on`).
@@ -386,11 +390,23 @@ async fn attach_user(
     user_id: &str,
     auth_time: Timestamp,
 ) -> Result<Flow, StepError> {
+    transition(tenant, key, |flow, now| {
+        flow.sign_on_at(user_id, auth_time, now)
+    })
+    .await
+}
+
+/// Loads the flow behind `key`, applies the core's transition `step` and stores the result,
+/// reading again while another request changes the flow first.
+async fn transition(
+    tenant: &Tenant,
+    key: &SecretHash,
+    step: impl Fn(Flow, Timestamp) -> Result<Flow, FlowError>,
+) -> Result<Flow, StepError> {
+    let step = &step;
     cas::retry(|| async move {
         let now = now();
-        let next = load(tenant, key, now)
-            .await?
-            .sign_on_at(user_id, auth_time, now)?;
+        let next = step(load(tenant, key, now).await?, now)?;
         Ok(commit(tenant, &next, None).await?.then(next))
     })
     .await
@@ -401,13 +417,10 @@ async fn attach_user(
 /// browser's session and nowhere else: afterwards `link` names no flow, so a second browser,
 /// or the flows API with the link's flow id, finds nothing.
 pub async fn adopt(tenant: &Tenant, link: &SecretHash) -> Result<Flow, StepError> {
-    cas::retry(|| async move {
-        let now = now();
-        let key = Secret::generate(SecretKind::FlowId).hash();
-        let next = load(tenant, link, now).await?.adopt(key, now)?;
-        // A browser adopting the flow at the same time wins or loses this compare-and-swap;
-        // the loser reads again and finds no flow behind the link.
-        Ok(commit(tenant, &next, None).await?.then(next))
+    // A browser adopting the flow at the same time wins or loses the compare-and-swap; the
+    // loser reads again and finds no flow behind the link.
+    transition(tenant, link, |flow, now| {
+        flow.adopt(Secret::generate(SecretKind::FlowId).hash(), now)
     })
     .await
 }

@@ -132,10 +132,10 @@ pub fn run(command: AccountCommand, issuer: Option<&str>) -> anyhow::Result<Exit
             show(&TokenFile::load(&path)?, issuer, &select, id_token)
         }
         AccountCommand::Token(TokenCommand::Refresh { select, secret }) => {
-            rt.block_on(refresh(&path, issuer, &select, &secret))
+            rt.block_on(refresh(pick(&path, issuer, &select, &secret)?))
         }
         AccountCommand::Logout { select, secret } => {
-            rt.block_on(logout(&path, issuer, &select, &secret))
+            rt.block_on(logout(pick(&path, issuer, &select, &secret)?))
         }
     }
 }
@@ -298,28 +298,48 @@ fn show(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The token file, the entry in it that `issuer` and `select` name (its index and a copy),
-/// and a client for it.
-fn selected(
-    path: &std::path::Path,
+/// A stored login that `token refresh` or `logout` acts on.
+struct Picked<'a> {
+    path: &'a std::path::Path,
+    file: TokenFile,
+    /// The entry's index in `file`, and a copy of it.
+    i: usize,
+    entry: Entry,
+    /// A client for the entry's server.
+    client: Client,
+    json: bool,
+}
+
+/// The entry of the token file at `path` that `issuer` and `select` name.
+fn pick<'a>(
+    path: &'a std::path::Path,
     issuer: Option<&str>,
     select: &SelectArgs,
     secret: &SecretArgs,
-) -> anyhow::Result<(TokenFile, usize, Entry, Client)> {
+) -> anyhow::Result<Picked<'a>> {
     let file = TokenFile::load(path)?;
     let i = file.select(issuer, select.client_id.as_deref())?;
     let entry = file.entries[i].clone();
     let client = Client::new(entry.endpoints.clone(), &entry.client_id).with_auth(secret.auth());
-    Ok((file, i, entry, client))
+    Ok(Picked {
+        path,
+        file,
+        i,
+        entry,
+        client,
+        json: select.json,
+    })
 }
 
-async fn refresh(
-    path: &std::path::Path,
-    issuer: Option<&str>,
-    select: &SelectArgs,
-    secret: &SecretArgs,
-) -> anyhow::Result<ExitCode> {
-    let (mut file, _, old, client) = selected(path, issuer, select, secret)?;
+async fn refresh(picked: Picked<'_>) -> anyhow::Result<ExitCode> {
+    let Picked {
+        path,
+        mut file,
+        entry: old,
+        client,
+        json,
+        ..
+    } = picked;
     let refresh_token = old
         .tokens
         .refresh_token
@@ -337,7 +357,7 @@ async fn refresh(
     let entry = Entry::new(&old.issuer, &old.client_id, old.endpoints, tokens);
     file.upsert(entry.clone());
     file.save(path)?;
-    if select.json {
+    if json {
         print_json(&summary(&entry));
     } else {
         println!("Refreshed: the access token {}.", expiry(entry.expires_at));
@@ -345,13 +365,15 @@ async fn refresh(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn logout(
-    path: &std::path::Path,
-    issuer: Option<&str>,
-    select: &SelectArgs,
-    secret: &SecretArgs,
-) -> anyhow::Result<ExitCode> {
-    let (mut file, i, entry, client) = selected(path, issuer, select, secret)?;
+async fn logout(picked: Picked<'_>) -> anyhow::Result<ExitCode> {
+    let Picked {
+        path,
+        mut file,
+        i,
+        entry,
+        client,
+        json,
+    } = picked;
     let revoked = if entry.endpoints.revocation.is_some() {
         // RFC 7009 §2.1: revoking the refresh token also ends the access tokens of its grant
         // at servers that support it; the access token is revoked too for those that don't.
@@ -371,7 +393,7 @@ async fn logout(
     };
     file.entries.remove(i);
     file.save(path)?;
-    if select.json {
+    if json {
         print_json(&json!({
             "status": "ok",
             "issuer": entry.issuer,

@@ -23,6 +23,7 @@ use http::{HeaderMap, HeaderValue, header};
 use crate::limits::KnownBrowser;
 use crate::scoped::Held;
 use crate::tenant::Tenant;
+use crate::verification;
 use crate::{AppState, now};
 
 /// The cookie's name and attributes: `__Host-` and `Secure` when the issuer is https.
@@ -191,15 +192,8 @@ impl Session {
         held: Held,
         username: Option<String>,
     ) -> Result<Session, StoreError> {
-        let (secret, record) = tenant
-            .store
-            .start_session(
-                SecretKind::BrowserSession,
-                held,
-                state.settings.session_ttl,
-                now(),
-            )
-            .await?;
+        let (secret, record) =
+            verification::new_session(state, tenant, SecretKind::BrowserSession, held).await?;
         Ok(Session {
             secret,
             record,
