@@ -179,9 +179,10 @@ pub(crate) struct Ctx<'a> {
 
 /// What a surface's tokens carry beyond the access token RFC 9068 describes.
 pub(crate) struct TokenShape {
-    /// An ID token when the grant has `openid` (the token endpoint); a dialect whose answer
-    /// has no place for one spares the signature.
-    pub id_token: bool,
+    /// An ID token when the grant has `openid`, and a refresh token when it has
+    /// `offline_access` (the token endpoint); a dialect whose answer has no place for them
+    /// neither signs nor stores them.
+    pub id_and_refresh: bool,
     /// Claims a dialect adds to the access token, given the person and the grant's `context`
     /// (what the dialect asked for with the code; `None` on refresh).
     pub access_claims: fn(&UserRecord, Option<&str>, &mut serde_json::Value),
@@ -189,7 +190,7 @@ pub(crate) struct TokenShape {
 
 /// The token endpoint's shape.
 pub(crate) const NATIVE: TokenShape = TokenShape {
-    id_token: true,
+    id_and_refresh: true,
     access_claims: |_, _, _| {},
 };
 
@@ -226,7 +227,7 @@ pub(crate) async fn redeem(
         }
         Err(e) => return Err(e.into()),
     };
-    let refresh = wants_refresh(client, &grant.scopes).then(|| {
+    let refresh = (shape.id_and_refresh && wants_refresh(client, &grant.scopes)).then(|| {
         new_refresh_token(
             state,
             client,
@@ -356,7 +357,7 @@ async fn issue_tokens(
         access_ttl_secs,
         auth_time,
     };
-    let id_claims = (shape.id_token && scopes.contains(scope::OPENID))
+    let id_claims = (shape.id_and_refresh && scopes.contains(scope::OPENID))
         .then(|| jwt::id_token_claims(&issue, &user_claims(user)));
     let mut access_claims = jwt::access_token_claims(&issue);
     (shape.access_claims)(user, context, &mut access_claims);

@@ -397,10 +397,10 @@ async fn verify(
 }
 
 /// Ocient's session token: the grant's access token, carrying the database it was asked for
-/// (from the grant) and the person's username. No ID token: Ocient's answer has no place
-/// for one.
+/// (from the grant) and the person's username. No ID token or refresh token: Ocient's answer
+/// has no place for them.
 const SESSION: TokenShape = TokenShape {
-    id_token: false,
+    id_and_refresh: false,
     access_claims: |user, context, claims| {
         claims["database"] = json!(context.unwrap_or(DEFAULT_DATABASE));
         claims["preferred_username"] = json!(user.username);
