@@ -1575,3 +1575,45 @@ async fn a_broken_record_is_a_500_in_every_surfaces_format_without_its_detail() 
     assert!(page.html.contains("Something went wrong"), "{}", page.html);
     no_detail(&page.html);
 }
+
+/// Ocient redeems through the token endpoint's path, in its own shape: its answer has no
+/// place for a refresh token, so none is stored even when the operator gave its client
+/// `offline_access` and the refresh grant, and the access token carries the database.
+#[tokio::test]
+async fn ocient_redemption_stores_no_refresh_token_it_cannot_hand_out() {
+    let s = TestServer::start().await;
+    s.user("ann").await;
+    s.client(client_record("ocient", None)).await;
+    let (status, g) = ocient(
+        &s,
+        "/v1/sso_device_grant",
+        json!({"database": "sales"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{g}");
+    approve_on_pages(&s, g["verification_uri_complete"].as_str().unwrap(), true).await;
+    let (status, t) = verify_with_secret(&s, "", &g).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    assert_eq!(
+        (t["database"].as_str(), t["username"].as_str()),
+        (Some("sales"), Some("ann"))
+    );
+    let (_, claims) = crate::support::claims(t["access_token"].as_str().unwrap());
+    assert_eq!(
+        (
+            claims["database"].as_str(),
+            claims["preferred_username"].as_str()
+        ),
+        (Some("sales"), Some("ann"))
+    );
+    assert!(
+        t.get("refresh_token").is_none() && t.get("id_token").is_none(),
+        "{t}"
+    );
+    let db = rusqlite::Connection::open(s.dir.path().join("devicegate.db")).unwrap();
+    let stored: i64 = db
+        .query_row("SELECT count(*) FROM refresh_tokens", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 0);
+}
