@@ -99,6 +99,7 @@ pub async fn ensure_default(store: &dyn devicegate_store::Store) -> Result<(), S
     let record = TenantRecord {
         id: DEFAULT_TENANT.into(),
         uuid: new_uuid(),
+        local_passwords: true,
         created_at: now(),
     };
     match store.create_tenant(&record).await {

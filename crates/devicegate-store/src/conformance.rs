@@ -636,6 +636,7 @@ async fn tenants_are_isolated(s: impl Store) {
     let acme = TenantRecord {
         id: "acme".into(),
         uuid: "0f3c5b0e-8d43-4e4b-9a53-4cbe5a6a1a01".into(),
+        local_passwords: true,
         created_at: NOW,
     };
     s.create_tenant(&acme).await.unwrap();

@@ -28,7 +28,7 @@ pub use limits::{Admission, LimitTake};
 pub use postgres::PostgresStore;
 pub use records::{
     BrowserSession, ClientRecord, DEFAULT_TENANT, KeyRecord, RefreshToken, SweepCounts,
-    TenantRecord, UserRecord,
+    TenantRecord, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -88,7 +88,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Tables whose rows belong to a tenant (deleted with it).
-pub const TENANT_TABLES: [&str; 7] = [
+pub const TENANT_TABLES: [&str; 10] = [
     "clients",
     "users",
     "device_grants",
@@ -96,6 +96,9 @@ pub const TENANT_TABLES: [&str; 7] = [
     "refresh_tokens",
     "signing_keys",
     "browser_sessions",
+    "upstreams",
+    "upstream_links",
+    "upstream_states",
 ];
 
 /// A grant changed state (bound, approved, denied, polled, redeemed). Announced to every
@@ -133,6 +136,11 @@ pub enum HeldPoll {
     Expired,
 }
 
+/// What a backend answers for a method it does not implement yet.
+fn not_yet() -> StoreError {
+    StoreError::Internal("not implemented by this backend yet".into())
+}
+
 /// Everything devicegate persists. Methods are typed per record; updates to grants, flows and
 /// refresh tokens are compare-and-swap on what the caller read.
 #[async_trait]
@@ -150,6 +158,53 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>>;
     /// Deletes the tenant and everything it holds.
     async fn delete_tenant(&self, id: &str) -> Result<()>;
+    /// Switches the tenant's local passwords on or off.
+    async fn set_local_passwords(&self, _tenant: &str, _on: bool) -> Result<()> {
+        Err(not_yet())
+    }
+
+    /// `AlreadyExists` when the tenant has an upstream of that id.
+    async fn create_upstream(&self, _upstream: &UpstreamRecord) -> Result<()> {
+        Err(not_yet())
+    }
+    async fn get_upstream(&self, _tenant: &str, _id: &str) -> Result<UpstreamRecord> {
+        Err(not_yet())
+    }
+    /// By id.
+    async fn list_upstreams(&self, _tenant: &str) -> Result<Vec<UpstreamRecord>> {
+        Err(not_yet())
+    }
+    /// Deletes the upstream with its links and round trips under way (the linked users stay).
+    async fn delete_upstream(&self, _tenant: &str, _id: &str) -> Result<()> {
+        Err(not_yet())
+    }
+    /// The link of the provider's `subject` at `upstream_id`.
+    async fn get_upstream_link(
+        &self,
+        _tenant: &str,
+        _upstream_id: &str,
+        _subject: &str,
+    ) -> Result<UpstreamLink> {
+        Err(not_yet())
+    }
+    /// Links an existing user; `AlreadyExists` when the provider's subject is linked already.
+    async fn create_upstream_link(&self, _link: &UpstreamLink) -> Result<()> {
+        Err(not_yet())
+    }
+    /// Creates `user` and links it, in one transaction; `AlreadyExists` (and nothing written)
+    /// when the username is taken or the subject is linked already.
+    async fn create_linked_user(&self, _user: &UserRecord, _link: &UpstreamLink) -> Result<()> {
+        Err(not_yet())
+    }
+    async fn put_upstream_state(&self, _state: &UpstreamState) -> Result<()> {
+        Err(not_yet())
+    }
+    /// Deletes and returns the round trip whose `state` hashes to `hash`, so that it is
+    /// taken once: of concurrent takes one gets it, the others `NotFound`. Expired ones are
+    /// returned too; the caller checks `expires_at`.
+    async fn take_upstream_state(&self, _hash: &SecretHash) -> Result<UpstreamState> {
+        Err(not_yet())
+    }
 
     async fn create_client(&self, client: &ClientRecord) -> Result<()>;
     async fn get_client(&self, tenant: &str, id: &str) -> Result<ClientRecord>;
@@ -162,9 +217,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_user(&self, id: &str) -> Result<UserRecord>;
     async fn get_user_by_username(&self, tenant: &str, username: &str) -> Result<UserRecord>;
     async fn list_users(&self, tenant: &str) -> Result<Vec<UserRecord>>;
-    /// Deletes the user with their refresh tokens and sessions; in the same transaction, their
-    /// approved grants not yet redeemed are denied (a new version each, announced) and their
-    /// open flows fail.
+    /// Deletes the user with their refresh tokens, sessions and upstream links; in the same
+    /// transaction, their approved grants not yet redeemed are denied (a new version each,
+    /// announced) and their open flows fail.
     async fn delete_user(&self, tenant: &str, username: &str) -> Result<()>;
     /// Sets the password and revokes the user's refresh tokens and sessions, denies their
     /// unredeemed approvals and fails their open flows, like `delete_user`.

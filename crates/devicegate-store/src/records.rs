@@ -13,6 +13,9 @@ pub struct TenantRecord {
     pub id: String,
     /// PingOne's `{envID}`.
     pub uuid: String,
+    /// Whether people may sign in with a local password; off, only upstream providers (and
+    /// later passkeys) sign people in. On for new tenants.
+    pub local_passwords: bool,
     pub created_at: Timestamp,
 }
 
@@ -93,6 +96,96 @@ pub struct BrowserSession {
     pub flow_hash: Option<SecretHash>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+}
+
+/// An organisation's OpenID provider that the people of a tenant sign in through.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamRecord {
+    pub tenant: String,
+    /// The name operators and the flows API use (`[a-z0-9-]`, unique in its tenant).
+    pub id: String,
+    /// What the sign-in page says: "Continue with {name}".
+    pub name: String,
+    /// Found by OpenID Connect Discovery (`{issuer}/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    /// Sent to the provider's token endpoint, so it cannot be stored as a hash; never logged,
+    /// printed or shown. `None`: a public client, PKCE alone.
+    pub client_secret: Option<String>,
+    /// How the secret is sent: `client_secret_basic` or `client_secret_post` (`none` without
+    /// a secret).
+    pub auth_method: String,
+    /// The `scope` asked for, space-separated, `openid` first.
+    pub scopes: String,
+    /// When not empty, only people whose verified `email` is in one of these domains.
+    pub allowed_domains: Vec<String>,
+    /// Claims that must have these values (strings, or a string in an array).
+    pub require_claims: Vec<(String, String)>,
+    /// Link a first sign-in to the local account with the same verified email, instead of
+    /// creating an account.
+    pub link_by_email: bool,
+    /// Sent as `max_age`; the provider's `auth_time` must be at most this old.
+    pub max_age_secs: Option<u32>,
+    /// Sends `prompt=login`: a fresh sign-in at the provider for every device.
+    pub force_login: bool,
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for UpstreamRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamRecord")
+            .field("tenant", &self.tenant)
+            .field("id", &self.id)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A person's account at an upstream provider (its `sub`), linked to a devicegate user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamLink {
+    pub tenant: String,
+    pub upstream_id: String,
+    /// The provider's `sub`.
+    pub subject: String,
+    pub user_id: String,
+    pub created_at: Timestamp,
+}
+
+/// One round trip to an upstream provider under way: created when a browser is sent to the
+/// provider, taken (and so deleted) once when it comes back. The `state` parameter is a
+/// secret stored as its hash; the browser that started the trip holds a binding cookie,
+/// also stored as a hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamState {
+    pub hash: SecretHash,
+    pub tenant: String,
+    pub upstream_id: String,
+    /// The verification flow the sign-in is for, by its capability's hash.
+    pub flow_hash: SecretHash,
+    /// The hash of the binding cookie of the browser that started the trip.
+    pub binding_hash: SecretHash,
+    /// Sent as `nonce`; the ID token must carry it.
+    pub nonce: String,
+    /// The PKCE code verifier (RFC 7636), sent with the code. Lives at most as long as the
+    /// flow and is deleted when the trip comes back.
+    pub pkce_verifier: String,
+    /// Where the flows API's custom UI wants the browser sent afterwards (allow-listed).
+    pub return_to: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for UpstreamState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamState")
+            .field("tenant", &self.tenant)
+            .field("upstream_id", &self.upstream_id)
+            .field("pkce_verifier", &"***")
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -176,6 +176,7 @@ pub async fn tenant(store: &dyn Store, cmd: TenantCommand) -> anyhow::Result<Exi
             let record = TenantRecord {
                 id: name.clone(),
                 uuid: uuid.clone(),
+                local_passwords: true,
                 created_at: devicegate_server::now(),
             };
             match store.create_tenant(&record).await {

@@ -194,6 +194,7 @@ pub(super) fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<TenantRecord> {
     Ok(TenantRecord {
         id: row.get(0)?,
         uuid: row.get(1)?,
+        local_passwords: true,
         created_at: ts(row, 2)?,
     })
 }

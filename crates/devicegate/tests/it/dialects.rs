@@ -21,6 +21,7 @@ async fn two_tenants() -> TestServer {
         .create_tenant(&TenantRecord {
             id: "acme".into(),
             uuid: ACME_UUID.into(),
+            local_passwords: true,
             created_at: devicegate_server::now(),
         })
         .await
