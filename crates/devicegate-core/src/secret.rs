@@ -23,6 +23,10 @@ pub enum SecretKind {
     /// Marks a browser that signed in to an account before (strangers' failures do not slow
     /// its sign-ins).
     KnownBrowser,
+    /// The `state` of a round trip to an upstream OpenID provider.
+    UpstreamState,
+    /// Binds a round trip to an upstream provider to the browser that started it (a cookie).
+    UpstreamBinding,
 }
 
 impl SecretKind {
@@ -35,6 +39,8 @@ impl SecretKind {
             SecretKind::BrowserSession => "dgb_",
             SecretKind::ApiSession => "dga_",
             SecretKind::KnownBrowser => "dgk_",
+            SecretKind::UpstreamState => "dgo_",
+            SecretKind::UpstreamBinding => "dgn_",
         }
     }
 }

@@ -335,6 +335,10 @@ pub struct FlowView {
     /// present with `session.resume` instead of signing on again (until it ends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// Returned by `upstream.start`: where to send the browser to sign in at the upstream
+    /// provider. It comes back to devicegate's callback, then to `return_to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
 }
 
 /// A body posted to `/api/v1/flows/{id}`, tagged on `action`.
@@ -350,6 +354,15 @@ pub enum FlowAction {
     /// Signs the flow on as the person of a session a `sign_on` returned.
     #[serde(rename = "session.resume")]
     SessionResume { session: String },
+    /// Signs on through the tenant's upstream OpenID provider `upstream`: the answer carries
+    /// the `authorization_url` to send the browser to; afterwards the browser is sent to
+    /// `return_to` (an origin the operator allowed) and the flow waits for consent.
+    #[serde(rename = "upstream.start")]
+    UpstreamStart {
+        upstream: String,
+        #[serde(default)]
+        return_to: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for FlowAction {
@@ -365,6 +378,10 @@ impl std::fmt::Debug for FlowAction {
                 f.debug_struct("Consent").field("accept", accept).finish()
             }
             FlowAction::SessionResume { .. } => f.write_str("SessionResume"),
+            FlowAction::UpstreamStart { upstream, .. } => f
+                .debug_struct("UpstreamStart")
+                .field("upstream", upstream)
+                .finish_non_exhaustive(),
         }
     }
 }

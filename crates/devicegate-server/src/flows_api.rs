@@ -22,6 +22,7 @@ use crate::error::{Failure, OAuthError};
 use crate::extract::ApiJson;
 use crate::extract::ClientAddr;
 use crate::tenant::Tenant;
+use crate::upstream::{self, UpstreamError};
 use crate::verification::{self, StepError};
 use crate::{AppState, Settings, now};
 
@@ -44,7 +45,9 @@ pub fn router(settings: &Settings) -> Router<AppState> {
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_methods([http::Method::GET, http::Method::POST])
-                .allow_headers([header::CONTENT_TYPE]),
+                .allow_headers([header::CONTENT_TYPE])
+                // `upstream.start` sets the browser's binding cookie.
+                .allow_credentials(true),
         )
     }
 }
@@ -57,6 +60,7 @@ impl From<StepError> for OAuthError {
                 (StatusCode::UNAUTHORIZED, ErrorCode::InvalidCredentials)
             }
             StepError::InvalidSession => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidSession),
+            StepError::PasswordsOff => (StatusCode::FORBIDDEN, ErrorCode::InvalidAction),
             StepError::Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::TemporarilyUnavailable,
@@ -166,10 +170,16 @@ async fn act(
     ClientAddr(ip): ClientAddr,
     Path(params): Path<HashMap<String, String>>,
     ApiJson(action): ApiJson<FlowAction>,
-) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
+) -> Result<Response, OAuthError> {
     let id = params.get("id").cloned().unwrap_or_default();
     let key = key(&id);
     let flow = match action {
+        FlowAction::UpstreamStart {
+            upstream,
+            return_to,
+        } => {
+            return upstream_start(&state, &tenant, &id, &key, &upstream, return_to).await;
+        }
         FlowAction::VerifyUserCode { user_code } => {
             verification::verify_user_code(&state, &tenant, &key, &user_code, ip).await?
         }
@@ -179,7 +189,7 @@ async fn act(
             let session = verification::keep_sign_on(&state, &tenant, &flow).await?;
             let Json(mut body) = view(&tenant, &id, flow).await?;
             body.session = Some(session.expose().to_owned());
-            return Ok(Json(body));
+            return Ok(Json(body).into_response());
         }
         FlowAction::SessionResume { session } => {
             verification::resume_kept(&tenant, &key, &session).await?
@@ -188,5 +198,58 @@ async fn act(
             verification::consent(&state, &tenant, &key, accept).await?
         }
     };
-    view(&tenant, &id, flow).await
+    Ok(view(&tenant, &id, flow).await?.into_response())
+}
+
+/// `upstream.start`: the provider's authorization URL, and the binding cookie for the
+/// browser (a custom UI calls this with credentials, so that the browser it then sends to
+/// the provider holds the cookie). `return_to` must be under an origin the operator allowed
+/// (`cors_allowed_origins`).
+async fn upstream_start(
+    state: &AppState,
+    tenant: &Tenant,
+    id: &str,
+    key: &SecretHash,
+    upstream_id: &str,
+    return_to: Option<String>,
+) -> Result<Response, OAuthError> {
+    if let Some(to) = &return_to
+        && !allowed_return(&state.settings.cors_allowed_origins, to)
+    {
+        return Err(OAuthError::invalid_request(
+            "return_to must be under an allowed origin",
+        ));
+    }
+    let started = upstream::start(state, tenant, upstream_id, key, return_to)
+        .await
+        .map_err(|e| match e {
+            UpstreamError::Step(s) => OAuthError::from(s),
+            UpstreamError::Unknown => OAuthError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such upstream provider",
+            ),
+            other => OAuthError::new(
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::TemporarilyUnavailable,
+                other.to_string(),
+            ),
+        })?;
+    let flow = verification::load(tenant, key, now()).await?;
+    let Json(mut body) = view(tenant, id, flow).await?;
+    body.authorization_url = Some(started.authorization_url);
+    let mut res = Json(body).into_response();
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        crate::pages::upstream_binding_cookie(state, tenant, started.binding.expose()),
+    );
+    Ok(res)
+}
+
+/// Whether `to` is an allowed origin or a path under one.
+fn allowed_return(origins: &[String], to: &str) -> bool {
+    origins.iter().any(|o| {
+        let o = o.trim_end_matches('/');
+        to == o || to.strip_prefix(o).is_some_and(|rest| rest.starts_with('/'))
+    })
 }

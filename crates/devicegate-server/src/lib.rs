@@ -32,6 +32,7 @@ mod passwords;
 mod scoped;
 pub mod tenant;
 mod token;
+pub mod upstream;
 mod userinfo;
 pub mod verification;
 
@@ -156,6 +157,7 @@ pub struct Inner {
     pub passwords: Passwords,
     pub limits: limits::Limits,
     pub metrics: Arc<metrics::Metrics>,
+    providers: upstream::Providers,
     clients: client_auth::ClientCache,
     tenants: tenant::Tenants,
     pages: pages::Pages,
@@ -182,6 +184,7 @@ impl AppState {
             passwords,
             limits,
             metrics: Arc::new(metrics::Metrics::new()),
+            providers: upstream::Providers::default(),
             clients: client_auth::ClientCache::default(),
             tenants: tenant::Tenants::default(),
             pages,

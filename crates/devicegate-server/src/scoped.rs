@@ -25,7 +25,7 @@ use devicegate_core::{SecretHash, Timestamp};
 use devicegate_store::{
     Admission, BrowserSession, ClientRecord, GrantChanged, HeldPoll, KeyRecord, LimitTake,
     PendingCodes, PollBy, RefreshToken, Result, Store, StoreError, SweepCounts, TenantRecord,
-    UserRecord,
+    UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
 };
 
 /// What a new session holds: the person and when they signed on, the flow it walks.
@@ -104,7 +104,14 @@ macro_rules! owned {
         }
     )*};
 }
-owned!(UserRecord, DeviceGrant, Flow, RefreshToken, BrowserSession);
+owned!(
+    UserRecord,
+    DeviceGrant,
+    Flow,
+    RefreshToken,
+    BrowserSession,
+    UpstreamState
+);
 
 impl TenantStore {
     pub fn tenant_id(&self) -> &str {
@@ -273,6 +280,63 @@ impl TenantStore {
     pub async fn delete_session(&self, session: &BrowserSession) -> Result<()> {
         self.own(&session.tenant)?;
         self.store.delete_session(&session.id_hash).await
+    }
+
+    pub async fn get_upstream(&self, id: &str) -> Result<UpstreamRecord> {
+        self.store.get_upstream(&self.tenant, id).await
+    }
+
+    pub async fn list_upstreams(&self) -> Result<Vec<UpstreamRecord>> {
+        self.store.list_upstreams(&self.tenant).await
+    }
+
+    pub async fn get_upstream_link(
+        &self,
+        upstream_id: &str,
+        subject: &str,
+    ) -> Result<UpstreamLink> {
+        self.store
+            .get_upstream_link(&self.tenant, upstream_id, subject)
+            .await
+    }
+
+    pub async fn create_upstream_link(&self, link: &UpstreamLink) -> Result<()> {
+        self.own(&link.tenant)?;
+        self.store.create_upstream_link(link).await
+    }
+
+    pub async fn create_linked_user(&self, user: &UserRecord, link: &UpstreamLink) -> Result<()> {
+        self.own(&user.tenant)?;
+        self.own(&link.tenant)?;
+        self.store.create_linked_user(user, link).await
+    }
+
+    /// The local account with this email (compared without case), if exactly one has it.
+    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        let mut found = self
+            .store
+            .list_users(&self.tenant)
+            .await?
+            .into_iter()
+            .filter(|u| {
+                u.email
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(email))
+            });
+        Ok(match (found.next(), found.next()) {
+            (Some(u), None) => Some(u),
+            _ => None,
+        })
+    }
+
+    pub async fn put_upstream_state(&self, state: &UpstreamState) -> Result<()> {
+        self.own(&state.tenant)?;
+        self.store.put_upstream_state(state).await
+    }
+
+    /// Takes the round trip (once); another tenant's is absent here, and stays taken.
+    pub async fn take_upstream_state(&self, hash: &SecretHash) -> Result<UpstreamState> {
+        self.here(self.store.take_upstream_state(hash).await)
     }
 
     pub async fn list_keys(&self) -> Result<Vec<KeyRecord>> {

@@ -41,6 +41,8 @@ pub struct Tenant {
     pub(crate) discovery: Documents,
     /// Everything of this tenant is read and written through this (`scoped`).
     pub(crate) store: TenantStore,
+    /// Whether people may sign in with a local password (else only through upstreams).
+    pub local_passwords: bool,
 }
 
 impl Tenant {
@@ -138,6 +140,7 @@ pub async fn load(state: &AppState, record: TenantRecord) -> Result<Arc<Tenant>,
         keys,
         discovery,
         store,
+        local_passwords: record.local_passwords,
     });
     state.tenants.remember(tenant.clone());
     Ok(tenant)

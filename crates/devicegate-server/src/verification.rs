@@ -31,6 +31,9 @@ pub enum StepError {
     InvalidCredentials,
     #[error("unknown or ended session; sign on again")]
     InvalidSession,
+    /// The tenant signs people on only through its upstream providers.
+    #[error("password sign-on is off here; sign on through the organisation's provider")]
+    PasswordsOff,
     /// `sign_on_first`: only the guessing budget refused, which people who sign on first are
     /// not held to.
     #[error("too many failed attempts; try again in {} s", .retry_after.as_secs().max(1))]
@@ -100,6 +103,7 @@ impl Described {
             username: self.username.clone(),
             result: self.flow.result,
             session: None,
+            authorization_url: None,
         }
     }
 }
@@ -267,6 +271,9 @@ pub async fn sign_on(
     ip: IpAddr,
     known: Option<&KnownBrowser>,
 ) -> Result<Flow, StepError> {
+    if !tenant.local_passwords {
+        return Err(StepError::PasswordsOff);
+    }
     let now = now();
     load(tenant, key, now).await?.ensure_can_sign_on(now)?;
     let user = match tenant.store.get_user_by_username(username).await {
@@ -278,7 +285,13 @@ pub async fn sign_on(
     let account: String = username.chars().take(128).collect();
     let paid = limits::pay_for_sign_on(state, &tenant.id, &account, ip, known, now).await??;
     // Always one argon2 verification: against the dummy hash when the user is unknown.
-    let phc = user.as_ref().map(|u| u.password_hash.clone());
+    // An account without a password (made by an upstream sign-in) is checked like an
+    // unknown one: against the dummy hash, and refused.
+    let phc = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .filter(|h| !h.is_empty());
+    let user = user.filter(|u| !u.password_hash.is_empty());
     let matches = state.passwords.verify(phc, password.to_owned()).await;
     let user = match user {
         Some(u) if matches => u,

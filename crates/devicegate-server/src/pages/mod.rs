@@ -29,6 +29,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::extract::{ClientAddr, MAX_FORM_PARAMS};
 use crate::tenant::Tenant;
+use crate::upstream::{self, UpstreamError};
 use crate::verification::{self, Described, StepError};
 use crate::{AppState, Settings, StartError, now};
 use session::{Session, SessionCookie};
@@ -115,6 +116,8 @@ pub fn router(settings: &Settings) -> Router<AppState> {
         .route("/device/consent", get(consent_page).post(decide))
         .route("/device/done", get(done_page))
         .route("/device/signout", post(sign_out))
+        .route("/device/upstream", post(upstream_start))
+        .route("/device/callback", get(upstream_callback))
         .route("/device/assets/style.css", get(style))
         .route("/device/assets/logo", get(logo));
     page_headers(routes, settings.issuer.starts_with("https://"))
@@ -294,6 +297,9 @@ impl Visit {
                 self.see_other("/device/signin")
             }
             StepError::Limited { retry_after, .. } => self.too_many(retry_after),
+            StepError::PasswordsOff => {
+                self.message(StatusCode::BAD_REQUEST, t.signin_title, t.passwords_off)
+            }
             StepError::InvalidCredentials | StepError::InvalidSession => {
                 self.message(StatusCode::UNAUTHORIZED, t.signin_title, t.bad_credentials)
             }
@@ -308,6 +314,22 @@ impl Visit {
                 t.internal,
             ),
         }
+    }
+
+    /// The page for a failed sign-in at an upstream provider: the flow is as it was, so the
+    /// person can try again; the reason is in the log only.
+    fn upstream_error(&self, e: UpstreamError) -> Response {
+        let t = &self.pages().t;
+        let (status, message) = match e {
+            UpstreamError::Step(e) => return self.step_error(e),
+            UpstreamError::Unknown => (StatusCode::NOT_FOUND, t.upstream_unknown),
+            UpstreamError::BadState => (StatusCode::BAD_REQUEST, t.upstream_bad_state),
+            UpstreamError::Refused => (StatusCode::FORBIDDEN, t.upstream_refused),
+            UpstreamError::Unreachable => (StatusCode::BAD_GATEWAY, t.upstream_unreachable),
+            UpstreamError::Invalid => (StatusCode::BAD_GATEWAY, t.upstream_invalid),
+            UpstreamError::NotAllowed => (StatusCode::FORBIDDEN, t.upstream_not_allowed),
+        };
+        self.message(status, t.upstream_failed_title, message)
     }
 
     fn too_many(&self, retry_after: Duration) -> Response {
@@ -516,6 +538,14 @@ async fn enter_code(mut visit: Visit, body: Bytes) -> Response {
         }
     }
     match result {
+        // Without passwords and with one provider, sign-in is that provider: straight there.
+        Ok(flow) if flow.status == FlowStatus::SignOnRequired && !visit.tenant.local_passwords => {
+            match visit.tenant.store.list_upstreams().await {
+                Ok(ups) if ups.len() == 1 => go_upstream(&visit, &ups[0].id, &key).await,
+                Ok(_) => visit.see_other(step_path(flow.status)),
+                Err(e) => visit.step_error(e.into()),
+            }
+        }
         Ok(flow) => visit.see_other(step_path(flow.status)),
         Err(e) => visit.step_error(e),
     }
@@ -589,12 +619,21 @@ async fn signin_form(
         Ok(d) => d,
         Err(e) => return visit.step_error(e),
     };
+    let upstreams = match visit.tenant.store.list_upstreams().await {
+        Ok(u) => u,
+        Err(e) => return visit.step_error(e.into()),
+    };
     let t = &visit.pages().t;
     let ctx = context! {
         error,
         username,
         client_name => d.client_name,
         user_code => d.grant.as_ref().map(|g| g.user_code.display()),
+        passwords => visit.tenant.local_passwords,
+        upstreams => upstreams
+            .iter()
+            .map(|u| context! { id => u.id, label => t.continue_with.replace("{name}", &u.name) })
+            .collect::<Vec<_>>(),
     };
     visit.render(status, "signin.html", t.signin_title, ctx, None)
 }
@@ -609,6 +648,10 @@ async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
     let Some(key) = visit.flow_key() else {
         return visit.see_other("/device");
     };
+    if !visit.tenant.local_passwords {
+        let t = &visit.pages().t;
+        return visit.message(StatusCode::BAD_REQUEST, t.signin_title, t.passwords_off);
+    }
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("");
     let known = Session::known_browser(&visit.tenant, &visit.cookie, &headers).await;
@@ -663,6 +706,118 @@ async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
         },
         Err(e) => visit.step_error(e),
     }
+}
+
+/// `POST /device/upstream` with `upstream=ID`: sends the browser to the organisation's
+/// provider to sign in for the flow this session walks (`upstream`).
+async fn upstream_start(mut visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    if let Some(page) = visit.refusal(&form) {
+        return page;
+    }
+    let Some(key) = visit.flow_key() else {
+        return visit.see_other("/device");
+    };
+    let id = form.get("upstream").unwrap_or("").to_owned();
+    if let Err(e) = visit.store_session().await {
+        return visit.step_error(e);
+    }
+    go_upstream(&visit, &id, &key).await
+}
+
+/// 303 to the provider `id` for the flow behind `key`, with the binding cookie.
+async fn go_upstream(visit: &Visit, id: &str, key: &SecretHash) -> Response {
+    match upstream::start(&visit.state, &visit.tenant, id, key, None).await {
+        Ok(started) => {
+            let mut res = Redirect::to(&started.authorization_url).into_response();
+            if let Some(s) = &visit.session
+                && let Some(cookie) = s.set_cookie(&visit.cookie)
+            {
+                res.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            res.headers_mut().append(
+                header::SET_COOKIE,
+                visit
+                    .cookie
+                    .upstream()
+                    .set(started.binding.expose(), UPSTREAM_COOKIE_SECS),
+            );
+            res
+        }
+        Err(e) => visit.upstream_error(e),
+    }
+}
+
+/// How long the binding cookie of a round trip to a provider lives.
+const UPSTREAM_COOKIE_SECS: u64 = 600;
+
+/// The `Set-Cookie` binding a round trip to an upstream provider to the browser, for the
+/// flows API's `upstream.start` (the pages set it in `go_upstream`).
+pub(crate) fn upstream_binding_cookie(
+    state: &AppState,
+    tenant: &Tenant,
+    value: &str,
+) -> HeaderValue {
+    SessionCookie::new(state.pages.https, &tenant.id)
+        .upstream()
+        .set(value, UPSTREAM_COOKIE_SECS)
+}
+
+/// `GET /device/callback?state=…&code=…`: the provider sends the browser back here. On
+/// success the session is signed on (a new session id) and consent follows; a round trip
+/// the flows API started goes on to its `return_to`.
+async fn upstream_callback(
+    mut visit: Visit,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let mut back = upstream::Callback::default();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()).take(MAX_FORM_PARAMS)
+    {
+        let slot = match k.as_ref() {
+            "state" => &mut back.state,
+            "code" => &mut back.code,
+            "error" => &mut back.error,
+            _ => continue,
+        };
+        slot.get_or_insert_with(|| v.into_owned());
+    }
+    let binding = visit.cookie.upstream().read(&headers).map(str::to_owned);
+    let finished =
+        match upstream::finish(&visit.state, &visit.tenant, back, binding.as_deref()).await {
+            Ok(f) => f,
+            Err(e) => return visit.upstream_error(e),
+        };
+    let clear = visit.cookie.upstream().clear();
+    let mut res = if let Some(to) = &finished.return_to {
+        Redirect::to(to).into_response()
+    } else {
+        let walks_it = visit.flow_key() == Some(finished.flow.secret_hash);
+        match visit.session.take() {
+            Some(old) if walks_it => {
+                match old
+                    .rotate(
+                        &visit.state,
+                        &visit.tenant,
+                        &finished.flow,
+                        &finished.user.username,
+                    )
+                    .await
+                {
+                    Ok(new) => visit.session = Some(new),
+                    Err(e) => return visit.step_error(e.into()),
+                }
+                visit.see_other(step_path(finished.flow.status))
+            }
+            other => {
+                visit.session = other;
+                let t = &visit.pages().t;
+                visit.message(StatusCode::OK, t.upstream_done_title, t.upstream_done)
+            }
+        }
+    };
+    res.headers_mut().append(header::SET_COOKIE, clear);
+    res
 }
 
 /// `GET /device/consent`: who asks, for what, from where.

@@ -61,6 +61,20 @@ impl SessionCookie {
         HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
     }
 
+    /// The cookie binding a round trip to an upstream provider to this browser, beside this
+    /// one.
+    pub fn upstream(&self) -> SessionCookie {
+        SessionCookie {
+            name: format!("{}_upstream", self.name),
+            secure: self.secure,
+        }
+    }
+
+    /// Sets this cookie to `value` for `max_age` seconds.
+    pub fn set(&self, value: &str, max_age: u64) -> HeaderValue {
+        self.header(value, max_age)
+    }
+
     /// The known-browser mark's cookie, beside this one.
     fn known(&self) -> SessionCookie {
         SessionCookie {
@@ -73,7 +87,7 @@ impl SessionCookie {
         self.header("", 0)
     }
 
-    fn read<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+    pub fn read<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
         headers
             .get_all(header::COOKIE)
             .iter()

@@ -14,3 +14,4 @@ mod oauth;
 mod oidc_provider;
 mod pages;
 mod support;
+mod upstream;

@@ -22,8 +22,8 @@ fn fixture_dir() -> PathBuf {
 }
 
 /// `node server.js` on a free port; killed on drop.
-struct OidcProvider {
-    issuer: String,
+pub struct OidcProvider {
+    pub issuer: String,
     child: Child,
 }
 
@@ -36,6 +36,11 @@ impl Drop for OidcProvider {
 
 impl OidcProvider {
     fn start() -> OidcProvider {
+        Self::start_with(&[])
+    }
+
+    /// With extra environment, such as `UPSTREAM_REDIRECT_URIS` (server.js).
+    pub fn start_with(env: &[(&str, &str)]) -> OidcProvider {
         let dir = fixture_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -53,6 +58,7 @@ impl OidcProvider {
             .arg("server.js")
             .current_dir(&dir)
             .env("PORT", port.to_string())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log.reopen().unwrap())
@@ -82,13 +88,13 @@ impl OidcProvider {
 
 /// A `<form>` of an HTML page: where it posts and its named inputs.
 #[derive(Debug)]
-struct Form {
-    action: String,
-    fields: Vec<(String, String)>,
+pub struct Form {
+    pub action: String,
+    pub fields: Vec<(String, String)>,
 }
 
 impl Form {
-    fn set(&mut self, name: &str, value: &str) {
+    pub fn set(&mut self, name: &str, value: &str) {
         self.fields.retain(|(n, _)| n != name);
         self.fields.push((name.into(), value.into()));
     }
@@ -106,7 +112,7 @@ fn attr(tag: &str, name: &str) -> Option<String> {
 }
 
 /// The forms of `html`, read just well enough for the provider's own pages.
-fn forms(html: &str) -> Vec<Form> {
+pub fn forms(html: &str) -> Vec<Form> {
     html.split("<form")
         .skip(1)
         .map(|chunk| {

@@ -30,8 +30,16 @@ impl TestServer {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, tweak).await
+    }
+
+    /// On a listener the test bound already (to know the address beforehand).
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let mut settings = Settings {
             issuer: base.clone(),
