@@ -21,7 +21,34 @@ pub(crate) const REFRESH_COLUMNS: &str = "hash, family_id, client_id, subject, s
 pub(crate) const SESSION_COLUMNS: &str =
     "id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at, tenant";
 pub(crate) const KEY_COLUMNS: &str = "id, alg, pkcs8, created_at, tenant";
-pub(crate) const TENANT_COLUMNS: &str = "id, uuid, created_at";
+pub(crate) const TENANT_COLUMNS: &str = "id, uuid, created_at, local_passwords";
+pub(crate) const UPSTREAM_COLUMNS: &str = "tenant, id, name, issuer, client_id, client_secret, auth_method, scopes, \
+     allowed_domains, require_claims, link_by_email, max_age_secs, force_login, created_at";
+pub(crate) const UPSTREAM_LINK_COLUMNS: &str = "tenant, upstream_id, subject, user_id, created_at";
+pub(crate) const UPSTREAM_STATE_COLUMNS: &str = "hash, tenant, upstream_id, flow_hash, binding_hash, nonce, pkce_verifier, \
+     return_to, created_at, expires_at";
+
+/// An upstream's `allowed_domains` column: space-separated (a domain holds no whitespace).
+pub(crate) fn domains_column(domains: &[String]) -> String {
+    domains.join(" ")
+}
+
+/// An upstream's allowed domains from their column.
+pub(crate) fn domains(column: &str) -> Vec<String> {
+    column.split_whitespace().map(str::to_owned).collect()
+}
+
+/// An upstream's `require_claims` column: a JSON array of `[name, value]` pairs, in order,
+/// so that any name or value (spaces, `=`, newlines) reads back as it was.
+pub(crate) fn claims_column(claims: &[(String, String)]) -> String {
+    serde_json::to_string(claims).expect("strings always serialise")
+}
+
+/// An upstream's required claims from their column; `bad` is the error for a column that is
+/// not such an array.
+pub(crate) fn claims<E>(column: &str, bad: impl FnOnce() -> E) -> Result<Vec<(String, String)>, E> {
+    serde_json::from_str(column).map_err(|_| bad())
+}
 
 /// A grant's `status`, `subject` and `auth_time` columns.
 pub(crate) fn grant_status_columns(s: &GrantStatus) -> (&'static str, Option<&str>, Option<i64>) {

@@ -25,7 +25,8 @@ use devicegate_proto::FlowStatus;
 
 use crate::{
     Admission, BrowserSession, ClientRecord, DEFAULT_TENANT, HeldPoll, KeyRecord, LimitTake,
-    PollBy, RefreshToken, Store, StoreError, TenantRecord, UserRecord,
+    PollBy, RefreshToken, Store, StoreError, TenantRecord, UpstreamLink, UpstreamRecord,
+    UpstreamState, UserRecord,
 };
 
 const T: &str = DEFAULT_TENANT;
@@ -43,7 +44,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let cases: [(&str, Case<S>); 22] = [
+    let cases: [(&str, Case<S>); 29] = [
         ("clients", |s| Box::pin(clients(s))),
         ("users", |s| Box::pin(users(s))),
         ("grants", |s| Box::pin(grants(s))),
@@ -92,6 +93,21 @@ where
             Box::pin(limits_are_all_or_nothing(s))
         }),
         ("sweep", |s| Box::pin(sweep(s))),
+        ("local_passwords", |s| Box::pin(local_passwords(s))),
+        ("upstreams", |s| Box::pin(upstreams(s))),
+        ("upstream_links", |s| Box::pin(upstream_links(s))),
+        ("upstream_state_is_taken_once", |s| {
+            Box::pin(upstream_state_is_taken_once(Arc::new(s)))
+        }),
+        ("deleting_an_upstream_deletes_its_links_and_states", |s| {
+            Box::pin(deleting_an_upstream_deletes_its_links_and_states(s))
+        }),
+        ("deleting_a_user_deletes_their_upstream_links", |s| {
+            Box::pin(deleting_a_user_deletes_their_upstream_links(s))
+        }),
+        ("upstreams_are_per_tenant", |s| {
+            Box::pin(upstreams_are_per_tenant(s))
+        }),
     ];
     let mut failed = Vec::new();
     for (name, case) in cases {
@@ -1094,11 +1110,31 @@ async fn sweep(s: impl Store) {
         expires_at: NOW,
     };
     s.create_session(&stale_session).await.unwrap();
+    let stale_state = UpstreamState {
+        expires_at: NOW,
+        ..upstream_state("stale")
+    };
+    s.put_upstream_state(&stale_state).await.unwrap();
+    let live_state = upstream_state("live");
+    s.put_upstream_state(&live_state).await.unwrap();
     let later = NOW.plus(Duration::from_secs(1));
     let counts = s.sweep(later, later).await.unwrap();
     assert_eq!(
-        (counts.grants, counts.flows, counts.refresh_tokens),
-        (1, 1, 1)
+        (
+            counts.grants,
+            counts.flows,
+            counts.refresh_tokens,
+            counts.upstream_states
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(
+        s.take_upstream_state(&stale_state.hash).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.take_upstream_state(&live_state.hash).await.unwrap(),
+        live_state
     );
     assert_eq!(s.get_grant(&old.id).await, Err(StoreError::NotFound));
     assert!(s.get_grant(&live.id).await.is_ok());
@@ -1107,4 +1143,413 @@ async fn sweep(s: impl Store) {
         Err(StoreError::NotFound)
     );
     assert!(s.get_flow(&fresh_flow.secret_hash).await.is_ok());
+}
+
+fn tenant(id: &str) -> TenantRecord {
+    TenantRecord {
+        id: id.into(),
+        uuid: format!("0f3c5b0e-8d43-4e4b-9a53-{:0>12}", id.len()),
+        local_passwords: true,
+        created_at: NOW,
+    }
+}
+
+/// An upstream with every optional field set.
+fn upstream(id: &str) -> UpstreamRecord {
+    UpstreamRecord {
+        tenant: T.into(),
+        id: id.into(),
+        name: format!("Upstream {id}"),
+        issuer: format!("https://{id}.example.com"),
+        client_id: format!("devicegate-{id}"),
+        client_secret: Some(format!("secret of {id}")),
+        auth_method: "client_secret_basic".into(),
+        scopes: "openid email profile".into(),
+        allowed_domains: vec!["example.com".into(), "example.org".into()],
+        require_claims: vec![
+            ("groups".into(), "tv admins".into()),
+            ("acr".into(), "a=b c==d ".into()),
+            ("groups".into(), "".into()),
+            (
+                "name with spaces=".into(),
+                "line one\nline two \"quoted\"".into(),
+            ),
+        ],
+        link_by_email: true,
+        max_age_secs: Some(300),
+        force_login: true,
+        created_at: NOW,
+    }
+}
+
+fn link(upstream_id: &str, subject: &str, user_id: &str) -> UpstreamLink {
+    UpstreamLink {
+        tenant: T.into(),
+        upstream_id: upstream_id.into(),
+        subject: subject.into(),
+        user_id: user_id.into(),
+        created_at: NOW,
+    }
+}
+
+/// A round trip to the upstream `corp`; `state` is its `state` parameter.
+fn upstream_state(state: &str) -> UpstreamState {
+    UpstreamState {
+        hash: SecretHash::of(state.as_bytes()),
+        tenant: T.into(),
+        upstream_id: "corp".into(),
+        flow_hash: SecretHash::of(format!("flow of {state}").as_bytes()),
+        binding_hash: SecretHash::of(format!("binding of {state}").as_bytes()),
+        nonce: format!("nonce-{state}"),
+        pkce_verifier: format!("verifier-{state}"),
+        return_to: Some("https://app.example.com/done?x=1".into()),
+        created_at: NOW,
+        expires_at: NOW.plus(Duration::from_secs(600)),
+    }
+}
+
+async fn local_passwords(s: impl Store) {
+    s.create_tenant(&tenant("acme")).await.unwrap();
+    assert!(
+        s.get_tenant("acme").await.unwrap().local_passwords,
+        "on by default"
+    );
+    s.set_local_passwords("acme", false).await.unwrap();
+    assert!(!s.get_tenant("acme").await.unwrap().local_passwords);
+    let by_uuid = s.get_tenant_by_uuid(&tenant("acme").uuid).await.unwrap();
+    assert!(!by_uuid.local_passwords);
+    assert!(!s.list_tenants().await.unwrap()[0].local_passwords);
+    s.set_local_passwords("acme", true).await.unwrap();
+    assert!(s.get_tenant("acme").await.unwrap().local_passwords);
+    assert_eq!(
+        s.set_local_passwords("nope", false).await,
+        Err(StoreError::NotFound)
+    );
+    // A tenant created without them keeps it so.
+    let closed = TenantRecord {
+        local_passwords: false,
+        ..tenant("closed")
+    };
+    s.create_tenant(&closed).await.unwrap();
+    assert_eq!(s.get_tenant("closed").await.unwrap(), closed);
+}
+
+async fn upstreams(s: impl Store) {
+    assert!(s.list_upstreams(T).await.unwrap().is_empty());
+    assert_eq!(s.get_upstream(T, "corp").await, Err(StoreError::NotFound));
+    let corp = upstream("corp");
+    s.create_upstream(&corp).await.unwrap();
+    assert_eq!(s.get_upstream(T, "corp").await.unwrap(), corp);
+    assert_eq!(
+        s.create_upstream(&UpstreamRecord {
+            name: "Another".into(),
+            ..upstream("corp")
+        })
+        .await,
+        Err(StoreError::AlreadyExists)
+    );
+    assert_eq!(
+        s.get_upstream(T, "corp").await.unwrap(),
+        corp,
+        "the duplicate changed nothing"
+    );
+    // Every optional field empty: a public client, no domains or claims, no max_age.
+    let public = UpstreamRecord {
+        client_secret: None,
+        auth_method: "none".into(),
+        scopes: "openid".into(),
+        allowed_domains: vec![],
+        require_claims: vec![],
+        link_by_email: false,
+        max_age_secs: None,
+        force_login: false,
+        ..upstream("a-public")
+    };
+    s.create_upstream(&public).await.unwrap();
+    assert_eq!(s.get_upstream(T, "a-public").await.unwrap(), public);
+    // One domain and one claim.
+    let single = UpstreamRecord {
+        allowed_domains: vec!["example.net".into()],
+        require_claims: vec![("hd".into(), "example.net".into())],
+        max_age_secs: Some(0),
+        ..upstream("single")
+    };
+    s.create_upstream(&single).await.unwrap();
+    assert_eq!(s.get_upstream(T, "single").await.unwrap(), single);
+    assert_eq!(
+        s.list_upstreams(T).await.unwrap(),
+        vec![public.clone(), corp.clone(), single.clone()],
+        "by id"
+    );
+    s.delete_upstream(T, "corp").await.unwrap();
+    assert_eq!(s.get_upstream(T, "corp").await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.delete_upstream(T, "corp").await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(s.list_upstreams(T).await.unwrap(), vec![public, single]);
+    // Deleted, the id is free again.
+    s.create_upstream(&corp).await.unwrap();
+    assert_eq!(s.get_upstream(T, "corp").await.unwrap(), corp);
+}
+
+async fn upstream_links(s: impl Store) {
+    s.create_upstream(&upstream("corp")).await.unwrap();
+    let ann = user("ann");
+    s.create_user(&ann).await.unwrap();
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-ann").await,
+        Err(StoreError::NotFound)
+    );
+    let ann_link = link("corp", "sub-ann", &ann.id);
+    s.create_upstream_link(&ann_link).await.unwrap();
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-ann").await.unwrap(),
+        ann_link
+    );
+    assert_eq!(
+        s.create_upstream_link(&link("corp", "sub-ann", "someone-else"))
+            .await,
+        Err(StoreError::AlreadyExists)
+    );
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-ann").await.unwrap(),
+        ann_link,
+        "the first link stands"
+    );
+    // Subjects are per upstream; one user may be linked at several.
+    assert_eq!(
+        s.get_upstream_link(T, "other", "sub-ann").await,
+        Err(StoreError::NotFound)
+    );
+    s.create_upstream_link(&link("other", "sub-ann", &ann.id))
+        .await
+        .unwrap();
+    s.create_upstream_link(&link("corp", "sub-ann-2", &ann.id))
+        .await
+        .unwrap();
+    // A new user and their link, together.
+    let bob = UserRecord {
+        email: Some("bob@example.com".into()),
+        ..user("bob")
+    };
+    let bob_link = link("corp", "sub-bob", &bob.id);
+    s.create_linked_user(&bob, &bob_link).await.unwrap();
+    assert_eq!(s.get_user(&bob.id).await.unwrap(), bob);
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-bob").await.unwrap(),
+        bob_link
+    );
+    // A taken username: neither the user nor the link is written.
+    let ann_again = user("ann");
+    assert_eq!(
+        s.create_linked_user(&ann_again, &link("corp", "sub-new", &ann_again.id))
+            .await,
+        Err(StoreError::AlreadyExists)
+    );
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-new").await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(s.get_user(&ann_again.id).await, Err(StoreError::NotFound));
+    // A linked subject: neither is written either.
+    let carol = user("carol");
+    assert_eq!(
+        s.create_linked_user(&carol, &link("corp", "sub-ann", &carol.id))
+            .await,
+        Err(StoreError::AlreadyExists)
+    );
+    assert_eq!(s.get_user(&carol.id).await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.get_user_by_username(T, "carol").await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-ann").await.unwrap(),
+        ann_link
+    );
+    // And then with a free subject, carol can be created.
+    s.create_linked_user(&carol, &link("corp", "sub-carol", &carol.id))
+        .await
+        .unwrap();
+    assert_eq!(s.list_users(T).await.unwrap().len(), 3);
+}
+
+async fn upstream_state_is_taken_once(s: Arc<impl Store>) {
+    assert_eq!(
+        s.take_upstream_state(&SecretHash::of(b"nope")).await,
+        Err(StoreError::NotFound)
+    );
+    let st = upstream_state("once");
+    s.put_upstream_state(&st).await.unwrap();
+    let bare = UpstreamState {
+        return_to: None,
+        ..upstream_state("bare")
+    };
+    s.put_upstream_state(&bare).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (s, hash) = (s.clone(), st.hash);
+            tokio::spawn(async move { s.take_upstream_state(&hash).await })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(got) => taken.push(got),
+            Err(e) => assert_eq!(e, StoreError::NotFound),
+        }
+    }
+    assert_eq!(taken, vec![st.clone()], "exactly one take gets it, whole");
+    assert_eq!(
+        s.take_upstream_state(&st.hash).await,
+        Err(StoreError::NotFound)
+    );
+    // Expired ones are returned too: the caller checks.
+    let expired = UpstreamState {
+        expires_at: NOW,
+        ..upstream_state("expired")
+    };
+    s.put_upstream_state(&expired).await.unwrap();
+    assert_eq!(s.take_upstream_state(&expired.hash).await.unwrap(), expired);
+    assert_eq!(s.take_upstream_state(&bare.hash).await.unwrap(), bare);
+}
+
+async fn deleting_an_upstream_deletes_its_links_and_states(s: impl Store) {
+    s.create_upstream(&upstream("corp")).await.unwrap();
+    s.create_upstream(&upstream("other")).await.unwrap();
+    let ann = user("ann");
+    s.create_user(&ann).await.unwrap();
+    s.create_upstream_link(&link("corp", "sub-ann", &ann.id))
+        .await
+        .unwrap();
+    let kept = link("other", "sub-ann", &ann.id);
+    s.create_upstream_link(&kept).await.unwrap();
+    let corp_state = upstream_state("corp-trip");
+    s.put_upstream_state(&corp_state).await.unwrap();
+    let other_state = UpstreamState {
+        upstream_id: "other".into(),
+        ..upstream_state("other-trip")
+    };
+    s.put_upstream_state(&other_state).await.unwrap();
+    s.delete_upstream(T, "corp").await.unwrap();
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-ann").await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.take_upstream_state(&corp_state.hash).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(s.get_user(&ann.id).await.unwrap(), ann, "the user stays");
+    assert_eq!(
+        s.get_upstream_link(T, "other", "sub-ann").await.unwrap(),
+        kept
+    );
+    assert_eq!(
+        s.take_upstream_state(&other_state.hash).await.unwrap(),
+        other_state
+    );
+}
+
+async fn deleting_a_user_deletes_their_upstream_links(s: impl Store) {
+    s.create_upstream(&upstream("corp")).await.unwrap();
+    let (ann, bob) = (user("ann"), user("bob"));
+    s.create_linked_user(&ann, &link("corp", "sub-ann", &ann.id))
+        .await
+        .unwrap();
+    s.create_upstream_link(&link("other", "sub-ann", &ann.id))
+        .await
+        .unwrap();
+    let bobs = link("corp", "sub-bob", &bob.id);
+    s.create_linked_user(&bob, &bobs).await.unwrap();
+    // A new password keeps the links.
+    s.set_password(T, "ann", "$argon2id$new").await.unwrap();
+    assert!(s.get_upstream_link(T, "corp", "sub-ann").await.is_ok());
+    s.delete_user(T, "ann").await.unwrap();
+    for upstream_id in ["corp", "other"] {
+        assert_eq!(
+            s.get_upstream_link(T, upstream_id, "sub-ann").await,
+            Err(StoreError::NotFound)
+        );
+    }
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-bob").await.unwrap(),
+        bobs
+    );
+    // The subject can be linked afresh.
+    let ann2 = user("ann");
+    s.create_linked_user(&ann2, &link("corp", "sub-ann", &ann2.id))
+        .await
+        .unwrap();
+}
+
+async fn upstreams_are_per_tenant(s: impl Store) {
+    s.create_tenant(&tenant("acme")).await.unwrap();
+    let acme_corp = UpstreamRecord {
+        tenant: "acme".into(),
+        name: "Acme's".into(),
+        ..upstream("corp")
+    };
+    s.create_upstream(&acme_corp).await.unwrap();
+    assert_eq!(s.get_upstream(T, "corp").await, Err(StoreError::NotFound));
+    assert!(s.list_upstreams(T).await.unwrap().is_empty());
+    assert_eq!(
+        s.delete_upstream(T, "corp").await,
+        Err(StoreError::NotFound)
+    );
+    // The same id in two tenants is two upstreams.
+    let corp = upstream("corp");
+    s.create_upstream(&corp).await.unwrap();
+    assert_eq!(s.get_upstream(T, "corp").await.unwrap(), corp);
+    assert_eq!(s.get_upstream("acme", "corp").await.unwrap(), acme_corp);
+    // And the same subject at each is two links.
+    let acme_ann = UserRecord {
+        tenant: "acme".into(),
+        ..user("ann")
+    };
+    let acme_link = UpstreamLink {
+        tenant: "acme".into(),
+        ..link("corp", "sub-ann", &acme_ann.id)
+    };
+    s.create_linked_user(&acme_ann, &acme_link).await.unwrap();
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-ann").await,
+        Err(StoreError::NotFound)
+    );
+    let ann = user("ann");
+    s.create_linked_user(&ann, &link("corp", "sub-ann", &ann.id))
+        .await
+        .unwrap();
+    let acme_state = UpstreamState {
+        tenant: "acme".into(),
+        ..upstream_state("acme-trip")
+    };
+    s.put_upstream_state(&acme_state).await.unwrap();
+    let state = upstream_state("trip");
+    s.put_upstream_state(&state).await.unwrap();
+    // Deleting one tenant's upstream leaves the other's, with its links and states.
+    s.delete_upstream("acme", "corp").await.unwrap();
+    assert_eq!(s.get_upstream(T, "corp").await.unwrap(), corp);
+    assert!(s.get_upstream_link(T, "corp", "sub-ann").await.is_ok());
+    assert_eq!(s.take_upstream_state(&state.hash).await.unwrap(), state);
+    // Deleting a tenant deletes its upstreams, links and states.
+    s.create_upstream(&acme_corp).await.unwrap();
+    s.create_upstream_link(&acme_link).await.unwrap();
+    s.put_upstream_state(&acme_state).await.unwrap();
+    s.delete_tenant("acme").await.unwrap();
+    assert_eq!(
+        s.get_upstream("acme", "corp").await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.get_upstream_link("acme", "corp", "sub-ann").await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.take_upstream_state(&acme_state.hash).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(s.get_upstream(T, "corp").await.unwrap(), corp);
+    assert!(s.get_upstream_link(T, "corp", "sub-ann").await.is_ok());
 }

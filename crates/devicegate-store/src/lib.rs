@@ -290,6 +290,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn ensure_key(&self, candidate: &KeyRecord) -> Result<Vec<KeyRecord>>;
 
     /// Deletes grants and flows that expired before `grace_before`, and expired refresh
-    /// tokens and browser sessions (before `now`).
+    /// tokens, browser sessions and upstream round trips (before `now`).
     async fn sweep(&self, now: Timestamp, grace_before: Timestamp) -> Result<SweepCounts>;
 }

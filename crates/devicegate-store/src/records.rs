@@ -194,6 +194,7 @@ pub struct SweepCounts {
     pub flows: u64,
     pub refresh_tokens: u64,
     pub sessions: u64,
+    pub upstream_states: u64,
 }
 
 impl std::fmt::Debug for KeyRecord {

@@ -174,7 +174,7 @@ pub(super) fn tenant_from_row(r: &Row) -> Result<TenantRecord> {
     Ok(TenantRecord {
         id: get(r, 0)?,
         uuid: get(r, 1)?,
-        local_passwords: true,
         created_at: ts(get(r, 2)?),
+        local_passwords: get(r, 3)?,
     })
 }

@@ -199,8 +199,13 @@ impl Store for PostgresStore {
 
     async fn create_tenant(&self, t: &TenantRecord) -> Result<()> {
         self.exec(
-            &format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3)"),
-            &[&t.id, &t.uuid, &t.created_at.as_millis()],
+            &format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4)"),
+            &[
+                &t.id,
+                &t.uuid,
+                &t.created_at.as_millis(),
+                &t.local_passwords,
+            ],
         )
         .await
         .map(|_| ())
@@ -903,6 +908,10 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
+        let upstream_states = tx
+            .execute("DELETE FROM upstream_states WHERE expires_at < $1", &[&now])
+            .await
+            .map_err(pg)?;
         // Buckets that filled up again hold nothing a new one would not.
         tx.execute("DELETE FROM rate_limits WHERE tat < $1", &[&now])
             .await
@@ -913,6 +922,7 @@ impl Store for PostgresStore {
             flows,
             refresh_tokens,
             sessions,
+            upstream_states,
         })
     }
 }

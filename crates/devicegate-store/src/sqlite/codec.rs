@@ -11,9 +11,10 @@ use rusqlite::Row;
 use rusqlite::types::Type;
 
 use crate::StoreError;
-use crate::columns::{flow_result, grant_status};
+use crate::columns::{claims, domains, flow_result, grant_status};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, UserRecord,
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, UpstreamLink,
+    UpstreamRecord, UpstreamState, UserRecord,
 };
 
 pub(super) fn internal(e: rusqlite::Error) -> StoreError {
@@ -194,7 +195,53 @@ pub(super) fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<TenantRecord> {
     Ok(TenantRecord {
         id: row.get(0)?,
         uuid: row.get(1)?,
-        local_passwords: true,
         created_at: ts(row, 2)?,
+        local_passwords: row.get(3)?,
+    })
+}
+
+pub(super) fn upstream_from_row(row: &Row<'_>) -> rusqlite::Result<UpstreamRecord> {
+    let allowed: String = row.get(8)?;
+    let required: String = row.get(9)?;
+    Ok(UpstreamRecord {
+        tenant: row.get(0)?,
+        id: row.get(1)?,
+        name: row.get(2)?,
+        issuer: row.get(3)?,
+        client_id: row.get(4)?,
+        client_secret: row.get(5)?,
+        auth_method: row.get(6)?,
+        scopes: row.get(7)?,
+        allowed_domains: domains(&allowed),
+        require_claims: claims(&required, || bad(9, "required claims"))?,
+        link_by_email: row.get(10)?,
+        max_age_secs: row.get(11)?,
+        force_login: row.get(12)?,
+        created_at: ts(row, 13)?,
+    })
+}
+
+pub(super) fn upstream_link_from_row(row: &Row<'_>) -> rusqlite::Result<UpstreamLink> {
+    Ok(UpstreamLink {
+        tenant: row.get(0)?,
+        upstream_id: row.get(1)?,
+        subject: row.get(2)?,
+        user_id: row.get(3)?,
+        created_at: ts(row, 4)?,
+    })
+}
+
+pub(super) fn upstream_state_from_row(row: &Row<'_>) -> rusqlite::Result<UpstreamState> {
+    Ok(UpstreamState {
+        hash: hash(row, 0)?,
+        tenant: row.get(1)?,
+        upstream_id: row.get(2)?,
+        flow_hash: hash(row, 3)?,
+        binding_hash: hash(row, 4)?,
+        nonce: row.get(5)?,
+        pkce_verifier: row.get(6)?,
+        return_to: row.get(7)?,
+        created_at: ts(row, 8)?,
+        expires_at: ts(row, 9)?,
     })
 }

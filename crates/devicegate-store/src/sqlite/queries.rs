@@ -6,9 +6,12 @@ use devicegate_core::grant::DeviceGrant;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::codec::*;
-use crate::columns::{GRANT_COLUMNS, KEY_COLUMNS, REFRESH_COLUMNS, grant_status_columns};
+use crate::columns::{
+    GRANT_COLUMNS, KEY_COLUMNS, REFRESH_COLUMNS, UPSTREAM_LINK_COLUMNS, USER_COLUMNS,
+    grant_status_columns,
+};
 use crate::pending::OwnerIndex;
-use crate::records::{KeyRecord, RefreshToken};
+use crate::records::{KeyRecord, RefreshToken, UpstreamLink, UserRecord};
 use crate::{Result, StoreError};
 
 pub(super) fn get_one<T>(
@@ -115,13 +118,57 @@ pub(super) fn insert_grant_in(conn: &Connection, g: &DeviceGrant) -> Result<i64>
     Ok(conn.last_insert_rowid())
 }
 
+pub(super) fn insert_user_in(conn: &Connection, u: &UserRecord) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    ))
+    .map_err(internal)?
+    .execute(params![
+        u.id,
+        u.username,
+        u.password_hash,
+        u.name,
+        u.email,
+        u.created_at.as_millis(),
+        u.tenant
+    ])
+    .map_err(constraint)?;
+    Ok(())
+}
+
+pub(super) fn insert_upstream_link_in(conn: &Connection, l: &UpstreamLink) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO upstream_links ({UPSTREAM_LINK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+    ))
+    .map_err(internal)?
+    .execute(params![
+        l.tenant,
+        l.upstream_id,
+        l.subject,
+        l.user_id,
+        l.created_at.as_millis()
+    ])
+    .map_err(constraint)?;
+    Ok(())
+}
+
+/// What a user's change ends besides what any change ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum UserChange {
+    /// A new password: the user keeps their upstream links.
+    Password,
+    /// The user is gone, and so are their upstream links.
+    Deleted,
+}
+
 /// Runs `sql`, which changes or deletes one user and returns its id (`NotFound` if none),
 /// then ends everything that user signed in to or had under way: refresh tokens and sessions
 /// go, approved grants not redeemed yet are denied (with a new version, so that a redemption
-/// read before loses its compare-and-swap), and open flows fail. Returns the denied grants,
-/// as stored.
+/// read before loses its compare-and-swap), and open flows fail; a deleted user's upstream
+/// links go too. Returns the denied grants, as stored.
 pub(super) fn change_user_in(
     conn: &Connection,
+    change: UserChange,
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<DeviceGrant>> {
@@ -130,6 +177,10 @@ pub(super) fn change_user_in(
         .optional()
         .map_err(internal)?
         .ok_or(StoreError::NotFound)?;
+    if change == UserChange::Deleted {
+        conn.execute("DELETE FROM upstream_links WHERE user_id = ?1", [&id])
+            .map_err(internal)?;
+    }
     conn.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
         .map_err(internal)?;
     conn.execute("DELETE FROM browser_sessions WHERE user_id = ?1", [&id])

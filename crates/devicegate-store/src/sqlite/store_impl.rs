@@ -16,7 +16,8 @@ use crate::TENANT_TABLES;
 use crate::columns::*;
 use crate::limits::{Admission, LimitTake};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UserRecord,
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UpstreamLink,
+    UpstreamRecord, UpstreamState, UserRecord,
 };
 use crate::{GrantChanged, HeldPoll, PendingCodes, PollBy, Result, Store, StoreError};
 
@@ -24,11 +25,16 @@ impl SqliteStore {
     /// `change_user_in` on the writer thread: the pending index drops the denied grants
     /// (it holds only pending ones, so this keeps the rule that every grant write reaches
     /// it), and each denial is announced.
-    async fn change_user(&self, sql: &'static str, params: Vec<String>) -> Result<()> {
+    async fn change_user(
+        &self,
+        change: UserChange,
+        sql: &'static str,
+        params: Vec<String>,
+    ) -> Result<()> {
         let pending = self.inner.pending.clone();
         let denied = self
             .write_then(
-                move |conn| change_user_in(conn, sql, rusqlite::params_from_iter(params)),
+                move |conn| change_user_in(conn, change, sql, rusqlite::params_from_iter(params)),
                 move |denied: &Vec<DeviceGrant>| {
                     for g in denied {
                         pending.written(g, g.version, None);
@@ -84,8 +90,8 @@ impl Store for SqliteStore {
         let t = t.clone();
         self.write(move |conn| {
             conn.execute(
-                &format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES (?1, ?2, ?3)"),
-                params![t.id, t.uuid, t.created_at.as_millis()],
+                &format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4)"),
+                params![t.id, t.uuid, t.created_at.as_millis(), t.local_passwords],
             )
             .map_err(constraint)?;
             Ok(())
@@ -139,6 +145,171 @@ impl Store for SqliteStore {
             },
             move |()| inner.forget_owner(&gone, None),
         )
+        .await
+    }
+
+    async fn set_local_passwords(&self, tenant: &str, on: bool) -> Result<()> {
+        let tenant = tenant.to_owned();
+        self.write(move |conn| {
+            match conn
+                .execute(
+                    "UPDATE tenants SET local_passwords = ?1 WHERE id = ?2",
+                    params![on, tenant],
+                )
+                .map_err(internal)?
+            {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn create_upstream(&self, u: &UpstreamRecord) -> Result<()> {
+        let u = u.clone();
+        self.write(move |conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO upstreams ({UPSTREAM_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ),
+                params![
+                    u.tenant,
+                    u.id,
+                    u.name,
+                    u.issuer,
+                    u.client_id,
+                    u.client_secret,
+                    u.auth_method,
+                    u.scopes,
+                    domains_column(&u.allowed_domains),
+                    claims_column(&u.require_claims),
+                    u.link_by_email,
+                    u.max_age_secs,
+                    u.force_login,
+                    u.created_at.as_millis()
+                ],
+            )
+            .map_err(constraint)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_upstream(&self, tenant: &str, id: &str) -> Result<UpstreamRecord> {
+        self.one(
+            &format!("SELECT {UPSTREAM_COLUMNS} FROM upstreams WHERE tenant = ?1 AND id = ?2"),
+            [tenant, id],
+            upstream_from_row,
+        )
+        .await
+    }
+
+    async fn list_upstreams(&self, tenant: &str) -> Result<Vec<UpstreamRecord>> {
+        self.all_for(
+            &format!("SELECT {UPSTREAM_COLUMNS} FROM upstreams WHERE tenant = ?1 ORDER BY id"),
+            tenant,
+            upstream_from_row,
+        )
+        .await
+    }
+
+    async fn delete_upstream(&self, tenant: &str, id: &str) -> Result<()> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM upstreams WHERE tenant = ?1 AND id = ?2",
+                    [&tenant, &id],
+                )
+                .map_err(internal)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            for table in ["upstream_links", "upstream_states"] {
+                conn.execute(
+                    &format!("DELETE FROM {table} WHERE tenant = ?1 AND upstream_id = ?2"),
+                    [&tenant, &id],
+                )
+                .map_err(internal)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_upstream_link(
+        &self,
+        tenant: &str,
+        upstream_id: &str,
+        subject: &str,
+    ) -> Result<UpstreamLink> {
+        self.one(
+            &format!(
+                "SELECT {UPSTREAM_LINK_COLUMNS} FROM upstream_links \
+                 WHERE tenant = ?1 AND upstream_id = ?2 AND subject = ?3"
+            ),
+            [tenant, upstream_id, subject],
+            upstream_link_from_row,
+        )
+        .await
+    }
+
+    async fn create_upstream_link(&self, l: &UpstreamLink) -> Result<()> {
+        let l = l.clone();
+        self.write(move |conn| insert_upstream_link_in(conn, &l))
+            .await
+    }
+
+    /// Both inserts in one job: a failing job is rolled back to its savepoint, whole.
+    async fn create_linked_user(&self, u: &UserRecord, l: &UpstreamLink) -> Result<()> {
+        let (u, l) = (u.clone(), l.clone());
+        self.write(move |conn| {
+            insert_user_in(conn, &u)?;
+            insert_upstream_link_in(conn, &l)
+        })
+        .await
+    }
+
+    async fn put_upstream_state(&self, st: &UpstreamState) -> Result<()> {
+        let st = st.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT INTO upstream_states ({UPSTREAM_STATE_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))
+            .map_err(internal)?
+            .execute(params![
+                st.hash.as_bytes(),
+                st.tenant,
+                st.upstream_id,
+                st.flow_hash.as_bytes(),
+                st.binding_hash.as_bytes(),
+                st.nonce,
+                st.pkce_verifier,
+                st.return_to,
+                st.created_at.as_millis(),
+                st.expires_at.as_millis()
+            ])
+            .map_err(constraint)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A `DELETE … RETURNING` on the writer thread: one take at a time, so one finds it.
+    async fn take_upstream_state(&self, hash: &SecretHash) -> Result<UpstreamState> {
+        let h = *hash;
+        self.write(move |conn| {
+            get_one(
+                conn,
+                &format!(
+                    "DELETE FROM upstream_states WHERE hash = ?1 RETURNING {UPSTREAM_STATE_COLUMNS}"
+                ),
+                [h.as_bytes()],
+                upstream_state_from_row,
+            )
+        })
         .await
     }
 
@@ -218,23 +389,7 @@ impl Store for SqliteStore {
 
     async fn create_user(&self, u: &UserRecord) -> Result<()> {
         let u = u.clone();
-        self.write(move |conn| {
-            conn.execute(
-                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-                params![
-                    u.id,
-                    u.username,
-                    u.password_hash,
-                    u.name,
-                    u.email,
-                    u.created_at.as_millis(),
-                    u.tenant
-                ],
-            )
-            .map_err(constraint)?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| insert_user_in(conn, &u)).await
     }
 
     async fn get_user(&self, id: &str) -> Result<UserRecord> {
@@ -266,6 +421,7 @@ impl Store for SqliteStore {
 
     async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {
         self.change_user(
+            UserChange::Deleted,
             "DELETE FROM users WHERE tenant = ?1 AND username = ?2 RETURNING id",
             vec![tenant.to_owned(), username.to_owned()],
         )
@@ -274,6 +430,7 @@ impl Store for SqliteStore {
 
     async fn set_password(&self, tenant: &str, username: &str, password_hash: &str) -> Result<()> {
         self.change_user(
+            UserChange::Password,
             "UPDATE users SET password_hash = ?1 WHERE tenant = ?2 AND username = ?3 RETURNING id",
             vec![
                 password_hash.to_owned(),
@@ -659,11 +816,18 @@ impl Store for SqliteStore {
                         [now.as_millis()],
                     )
                     .map_err(internal)?;
+                let upstream_states = conn
+                    .execute(
+                        "DELETE FROM upstream_states WHERE expires_at < ?1",
+                        [now.as_millis()],
+                    )
+                    .map_err(internal)?;
                 Ok(SweepCounts {
                     grants: grants as u64,
                     flows: flows as u64,
                     refresh_tokens: refresh_tokens as u64,
                     sessions: sessions as u64,
+                    upstream_states: upstream_states as u64,
                 })
             },
             move |_| inner.forget_expired(grace_before),

@@ -203,11 +203,34 @@ async fn refresh_families_from_before_their_start_was_kept_start_at_their_sign_o
     assert_eq!(t.family_started_at, Timestamp::from_millis(auth_time));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_from_before_upstreams_keep_local_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    // A database at schema 4 holding a tenant, without `local_passwords`.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for sql in &MIGRATIONS[..4] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 4).unwrap();
+    conn.execute(
+        "INSERT INTO tenants (id, uuid, created_at) VALUES ('acme', 'u-1', ?1)",
+        [NOW.as_millis()],
+    )
+    .unwrap();
+    drop(conn);
+    let s = super::SqliteStore::open(&path).unwrap();
+    assert!(s.get_tenant("acme").await.unwrap().local_passwords);
+}
+
 #[test]
 fn migrations_run_once_and_refuse_a_newer_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.db");
-    assert_eq!(super::SqliteStore::migrate(&path).unwrap(), 4);
+    assert_eq!(
+        super::SqliteStore::migrate(&path).unwrap(),
+        MIGRATIONS.len()
+    );
     assert_eq!(super::SqliteStore::migrate(&path).unwrap(), 0);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
