@@ -157,6 +157,13 @@ async fn provider(
     Ok(m)
 }
 
+/// The origin (`scheme://host[:port]`) of a provider's URL.
+pub fn origin(url: &str) -> Option<String> {
+    let u = openidconnect::url::Url::parse(url).ok()?;
+    let origin = u.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
+}
+
 /// Where the provider sends the browser back: the tenant's callback.
 pub fn redirect_uri(tenant: &Tenant) -> String {
     format!("{}/device/callback", tenant.issuer)

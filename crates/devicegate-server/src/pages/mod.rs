@@ -85,15 +85,30 @@ impl Pages {
     }
 }
 
+/// The pages' Content Security Policy. Forms post to the pages only; where a form's answer
+/// sends the browser on to an upstream provider (its 303), Chromium checks `form-action`
+/// along the redirect, so those origins are allowed too.
+fn csp(form_targets: &[String]) -> HeaderValue {
+    let mut v = String::from(
+        "default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-action 'self'",
+    );
+    for origin in form_targets {
+        v.push(' ');
+        v.push_str(origin);
+    }
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("default-src 'self'"))
+}
+
 /// Security headers on every page (the code can be in the URL, hence no referrer).
 fn page_headers<S: Clone + Send + Sync + 'static>(router: Router<S>, https: bool) -> Router<S> {
     let set = |name: header::HeaderName, value: &'static str| {
         SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
     };
     let router = router
-        .layer(set(
+        // A page whose forms may lead to an upstream provider sets its own (`csp`).
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-action 'self'",
+            csp(&[]),
         ))
         .layer(set(header::X_FRAME_OPTIONS, "DENY"))
         .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -130,6 +145,8 @@ struct Visit {
     cookie: SessionCookie,
     session: Option<Session>,
     ip: IpAddr,
+    /// Origins this page's forms may lead to (`allow_providers`).
+    upstream_origins: Vec<String>,
 }
 
 impl Visit {
@@ -148,6 +165,7 @@ impl Visit {
             cookie,
             session: None,
             ip,
+            upstream_origins: Vec::new(),
         };
         match session {
             Ok(session) => {
@@ -198,6 +216,10 @@ impl Visit {
                     && let Some(cookie) = s.set_cookie(&self.cookie)
                 {
                     res.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+                if !self.upstream_origins.is_empty() {
+                    res.headers_mut()
+                        .insert(header::CONTENT_SECURITY_POLICY, csp(&self.upstream_origins));
                 }
                 res
             }
@@ -383,6 +405,23 @@ impl Visit {
         Ok(())
     }
 
+    /// Lets the forms of the page this visit renders lead on to the tenant's upstream
+    /// providers (`csp`). Only pages where sign-in may start need it: the sign-in page, and
+    /// the code page when a code goes straight to the one provider.
+    async fn allow_providers(&mut self) {
+        match self.tenant.store.list_upstreams().await {
+            Ok(ups) => {
+                self.upstream_origins = ups
+                    .iter()
+                    .filter_map(|u| upstream::origin(&u.issuer))
+                    .collect();
+            }
+            // The forms then stay on the pages; a sign-in through a provider fails later
+            // with its own page.
+            Err(e) => tracing::warn!(error = %e, "could not list the upstream providers"),
+        }
+    }
+
     /// The flow this session walks, if it still lives.
     async fn current_flow(&self) -> Option<Flow> {
         let key = self.flow_key()?;
@@ -452,6 +491,9 @@ impl PageForm {
 /// `GET /device[?user_code=…]`: the code form, pre-filled from `verification_uri_complete`.
 /// It changes nothing but starting a browser session.
 async fn enter_page(mut visit: Visit, RawQuery(query): RawQuery) -> Response {
+    if !visit.tenant.local_passwords {
+        visit.allow_providers().await;
+    }
     if visit.session.is_none() {
         visit.session = Some(Session::start(&visit.state, &visit.tenant));
     }
@@ -514,6 +556,9 @@ pub async fn adopt_flow(
 
 /// `POST /device`: a code was entered.
 async fn enter_code(mut visit: Visit, body: Bytes) -> Response {
+    if !visit.tenant.local_passwords {
+        visit.allow_providers().await;
+    }
     let form = PageForm::parse(&body);
     if let Some(page) = visit.refusal(&form) {
         return page;
@@ -587,7 +632,8 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
 }
 
 /// `GET /device/signin`.
-async fn signin_page(visit: Visit) -> Response {
+async fn signin_page(mut visit: Visit) -> Response {
+    visit.allow_providers().await;
     match visit.current_flow().await {
         Some(flow) if flow.status == FlowStatus::SignOnRequired => {
             signin_form(&visit, flow, StatusCode::OK, None, "").await
@@ -641,6 +687,7 @@ async fn signin_form(
 /// `POST /device/signin`: on success the browser gets a new session id, and a mark that it
 /// signed in to this account.
 async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
+    visit.allow_providers().await;
     let form = PageForm::parse(&body);
     if let Some(page) = visit.refusal(&form) {
         return page;

@@ -434,3 +434,61 @@ async fn screenshots_of_every_page() {
         assert_eq!(poll(&s, &d).await.0, StatusCode::OK);
     }
 }
+
+/// Issue 13 in a real browser: the code, "Continue with Corp SSO", node oidc-provider's own
+/// login and consent pages, back to devicegate's consent; the device's tokens are for the
+/// account linked to the provider's subject.
+#[tokio::test]
+async fn approve_through_the_organisations_provider() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let op = crate::oidc_provider::OidcProvider::start_with(&[(
+        "UPSTREAM_REDIRECT_URIS",
+        &format!("{base}/device/callback"),
+    )]);
+    let s = TestServer::start_on(listener, |_| {}).await;
+    s.public_client("tv", 1).await;
+    s.store()
+        .create_upstream(&crate::upstream::upstream(&op.issuer))
+        .await
+        .unwrap();
+    let d = s.device_authorization("tv", Some("openid profile")).await;
+    let b = Browser::start(PHONE).await;
+    b.enter_code(&s, d["user_code"].as_str().unwrap()).await;
+    assert_eq!(b.path().await, "/device/signin");
+    b.shows(&["Continue with Corp SSO"]).await;
+    b.shot("signin-with-upstream").await;
+    b.click("button.upstream").await;
+    // The provider's own pages.
+    let at = b.client.current_url().await.unwrap();
+    assert!(
+        at.as_str().starts_with(&op.issuer),
+        "{at}: {}",
+        b.text().await
+    );
+    b.fill("input[name=login]", "dave").await;
+    b.fill(
+        "input[name=password]",
+        "any password the dev interactions accept",
+    )
+    .await;
+    b.click("button[type=submit]").await;
+    b.click("button[type=submit]").await;
+    // Back at devicegate: signed in, and consent still decides.
+    assert_eq!(b.path().await, "/device/consent");
+    b.shows(&["corp:dave", d["user_code"].as_str().unwrap()])
+        .await;
+    assert_eq!(poll(&s, &d).await.1["error"], "authorization_pending");
+    b.decide("approve").await;
+    assert_eq!(b.path().await, "/device/done");
+    let (status, t) = poll(&s, &d).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let (_, id) = claims(t["id_token"].as_str().unwrap());
+    let dave = s
+        .store()
+        .get_user_by_username("default", "corp:dave")
+        .await
+        .unwrap();
+    assert_eq!(id["sub"], dave.id.as_str());
+    b.finish().await;
+}

@@ -113,6 +113,11 @@ impl FakeOp {
         self.op.claims.lock().unwrap()[name] = value;
     }
 
+    /// A new signing key: the JWKS devicegate cached no longer has it.
+    fn rotate(&self) {
+        *self.op.signer.lock().unwrap() = signer();
+    }
+
     fn seen_authorize(&self) -> HashMap<String, String> {
         self.op.seen.lock().unwrap().authorize.clone()
     }
@@ -234,7 +239,7 @@ async fn token(
     Json(body).into_response()
 }
 
-fn upstream(issuer: &str) -> UpstreamRecord {
+pub fn upstream(issuer: &str) -> UpstreamRecord {
     UpstreamRecord {
         tenant: DEFAULT_TENANT.into(),
         id: "corp".into(),
@@ -281,6 +286,15 @@ async fn to_provider(s: &TestServer, b: &reqwest::Client, code: &str) -> String 
         signin.html.contains("Continue with Corp SSO"),
         "{}",
         signin.html
+    );
+    // The form's answer leads to the provider: the page's CSP lets it (`form-action`).
+    let csp = signin.headers["content-security-policy"].to_str().unwrap();
+    let issuer = s.store().list_upstreams(DEFAULT_TENANT).await.unwrap()[0]
+        .issuer
+        .clone();
+    assert!(
+        csp.contains(&format!("form-action 'self' {issuer}")),
+        "{csp}"
     );
     let go = page_post(
         b,
@@ -855,4 +869,25 @@ async fn sign_in_at_oidc_provider(
         pending_form = Some(form);
     }
     panic!("oidc-provider did not send the browser back");
+}
+
+#[tokio::test]
+async fn a_provider_that_rotated_its_keys_is_read_again() {
+    let op = FakeOp::start().await;
+    let s = server_with(&op.op.issuer, |_| {}).await;
+    for round in 0..2 {
+        if round == 1 {
+            op.rotate();
+        }
+        let d = s.device_authorization("tv", None).await;
+        let b = browser();
+        let url = to_provider(&s, &b, d["user_code"].as_str().unwrap()).await;
+        let (_, back) = back_from(&b, &url).await;
+        assert_eq!(
+            back.location(),
+            "/device/consent",
+            "round {round}: {}",
+            back.html
+        );
+    }
 }
