@@ -891,3 +891,51 @@ async fn a_provider_that_rotated_its_keys_is_read_again() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_verified_email_links_a_local_account_only_when_the_operator_asks() {
+    let op = FakeOp::start().await;
+    for link_by_email in [false, true] {
+        let s = server_with(&op.op.issuer, |u| u.link_by_email = link_by_email).await;
+        let erin = local_alice(&s).await;
+        let d = s.device_authorization("tv", Some("openid")).await;
+        let b = browser();
+        let url = to_provider(&s, &b, d["user_code"].as_str().unwrap()).await;
+        back_from(&b, &url).await;
+        approve(&s, &b).await;
+        let (_, t) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+        let (_, id) = claims(t["id_token"].as_str().unwrap());
+        assert_eq!(
+            id["sub"] == erin.as_str(),
+            link_by_email,
+            "link_by_email {link_by_email}: {id}"
+        );
+    }
+    // An unverified email never links.
+    op.claim("email_verified", json!(false));
+    let s = server_with(&op.op.issuer, |u| u.link_by_email = true).await;
+    let erin = local_alice(&s).await;
+    let d = s.device_authorization("tv", Some("openid")).await;
+    let b = browser();
+    let url = to_provider(&s, &b, d["user_code"].as_str().unwrap()).await;
+    back_from(&b, &url).await;
+    approve(&s, &b).await;
+    let (_, t) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    let (_, id) = claims(t["id_token"].as_str().unwrap());
+    assert_ne!(id["sub"], erin.as_str());
+}
+
+/// A local account `erin` whose email is the provider's person's (in another case).
+async fn local_alice(s: &TestServer) -> String {
+    let erin = devicegate_store::UserRecord {
+        id: devicegate_core::secret::random_id(),
+        tenant: DEFAULT_TENANT.into(),
+        username: "erin".into(),
+        password_hash: devicegate_core::password::hash_password(PASSWORD),
+        name: None,
+        email: Some("Alice@Example.com".into()),
+        created_at: devicegate_server::now(),
+    };
+    s.store().create_user(&erin).await.unwrap();
+    erin.id
+}
