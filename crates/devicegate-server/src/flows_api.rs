@@ -178,7 +178,7 @@ async fn act(
             upstream,
             return_to,
         } => {
-            return upstream_start(&state, &tenant, &id, &key, &upstream, return_to).await;
+            return upstream_start(&state, &tenant, (&id, &key), &upstream, return_to, ip).await;
         }
         FlowAction::VerifyUserCode { user_code } => {
             verification::verify_user_code(&state, &tenant, &key, &user_code, ip).await?
@@ -208,10 +208,10 @@ async fn act(
 async fn upstream_start(
     state: &AppState,
     tenant: &Tenant,
-    id: &str,
-    key: &SecretHash,
+    (id, key): (&str, &SecretHash),
     upstream_id: &str,
     return_to: Option<String>,
+    ip: std::net::IpAddr,
 ) -> Result<Response, OAuthError> {
     if let Some(to) = &return_to
         && !allowed_return(&state.settings.cors_allowed_origins, to)
@@ -220,7 +220,7 @@ async fn upstream_start(
             "return_to must be under an allowed origin",
         ));
     }
-    let started = upstream::start(state, tenant, upstream_id, key, return_to)
+    let started = upstream::start(state, tenant, upstream_id, key, return_to, ip)
         .await
         .map_err(|e| match e {
             UpstreamError::Step(s) => OAuthError::from(s),

@@ -7,6 +7,7 @@
 //! | new device codes per client | `pend:client:{tenant}:{client}` | `max_pending_codes_per_client` per code lifetime |
 //! | verification flows per address | `flow:ip:{ip}` | `max_flows_per_address` per flow lifetime |
 //! | browser sessions stored per address | `session:ip:{ip}` | `max_flows_per_address` per flow lifetime |
+//! | upstream sign-ins started or called back per address | `upstream:ip:{ip}` | `max_flows_per_address` per flow lifetime |
 //! | wrong user codes per address, per signed-in account | `code:ip:{ip}`, `code:acct:{user}` | 10 a minute |
 //! | guessing budget (anonymous code entry) | `code:guess` | weighed, see below |
 //! | failed sign-ons per account from one address | `signon:acct-ip:{tenant}/{name}:{ip}` | 10 per quarter hour |
@@ -514,6 +515,9 @@ pub enum Row {
     /// A browser session stored at a pre-session's first POST, so that replaying one
     /// pre-session cookie cannot write rows without bound.
     Session,
+    /// A round trip to an upstream provider: started (a row written) or ended at the
+    /// callback (a row taken), so that neither floods the store.
+    Upstream,
 }
 
 /// Pays for one row of `kind` written for `ip`: `max_flows_per_address` of each kind per
@@ -532,6 +536,7 @@ pub async fn pay_for_row(
     let kind = match kind {
         Row::Flow => "flow",
         Row::Session => "session",
+        Row::Upstream => "upstream",
     };
     let take = LimitTake::per(format!("{kind}:ip:{ip}"), cap, state.settings.flow_ttl);
     draw(state, vec![take], now, None).await

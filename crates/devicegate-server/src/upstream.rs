@@ -20,6 +20,7 @@
 //! hour per upstream ([`PROVIDER_CACHE_FOR`]).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,7 @@ use openidconnect::{
 };
 use serde_json::Value;
 
+use crate::limits;
 use crate::tenant::Tenant;
 use crate::verification::{self, StepError};
 use crate::{AppState, now};
@@ -164,6 +166,15 @@ pub fn origin(url: &str) -> Option<String> {
     origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
+/// Every start and every callback that reaches the store is paid for (`limits::Row::Upstream`).
+async fn pay(state: &AppState, ip: IpAddr) -> Result<(), UpstreamError> {
+    // Spent for good: the row is written or taken whatever the outcome.
+    let _spent = limits::pay_for_row(state, limits::Row::Upstream, ip, now())
+        .await?
+        .map_err(StepError::from)?;
+    Ok(())
+}
+
 /// Where the provider sends the browser back: the tenant's callback.
 pub fn redirect_uri(tenant: &Tenant) -> String {
     format!("{}/device/callback", tenant.issuer)
@@ -183,7 +194,9 @@ pub async fn start(
     upstream_id: &str,
     flow_key: &SecretHash,
     return_to: Option<String>,
+    ip: IpAddr,
 ) -> Result<Started, UpstreamError> {
+    pay(state, ip).await?;
     let up = match tenant.store.get_upstream(upstream_id).await {
         Ok(u) => u,
         Err(StoreError::NotFound) => return Err(UpstreamError::Unknown),
@@ -307,13 +320,19 @@ pub async fn finish(
     tenant: &Tenant,
     back: Callback,
     binding: Option<&str>,
+    ip: IpAddr,
 ) -> Result<Finished, UpstreamError> {
+    // Without a state and a binding cookie of the right kinds there is nothing to take.
     let Some(presented) = back
         .state
         .filter(|s| s.starts_with(SecretKind::UpstreamState.prefix()))
     else {
         return Err(because(UpstreamError::BadState, "no state"));
     };
+    if !binding.is_some_and(|b| b.starts_with(SecretKind::UpstreamBinding.prefix())) {
+        return Err(because(UpstreamError::BadState, "no binding cookie"));
+    }
+    pay(state, ip).await?;
     let trip = match tenant
         .store
         .take_upstream_state(&Secret::from_presented(&presented).hash())

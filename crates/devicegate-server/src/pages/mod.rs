@@ -774,7 +774,7 @@ async fn upstream_start(mut visit: Visit, body: Bytes) -> Response {
 
 /// 303 to the provider `id` for the flow behind `key`, with the binding cookie.
 async fn go_upstream(visit: &Visit, id: &str, key: &SecretHash) -> Response {
-    match upstream::start(&visit.state, &visit.tenant, id, key, None).await {
+    match upstream::start(&visit.state, &visit.tenant, id, key, None, visit.ip).await {
         Ok(started) => {
             let mut res = Redirect::to(&started.authorization_url).into_response();
             if let Some(s) = &visit.session
@@ -830,11 +830,18 @@ async fn upstream_callback(
         slot.get_or_insert_with(|| v.into_owned());
     }
     let binding = visit.cookie.upstream().read(&headers).map(str::to_owned);
-    let finished =
-        match upstream::finish(&visit.state, &visit.tenant, back, binding.as_deref()).await {
-            Ok(f) => f,
-            Err(e) => return visit.upstream_error(e),
-        };
+    let finished = match upstream::finish(
+        &visit.state,
+        &visit.tenant,
+        back,
+        binding.as_deref(),
+        visit.ip,
+    )
+    .await
+    {
+        Ok(f) => f,
+        Err(e) => return visit.upstream_error(e),
+    };
     let clear = visit.cookie.upstream().clear();
     let mut res = if let Some(to) = &finished.return_to {
         Redirect::to(to).into_response()

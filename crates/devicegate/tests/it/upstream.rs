@@ -479,9 +479,18 @@ async fn a_state_is_taken_once_by_the_browser_that_started_it() {
     let at_op = page_get(&b, url.clone()).await;
     let callback = at_op.location().to_owned();
 
-    // Another browser (no binding cookie) cannot use it, and burns it.
+    // Another browser cannot use it: without a binding cookie it is refused untouched; with
+    // another one it is refused, and taken, so the state is dead for everyone.
     let thief = page_get(&browser(), callback.clone()).await;
     assert_eq!(thief.status, StatusCode::BAD_REQUEST, "{}", thief.html);
+    let thief = s
+        .http
+        .get(&callback)
+        .header("cookie", "devicegate_upstream=dgn_not-the-binding")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(thief.status(), StatusCode::BAD_REQUEST);
     let own = page_get(&b, callback.clone()).await;
     assert_eq!(
         own.status,
@@ -938,4 +947,37 @@ async fn local_alice(s: &TestServer) -> String {
     };
     s.store().create_user(&erin).await.unwrap();
     erin.id
+}
+
+/// A flood of forged callbacks (or of starts) is paid for per address like flows are: past
+/// the cap every one is refused before the store is touched.
+#[tokio::test]
+async fn callbacks_and_starts_are_capped_per_address() {
+    let op = FakeOp::start().await;
+    let s = TestServer::start_with(|c| c.limits.max_flows_per_address = 6).await;
+    s.public_client("tv", 1).await;
+    s.store()
+        .create_upstream(&upstream(&op.op.issuer))
+        .await
+        .unwrap();
+    let forged = |n: usize| s.url(&format!("/device/callback?state=dgo_forged{n}&code=x"));
+    // Without a binding cookie nothing is paid (and nothing is taken).
+    for n in 0..20 {
+        assert_eq!(
+            page_get(&browser(), forged(n)).await.status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    let mut statuses = Vec::new();
+    for n in 0..8 {
+        let res = s
+            .http
+            .get(forged(n))
+            .header("cookie", "devicegate_upstream=dgn_forged")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [400, 400, 400, 400, 400, 400, 429, 429]);
 }
