@@ -136,11 +136,6 @@ pub enum HeldPoll {
     Expired,
 }
 
-/// What a backend answers for a method it does not implement yet.
-fn not_yet() -> StoreError {
-    StoreError::Internal("not implemented by this backend yet".into())
-}
-
 /// Everything devicegate persists. Methods are typed per record; updates to grants, flows and
 /// refresh tokens are compare-and-swap on what the caller read.
 #[async_trait]
@@ -159,52 +154,32 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes the tenant and everything it holds.
     async fn delete_tenant(&self, id: &str) -> Result<()>;
     /// Switches the tenant's local passwords on or off.
-    async fn set_local_passwords(&self, _tenant: &str, _on: bool) -> Result<()> {
-        Err(not_yet())
-    }
+    async fn set_local_passwords(&self, tenant: &str, on: bool) -> Result<()>;
 
     /// `AlreadyExists` when the tenant has an upstream of that id.
-    async fn create_upstream(&self, _upstream: &UpstreamRecord) -> Result<()> {
-        Err(not_yet())
-    }
-    async fn get_upstream(&self, _tenant: &str, _id: &str) -> Result<UpstreamRecord> {
-        Err(not_yet())
-    }
+    async fn create_upstream(&self, upstream: &UpstreamRecord) -> Result<()>;
+    async fn get_upstream(&self, tenant: &str, id: &str) -> Result<UpstreamRecord>;
     /// By id.
-    async fn list_upstreams(&self, _tenant: &str) -> Result<Vec<UpstreamRecord>> {
-        Err(not_yet())
-    }
+    async fn list_upstreams(&self, tenant: &str) -> Result<Vec<UpstreamRecord>>;
     /// Deletes the upstream with its links and round trips under way (the linked users stay).
-    async fn delete_upstream(&self, _tenant: &str, _id: &str) -> Result<()> {
-        Err(not_yet())
-    }
+    async fn delete_upstream(&self, tenant: &str, id: &str) -> Result<()>;
     /// The link of the provider's `subject` at `upstream_id`.
     async fn get_upstream_link(
         &self,
-        _tenant: &str,
-        _upstream_id: &str,
-        _subject: &str,
-    ) -> Result<UpstreamLink> {
-        Err(not_yet())
-    }
+        tenant: &str,
+        upstream_id: &str,
+        subject: &str,
+    ) -> Result<UpstreamLink>;
     /// Links an existing user; `AlreadyExists` when the provider's subject is linked already.
-    async fn create_upstream_link(&self, _link: &UpstreamLink) -> Result<()> {
-        Err(not_yet())
-    }
+    async fn create_upstream_link(&self, link: &UpstreamLink) -> Result<()>;
     /// Creates `user` and links it, in one transaction; `AlreadyExists` (and nothing written)
     /// when the username is taken or the subject is linked already.
-    async fn create_linked_user(&self, _user: &UserRecord, _link: &UpstreamLink) -> Result<()> {
-        Err(not_yet())
-    }
-    async fn put_upstream_state(&self, _state: &UpstreamState) -> Result<()> {
-        Err(not_yet())
-    }
+    async fn create_linked_user(&self, user: &UserRecord, link: &UpstreamLink) -> Result<()>;
+    async fn put_upstream_state(&self, state: &UpstreamState) -> Result<()>;
     /// Deletes and returns the round trip whose `state` hashes to `hash`, so that it is
     /// taken once: of concurrent takes one gets it, the others `NotFound`. Expired ones are
     /// returned too; the caller checks `expires_at`.
-    async fn take_upstream_state(&self, _hash: &SecretHash) -> Result<UpstreamState> {
-        Err(not_yet())
-    }
+    async fn take_upstream_state(&self, hash: &SecretHash) -> Result<UpstreamState>;
 
     async fn create_client(&self, client: &ClientRecord) -> Result<()>;
     async fn get_client(&self, tenant: &str, id: &str) -> Result<ClientRecord>;

@@ -10,9 +10,10 @@ use devicegate_proto::FlowStatus;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 
-use crate::columns::{flow_result, grant_status};
+use crate::columns::{claims, domains, flow_result, grant_status};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, UserRecord,
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, UpstreamLink,
+    UpstreamRecord, UpstreamState, UserRecord,
 };
 use crate::{Result, StoreError};
 
@@ -176,5 +177,52 @@ pub(super) fn tenant_from_row(r: &Row) -> Result<TenantRecord> {
         uuid: get(r, 1)?,
         created_at: ts(get(r, 2)?),
         local_passwords: get(r, 3)?,
+    })
+}
+
+pub(super) fn upstream_from_row(r: &Row) -> Result<UpstreamRecord> {
+    let max_age: Option<i64> = get(r, 11)?;
+    Ok(UpstreamRecord {
+        tenant: get(r, 0)?,
+        id: get(r, 1)?,
+        name: get(r, 2)?,
+        issuer: get(r, 3)?,
+        client_id: get(r, 4)?,
+        client_secret: get(r, 5)?,
+        auth_method: get(r, 6)?,
+        scopes: get(r, 7)?,
+        allowed_domains: domains(get(r, 8)?),
+        require_claims: claims(get(r, 9)?, || bad("required claims"))?,
+        link_by_email: get(r, 10)?,
+        max_age_secs: max_age
+            .map(|s| u32::try_from(s).map_err(|_| bad("max_age")))
+            .transpose()?,
+        force_login: get(r, 12)?,
+        created_at: ts(get(r, 13)?),
+    })
+}
+
+pub(super) fn upstream_link_from_row(r: &Row) -> Result<UpstreamLink> {
+    Ok(UpstreamLink {
+        tenant: get(r, 0)?,
+        upstream_id: get(r, 1)?,
+        subject: get(r, 2)?,
+        user_id: get(r, 3)?,
+        created_at: ts(get(r, 4)?),
+    })
+}
+
+pub(super) fn upstream_state_from_row(r: &Row) -> Result<UpstreamState> {
+    Ok(UpstreamState {
+        hash: hash(get(r, 0)?)?,
+        tenant: get(r, 1)?,
+        upstream_id: get(r, 2)?,
+        flow_hash: hash(get(r, 3)?)?,
+        binding_hash: hash(get(r, 4)?)?,
+        nonce: get(r, 5)?,
+        pkce_verifier: get(r, 6)?,
+        return_to: get(r, 7)?,
+        created_at: ts(get(r, 8)?),
+        expires_at: ts(get(r, 9)?),
     })
 }

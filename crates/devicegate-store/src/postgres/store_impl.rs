@@ -20,23 +20,44 @@ use super::migrate::KEY_LOCK;
 use crate::columns::*;
 use crate::limits::{Admission, LimitTake};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UserRecord,
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UpstreamLink,
+    UpstreamRecord, UpstreamState, UserRecord,
 };
 use crate::{
     GrantChanged, HeldPoll, PendingCodes, PollBy, Result, Store, StoreError, TENANT_TABLES,
 };
+
+/// What a user's change ends besides what any change ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserChange {
+    /// A new password: the user keeps their upstream links.
+    Password,
+    /// The user is gone, and so are their upstream links.
+    Deleted,
+}
 
 impl PostgresStore {
     /// Runs `sql`, which changes or deletes one user and returns its id (`NotFound` if none),
     /// and in the same transaction ends everything that user signed in to or had under way:
     /// refresh tokens and sessions go, approved grants not redeemed yet are denied (with a new
     /// version, so that a redemption read before loses its compare-and-swap, and a `NOTIFY`
-    /// each, as for any grant change), and open flows fail.
-    async fn change_user(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+    /// each, as for any grant change), and open flows fail; a deleted user's upstream links
+    /// go too.
+    async fn change_user(
+        &self,
+        change: UserChange,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let row = tx.query_opt(sql, params).await.map_err(pg)?;
         let id: String = row.ok_or(StoreError::NotFound)?.get(0);
+        if change == UserChange::Deleted {
+            tx.execute("DELETE FROM upstream_links WHERE user_id = $1", &[&id])
+                .await
+                .map_err(pg)?;
+        }
         tx.execute("DELETE FROM refresh_tokens WHERE subject = $1", &[&id])
             .await
             .map_err(pg)?;
@@ -91,6 +112,55 @@ async fn missing_or_conflict(
         Ok(None) => StoreError::NotFound,
         Err(e) => pg(e),
     }
+}
+
+async fn insert_user_in(db: &impl deadpool_postgres::GenericClient, u: &UserRecord) -> Result<()> {
+    let stmt = db
+        .prepare_cached(&format!(
+            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .await
+        .map_err(pg)?;
+    db.execute(
+        &stmt,
+        &[
+            &u.id,
+            &u.username,
+            &u.password_hash,
+            &u.name,
+            &u.email,
+            &u.created_at.as_millis(),
+            &u.tenant,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+async fn insert_upstream_link_in(
+    db: &impl deadpool_postgres::GenericClient,
+    l: &UpstreamLink,
+) -> Result<()> {
+    let stmt = db
+        .prepare_cached(&format!(
+            "INSERT INTO upstream_links ({UPSTREAM_LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+        ))
+        .await
+        .map_err(pg)?;
+    db.execute(
+        &stmt,
+        &[
+            &l.tenant,
+            &l.upstream_id,
+            &l.subject,
+            &l.user_id,
+            &l.created_at.as_millis(),
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
 }
 
 async fn insert_key_in(db: &impl deadpool_postgres::GenericClient, k: &KeyRecord) -> Result<()> {
@@ -260,6 +330,155 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(pg)
     }
 
+    async fn set_local_passwords(&self, tenant: &str, on: bool) -> Result<()> {
+        match self
+            .exec(
+                "UPDATE tenants SET local_passwords = $1 WHERE id = $2",
+                &[&on, &tenant],
+            )
+            .await?
+        {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    async fn create_upstream(&self, u: &UpstreamRecord) -> Result<()> {
+        self.exec(
+            &format!(
+                "INSERT INTO upstreams ({UPSTREAM_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            ),
+            &[
+                &u.tenant,
+                &u.id,
+                &u.name,
+                &u.issuer,
+                &u.client_id,
+                &u.client_secret,
+                &u.auth_method,
+                &u.scopes,
+                &domains_column(&u.allowed_domains),
+                &claims_column(&u.require_claims),
+                &u.link_by_email,
+                &u.max_age_secs.map(i64::from),
+                &u.force_login,
+                &u.created_at.as_millis(),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_upstream(&self, tenant: &str, id: &str) -> Result<UpstreamRecord> {
+        self.one(
+            &format!("SELECT {UPSTREAM_COLUMNS} FROM upstreams WHERE tenant = $1 AND id = $2"),
+            &[&tenant, &id],
+            upstream_from_row,
+        )
+        .await
+    }
+
+    async fn list_upstreams(&self, tenant: &str) -> Result<Vec<UpstreamRecord>> {
+        self.all_for(
+            &format!("SELECT {UPSTREAM_COLUMNS} FROM upstreams WHERE tenant = $1 ORDER BY id"),
+            tenant,
+            upstream_from_row,
+        )
+        .await
+    }
+
+    async fn delete_upstream(&self, tenant: &str, id: &str) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        if tx
+            .execute(
+                "DELETE FROM upstreams WHERE tenant = $1 AND id = $2",
+                &[&tenant, &id],
+            )
+            .await
+            .map_err(pg)?
+            == 0
+        {
+            return Err(StoreError::NotFound);
+        }
+        for table in ["upstream_links", "upstream_states"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE tenant = $1 AND upstream_id = $2"),
+                &[&tenant, &id],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn get_upstream_link(
+        &self,
+        tenant: &str,
+        upstream_id: &str,
+        subject: &str,
+    ) -> Result<UpstreamLink> {
+        self.one(
+            &format!(
+                "SELECT {UPSTREAM_LINK_COLUMNS} FROM upstream_links \
+                 WHERE tenant = $1 AND upstream_id = $2 AND subject = $3"
+            ),
+            &[&tenant, &upstream_id, &subject],
+            upstream_link_from_row,
+        )
+        .await
+    }
+
+    async fn create_upstream_link(&self, l: &UpstreamLink) -> Result<()> {
+        insert_upstream_link_in(&self.client().await?, l).await
+    }
+
+    /// One transaction: a failing insert drops it, uncommitted, with the other.
+    async fn create_linked_user(&self, u: &UserRecord, l: &UpstreamLink) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        insert_user_in(&tx, u).await?;
+        insert_upstream_link_in(&tx, l).await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn put_upstream_state(&self, st: &UpstreamState) -> Result<()> {
+        self.exec(
+            &format!(
+                "INSERT INTO upstream_states ({UPSTREAM_STATE_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ),
+            &[
+                &st.hash.as_bytes().as_slice(),
+                &st.tenant,
+                &st.upstream_id,
+                &st.flow_hash.as_bytes().as_slice(),
+                &st.binding_hash.as_bytes().as_slice(),
+                &st.nonce,
+                &st.pkce_verifier,
+                &st.return_to,
+                &st.created_at.as_millis(),
+                &st.expires_at.as_millis(),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// One `DELETE … RETURNING`: concurrent takes wait on the row's lock, and those that
+    /// follow the winner find it gone.
+    async fn take_upstream_state(&self, h: &SecretHash) -> Result<UpstreamState> {
+        self.one(
+            &format!(
+                "DELETE FROM upstream_states WHERE hash = $1 RETURNING {UPSTREAM_STATE_COLUMNS}"
+            ),
+            &[&h.as_bytes().as_slice()],
+            upstream_state_from_row,
+        )
+        .await
+    }
+
     async fn create_client(&self, c: &ClientRecord) -> Result<()> {
         self.exec(
             &format!(
@@ -332,20 +551,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_user(&self, u: &UserRecord) -> Result<()> {
-        self.exec(
-            &format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-            &[
-                &u.id,
-                &u.username,
-                &u.password_hash,
-                &u.name,
-                &u.email,
-                &u.created_at.as_millis(),
-                &u.tenant,
-            ],
-        )
-        .await
-        .map(|_| ())
+        insert_user_in(&self.client().await?, u).await
     }
 
     async fn get_user(&self, id: &str) -> Result<UserRecord> {
@@ -377,6 +583,7 @@ impl Store for PostgresStore {
 
     async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {
         self.change_user(
+            UserChange::Deleted,
             "DELETE FROM users WHERE tenant = $1 AND username = $2 RETURNING id",
             &[&tenant, &username],
         )
@@ -385,6 +592,7 @@ impl Store for PostgresStore {
 
     async fn set_password(&self, tenant: &str, username: &str, password_hash: &str) -> Result<()> {
         self.change_user(
+            UserChange::Password,
             "UPDATE users SET password_hash = $1 WHERE tenant = $2 AND username = $3 RETURNING id",
             &[&password_hash, &tenant, &username],
         )
