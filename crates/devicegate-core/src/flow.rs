@@ -33,6 +33,8 @@ pub struct Flow {
     pub user_id: Option<String>,
     /// When `user_id` signed on: the ID token's `auth_time`.
     pub signed_on_at: Option<Timestamp>,
+    /// The upstream provider `user_id` signed on through, if any: the tokens' `idp`.
+    pub idp: Option<String>,
     pub failed_attempts: u32,
     pub result: Option<FlowResult>,
     pub created_at: Timestamp,
@@ -97,6 +99,7 @@ impl Flow {
             grant_id: None,
             user_id: None,
             signed_on_at: None,
+            idp: None,
             failed_attempts: 0,
             result: None,
             created_at: now,
@@ -201,7 +204,7 @@ impl Flow {
 
     /// The person proved who they are (`user_id` is the authenticated user).
     pub fn sign_on(&self, user_id: &str, now: Timestamp) -> Result<Flow, FlowError> {
-        self.sign_on_at(user_id, now, now)
+        self.sign_on_at(user_id, now, None, now)
     }
 
     /// A person already signed on at `auth_time` (a browser session) starts on this flow.
@@ -209,6 +212,7 @@ impl Flow {
         &self,
         user_id: &str,
         auth_time: Timestamp,
+        idp: Option<&str>,
         now: Timestamp,
     ) -> Result<Flow, FlowError> {
         self.ensure_live(now)?;
@@ -219,6 +223,7 @@ impl Flow {
         Ok(Flow {
             user_id: Some(user_id.to_owned()),
             signed_on_at: Some(auth_time),
+            idp: idp.map(str::to_owned),
             ..self.clone()
         }
         .advance())
@@ -249,7 +254,7 @@ impl Flow {
         }
         let (grant, result) = if accept {
             (
-                grant.approve(user_id, signed_on_at, now)?,
+                grant.approve(user_id, signed_on_at, self.idp.as_deref(), now)?,
                 FlowResult::Approved,
             )
         } else {

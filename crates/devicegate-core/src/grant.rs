@@ -24,6 +24,8 @@ pub enum GrantStatus {
     Approved {
         subject: String,
         auth_time: Timestamp,
+        /// The upstream provider the person signed on through, if any (the tokens' `idp`).
+        idp: Option<String>,
     },
     Denied,
     Redeemed,
@@ -142,6 +144,14 @@ pub enum DecideError {
 }
 
 impl DeviceGrant {
+    /// The upstream provider its approver signed on through, once approved.
+    pub fn idp(&self) -> Option<&str> {
+        match &self.status {
+            GrantStatus::Approved { idp, .. } => idp.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.expires_at
     }
@@ -155,7 +165,9 @@ impl DeviceGrant {
             GrantStatus::Redeemed => PollDecision::InvalidGrant,
             GrantStatus::Denied => PollDecision::AccessDenied,
             _ if self.is_expired(now) => PollDecision::ExpiredToken,
-            GrantStatus::Approved { subject, auth_time } => PollDecision::Issue {
+            GrantStatus::Approved {
+                subject, auth_time, ..
+            } => PollDecision::Issue {
                 next: DeviceGrant {
                     status: GrantStatus::Redeemed,
                     last_poll_at: Some(now),
@@ -203,10 +215,12 @@ impl DeviceGrant {
 
     /// Approval by `subject`, who authenticated at `auth_time` (OIDC Core §2 `auth_time`:
     /// the sign-on, not the consent).
+    /// Approved by `subject`, who signed on at `auth_time` (through upstream `idp`, if any).
     pub fn approve(
         &self,
         subject: &str,
         auth_time: Timestamp,
+        idp: Option<&str>,
         now: Timestamp,
     ) -> Result<DeviceGrant, DecideError> {
         self.ensure_decidable(now)?;
@@ -214,6 +228,7 @@ impl DeviceGrant {
             status: GrantStatus::Approved {
                 subject: subject.to_owned(),
                 auth_time,
+                idp: idp.map(str::to_owned),
             },
             ..self.clone()
         })
@@ -310,7 +325,7 @@ mod tests {
     #[test]
     fn approved_issues_once_then_invalid_grant() {
         let g = DeviceGrant::example_pending("cli", t(0))
-            .approve("user-1", t(5), t(10))
+            .approve("user-1", t(5), None, t(10))
             .unwrap();
         let (d, g) = poll(&g, 20);
         assert!(
@@ -325,12 +340,15 @@ mod tests {
         let denied = g.deny(t(1)).unwrap();
         assert_eq!(poll(&denied, 2).0, PollDecision::AccessDenied);
         assert_eq!(
-            denied.approve("u", t(3), t(3)),
+            denied.approve("u", t(3), None, t(3)),
             Err(DecideError::NotPending)
         );
         assert_eq!(poll(&g, 600_000).0, PollDecision::ExpiredToken);
-        assert_eq!(g.approve("u", t(0), t(600_000)), Err(DecideError::Expired));
-        let approved = g.approve("u", t(1), t(1)).unwrap();
+        assert_eq!(
+            g.approve("u", t(0), None, t(600_000)),
+            Err(DecideError::Expired)
+        );
+        let approved = g.approve("u", t(1), None, t(1)).unwrap();
         assert_eq!(poll(&approved, 600_001).0, PollDecision::ExpiredToken);
     }
 }

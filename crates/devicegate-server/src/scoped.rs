@@ -33,6 +33,8 @@ use devicegate_store::{
 pub struct Held {
     pub user_id: Option<String>,
     pub signed_on_at: Option<Timestamp>,
+    /// The upstream provider the person signed on through, if any.
+    pub idp: Option<String>,
     pub flow_hash: Option<SecretHash>,
 }
 
@@ -256,6 +258,7 @@ impl TenantStore {
     ) -> Result<(Secret, BrowserSession)> {
         let secret = Secret::generate(kind);
         let record = BrowserSession {
+            idp: held.idp,
             id_hash: secret.hash(),
             tenant: self.tenant.clone(),
             user_id: held.user_id,

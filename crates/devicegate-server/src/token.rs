@@ -231,9 +231,12 @@ pub(crate) async fn redeem(
         new_refresh_token(
             state,
             client,
-            subject,
-            &grant.scopes,
-            auth_time,
+            Grantee {
+                subject,
+                scopes: &grant.scopes,
+                auth_time,
+                idp: grant.idp(),
+            },
             Family {
                 id: random_id(),
                 started_at: now,
@@ -262,6 +265,7 @@ pub(crate) async fn redeem(
         Signed {
             context: grant.context.as_deref(),
             auth_time,
+            idp: grant.idp(),
             now,
             shape,
         },
@@ -275,6 +279,8 @@ pub(crate) async fn redeem(
 struct Signed<'a> {
     context: Option<&'a str>,
     auth_time: Timestamp,
+    /// The upstream provider the person signed on through: the tokens' `idp` claim.
+    idp: Option<&'a str>,
     now: Timestamp,
     shape: &'a TokenShape,
 }
@@ -299,18 +305,31 @@ fn family_ends(state: &AppState, started_at: Timestamp) -> Timestamp {
     started_at.plus(state.settings.refresh_token_max_lifetime)
 }
 
+/// Whom a refresh token is for: the person, what they granted, how they signed on.
+struct Grantee<'a> {
+    subject: &'a str,
+    scopes: &'a Scopes,
+    auth_time: Timestamp,
+    idp: Option<&'a str>,
+}
+
 /// A new token of `family`: it lives `refresh_token_ttl`, but not past the family's end.
 fn new_refresh_token(
     state: &AppState,
     client: &ClientRecord,
-    subject: &str,
-    scopes: &Scopes,
-    auth_time: Timestamp,
+    grantee: Grantee<'_>,
     family: Family,
     now: Timestamp,
 ) -> (Secret, RefreshToken) {
+    let Grantee {
+        subject,
+        scopes,
+        auth_time,
+        idp,
+    } = grantee;
     let secret = Secret::generate(SecretKind::RefreshToken);
     let record = RefreshToken {
+        idp: idp.map(str::to_owned),
         hash: secret.hash(),
         tenant: client.tenant.clone(),
         family_id: family.id,
@@ -343,6 +362,7 @@ async fn issue_tokens(
     let Signed {
         context,
         auth_time,
+        idp,
         now,
         shape,
     } = signed;
@@ -357,10 +377,17 @@ async fn issue_tokens(
         access_ttl_secs,
         auth_time,
     };
-    let id_claims = (shape.id_and_refresh && scopes.contains(scope::OPENID))
+    let mut id_claims = (shape.id_and_refresh && scopes.contains(scope::OPENID))
         .then(|| jwt::id_token_claims(&issue, &user_claims(user)));
     let mut access_claims = jwt::access_token_claims(&issue);
     (shape.access_claims)(user, context, &mut access_claims);
+    // Which organisation's provider signed the person on (devicegate stays the issuer).
+    if let Some(idp) = idp {
+        access_claims["idp"] = serde_json::json!(idp);
+        if let Some(c) = id_claims.as_mut() {
+            c["idp"] = serde_json::json!(idp);
+        }
+    }
     let (access_token, id_token) = tenant
         .keys
         .sign_token_set(access_claims, id_claims)
@@ -449,9 +476,12 @@ async fn refresh(
     let (secret, next) = new_refresh_token(
         state,
         client,
-        &token.subject,
-        &token.scopes,
-        token.auth_time,
+        Grantee {
+            subject: &token.subject,
+            scopes: &token.scopes,
+            auth_time: token.auth_time,
+            idp: token.idp.as_deref(),
+        },
         Family {
             id: token.family_id.clone(),
             started_at: token.family_started_at,
@@ -479,6 +509,7 @@ async fn refresh(
         Signed {
             context: None,
             auth_time: token.auth_time,
+            idp: token.idp.as_deref(),
             now,
             shape: &NATIVE,
         },

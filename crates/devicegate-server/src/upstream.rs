@@ -411,7 +411,9 @@ pub async fn finish(
         .filter(|t| *t <= now)
         .unwrap_or(now);
     let user = account(tenant, &up, &claims, now).await?;
-    let flow = verification::resume_session(tenant, &trip.flow_hash, &user.id, auth_time).await?;
+    let flow =
+        verification::resume_session(tenant, &trip.flow_hash, &user.id, auth_time, Some(&up.id))
+            .await?;
     Ok(Finished {
         flow,
         user,

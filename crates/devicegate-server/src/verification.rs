@@ -298,7 +298,7 @@ pub async fn sign_on(
         _ => return Err(StepError::InvalidCredentials),
     };
     paid.refund(state).await;
-    attach_user(tenant, key, &user.id, now).await
+    attach_user(tenant, key, &user.id, now, None).await
 }
 
 /// A browser session whose person signed on at `auth_time` walks a new flow.
@@ -307,8 +307,9 @@ pub async fn resume_session(
     key: &SecretHash,
     user_id: &str,
     auth_time: Timestamp,
+    idp: Option<&str>,
 ) -> Result<Flow, StepError> {
-    attach_user(tenant, key, user_id, auth_time).await
+    attach_user(tenant, key, user_id, auth_time, idp).await
 }
 
 /// Keeps the sign-on of `flow` (just signed on) as a session for the flows API: a custom UI
@@ -323,6 +324,7 @@ pub async fn keep_sign_on(
     let held = Held {
         user_id: flow.user_id.clone(),
         signed_on_at: flow.signed_on_at,
+        idp: flow.idp.clone(),
         flow_hash: None,
     };
     let (secret, _) = new_session(state, tenant, SecretKind::ApiSession, held).await?;
@@ -363,7 +365,7 @@ pub async fn resume_kept(
         Err(StoreError::NotFound) => return Err(StepError::InvalidSession),
         Err(e) => return Err(e.into()),
     }
-    resume_session(tenant, key, &user_id, auth_time).await
+    resume_session(tenant, key, &user_id, auth_time, session.idp.as_deref()).await
 }
 
 /// Ends a kept session (`POST /api/v1/sessions/end`); unknown ones are already ended.
@@ -402,9 +404,10 @@ async fn attach_user(
     key: &SecretHash,
     user_id: &str,
     auth_time: Timestamp,
+    idp: Option<&str>,
 ) -> Result<Flow, StepError> {
     transition(tenant, key, |flow, now| {
-        flow.sign_on_at(user_id, auth_time, now)
+        flow.sign_on_at(user_id, auth_time, idp, now)
     })
     .await
 }

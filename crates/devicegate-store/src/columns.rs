@@ -53,7 +53,9 @@ pub(crate) fn claims<E>(column: &str, bad: impl FnOnce() -> E) -> Result<Vec<(St
 /// A grant's `status`, `subject` and `auth_time` columns.
 pub(crate) fn grant_status_columns(s: &GrantStatus) -> (&'static str, Option<&str>, Option<i64>) {
     match s {
-        GrantStatus::Approved { subject, auth_time } => (
+        GrantStatus::Approved {
+            subject, auth_time, ..
+        } => (
             s.name(),
             Some(subject.as_str()),
             Some(auth_time.as_millis()),
@@ -73,7 +75,11 @@ pub(crate) fn grant_status<E>(
         "pending" => GrantStatus::Pending,
         "approved" => {
             let (subject, auth_time) = approved()?;
-            GrantStatus::Approved { subject, auth_time }
+            GrantStatus::Approved {
+                subject,
+                auth_time,
+                idp: None,
+            }
         }
         "denied" => GrantStatus::Denied,
         "redeemed" => GrantStatus::Redeemed,

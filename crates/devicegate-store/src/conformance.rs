@@ -199,7 +199,7 @@ async fn redeemed_with(s: &impl Store, token: &RefreshToken) {
     s.create_grant(&g).await.unwrap();
     let redeemed = DeviceGrant {
         status: GrantStatus::Redeemed,
-        ..g.approve(&token.subject, NOW, NOW).unwrap()
+        ..g.approve(&token.subject, NOW, None, NOW).unwrap()
     };
     s.redeem_grant(&redeemed, Some(token)).await.unwrap();
 }
@@ -207,6 +207,7 @@ async fn redeemed_with(s: &impl Store, token: &RefreshToken) {
 fn refresh(family: &str) -> (Secret, RefreshToken) {
     let s = Secret::generate(SecretKind::RefreshToken);
     let t = RefreshToken {
+        idp: None,
         hash: s.hash(),
         tenant: T.into(),
         family_id: family.into(),
@@ -303,7 +304,7 @@ async fn grants(s: impl Store) {
     dup.user_code = g.user_code.clone();
     assert_eq!(s.create_grant(&dup).await, Err(StoreError::AlreadyExists));
     // Every field survives a round trip, approved state included.
-    let approved = g.approve("u1", NOW, NOW).unwrap();
+    let approved = g.approve("u1", NOW, None, NOW).unwrap();
     s.update_grant(&approved).await.unwrap();
     let back = s.get_grant(&g.id).await.unwrap();
     assert_eq!(
@@ -372,7 +373,7 @@ async fn held_polls_never_hide_a_decision<S: Store>(s: Arc<S>) {
     loop {
         let fresh = s.get_grant(&g.id).await.unwrap();
         match s
-            .update_grant(&fresh.approve("ann", NOW, NOW).unwrap())
+            .update_grant(&fresh.approve("ann", NOW, None, NOW).unwrap())
             .await
         {
             Ok(()) => break,
@@ -424,10 +425,11 @@ async fn polls_race_and_decisions_see_them(s: Arc<impl Store>) {
     // A decision made on a read from before the polls is stale; one on a fresh read holds,
     // and keeps the longer interval.
     assert_eq!(
-        s.update_grant(&read.approve("u1", NOW, NOW).unwrap()).await,
+        s.update_grant(&read.approve("u1", NOW, None, NOW).unwrap())
+            .await,
         Err(StoreError::Conflict)
     );
-    s.update_grant(&slowed.approve("u1", NOW, NOW).unwrap())
+    s.update_grant(&slowed.approve("u1", NOW, None, NOW).unwrap())
         .await
         .unwrap();
     let approved = s.get_grant(&g.id).await.unwrap();
@@ -440,7 +442,7 @@ async fn polls_race_and_decisions_see_them(s: Arc<impl Store>) {
 async fn concurrent_redemption_has_one_winner(s: Arc<impl Store>) {
     let (code, g) = grant("cli");
     s.create_grant(&g).await.unwrap();
-    let approved = g.approve("u1", NOW, NOW).unwrap();
+    let approved = g.approve("u1", NOW, None, NOW).unwrap();
     s.update_grant(&approved).await.unwrap();
     let read = s.get_grant_by_device_code(&code.hash()).await.unwrap();
     let mut tasks = Vec::new();
@@ -469,7 +471,7 @@ async fn concurrent_approve_and_deny_have_one_winner(s: Arc<impl Store>) {
         let (s, g) = (s.clone(), g.clone());
         tasks.push(tokio::spawn(async move {
             let next = if i % 2 == 0 {
-                g.approve("u1", NOW, NOW)
+                g.approve("u1", NOW, None, NOW)
             } else {
                 g.deny(NOW)
             }
@@ -764,7 +766,7 @@ async fn grant_changes_are_announced(s: impl Store) {
     let mut rx = s.subscribe();
     let (_, g) = grant("cli");
     s.create_grant(&g).await.unwrap();
-    s.update_grant(&g.approve("u1", NOW, NOW).unwrap())
+    s.update_grant(&g.approve("u1", NOW, None, NOW).unwrap())
         .await
         .unwrap();
     let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
@@ -777,6 +779,7 @@ async fn grant_changes_are_announced(s: impl Store) {
 async fn sessions(s: impl Store) {
     let id = Secret::generate(SecretKind::FlowId);
     let session = BrowserSession {
+        idp: None,
         tenant: T.into(),
         id_hash: id.hash(),
         user_id: None,
@@ -842,7 +845,7 @@ async fn changing_a_user_stops_what_they_had_under_way(s: impl Store) {
     s.create_user(&bob).await.unwrap();
     let (_, bobs) = grant("cli");
     s.create_grant(&bobs).await.unwrap();
-    s.update_grant(&bobs.approve(&bob.id, NOW, NOW).unwrap())
+    s.update_grant(&bobs.approve(&bob.id, NOW, None, NOW).unwrap())
         .await
         .unwrap();
     let bobs_flow = signed_on_flow(&s, &bob.id).await;
@@ -869,7 +872,7 @@ async fn changing_a_user_stops_what_they_had_under_way(s: impl Store) {
         s.redeem_grant(
             &DeviceGrant {
                 status: GrantStatus::Redeemed,
-                ..redeemed.approve(&ann.id, NOW, NOW).unwrap()
+                ..redeemed.approve(&ann.id, NOW, None, NOW).unwrap()
             },
             None,
         )
@@ -1101,6 +1104,7 @@ async fn sweep(s: impl Store) {
     };
     redeemed_with(&s, &expired_token).await;
     let stale_session = BrowserSession {
+        idp: None,
         tenant: T.into(),
         id_hash: SecretHash::of(b"stale"),
         user_id: None,

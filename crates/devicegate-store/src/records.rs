@@ -70,6 +70,8 @@ pub struct RefreshToken {
     pub subject: String,
     pub scopes: Scopes,
     pub auth_time: Timestamp,
+    /// The upstream provider the person signed on through, if any (the tokens' `idp`).
+    pub idp: Option<String>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     /// Already exchanged for a newer token.
@@ -92,6 +94,8 @@ pub struct BrowserSession {
     pub tenant: String,
     pub user_id: Option<String>,
     pub signed_on_at: Option<Timestamp>,
+    /// The upstream provider the person signed on through, if any.
+    pub idp: Option<String>,
     /// The verification flow this browser is walking, by its capability's hash.
     pub flow_hash: Option<SecretHash>,
     pub created_at: Timestamp,

@@ -626,7 +626,8 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
     if let Some(s) = &visit.session
         && let (Some(user), Some(at)) = (&s.record.user_id, s.record.signed_on_at)
     {
-        verification::resume_session(&visit.tenant, &key, user, at).await?;
+        verification::resume_session(&visit.tenant, &key, user, at, s.record.idp.as_deref())
+            .await?;
     }
     Ok(Usable::Enter(key))
 }

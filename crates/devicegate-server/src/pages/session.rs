@@ -161,6 +161,7 @@ impl Session {
         let now = now();
         Session {
             record: BrowserSession {
+                idp: None,
                 tenant: tenant.to_owned(),
                 id_hash: secret.hash(),
                 user_id: None,
@@ -228,6 +229,7 @@ impl Session {
         let held = Held {
             user_id: flow.user_id.clone(),
             signed_on_at: flow.signed_on_at,
+            idp: flow.idp.clone(),
             flow_hash: Some(flow.secret_hash),
         };
         let next = Self::create(state, tenant, held, Some(username.to_owned())).await?;

@@ -212,7 +212,11 @@ mod tests {
         assert_eq!(index.expected_version(&read), Ok(g.version));
         let unwritten = index.take_all_dirty();
         assert_eq!((unwritten[0].row, unwritten[0].lengthened), (7, false));
-        index.written(&read.approve("ann", NOW, NOW).unwrap(), g.version + 1, None);
+        index.written(
+            &read.approve("ann", NOW, None, NOW).unwrap(),
+            g.version + 1,
+            None,
+        );
         assert_eq!(index.len(), 0);
     }
 

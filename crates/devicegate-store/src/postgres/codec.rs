@@ -85,6 +85,7 @@ pub(super) fn grant_from_row(r: &Row) -> Result<DeviceGrant> {
 
 pub(super) fn flow_from_row(r: &Row) -> Result<Flow> {
     Ok(Flow {
+        idp: None,
         id: get(r, 0)?,
         secret_hash: hash(get(r, 1)?)?,
         status: FlowStatus::parse(get(r, 2)?).ok_or_else(|| bad("flow status"))?,
@@ -134,6 +135,7 @@ pub(super) fn user_from_row(r: &Row) -> Result<UserRecord> {
 
 pub(super) fn refresh_from_row(r: &Row) -> Result<RefreshToken> {
     Ok(RefreshToken {
+        idp: None,
         hash: hash(get(r, 0)?)?,
         family_id: get(r, 1)?,
         client_id: get(r, 2)?,
@@ -161,6 +163,7 @@ pub(super) fn key_from_row(r: &Row) -> Result<KeyRecord> {
 pub(super) fn session_from_row(r: &Row) -> Result<BrowserSession> {
     let flow: Option<&[u8]> = get(r, 3)?;
     Ok(BrowserSession {
+        idp: None,
         id_hash: hash(get(r, 0)?)?,
         user_id: get(r, 1)?,
         signed_on_at: opt_ts(get(r, 2)?),

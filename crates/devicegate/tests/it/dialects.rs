@@ -1429,6 +1429,7 @@ async fn another_tenants_records_are_absent_on_every_surface() {
     let now = devicegate_server::now();
     s.store()
         .create_session(&devicegate_store::BrowserSession {
+            idp: None,
             id_hash: forged.hash(),
             tenant: "default".into(),
             user_id: None,
