@@ -1,4 +1,5 @@
-//! `devicegate client …` and `devicegate user …`: administration straight on the store.
+//! `devicegate client …`, `user …`, `tenant …` and `upstream …`: administration straight on
+//! the store; and what `serve` applies from the config file at start.
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
@@ -9,8 +10,12 @@ use devicegate_core::password::hash_password;
 use devicegate_core::scope::Scopes;
 use devicegate_core::secret::{Secret, SecretKind, random_id};
 use devicegate_proto::GrantType;
-use devicegate_store::{ClientRecord, DEFAULT_TENANT, Store, StoreError, TenantRecord, UserRecord};
+use devicegate_store::{
+    ClientRecord, DEFAULT_TENANT, Store, StoreError, TenantRecord, UpstreamRecord, UserRecord,
+};
 use serde_json::json;
+
+use crate::config::UpstreamKeys;
 
 const DEFAULT_SCOPES: &str = "openid profile email offline_access";
 const MIN_PASSWORD_CHARS: usize = 8;
@@ -128,6 +133,468 @@ pub enum TenantCommand {
     },
     /// Delete a tenant with all its clients, users, keys, grants and tokens
     Delete { name: String },
+    /// Switch sign-in with local passwords on or off for a tenant ("default" for the default
+    /// one); off, people sign in only through its upstream providers
+    Passwords {
+        name: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+}
+
+const DEFAULT_UPSTREAM_SCOPES: &str = "openid profile email";
+
+/// `upstream [--tenant T] …`
+#[derive(Debug, clap::Args)]
+pub struct UpstreamArgs {
+    /// The tenant whose people sign in through the provider
+    #[arg(long, global = true, default_value = DEFAULT_TENANT)]
+    pub tenant: String,
+    #[command(subcommand)]
+    pub cmd: UpstreamCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpstreamCommand {
+    /// Add an organisation's OpenID provider (Okta, Entra ID, Google, Keycloak…) to sign in
+    /// through; prints the redirect URI to register at the provider. Does not contact it.
+    Add {
+        /// The name in the flows API and in usernames (`corp:ann`): 1–64 of a-z, 0-9, '-'
+        #[arg(long)]
+        id: String,
+        /// What the sign-in page says: "Continue with NAME"
+        #[arg(long)]
+        name: String,
+        /// The provider's issuer URL, exactly as its discovery document says (`--issuer` is
+        /// this server's own)
+        #[arg(long, value_name = "URL")]
+        provider_issuer: String,
+        /// The client id the provider gave this server
+        #[arg(long)]
+        client_id: String,
+        /// Read the client secret from standard input (first line); without it, a public
+        /// client (PKCE alone)
+        #[arg(long)]
+        client_secret_stdin: bool,
+        /// How the secret is sent [default: client_secret_basic with a secret, none without]
+        #[arg(long, value_parser = ["client_secret_basic", "client_secret_post", "none"])]
+        auth_method: Option<String>,
+        /// The scope asked for; must hold `openid`
+        #[arg(long, default_value = DEFAULT_UPSTREAM_SCOPES)]
+        scope: String,
+        /// Only people whose verified email is in one of these domains (comma-separated, exact
+        /// domains: subdomains are not included)
+        #[arg(long, value_delimiter = ',')]
+        allowed_domains: Vec<String>,
+        /// A claim the ID token must have with this value (a string, or a string in an array);
+        /// repeatable, every one required
+        #[arg(long = "require-claim", value_name = "NAME=VALUE")]
+        require_claims: Vec<String>,
+        /// Link a first sign-in to the local user with the same verified email
+        #[arg(long)]
+        link_by_email: bool,
+        /// Ask the provider for a sign-in at most this old (`max_age`)
+        #[arg(long, visible_alias = "max-age", value_name = "SECS")]
+        max_age_secs: Option<u32>,
+        /// A fresh sign-in at the provider for every device (`prompt=login`)
+        #[arg(long)]
+        force_login: bool,
+        /// Print the upstream as JSON (never its secret)
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the tenant's upstream providers (secrets are never shown)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an upstream provider with its account links (the accounts stay)
+    Delete { id: String },
+}
+
+/// Tenant `tenant`'s issuer, given the server's.
+fn tenant_issuer(issuer: &str, tenant: &str) -> String {
+    if tenant == DEFAULT_TENANT {
+        issuer.to_owned()
+    } else {
+        format!("{issuer}/t/{tenant}")
+    }
+}
+
+/// Where the provider sends browsers back, as `devicegate_server::upstream::redirect_uri`.
+fn redirect_uri(issuer: &str, tenant: &str) -> String {
+    format!("{}/device/callback", tenant_issuer(issuer, tenant))
+}
+
+/// A provider's issuer: an http(s) URL without credentials, query or fragment; https unless
+/// the provider runs on this machine.
+fn check_provider_issuer(issuer: &str) -> anyhow::Result<()> {
+    if issuer.contains(['?', '#']) || issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("the provider's issuer {issuer:?} must not have a query, fragment or spaces");
+    }
+    let uri: axum::http::Uri = issuer
+        .parse()
+        .with_context(|| format!("the provider's issuer {issuer:?} is not a URL"))?;
+    let scheme = uri.scheme_str().unwrap_or("");
+    let Some(authority) = uri.authority() else {
+        bail!("the provider's issuer {issuer:?} must be an https:// URL");
+    };
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        bail!("the provider's issuer {issuer:?} must name a host and no credentials");
+    }
+    let local = matches!(
+        authority.host().to_ascii_lowercase().as_str(),
+        "localhost" | "127.0.0.1" | "[::1]"
+    );
+    match scheme {
+        "https" => Ok(()),
+        "http" if local => Ok(()),
+        "http" => bail!(
+            "the provider's issuer {issuer:?} must be https:// (http:// only for localhost and 127.0.0.1)"
+        ),
+        _ => bail!("the provider's issuer {issuer:?} must be an https:// URL"),
+    }
+}
+
+/// The record an `upstream add` or an `[[upstream]]` table describes, validated, and
+/// warnings about it.
+pub fn upstream_record(
+    tenant: &str,
+    u: &UpstreamKeys,
+    client_secret: Option<String>,
+) -> anyhow::Result<(UpstreamRecord, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let id = &u.id;
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        bail!("upstream id {id:?} must be 1–64 characters of a-z, 0-9 and '-'");
+    }
+    let name = u.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        bail!("upstream name must be 1–100 characters without control characters");
+    }
+    check_provider_issuer(&u.issuer)?;
+    let client_id = &u.client_id;
+    if client_id.is_empty()
+        || client_id.len() > 255
+        || client_id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        bail!("client id must be 1–255 characters without spaces or control characters");
+    }
+    if let Some(secret) = &client_secret
+        && (secret.is_empty() || secret.chars().any(char::is_control))
+    {
+        bail!("the client secret is empty or holds control characters");
+    }
+    let auth_method = match (u.auth_method.as_deref(), client_secret.is_some()) {
+        (None, true) => "client_secret_basic",
+        (None | Some("none"), false) => "none",
+        (Some(m @ ("client_secret_basic" | "client_secret_post")), true) => m,
+        (Some("client_secret_basic" | "client_secret_post"), false) => {
+            bail!(
+                "auth method {:?} needs a client secret",
+                u.auth_method.as_deref().unwrap_or("")
+            )
+        }
+        (Some("none"), true) => bail!("auth method \"none\" sends no secret: give none"),
+        (Some(m), _) => {
+            bail!("unknown auth method {m:?}; use client_secret_basic or client_secret_post")
+        }
+    };
+    let scope = u.scope.as_deref().unwrap_or(DEFAULT_UPSTREAM_SCOPES);
+    Scopes::parse(scope).context("the scope is malformed (RFC 6749 §3.3)")?;
+    let mut scopes = vec!["openid"];
+    for s in scope.split_whitespace() {
+        if !scopes.contains(&s) {
+            scopes.push(s);
+        }
+    }
+    if !scope.split_whitespace().any(|s| s == "openid") {
+        bail!(
+            "the scope {scope:?} must hold openid: the provider signs people in with OpenID Connect"
+        );
+    }
+    let allowed_domains = u
+        .allowed_domains
+        .iter()
+        .map(|d| {
+            let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+            let ok = !d.is_empty()
+                && d.len() <= 253
+                && !d.starts_with(['.', '-'])
+                && !d.ends_with('.')
+                && d.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                });
+            if ok {
+                Ok(d)
+            } else {
+                bail!(
+                    "{:?} is not a domain name (allowed domains are like example.com)",
+                    d
+                )
+            }
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let require_claims = u
+        .require_claims
+        .iter()
+        .map(|c| match c.split_once('=') {
+            Some((name, value))
+                if !name.is_empty()
+                    && !name.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                Ok((name.to_owned(), value.to_owned()))
+            }
+            _ => bail!("required claims are NAME=VALUE, got {c:?}"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if (!allowed_domains.is_empty() || u.link_by_email) && !scopes.contains(&"email") {
+        warnings.push(format!(
+            "upstream {id}: allowed domains and link-by-email need the verified email, but the \
+             scope {scope:?} has no \"email\"; most providers then send none"
+        ));
+    }
+    let record = UpstreamRecord {
+        tenant: tenant.to_owned(),
+        id: id.clone(),
+        name: name.to_owned(),
+        issuer: u.issuer.clone(),
+        client_id: client_id.clone(),
+        client_secret,
+        auth_method: auth_method.to_owned(),
+        scopes: scopes.join(" "),
+        allowed_domains,
+        require_claims,
+        link_by_email: u.link_by_email,
+        max_age_secs: u.max_age_secs,
+        force_login: u.force_login,
+        created_at: devicegate_server::now(),
+    };
+    Ok((record, warnings))
+}
+
+/// An upstream as `upstream add --json` and `upstream list --json` show it: never the secret.
+fn upstream_json(u: &UpstreamRecord, issuer: &str) -> serde_json::Value {
+    json!({
+        "tenant": u.tenant,
+        "id": u.id,
+        "name": u.name,
+        "issuer": u.issuer,
+        "client_id": u.client_id,
+        "client_secret_set": u.client_secret.is_some(),
+        "auth_method": u.auth_method,
+        "scope": u.scopes,
+        "allowed_domains": u.allowed_domains,
+        "require_claims": u.require_claims.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>(),
+        "link_by_email": u.link_by_email,
+        "max_age_secs": u.max_age_secs,
+        "force_login": u.force_login,
+        "redirect_uri": redirect_uri(issuer, &u.tenant),
+    })
+}
+
+/// The first line of standard input, for `--client-secret-stdin`.
+fn read_secret_line() -> anyhow::Result<String> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s)?;
+    let line = s.lines().next().unwrap_or("").trim().to_owned();
+    if line.is_empty() {
+        bail!("--client-secret-stdin: standard input holds no secret");
+    }
+    Ok(line)
+}
+
+/// `devicegate upstream …`; `issuer` is this server's, `issuer_configured` whether it was set
+/// rather than defaulted.
+pub async fn upstream(
+    store: &dyn Store,
+    args: UpstreamArgs,
+    issuer: &str,
+    issuer_configured: bool,
+) -> anyhow::Result<ExitCode> {
+    let tenant = existing_tenant(store, &args.tenant).await?;
+    match args.cmd {
+        UpstreamCommand::Add {
+            id,
+            name,
+            provider_issuer,
+            client_id,
+            client_secret_stdin,
+            auth_method,
+            scope,
+            allowed_domains,
+            require_claims,
+            link_by_email,
+            max_age_secs,
+            force_login,
+            json,
+        } => {
+            let keys = UpstreamKeys {
+                tenant: Some(tenant.clone()),
+                id,
+                name,
+                issuer: provider_issuer,
+                client_id,
+                auth_method,
+                scope: Some(scope),
+                allowed_domains,
+                require_claims,
+                link_by_email,
+                max_age_secs,
+                force_login,
+                ..UpstreamKeys::default()
+            };
+            // Validate before reading stdin, so that a typo does not swallow the secret.
+            upstream_record(&tenant, &keys, client_secret_stdin.then(|| "x".to_owned()))?;
+            let secret = client_secret_stdin.then(read_secret_line).transpose()?;
+            let (record, warnings) = upstream_record(&tenant, &keys, secret)?;
+            match store.create_upstream(&record).await {
+                Ok(()) => {}
+                Err(StoreError::AlreadyExists) => bail!(
+                    "an upstream with id {:?} already exists (`devicegate upstream delete {}` \
+                     first; that unlinks the accounts it signed in)",
+                    record.id,
+                    record.id
+                ),
+                Err(e) => return Err(store_err(e)),
+            }
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            if !issuer_configured {
+                eprintln!(
+                    "warning: no issuer is configured, so the redirect URI uses the default {issuer}; \
+                     set the issuer (--issuer, DEVICEGATE_ISSUER or the config file) as `serve` has it"
+                );
+            }
+            let redirect = redirect_uri(issuer, &tenant);
+            if json {
+                println!("{}", upstream_json(&record, issuer));
+            } else {
+                println!("added upstream {} ({})", record.id, record.name);
+                println!("register this redirect URI at the provider: {redirect}");
+            }
+        }
+        UpstreamCommand::List { json } => {
+            let upstreams = store.list_upstreams(&tenant).await.map_err(store_err)?;
+            if json {
+                let rows: Vec<_> = upstreams.iter().map(|u| upstream_json(u, issuer)).collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for u in upstreams {
+                    let secret = if u.client_secret.is_some() {
+                        "secret set"
+                    } else {
+                        "no secret"
+                    };
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{secret}",
+                        u.id, u.name, u.issuer, u.client_id, u.auth_method
+                    );
+                }
+            }
+        }
+        UpstreamCommand::Delete { id } => match store.delete_upstream(&tenant, &id).await {
+            Ok(()) => println!("deleted upstream {id} (the accounts it signed in stay, unlinked)"),
+            Err(StoreError::NotFound) => bail!("no upstream with id {id:?}"),
+            Err(e) => return Err(store_err(e)),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `serve` applies from the configuration at start: the default tenant's
+/// `local_passwords`, and the `[[upstream]]` tables, created, or replaced when they changed.
+/// Everything is validated before anything is written.
+pub async fn apply_config(
+    store: &dyn Store,
+    local_passwords: Option<bool>,
+    upstreams: &[UpstreamKeys],
+) -> anyhow::Result<()> {
+    existing_tenant(store, DEFAULT_TENANT).await?;
+    let mut records: Vec<UpstreamRecord> = Vec::new();
+    for u in upstreams {
+        let what = format!("[[upstream]] {:?}", u.id);
+        let tenant = existing_tenant(store, u.tenant.as_deref().unwrap_or(DEFAULT_TENANT))
+            .await
+            .with_context(|| what.clone())?;
+        let secret = match (&u.client_secret_env, &u.client_secret) {
+            (Some(_), Some(_)) => {
+                bail!("{what}: give client_secret_env or client_secret, not both")
+            }
+            (Some(var), None) => Some(
+                std::env::var(var)
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .with_context(|| {
+                        format!(
+                            "{what}: the environment variable {var} (client_secret_env) is not set"
+                        )
+                    })?,
+            ),
+            (None, Some(s)) => {
+                tracing::warn!(
+                    "{what}: the client secret is inline in the config file; prefer \
+                     client_secret_env = \"VAR\""
+                );
+                Some(s.clone())
+            }
+            (None, None) => None,
+        };
+        let (record, warnings) =
+            upstream_record(&tenant, u, secret).with_context(|| what.clone())?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        if records
+            .iter()
+            .any(|r| r.tenant == record.tenant && r.id == record.id)
+        {
+            bail!("{what} appears twice for tenant {tenant}");
+        }
+        records.push(record);
+    }
+    if let Some(on) = local_passwords {
+        store
+            .set_local_passwords(DEFAULT_TENANT, on)
+            .await
+            .map_err(store_err)?;
+    }
+    for mut record in records {
+        match store.get_upstream(&record.tenant, &record.id).await {
+            Ok(existing) => {
+                record.created_at = existing.created_at;
+                if existing == record {
+                    continue;
+                }
+                // The store has no update: replacing unlinks the accounts it signed in.
+                tracing::warn!(
+                    upstream = %record.id,
+                    tenant = %record.tenant,
+                    "the upstream changed in the config: replacing it, which unlinks the accounts \
+                     it signed in (link_by_email relinks them by verified email)"
+                );
+                store
+                    .delete_upstream(&record.tenant, &record.id)
+                    .await
+                    .map_err(store_err)?;
+                record.created_at = devicegate_server::now();
+            }
+            Err(StoreError::NotFound) => {}
+            Err(e) => return Err(store_err(e)),
+        }
+        store.create_upstream(&record).await.map_err(store_err)?;
+        tracing::info!(upstream = %record.id, tenant = %record.tenant, "upstream applied from the config");
+    }
+    Ok(())
 }
 
 /// The tenant named on the command line, which must exist (the default one always does).
@@ -199,13 +666,35 @@ pub async fn tenant(store: &dyn Store, cmd: TenantCommand) -> anyhow::Result<Exi
             if json {
                 let rows: Vec<_> = tenants
                     .iter()
-                    .map(|t| json!({"name": t.id, "id": t.uuid}))
+                    .map(|t| json!({"name": t.id, "id": t.uuid, "local_passwords": t.local_passwords}))
                     .collect();
                 println!("{}", serde_json::Value::Array(rows));
             } else {
                 for t in tenants {
-                    println!("{}\t{}", t.id, t.uuid);
+                    let passwords = if t.local_passwords { "on" } else { "off" };
+                    println!("{}\t{}\tpasswords {passwords}", t.id, t.uuid);
                 }
+            }
+        }
+        TenantCommand::Passwords { name, state } => {
+            let on = state == "on";
+            match store.set_local_passwords(&name, on).await {
+                Ok(()) => {}
+                Err(StoreError::NotFound) => bail!("no tenant named {name:?}"),
+                Err(e) => return Err(store_err(e)),
+            }
+            println!("local passwords {state} for tenant {name}");
+            if !on
+                && store
+                    .list_upstreams(&name)
+                    .await
+                    .map_err(store_err)?
+                    .is_empty()
+            {
+                eprintln!(
+                    "warning: tenant {name} has no upstream provider: nobody can sign in until \
+                     one is added (`devicegate upstream add --tenant {name} …`)"
+                );
             }
         }
         TenantCommand::Delete { name } => {

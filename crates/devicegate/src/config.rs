@@ -155,6 +155,62 @@ pub struct Keys {
     /// Log filter, as in RUST_LOG [default: info]
     #[arg(long, global = true, env = "DEVICEGATE_LOG")]
     pub log: Option<String>,
+    /// Whether people of the default tenant may sign in with a local password; `serve` applies
+    /// it at start (`devicegate tenant passwords` switches it meanwhile) [default: unchanged]
+    #[arg(long, global = true, env = "DEVICEGATE_LOCAL_PASSWORDS")]
+    pub local_passwords: Option<bool>,
+    /// `[[upstream]]` tables, in the config file only: the organisations' OpenID providers
+    /// `serve` creates or updates at start.
+    #[arg(skip)]
+    #[serde(default)]
+    pub upstream: Vec<UpstreamKeys>,
+}
+
+/// An `[[upstream]]` table of the config file: an organisation's OpenID provider, with the
+/// fields of `devicegate upstream add` (`issuer` is the provider's). `serve` creates or updates
+/// it at start; removing the table does not delete it (`devicegate upstream delete` does).
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamKeys {
+    /// The tenant it signs people in to [default: default]
+    pub tenant: Option<String>,
+    pub id: String,
+    pub name: String,
+    /// The provider's issuer URL, exactly as its discovery document says.
+    pub issuer: String,
+    pub client_id: String,
+    /// The environment variable holding the client secret (the way to give one).
+    pub client_secret_env: Option<String>,
+    /// The client secret inline: accepted with a warning, since config files get copied.
+    pub client_secret: Option<String>,
+    /// `client_secret_basic` or `client_secret_post` [default: client_secret_basic with a
+    /// secret, `none` without]
+    pub auth_method: Option<String>,
+    /// Space-separated, with `openid` [default: openid profile email]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    /// `NAME=VALUE` strings, every one required.
+    #[serde(default)]
+    pub require_claims: Vec<String>,
+    #[serde(default)]
+    pub link_by_email: bool,
+    pub max_age_secs: Option<u32>,
+    #[serde(default)]
+    pub force_login: bool,
+}
+
+impl std::fmt::Debug for UpstreamKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamKeys")
+            .field("tenant", &self.tenant)
+            .field("id", &self.id)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret_env", &self.client_secret_env)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Keys {
@@ -204,6 +260,12 @@ impl Keys {
                 .or(file.max_connections_per_address),
             shutdown_drain_secs: self.shutdown_drain_secs.or(file.shutdown_drain_secs),
             log: self.log.or(file.log),
+            local_passwords: self.local_passwords.or(file.local_passwords),
+            upstream: if self.upstream.is_empty() {
+                file.upstream
+            } else {
+                self.upstream
+            },
         }
     }
 
@@ -267,11 +329,13 @@ impl Keys {
         })
     }
 
-    /// Validated server settings.
-    pub fn settings(&self) -> anyhow::Result<Settings> {
-        let d = Settings::default();
-        let c = &d.connections;
-        let issuer = self.issuer.clone().unwrap_or(d.issuer);
+    /// This server's issuer, validated, as `serve` uses it (the default tenant's; tenant T's
+    /// is `{issuer}/t/T`).
+    pub fn issuer(&self) -> anyhow::Result<String> {
+        let issuer = self
+            .issuer
+            .clone()
+            .unwrap_or_else(|| Settings::default().issuer);
         let issuer = issuer.trim_end_matches('/').to_owned();
         if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
             bail!("issuer must be an http:// or https:// URL, got {issuer:?}");
@@ -279,6 +343,14 @@ impl Keys {
         if issuer.contains(['?', '#']) {
             bail!("issuer must not have a query or fragment (RFC 8414 §2)");
         }
+        Ok(issuer)
+    }
+
+    /// Validated server settings.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let d = Settings::default();
+        let c = &d.connections;
+        let issuer = self.issuer()?;
         let alg = |key: &str, v: &str| {
             Algorithm::parse(v)
                 .with_context(|| format!("unknown {key} {v:?}; use RS256, ES256 or EdDSA"))

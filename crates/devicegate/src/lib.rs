@@ -1,5 +1,5 @@
-//! The `devicegate` binary: `serve`, `migrate`, and the `client`, `user` and `tenant`
-//! administration commands, over the configured store (SQLite or PostgreSQL); and `login`,
+//! The `devicegate` binary: `serve`, `migrate`, and the `client`, `user`, `tenant` and
+//! `upstream` administration commands, over the configured store (SQLite or PostgreSQL); and `login`,
 //! `token`, `logout`, the device side, which never open it.
 //!
 //! `main` calls [`run`]; tests and the benchmark start servers through [`start`].
@@ -21,7 +21,7 @@ use config::Database;
 use devicegate_server::{AppState, Settings};
 use devicegate_store::{PostgresStore, SqliteStore, Store};
 
-pub use admin::{ClientCommand, TenantCommand, UserCommand};
+pub use admin::{ClientCommand, TenantCommand, UpstreamCommand, UserCommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,6 +57,8 @@ pub enum Command {
     /// Manage tenants (isolated clients, users, keys and issuer)
     #[command(subcommand)]
     Tenant(admin::TenantCommand),
+    /// Manage the organisations' OpenID providers people sign in through
+    Upstream(admin::UpstreamArgs),
     #[command(flatten)]
     Account(login::AccountCommand),
 }
@@ -103,6 +105,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Tenant(cmd) => {
             rt.block_on(async { admin::tenant(open_store(&db).await?.as_ref(), cmd).await })
         }
+        Command::Upstream(cmd) => {
+            let issuer = keys.issuer()?;
+            rt.block_on(async {
+                let store = open_store(&db).await?;
+                admin::upstream(store.as_ref(), cmd, &issuer, keys.issuer.is_some()).await
+            })
+        }
         Command::Serve { demo } => rt.block_on(serve(&keys, &db, demo)),
     }
 }
@@ -134,6 +143,7 @@ pub async fn open_store(db: &Database) -> anyhow::Result<Arc<dyn Store>> {
 async fn serve(keys: &config::Keys, db: &Database, demo: bool) -> anyhow::Result<ExitCode> {
     let settings = keys.settings()?;
     let store = open_store(db).await?;
+    admin::apply_config(store.as_ref(), keys.local_passwords, &keys.upstream).await?;
     if demo {
         admin::seed_demo(store.as_ref()).await?;
     }

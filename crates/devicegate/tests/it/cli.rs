@@ -499,3 +499,472 @@ fn sigterm(child: &std::process::Child) {
             .success()
     );
 }
+
+/// Runs `f` on `dir`'s default database, as the server would see it.
+fn with_store<T>(
+    dir: &std::path::Path,
+    f: impl AsyncFnOnce(&devicegate_store::SqliteStore) -> T,
+) -> T {
+    let store = devicegate_store::SqliteStore::open(dir.join("devicegate.db")).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f(&store))
+}
+
+/// `upstream add` of `corp`, this server's issuer being https://dg.example (more flags may
+/// follow).
+const ADD_CORP: &[&str] = &[
+    "--issuer",
+    "https://dg.example",
+    "upstream",
+    "add",
+    "--id",
+    "corp",
+    "--name",
+    "Corp SSO",
+    "--provider-issuer",
+    "https://login.corp.example/oauth2/default",
+    "--client-id",
+    "0oa1dg",
+];
+
+#[test]
+fn upstreams_are_added_listed_and_deleted_and_their_secret_never_shown() {
+    use devicegate_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let secret = "upstream-secret-Zq7";
+    let (ok, out, err) = run(
+        d,
+        &[
+            ADD_CORP,
+            &[
+                "--client-secret-stdin",
+                "--auth-method",
+                "client_secret_post",
+                "--allowed-domains",
+                "Example.com,example.org",
+                "--require-claim",
+                "groups=devs",
+                "--require-claim",
+                "tier=gold=1",
+                "--link-by-email",
+                "--max-age",
+                "300",
+                "--force-login",
+                "--json",
+            ],
+        ]
+        .concat(),
+        Some(&format!("{secret}\n")),
+    );
+    assert!(ok, "{err}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+    let added: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(added["id"], "corp");
+    assert_eq!(added["name"], "Corp SSO");
+    assert_eq!(added["issuer"], "https://login.corp.example/oauth2/default");
+    assert_eq!(added["client_id"], "0oa1dg");
+    assert_eq!(added["redirect_uri"], "https://dg.example/device/callback");
+    assert_eq!(added["client_secret_set"], true);
+    assert_eq!(added.get("client_secret"), None);
+    assert_eq!(added["auth_method"], "client_secret_post");
+    assert_eq!(
+        added["allowed_domains"],
+        serde_json::json!(["example.com", "example.org"])
+    );
+
+    let stored = with_store(d, async |s| s.get_upstream("default", "corp").await).unwrap();
+    assert_eq!(
+        stored.client_secret.as_deref(),
+        Some(secret),
+        "read from stdin"
+    );
+    assert_eq!(stored.scopes, "openid profile email");
+    assert_eq!(
+        stored.require_claims,
+        vec![
+            ("groups".to_owned(), "devs".to_owned()),
+            ("tier".to_owned(), "gold=1".to_owned())
+        ]
+    );
+    assert!(stored.link_by_email && stored.force_login);
+    assert_eq!(stored.max_age_secs, Some(300));
+
+    // Without --json, the redirect URI to register; in a tenant, the tenant's.
+    assert!(run(d, &["tenant", "create", "acme"], None).0);
+    let (ok, out, err) = run(
+        d,
+        &[
+            ADD_CORP,
+            &["--tenant", "acme", "--scope", "email openid groups"],
+        ]
+        .concat(),
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("https://dg.example/t/acme/device/callback"),
+        "{out}"
+    );
+    let acme = with_store(d, async |s| s.get_upstream("acme", "corp").await).unwrap();
+    assert_eq!(
+        (
+            acme.client_secret,
+            acme.auth_method.as_str(),
+            acme.scopes.as_str()
+        ),
+        (None, "none", "openid email groups"),
+        "a public client, openid first"
+    );
+
+    for (list, json) in [(["upstream", "list"], false), (["upstream", "list"], true)] {
+        let args = [&list[..], if json { &["--json"] } else { &[] }].concat();
+        let (ok, out, err) = run(d, &args, None);
+        assert!(ok, "{err}");
+        assert!(!out.contains(secret), "{out}");
+        if json {
+            let rows: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(
+                rows.as_array().unwrap().len(),
+                1,
+                "the default tenant's only"
+            );
+            assert_eq!(rows[0]["client_secret_set"], true);
+            assert_eq!(rows[0].get("client_secret"), None);
+        } else {
+            assert!(
+                out.starts_with("corp\tCorp SSO\t") && out.contains("secret set"),
+                "{out}"
+            );
+        }
+    }
+    let (_, out, _) = run(d, &["upstream", "list", "--tenant", "acme"], None);
+    assert!(out.contains("no secret"), "{out}");
+
+    let (ok, _, err) = run(d, ADD_CORP, None);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    assert!(run(d, &["upstream", "delete", "corp"], None).0);
+    let (ok, _, err) = run(d, &["upstream", "delete", "corp"], None);
+    assert!(!ok && err.contains("no upstream"), "{err}");
+    let (_, out, _) = run(d, &["upstream", "list", "--json"], None);
+    assert_eq!(out.trim(), "[]");
+    let (_, out, _) = run(d, &["upstream", "list", "--tenant", "acme", "--json"], None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()[0]["id"],
+        "corp"
+    );
+}
+
+#[test]
+fn bad_upstreams_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let add = |id: &str, issuer: &str, extra: &[&str]| {
+        let args = [
+            &[
+                "upstream",
+                "add",
+                "--id",
+                id,
+                "--name",
+                "Corp",
+                "--provider-issuer",
+                issuer,
+                "--client-id",
+                "c",
+            ][..],
+            extra,
+        ]
+        .concat();
+        run(d, &args, Some("a-secret\n"))
+    };
+    for (id, issuer, extra, why) in [
+        ("Corp", "https://idp.example", &[][..], "a-z"),
+        ("", "https://idp.example", &[], "a-z"),
+        (&"x".repeat(65), "https://idp.example", &[], "a-z"),
+        ("corp", "http://idp.example", &[], "https://"),
+        ("corp", "ftp://idp.example", &[], "https://"),
+        ("corp", "idp.example", &[], "https://"),
+        ("corp", "https://idp.example/?tenant=1", &[], "query"),
+        ("corp", "https://idp.example/#x", &[], "fragment"),
+        ("corp", "https://user:pw@idp.example", &[], "credentials"),
+        (
+            "corp",
+            "https://idp.example",
+            &["--scope", "profile email"],
+            "openid",
+        ),
+        (
+            "corp",
+            "https://idp.example",
+            &["--auth-method", "client_secret_basic"],
+            "secret",
+        ),
+        (
+            "corp",
+            "https://idp.example",
+            &["--require-claim", "novalue"],
+            "NAME=VALUE",
+        ),
+        (
+            "corp",
+            "https://idp.example",
+            &["--allowed-domains", "a b.com"],
+            "domain",
+        ),
+        (
+            "corp",
+            "https://idp.example",
+            &["--tenant", "nope"],
+            "no tenant",
+        ),
+        (
+            "corp",
+            "https://idp.example",
+            &["--client-secret-stdin", "--auth-method", "none"],
+            "none",
+        ),
+    ] {
+        let (ok, _, err) = add(id, issuer, extra);
+        assert!(!ok && err.contains(why), "{id} {issuer} {extra:?}: {err}");
+    }
+    let (_, out, _) = run(d, &["upstream", "list", "--json"], None);
+    assert_eq!(out.trim(), "[]", "nothing stored");
+    // `--issuer` is this server's: the provider's has its own flag.
+    let (ok, _, err) = run(
+        d,
+        &[
+            "upstream",
+            "add",
+            "--id",
+            "corp",
+            "--name",
+            "Corp",
+            "--issuer",
+            "https://idp.example",
+            "--client-id",
+            "c",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("--provider-issuer"), "{err}");
+    // A provider on this machine may use plain http; an empty secret is no secret.
+    let (ok, _, err) = add("local", "http://127.0.0.1:8081/realms/dev", &[]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = add(
+        "local2",
+        "http://localhost:8081",
+        &["--client-secret-stdin"],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(
+        d,
+        &[
+            "upstream",
+            "add",
+            "--id",
+            "x",
+            "--name",
+            "X",
+            "--provider-issuer",
+            "https://idp.example",
+            "--client-id",
+            "c",
+            "--client-secret-stdin",
+        ],
+        Some("\n"),
+    );
+    assert!(!ok && err.contains("no secret"), "{err}");
+}
+
+#[test]
+fn local_passwords_are_switched_per_tenant() {
+    use devicegate_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(run(d, &["tenant", "create", "acme"], None).0);
+    let (ok, out, err) = run(d, &["tenant", "passwords", "acme", "off"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("off"), "{out}");
+    assert!(err.contains("no upstream provider"), "a warning: {err}");
+    let passwords = |d| {
+        with_store(d, async |s| {
+            (
+                s.get_tenant("default").await.unwrap().local_passwords,
+                s.get_tenant("acme").await.unwrap().local_passwords,
+            )
+        })
+    };
+    assert_eq!(passwords(d), (true, false));
+    let (_, out, _) = run(d, &["tenant", "list", "--json"], None);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let acme = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "acme")
+        .unwrap();
+    assert_eq!(acme["local_passwords"], false, "{list}");
+    assert!(run(d, &["tenant", "passwords", "acme", "on"], None).0);
+    assert!(run(d, &["tenant", "passwords", "default", "off"], None).0);
+    assert_eq!(passwords(d), (false, true));
+    let (ok, _, err) = run(d, &["tenant", "passwords", "nope", "off"], None);
+    assert!(!ok && err.contains("no tenant"), "{err}");
+    assert!(!run(d, &["tenant", "passwords", "acme", "maybe"], None).0);
+}
+
+/// Runs `serve` with `config` until it answers, then stops it; returns whether it came up
+/// and its stderr.
+fn serve_once(dir: &std::path::Path, config: &str, env: &[(&str, &str)]) -> (bool, String) {
+    std::fs::write(dir.join("dg.toml"), config).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = devicegate(dir)
+        .args([
+            "--config",
+            "dg.toml",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("DEVICEGATE_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let up = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            for _ in 0..200 {
+                if http.get(format!("{base}/healthz")).send().await.is_ok() {
+                    return true;
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        });
+    if up {
+        sigterm(&child);
+    }
+    let out = child.wait_with_output().unwrap();
+    (up, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn serve_applies_upstreams_and_local_passwords_from_the_config_file() {
+    use devicegate_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(run(d, &["tenant", "create", "acme"], None).0);
+    let config = r#"
+issuer = "https://dg.example"
+local_passwords = false
+
+[[upstream]]
+id = "corp"
+name = "Corp SSO"
+issuer = "https://login.corp.example"
+client_id = "dg"
+client_secret_env = "CORP_SECRET"
+allowed_domains = ["example.com"]
+require_claims = ["groups=devs"]
+max_age_secs = 600
+
+[[upstream]]
+tenant = "acme"
+id = "google"
+name = "Google"
+issuer = "https://accounts.google.com"
+client_id = "123.apps.googleusercontent.com"
+client_secret = "inline-secret"
+auth_method = "client_secret_post"
+scope = "openid email"
+link_by_email = true
+"#;
+    let (up, err) = serve_once(d, config, &[]);
+    assert!(
+        !up && err.contains("CORP_SECRET"),
+        "the secret's variable is required: {err}"
+    );
+    let (_, out, _) = run(d, &["upstream", "list", "--json"], None);
+    assert_eq!(
+        out.trim(),
+        "[]",
+        "nothing applied from a config that failed"
+    );
+
+    let env = [("CORP_SECRET", "env-secret-Q9")];
+    let (up, err) = serve_once(d, config, &env);
+    assert!(up, "{err}");
+    assert!(
+        !err.contains("env-secret-Q9") && !err.contains("inline-secret"),
+        "{err}"
+    );
+    assert!(
+        err.contains("inline"),
+        "a warning about the inline secret: {err}"
+    );
+    let read = |d| {
+        with_store(d, async |s| {
+            (
+                s.get_upstream("default", "corp").await.unwrap(),
+                s.get_upstream("acme", "google").await.unwrap(),
+                s.get_tenant("default").await.unwrap().local_passwords,
+            )
+        })
+    };
+    let (corp, google, passwords) = read(d);
+    assert!(!passwords);
+    assert_eq!(corp.client_secret.as_deref(), Some("env-secret-Q9"));
+    assert_eq!(corp.auth_method, "client_secret_basic");
+    assert_eq!(corp.scopes, "openid profile email");
+    assert_eq!(corp.allowed_domains, vec!["example.com".to_owned()]);
+    assert_eq!(corp.max_age_secs, Some(600));
+    assert_eq!(google.client_secret.as_deref(), Some("inline-secret"));
+    assert_eq!(
+        (google.auth_method.as_str(), google.link_by_email),
+        ("client_secret_post", true)
+    );
+
+    // The same config again changes nothing; a changed one replaces the upstream.
+    assert!(run(d, &["tenant", "passwords", "default", "on"], None).0);
+    let (up, err) = serve_once(d, config, &env);
+    assert!(up, "{err}");
+    let (corp_again, google_again, passwords) = read(d);
+    assert_eq!(
+        (corp_again, google_again),
+        (corp.clone(), google),
+        "idempotent"
+    );
+    assert!(
+        !passwords,
+        "the config file's local_passwords wins at start"
+    );
+    let (up, err) = serve_once(d, config, &[("CORP_SECRET", "rotated")]);
+    assert!(up, "{err}");
+    let (corp_rotated, _, _) = read(d);
+    assert_eq!(corp_rotated.client_secret.as_deref(), Some("rotated"));
+
+    let (up, err) = serve_once(
+        d,
+        "[[upstream]]\nid = \"Bad\"\nname = \"x\"\nissuer = \"https://x\"\nclient_id = \"c\"\n",
+        &[],
+    );
+    assert!(!up && err.contains("a-z"), "{err}");
+    let (up, err) = serve_once(d, "[[upstream]]\nid = \"x\"\nnme = \"x\"\n", &[]);
+    assert!(!up && err.contains("dg.toml"), "{err}");
+}
