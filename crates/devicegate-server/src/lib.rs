@@ -354,6 +354,7 @@ async fn sweep_forever(store: scoped::Shared) {
                 grants = c.grants,
                 flows = c.flows,
                 refresh_tokens = c.refresh_tokens,
+                upstream_states = c.upstream_states,
                 "swept"
             ),
             Err(e) => tracing::warn!(error = %e, "sweep failed"),

@@ -404,8 +404,13 @@ async fn a_round_trip_signs_on_links_the_account_and_consent_still_decides() {
     assert_eq!(id["sub"], user.id.as_str());
     assert_eq!(user.email.as_deref(), Some("alice@example.com"));
     assert!(user.password_hash.is_empty());
-    // The provider's tokens never reach the device.
+    // The provider's tokens never reach the device; devicegate's say which provider
+    // signed the person on.
     assert!(!t.to_string().contains("op-access-token"));
+    assert_eq!(id["idp"], "corp", "{id}");
+    let (_, at) = claims(t["access_token"].as_str().unwrap());
+    assert_eq!(at["idp"], "corp", "{at}");
+    assert_eq!(at["iss"], s.url(""), "devicegate stays the issuer");
 
     // A second device, the same person: the same account.
     let d2 = s.device_authorization("tv", Some("openid")).await;
@@ -980,4 +985,61 @@ async fn callbacks_and_starts_are_capped_per_address() {
         statuses.push(res.status().as_u16());
     }
     assert_eq!(statuses, [400, 400, 400, 400, 400, 400, 429, 429]);
+}
+
+/// The provider a person signed on through stays with what that sign-on leads to: a refresh
+/// token's new access tokens, and the next device the same browser approves (its session).
+#[tokio::test]
+async fn idp_follows_refresh_tokens_and_the_browser_session() {
+    let op = FakeOp::start().await;
+    let s = server_with(&op.op.issuer, |_| {}).await;
+    let d = s
+        .device_authorization("tv", Some("openid offline_access"))
+        .await;
+    let b = browser();
+    let url = to_provider(&s, &b, d["user_code"].as_str().unwrap()).await;
+    back_from(&b, &url).await;
+    approve(&s, &b).await;
+    let (_, t) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    let (status, _, r) = s
+        .form(
+            "/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "tv"),
+                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(claims(r["access_token"].as_str().unwrap()).1["idp"], "corp");
+    assert_eq!(claims(r["id_token"].as_str().unwrap()).1["idp"], "corp");
+    // The same browser, a second device: signed on already, straight to consent.
+    let d2 = s.device_authorization("tv", Some("openid")).await;
+    let entry = page_get(&b, s.url("/device")).await;
+    let next = page_post(
+        &b,
+        s.url("/device"),
+        &[
+            ("csrf", &entry.csrf()),
+            ("user_code", d2["user_code"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(next.location(), "/device/consent", "{}", next.html);
+    approve(&s, &b).await;
+    let (_, t2) = s.poll("tv", d2["device_code"].as_str().unwrap()).await;
+    assert_eq!(claims(t2["id_token"].as_str().unwrap()).1["idp"], "corp");
+    // A password sign-on carries no idp.
+    s.user("ann").await;
+    let d3 = s.device_authorization("tv", Some("openid")).await;
+    s.decide(d3["user_code"].as_str().unwrap(), "ann", true)
+        .await;
+    let (_, t3) = s.poll("tv", d3["device_code"].as_str().unwrap()).await;
+    assert!(
+        claims(t3["id_token"].as_str().unwrap())
+            .1
+            .get("idp")
+            .is_none()
+    );
 }
