@@ -314,6 +314,32 @@ async fn back_from(b: &reqwest::Client, authorization_url: &str) -> (String, Pag
     (callback.clone(), page_get(b, callback).await)
 }
 
+/// A device's code (asking `scope`) approved in a new browser through `corp`: the tokens the
+/// device then gets, and the browser.
+async fn approved_through_corp(s: &TestServer, scope: Option<&str>) -> (Value, reqwest::Client) {
+    let d = s.device_authorization("tv", scope).await;
+    let b = browser();
+    let url = to_provider(s, &b, d["user_code"].as_str().unwrap()).await;
+    let (_, back) = back_from(&b, &url).await;
+    assert_eq!(back.location(), "/device/consent", "{}", back.html);
+    approve(s, &b).await;
+    let (status, t) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    (t, b)
+}
+
+/// A device's code entered in a new flow of the flows API, which now waits for a sign-on.
+async fn api_flow_at_sign_on(s: &TestServer) -> (Value, String) {
+    let d = s.device_authorization("tv", None).await;
+    let flow = s.new_flow().await;
+    s.act(
+        &flow,
+        json!({"action": "user_code.verify", "user_code": d["user_code"]}),
+    )
+    .await;
+    (d, flow)
+}
+
 /// The page says nothing of the reason, which is only in the log.
 fn no_detail(page: &Page) {
     let lower = page.html.to_lowercase();
@@ -413,22 +439,11 @@ async fn a_round_trip_signs_on_links_the_account_and_consent_still_decides() {
     assert_eq!(at["iss"], s.url(""), "devicegate stays the issuer");
 
     // A second device, the same person: the same account.
-    let d2 = s.device_authorization("tv", Some("openid")).await;
-    let b2 = browser();
-    let url = to_provider(&s, &b2, d2["user_code"].as_str().unwrap()).await;
-    back_from(&b2, &url).await;
-    approve(&s, &b2).await;
-    let (_, t2) = s.poll("tv", d2["device_code"].as_str().unwrap()).await;
+    let (t2, _) = approved_through_corp(&s, Some("openid")).await;
     let (_, id2) = claims(t2["id_token"].as_str().unwrap());
     assert_eq!(id2["sub"], id["sub"]);
     // An account made by an upstream sign-in has no password to guess.
-    let d3 = s.device_authorization("tv", None).await;
-    let flow = s.new_flow().await;
-    s.act(
-        &flow,
-        json!({"action": "user_code.verify", "user_code": d3["user_code"]}),
-    )
-    .await;
+    let (_, flow) = api_flow_at_sign_on(&s).await;
     let (status, e) = s
         .act(
             &flow,
@@ -711,13 +726,7 @@ async fn max_age_and_force_login_are_asked_and_passwords_can_be_switched_off() {
 async fn the_flows_api_starts_a_round_trip_and_the_browser_returns_to_the_custom_ui() {
     let op = FakeOp::start().await;
     let s = server_with(&op.op.issuer, |_| {}).await;
-    let d = s.device_authorization("tv", None).await;
-    let flow = s.new_flow().await;
-    s.act(
-        &flow,
-        json!({"action": "user_code.verify", "user_code": d["user_code"]}),
-    )
-    .await;
+    let (d, flow) = api_flow_at_sign_on(&s).await;
     let (status, e) = s
         .act(
             &flow,
@@ -912,12 +921,7 @@ async fn a_verified_email_links_a_local_account_only_when_the_operator_asks() {
     for link_by_email in [false, true] {
         let s = server_with(&op.op.issuer, |u| u.link_by_email = link_by_email).await;
         let erin = local_alice(&s).await;
-        let d = s.device_authorization("tv", Some("openid")).await;
-        let b = browser();
-        let url = to_provider(&s, &b, d["user_code"].as_str().unwrap()).await;
-        back_from(&b, &url).await;
-        approve(&s, &b).await;
-        let (_, t) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+        let (t, _) = approved_through_corp(&s, Some("openid")).await;
         let (_, id) = claims(t["id_token"].as_str().unwrap());
         assert_eq!(
             id["sub"] == erin.as_str(),
@@ -929,12 +933,7 @@ async fn a_verified_email_links_a_local_account_only_when_the_operator_asks() {
     op.claim("email_verified", json!(false));
     let s = server_with(&op.op.issuer, |u| u.link_by_email = true).await;
     let erin = local_alice(&s).await;
-    let d = s.device_authorization("tv", Some("openid")).await;
-    let b = browser();
-    let url = to_provider(&s, &b, d["user_code"].as_str().unwrap()).await;
-    back_from(&b, &url).await;
-    approve(&s, &b).await;
-    let (_, t) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    let (t, _) = approved_through_corp(&s, Some("openid")).await;
     let (_, id) = claims(t["id_token"].as_str().unwrap());
     assert_ne!(id["sub"], erin.as_str());
 }
@@ -993,14 +992,7 @@ async fn callbacks_and_starts_are_capped_per_address() {
 async fn idp_follows_refresh_tokens_and_the_browser_session() {
     let op = FakeOp::start().await;
     let s = server_with(&op.op.issuer, |_| {}).await;
-    let d = s
-        .device_authorization("tv", Some("openid offline_access"))
-        .await;
-    let b = browser();
-    let url = to_provider(&s, &b, d["user_code"].as_str().unwrap()).await;
-    back_from(&b, &url).await;
-    approve(&s, &b).await;
-    let (_, t) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    let (t, b) = approved_through_corp(&s, Some("openid offline_access")).await;
     let (status, _, r) = s
         .form(
             "/oauth2/token",
