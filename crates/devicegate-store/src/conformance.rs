@@ -44,7 +44,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let cases: [(&str, Case<S>); 33] = [
+    let cases: [(&str, Case<S>); 34] = [
         ("clients", |s| Box::pin(clients(s))),
         ("users", |s| Box::pin(users(s))),
         ("grants", |s| Box::pin(grants(s))),
@@ -119,6 +119,9 @@ where
         }),
         ("session_idp_round_trips", |s| {
             Box::pin(session_idp_round_trips(s))
+        }),
+        ("updating_an_upstream_keeps_its_links", |s| {
+            Box::pin(updating_an_upstream_keeps_its_links(s))
         }),
     ];
     let mut failed = Vec::new();
@@ -1800,4 +1803,73 @@ async fn session_idp_round_trips(s: impl Store) {
             assert_eq!(s.get_session(&id.hash()).await.unwrap(), updated);
         }
     }
+}
+
+async fn updating_an_upstream_keeps_its_links(s: impl Store) {
+    let corp = upstream("corp");
+    s.create_upstream(&corp).await.unwrap();
+    s.create_upstream(&upstream("other")).await.unwrap();
+    let ann = user("ann");
+    s.create_user(&ann).await.unwrap();
+    let anns = link("corp", "sub-ann", &ann.id);
+    s.create_upstream_link(&anns).await.unwrap();
+    let trip = upstream_state("corp-trip");
+    s.put_upstream_state(&trip).await.unwrap();
+    // Every field replaced but tenant, id and created_at; optional ones emptied.
+    let changed = UpstreamRecord {
+        name: "Corp, renamed".into(),
+        issuer: "https://login.corp.example".into(),
+        client_id: "devicegate-2".into(),
+        client_secret: None,
+        auth_method: "none".into(),
+        scopes: "openid".into(),
+        allowed_domains: vec![],
+        require_claims: vec![("hd".into(), "corp.example".into())],
+        link_by_email: false,
+        max_age_secs: None,
+        force_login: false,
+        created_at: NOW.plus(Duration::from_secs(3600)),
+        ..corp.clone()
+    };
+    s.update_upstream(&changed).await.unwrap();
+    assert_eq!(
+        s.get_upstream(T, "corp").await.unwrap(),
+        UpstreamRecord {
+            created_at: corp.created_at,
+            ..changed.clone()
+        }
+    );
+    assert_eq!(
+        s.get_upstream(T, "other").await.unwrap(),
+        upstream("other"),
+        "others untouched"
+    );
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-ann").await.unwrap(),
+        anns,
+        "the link survives the update"
+    );
+    // And back to every optional field set.
+    s.update_upstream(&corp).await.unwrap();
+    assert_eq!(s.get_upstream(T, "corp").await.unwrap(), corp);
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-ann").await.unwrap(),
+        anns
+    );
+    assert_eq!(s.take_upstream_state(&trip.hash).await.unwrap(), trip);
+    // Nothing to update: in another tenant, or never created.
+    assert_eq!(
+        s.update_upstream(&upstream("nope")).await,
+        Err(StoreError::NotFound)
+    );
+    s.create_tenant(&tenant("acme")).await.unwrap();
+    assert_eq!(
+        s.update_upstream(&UpstreamRecord {
+            tenant: "acme".into(),
+            ..corp.clone()
+        })
+        .await,
+        Err(StoreError::NotFound)
+    );
+    assert!(s.list_upstreams("acme").await.unwrap().is_empty());
 }

@@ -390,6 +390,36 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn update_upstream(&self, u: &UpstreamRecord) -> Result<()> {
+        let n = self
+            .exec(
+                "UPDATE upstreams SET name = $3, issuer = $4, client_id = $5, client_secret = $6, \
+                 auth_method = $7, scopes = $8, allowed_domains = $9, require_claims = $10, \
+                 link_by_email = $11, max_age_secs = $12, force_login = $13 \
+                 WHERE tenant = $1 AND id = $2",
+                &[
+                    &u.tenant,
+                    &u.id,
+                    &u.name,
+                    &u.issuer,
+                    &u.client_id,
+                    &u.client_secret,
+                    &u.auth_method,
+                    &u.scopes,
+                    &domains_column(&u.allowed_domains),
+                    &claims_column(&u.require_claims),
+                    &u.link_by_email,
+                    &u.max_age_secs.map(i64::from),
+                    &u.force_login,
+                ],
+            )
+            .await?;
+        match n {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
     async fn delete_upstream(&self, tenant: &str, id: &str) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
