@@ -44,7 +44,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let cases: [(&str, Case<S>); 29] = [
+    let cases: [(&str, Case<S>); 34] = [
         ("clients", |s| Box::pin(clients(s))),
         ("users", |s| Box::pin(users(s))),
         ("grants", |s| Box::pin(grants(s))),
@@ -107,6 +107,21 @@ where
         }),
         ("upstreams_are_per_tenant", |s| {
             Box::pin(upstreams_are_per_tenant(s))
+        }),
+        ("flow_idp_round_trips", |s| {
+            Box::pin(flow_idp_round_trips(s))
+        }),
+        ("grant_idp_round_trips", |s| {
+            Box::pin(grant_idp_round_trips(Arc::new(s)))
+        }),
+        ("refresh_token_idp_round_trips", |s| {
+            Box::pin(refresh_token_idp_round_trips(s))
+        }),
+        ("session_idp_round_trips", |s| {
+            Box::pin(session_idp_round_trips(s))
+        }),
+        ("updating_an_upstream_keeps_its_links", |s| {
+            Box::pin(updating_an_upstream_keeps_its_links(s))
         }),
     ];
     let mut failed = Vec::new();
@@ -1556,4 +1571,305 @@ async fn upstreams_are_per_tenant(s: impl Store) {
     );
     assert_eq!(s.get_upstream(T, "corp").await.unwrap(), corp);
     assert!(s.get_upstream_link(T, "corp", "sub-ann").await.is_ok());
+}
+
+/// The two values every `idp` case tries, and for each the other one (which a write must
+/// replace, not keep).
+const IDPS: [(Option<&str>, Option<&str>); 2] = [(Some("corp"), None), (None, Some("corp"))];
+
+fn idp(v: Option<&str>) -> Option<String> {
+    v.map(str::to_owned)
+}
+
+/// The grant's upstream provider, `None` unless it is approved.
+fn grant_idp(g: &DeviceGrant) -> Option<String> {
+    match &g.status {
+        GrantStatus::Approved { idp, .. } => idp.clone(),
+        _ => None,
+    }
+}
+
+async fn flow_idp_round_trips(s: impl Store) {
+    for (want, other) in IDPS {
+        // Created with it.
+        let (secret, f) = flow();
+        let f = Flow {
+            idp: idp(want),
+            ..f
+        };
+        s.create_flow(&f).await.unwrap();
+        assert_eq!(s.get_flow(&secret.hash()).await.unwrap(), f);
+        // Updated to the other value and back: each update stores the flow's own.
+        let changed = Flow {
+            idp: idp(other),
+            ..f.clone()
+        };
+        s.update_flow(&changed, None).await.unwrap();
+        let back = s.get_flow(&secret.hash()).await.unwrap();
+        assert_eq!(back.idp, idp(other));
+        // A sign-on through the provider, as the pages store it.
+        let (secret, f) = flow();
+        s.create_flow(&f).await.unwrap();
+        let signed_on = f.sign_on_at("u1", NOW, want, NOW).unwrap();
+        s.update_flow(&signed_on, None).await.unwrap();
+        let back = s.get_flow(&secret.hash()).await.unwrap();
+        assert_eq!(
+            back,
+            Flow {
+                version: 1,
+                ..signed_on
+            }
+        );
+        // Binding and consenting keep it, and the grant approved through the flow gets it.
+        let (_, g) = grant("cli");
+        s.create_grant(&g).await.unwrap();
+        let (bound, bound_grant) = back.verify_user_code(Some(&g), NOW).unwrap();
+        s.update_flow(&bound, Some(&bound_grant)).await.unwrap();
+        let bound = s.get_flow(&secret.hash()).await.unwrap();
+        assert_eq!(bound.idp, idp(want));
+        let read = s.get_grant(&g.id).await.unwrap();
+        let (done, approved) = bound.consent(&read, true, NOW).unwrap();
+        s.update_flow(&done, Some(&approved)).await.unwrap();
+        assert_eq!(s.get_flow(&secret.hash()).await.unwrap().idp, idp(want));
+        assert_eq!(
+            s.get_grant(&g.id).await.unwrap().status,
+            approved.status,
+            "the flow's idp reaches the grant"
+        );
+    }
+}
+
+async fn grant_idp_round_trips(s: Arc<impl Store>) {
+    for (want, other) in IDPS {
+        // Every read of an approved grant has it.
+        let (code, g) = grant("cli");
+        let created = g.approve("u1", NOW, want, NOW).unwrap();
+        s.create_grant(&created).await.unwrap();
+        let read = s.get_grant(&g.id).await.unwrap();
+        assert_eq!(read, created, "create_grant");
+        assert_eq!(s.get_grant_by_user_code(&g.user_code).await.unwrap(), read);
+        assert_eq!(
+            s.get_grant_by_device_code(&code.hash()).await.unwrap(),
+            read
+        );
+        // update_grant replaces it with the grant's own.
+        let (_, g) = grant("cli");
+        s.create_grant(&g).await.unwrap();
+        let first = g.approve("u1", NOW, other, NOW).unwrap();
+        s.update_grant(&first).await.unwrap();
+        assert_eq!(grant_idp(&s.get_grant(&g.id).await.unwrap()), idp(other));
+        let read = s.get_grant(&g.id).await.unwrap();
+        let again = DeviceGrant {
+            status: GrantStatus::Approved {
+                subject: "u1".into(),
+                auth_time: NOW,
+                idp: idp(want),
+            },
+            ..read.clone()
+        };
+        s.update_grant(&again).await.unwrap();
+        let back = s.get_grant(&g.id).await.unwrap();
+        assert_eq!(
+            back,
+            DeviceGrant {
+                version: read.version + 1,
+                ..again
+            },
+            "update_grant"
+        );
+        // Approved after polls held in memory (a backend's pending index): the decision
+        // written on the polled read keeps its idp.
+        let (code, g) = grant("cli");
+        s.create_grant(&g).await.unwrap();
+        let mut polled = s.get_grant(&g.id).await.unwrap();
+        for i in 0..3 {
+            let now = NOW.plus(Duration::from_secs(10 * i));
+            let hash = code.hash();
+            let by = PollBy::new(&hash, T, "cli");
+            if s.poll_held(by, now).is_none() {
+                let mut next = polled.clone();
+                next.last_poll_at = Some(now);
+                s.record_poll(&next).await.unwrap();
+            }
+            polled = s.get_grant(&g.id).await.unwrap();
+        }
+        let approved = polled.approve("u1", NOW, want, NOW).unwrap();
+        s.update_grant(&approved).await.unwrap();
+        assert_eq!(grant_idp(&s.get_grant(&g.id).await.unwrap()), idp(want));
+        assert_eq!(
+            s.get_grant_by_device_code(&code.hash())
+                .await
+                .unwrap()
+                .status,
+            approved.status,
+            "after held polls"
+        );
+        // redeem_grant stores the status it is given (an approved one keeps its idp; the
+        // redeemed state has none) with the refresh token's.
+        let (_, g) = grant("cli");
+        s.create_grant(&g).await.unwrap();
+        let approved = g.approve("u1", NOW, want, NOW).unwrap();
+        s.redeem_grant(&approved, None).await.unwrap();
+        assert_eq!(
+            s.get_grant(&g.id).await.unwrap().status,
+            approved.status,
+            "redeem_grant"
+        );
+        let redeemed = DeviceGrant {
+            status: GrantStatus::Redeemed,
+            version: approved.version + 1,
+            ..approved.clone()
+        };
+        s.redeem_grant(&redeemed, None).await.unwrap();
+        assert_eq!(
+            s.get_grant(&g.id).await.unwrap().status,
+            GrantStatus::Redeemed
+        );
+    }
+    // Many approvals at once (written together where a backend groups its writes): each
+    // keeps its own.
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let (_, g) = grant("cli");
+            s.create_grant(&g).await.unwrap();
+            let own = (i % 3 != 0).then(|| format!("corp-{i}"));
+            let approved = g.approve("u1", NOW, own.as_deref(), NOW).unwrap();
+            s.update_grant(&approved).await.unwrap();
+            (g.id, own)
+        }));
+    }
+    for t in tasks {
+        let (id, own) = t.await.unwrap();
+        assert_eq!(grant_idp(&s.get_grant(&id).await.unwrap()), own);
+    }
+}
+
+async fn refresh_token_idp_round_trips(s: impl Store) {
+    for (want, other) in IDPS {
+        let family = format!("fam-{want:?}");
+        // Stored by a redemption.
+        let (secret, t) = refresh(&family);
+        let t = RefreshToken {
+            idp: idp(want),
+            ..t
+        };
+        redeemed_with(&s, &t).await;
+        assert_eq!(s.get_refresh_token(&secret.hash()).await.unwrap(), t);
+        // Stored by a rotation: the new token's own.
+        let (secret2, t2) = refresh(&family);
+        let t2 = RefreshToken {
+            idp: idp(other),
+            ..t2
+        };
+        s.rotate_refresh_token(&t.hash, &t2).await.unwrap();
+        assert_eq!(s.get_refresh_token(&secret2.hash()).await.unwrap(), t2);
+        let (secret3, t3) = refresh(&family);
+        let t3 = RefreshToken {
+            idp: idp(want),
+            ..t3
+        };
+        s.rotate_refresh_token(&t2.hash, &t3).await.unwrap();
+        assert_eq!(s.get_refresh_token(&secret3.hash()).await.unwrap(), t3);
+        let used = s.get_refresh_token(&secret.hash()).await.unwrap();
+        assert!(used.used);
+        assert_eq!(used.idp, idp(want), "marking a token used keeps its idp");
+    }
+}
+
+async fn session_idp_round_trips(s: impl Store) {
+    for (want, other) in IDPS {
+        let id = Secret::generate(SecretKind::FlowId);
+        let session = BrowserSession {
+            idp: idp(want),
+            tenant: T.into(),
+            id_hash: id.hash(),
+            user_id: Some("u1".into()),
+            signed_on_at: Some(NOW),
+            flow_hash: None,
+            created_at: NOW,
+            expires_at: NOW.plus(Duration::from_secs(60)),
+        };
+        s.create_session(&session).await.unwrap();
+        assert_eq!(s.get_session(&id.hash()).await.unwrap(), session);
+        for v in [other, want] {
+            let updated = BrowserSession {
+                idp: idp(v),
+                flow_hash: Some(SecretHash::of(b"flow")),
+                ..session.clone()
+            };
+            s.update_session(&updated).await.unwrap();
+            assert_eq!(s.get_session(&id.hash()).await.unwrap(), updated);
+        }
+    }
+}
+
+async fn updating_an_upstream_keeps_its_links(s: impl Store) {
+    let corp = upstream("corp");
+    s.create_upstream(&corp).await.unwrap();
+    s.create_upstream(&upstream("other")).await.unwrap();
+    let ann = user("ann");
+    s.create_user(&ann).await.unwrap();
+    let anns = link("corp", "sub-ann", &ann.id);
+    s.create_upstream_link(&anns).await.unwrap();
+    let trip = upstream_state("corp-trip");
+    s.put_upstream_state(&trip).await.unwrap();
+    // Every field replaced but tenant, id and created_at; optional ones emptied.
+    let changed = UpstreamRecord {
+        name: "Corp, renamed".into(),
+        issuer: "https://login.corp.example".into(),
+        client_id: "devicegate-2".into(),
+        client_secret: None,
+        auth_method: "none".into(),
+        scopes: "openid".into(),
+        allowed_domains: vec![],
+        require_claims: vec![("hd".into(), "corp.example".into())],
+        link_by_email: false,
+        max_age_secs: None,
+        force_login: false,
+        created_at: NOW.plus(Duration::from_secs(3600)),
+        ..corp.clone()
+    };
+    s.update_upstream(&changed).await.unwrap();
+    assert_eq!(
+        s.get_upstream(T, "corp").await.unwrap(),
+        UpstreamRecord {
+            created_at: corp.created_at,
+            ..changed.clone()
+        }
+    );
+    assert_eq!(
+        s.get_upstream(T, "other").await.unwrap(),
+        upstream("other"),
+        "others untouched"
+    );
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-ann").await.unwrap(),
+        anns,
+        "the link survives the update"
+    );
+    // And back to every optional field set.
+    s.update_upstream(&corp).await.unwrap();
+    assert_eq!(s.get_upstream(T, "corp").await.unwrap(), corp);
+    assert_eq!(
+        s.get_upstream_link(T, "corp", "sub-ann").await.unwrap(),
+        anns
+    );
+    assert_eq!(s.take_upstream_state(&trip.hash).await.unwrap(), trip);
+    // Nothing to update: in another tenant, or never created.
+    assert_eq!(
+        s.update_upstream(&upstream("nope")).await,
+        Err(StoreError::NotFound)
+    );
+    s.create_tenant(&tenant("acme")).await.unwrap();
+    assert_eq!(
+        s.update_upstream(&UpstreamRecord {
+            tenant: "acme".into(),
+            ..corp.clone()
+        })
+        .await,
+        Err(StoreError::NotFound)
+    );
+    assert!(s.list_upstreams("acme").await.unwrap().is_empty());
 }

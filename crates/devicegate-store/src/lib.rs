@@ -161,6 +161,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_upstream(&self, tenant: &str, id: &str) -> Result<UpstreamRecord>;
     /// By id.
     async fn list_upstreams(&self, tenant: &str) -> Result<Vec<UpstreamRecord>>;
+    /// Replaces every field of the tenant's upstream of `upstream.id` but `tenant`, `id` and
+    /// `created_at`; its links and round trips under way stay. `NotFound` when there is none.
+    async fn update_upstream(&self, upstream: &UpstreamRecord) -> Result<()>;
     /// Deletes the upstream with its links and round trips under way (the linked users stay).
     async fn delete_upstream(&self, tenant: &str, id: &str) -> Result<()>;
     /// The link of the provider's `subject` at `upstream_id`.

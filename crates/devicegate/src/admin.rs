@@ -575,24 +575,16 @@ pub async fn apply_config(
                 if existing == record {
                     continue;
                 }
-                // The store has no update: replacing unlinks the accounts it signed in.
-                tracing::warn!(
-                    upstream = %record.id,
-                    tenant = %record.tenant,
-                    "the upstream changed in the config: replacing it, which unlinks the accounts \
-                     it signed in (link_by_email relinks them by verified email)"
-                );
-                store
-                    .delete_upstream(&record.tenant, &record.id)
-                    .await
-                    .map_err(store_err)?;
-                record.created_at = devicegate_server::now();
+                // Updated in place: the accounts it signed in stay linked.
+                store.update_upstream(&record).await.map_err(store_err)?;
+                tracing::info!(upstream = %record.id, tenant = %record.tenant, "upstream updated from the config");
             }
-            Err(StoreError::NotFound) => {}
+            Err(StoreError::NotFound) => {
+                store.create_upstream(&record).await.map_err(store_err)?;
+                tracing::info!(upstream = %record.id, tenant = %record.tenant, "upstream applied from the config");
+            }
             Err(e) => return Err(store_err(e)),
         }
-        store.create_upstream(&record).await.map_err(store_err)?;
-        tracing::info!(upstream = %record.id, tenant = %record.tenant, "upstream applied from the config");
     }
     Ok(())
 }

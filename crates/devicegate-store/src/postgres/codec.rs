@@ -57,7 +57,7 @@ pub(super) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: us
 pub(super) fn grant_from_row(r: &Row) -> Result<DeviceGrant> {
     let status = grant_status(
         get(r, 5)?,
-        || Ok((get(r, 6)?, ts(get(r, 7)?))),
+        || Ok((get(r, 6)?, ts(get(r, 7)?), get(r, 19)?)),
         || bad("grant status"),
     )?;
     Ok(DeviceGrant {
@@ -85,7 +85,6 @@ pub(super) fn grant_from_row(r: &Row) -> Result<DeviceGrant> {
 
 pub(super) fn flow_from_row(r: &Row) -> Result<Flow> {
     Ok(Flow {
-        idp: None,
         id: get(r, 0)?,
         secret_hash: hash(get(r, 1)?)?,
         status: FlowStatus::parse(get(r, 2)?).ok_or_else(|| bad("flow status"))?,
@@ -98,6 +97,7 @@ pub(super) fn flow_from_row(r: &Row) -> Result<Flow> {
         expires_at: ts(get(r, 9)?),
         version: get(r, 10)?,
         tenant: get(r, 11)?,
+        idp: get(r, 12)?,
     })
 }
 
@@ -135,7 +135,6 @@ pub(super) fn user_from_row(r: &Row) -> Result<UserRecord> {
 
 pub(super) fn refresh_from_row(r: &Row) -> Result<RefreshToken> {
     Ok(RefreshToken {
-        idp: None,
         hash: hash(get(r, 0)?)?,
         family_id: get(r, 1)?,
         client_id: get(r, 2)?,
@@ -147,6 +146,7 @@ pub(super) fn refresh_from_row(r: &Row) -> Result<RefreshToken> {
         used: get(r, 8)?,
         tenant: get(r, 9)?,
         family_started_at: ts(get(r, 10)?),
+        idp: get(r, 11)?,
     })
 }
 
@@ -163,7 +163,6 @@ pub(super) fn key_from_row(r: &Row) -> Result<KeyRecord> {
 pub(super) fn session_from_row(r: &Row) -> Result<BrowserSession> {
     let flow: Option<&[u8]> = get(r, 3)?;
     Ok(BrowserSession {
-        idp: None,
         id_hash: hash(get(r, 0)?)?,
         user_id: get(r, 1)?,
         signed_on_at: opt_ts(get(r, 2)?),
@@ -171,6 +170,7 @@ pub(super) fn session_from_row(r: &Row) -> Result<BrowserSession> {
         created_at: ts(get(r, 4)?),
         expires_at: ts(get(r, 5)?),
         tenant: get(r, 6)?,
+        idp: get(r, 7)?,
     })
 }
 

@@ -68,7 +68,7 @@ impl PostgresStore {
             .query(
                 &format!(
                     "UPDATE device_grants SET status = 'denied', subject = NULL, auth_time = NULL, \
-                     version = version + 1 WHERE status = 'approved' AND subject = $1 \
+                     idp = NULL, version = version + 1 WHERE status = 'approved' AND subject = $1 \
                      RETURNING {GRANT_COLUMNS}"
                 ),
                 &[&id],
@@ -187,11 +187,11 @@ async fn insert_key_in(db: &impl deadpool_postgres::GenericClient, k: &KeyRecord
 
 /// The conditional update of a grant, and its announcement, inside `tx`.
 async fn update_grant_in(tx: &deadpool_postgres::Transaction<'_>, g: &DeviceGrant) -> Result<()> {
-    let (status, subject, auth_time) = grant_status_columns(&g.status);
+    let (status, subject, auth_time, idp) = grant_status_columns(&g.status);
     let stmt = tx
         .prepare_cached(
             "UPDATE device_grants SET status = $1, subject = $2, auth_time = $3, interval_secs = $4, \
-             last_poll_at = $5, flow_id = $6, flow_expires_at = $7, version = version + 1 \
+             last_poll_at = $5, flow_id = $6, flow_expires_at = $7, idp = $10, version = version + 1 \
              WHERE id = $8 AND version = $9",
         )
         .await
@@ -209,6 +209,7 @@ async fn update_grant_in(tx: &deadpool_postgres::Transaction<'_>, g: &DeviceGran
                 &g.flow_expires_at.map(Timestamp::as_millis),
                 &g.id,
                 &g.version,
+                &idp,
             ],
         )
         .await
@@ -228,7 +229,7 @@ async fn insert_refresh_in(
 ) -> Result<()> {
     let stmt = tx
         .prepare_cached(&format!(
-            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .await
         .map_err(pg)?;
@@ -246,6 +247,7 @@ async fn insert_refresh_in(
             &t.used,
             &t.tenant,
             &t.family_started_at.as_millis(),
+            &t.idp,
         ],
     )
     .await
@@ -386,6 +388,36 @@ impl Store for PostgresStore {
             upstream_from_row,
         )
         .await
+    }
+
+    async fn update_upstream(&self, u: &UpstreamRecord) -> Result<()> {
+        let n = self
+            .exec(
+                "UPDATE upstreams SET name = $3, issuer = $4, client_id = $5, client_secret = $6, \
+                 auth_method = $7, scopes = $8, allowed_domains = $9, require_claims = $10, \
+                 link_by_email = $11, max_age_secs = $12, force_login = $13 \
+                 WHERE tenant = $1 AND id = $2",
+                &[
+                    &u.tenant,
+                    &u.id,
+                    &u.name,
+                    &u.issuer,
+                    &u.client_id,
+                    &u.client_secret,
+                    &u.auth_method,
+                    &u.scopes,
+                    &domains_column(&u.allowed_domains),
+                    &claims_column(&u.require_claims),
+                    &u.link_by_email,
+                    &u.max_age_secs.map(i64::from),
+                    &u.force_login,
+                ],
+            )
+            .await?;
+        match n {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
     }
 
     async fn delete_upstream(&self, tenant: &str, id: &str) -> Result<()> {
@@ -600,12 +632,12 @@ impl Store for PostgresStore {
     }
 
     async fn create_grant(&self, g: &DeviceGrant) -> Result<()> {
-        let (status, subject, auth_time) = grant_status_columns(&g.status);
+        let (status, subject, auth_time, idp) = grant_status_columns(&g.status);
         let epoch = self.inner.pending.epoch(&g.device_code_hash);
         self.exec(
             &format!(
                 "INSERT INTO device_grants ({GRANT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
             ),
             &[
                 &g.id,
@@ -627,6 +659,7 @@ impl Store for PostgresStore {
                 &g.version,
                 &g.tenant,
                 &g.context,
+                &idp,
             ],
         )
         .await?;
@@ -735,7 +768,7 @@ impl Store for PostgresStore {
 
     async fn create_flow(&self, f: &Flow) -> Result<()> {
         self.exec(
-            &format!("INSERT INTO flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+            &format!("INSERT INTO flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
             &[
                 &f.id,
                 &f.secret_hash.as_bytes().as_slice(),
@@ -749,6 +782,7 @@ impl Store for PostgresStore {
                 &f.expires_at.as_millis(),
                 &f.version,
                 &f.tenant,
+                &f.idp,
             ],
         )
         .await
@@ -770,7 +804,7 @@ impl Store for PostgresStore {
         let stmt = tx
             .prepare_cached(
                 "UPDATE flows SET status = $1, grant_id = $2, user_id = $3, signed_on_at = $4, \
-                 failed_attempts = $5, result = $6, secret_hash = $9, version = version + 1 \
+                 failed_attempts = $5, result = $6, secret_hash = $9, idp = $10, version = version + 1 \
                  WHERE id = $7 AND version = $8",
             )
             .await
@@ -788,6 +822,7 @@ impl Store for PostgresStore {
                     &f.id,
                     &f.version,
                     &f.secret_hash.as_bytes().as_slice(),
+                    &f.idp,
                 ],
             )
             .await
@@ -990,7 +1025,7 @@ impl Store for PostgresStore {
     async fn create_session(&self, s: &BrowserSession) -> Result<()> {
         self.exec(
             &format!(
-                "INSERT INTO browser_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                "INSERT INTO browser_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             ),
             &[
                 &s.id_hash.as_bytes().as_slice(),
@@ -1000,6 +1035,7 @@ impl Store for PostgresStore {
                 &s.created_at.as_millis(),
                 &s.expires_at.as_millis(),
                 &s.tenant,
+                &s.idp,
             ],
         )
         .await
@@ -1018,14 +1054,15 @@ impl Store for PostgresStore {
     async fn update_session(&self, s: &BrowserSession) -> Result<()> {
         let n = self
             .exec(
-                "UPDATE browser_sessions SET user_id = $1, signed_on_at = $2, flow_hash = $3, expires_at = $4 \
-                 WHERE id_hash = $5",
+                "UPDATE browser_sessions SET user_id = $1, signed_on_at = $2, flow_hash = $3, expires_at = $4, \
+                 idp = $6 WHERE id_hash = $5",
                 &[
                     &s.user_id,
                     &s.signed_on_at.map(Timestamp::as_millis),
                     &s.flow_hash.map(|h| h.as_bytes().to_vec()),
                     &s.expires_at.as_millis(),
                     &s.id_hash.as_bytes().as_slice(),
+                    &s.idp,
                 ],
             )
             .await?;

@@ -72,7 +72,7 @@ pub(super) fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceGrant> {
     let status: String = row.get(5)?;
     let status = grant_status(
         &status,
-        || Ok((row.get(6)?, ts(row, 7)?)),
+        || Ok((row.get(6)?, ts(row, 7)?, row.get(19)?)),
         || bad(5, "grant status"),
     )?;
     Ok(DeviceGrant {
@@ -102,7 +102,6 @@ pub(super) fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
     let status: String = row.get(2)?;
     let result: Option<String> = row.get(7)?;
     Ok(Flow {
-        idp: None,
         id: row.get(0)?,
         secret_hash: hash(row, 1)?,
         status: FlowStatus::parse(&status).ok_or_else(|| bad(2, "flow status"))?,
@@ -115,6 +114,7 @@ pub(super) fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
         expires_at: ts(row, 9)?,
         version: row.get(10)?,
         tenant: row.get(11)?,
+        idp: row.get(12)?,
     })
 }
 
@@ -151,7 +151,6 @@ pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
 
 pub(super) fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> {
     Ok(RefreshToken {
-        idp: None,
         hash: hash(row, 0)?,
         family_id: row.get(1)?,
         client_id: row.get(2)?,
@@ -163,13 +162,13 @@ pub(super) fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> 
         used: row.get(8)?,
         tenant: row.get(9)?,
         family_started_at: ts(row, 10)?,
+        idp: row.get(11)?,
     })
 }
 
 pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<BrowserSession> {
     let flow: Option<Vec<u8>> = row.get(3)?;
     Ok(BrowserSession {
-        idp: None,
         id_hash: hash(row, 0)?,
         user_id: row.get(1)?,
         signed_on_at: opt_ts(row, 2)?,
@@ -180,6 +179,7 @@ pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<BrowserSession
         created_at: ts(row, 4)?,
         expires_at: ts(row, 5)?,
         tenant: row.get(6)?,
+        idp: row.get(7)?,
     })
 }
 

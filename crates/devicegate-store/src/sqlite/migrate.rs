@@ -13,6 +13,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_device_code_selectors.sql"),
     include_str!("../../migrations/sqlite/0004_refresh_family_start.sql"),
     include_str!("../../migrations/sqlite/0005_upstreams.sql"),
+    include_str!("../../migrations/sqlite/0006_idp.sql"),
 ];
 
 /// Applies the migrations the database lacks; returns how many ran.

@@ -59,11 +59,11 @@ pub(super) fn update_grant_in(
     g: &DeviceGrant,
 ) -> Result<i64> {
     let expected = pending.expected_version(g)?;
-    let (status, subject, auth_time) = grant_status_columns(&g.status);
+    let (status, subject, auth_time, idp) = grant_status_columns(&g.status);
     let n = conn
         .prepare_cached(
             "UPDATE device_grants SET status = ?1, subject = ?2, auth_time = ?3, interval_secs = ?4, \
-             last_poll_at = ?5, flow_id = ?6, flow_expires_at = ?7, version = version + 1 \
+             last_poll_at = ?5, flow_id = ?6, flow_expires_at = ?7, idp = ?10, version = version + 1 \
              WHERE id = ?8 AND version = ?9",
         )
         .map_err(internal)?
@@ -76,7 +76,8 @@ pub(super) fn update_grant_in(
             g.flow_id,
             g.flow_expires_at.map(Timestamp::as_millis),
             g.id,
-            expected
+            expected,
+            idp
         ])
         .map_err(internal)?;
     match n {
@@ -87,10 +88,10 @@ pub(super) fn update_grant_in(
 
 /// Inserts a grant; returns its rowid.
 pub(super) fn insert_grant_in(conn: &Connection, g: &DeviceGrant) -> Result<i64> {
-    let (status, subject, auth_time) = grant_status_columns(&g.status);
+    let (status, subject, auth_time, idp) = grant_status_columns(&g.status);
     conn.prepare_cached(&format!(
         "INSERT INTO device_grants ({GRANT_COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
     ))
     .map_err(internal)?
     .execute(params![
@@ -112,7 +113,8 @@ pub(super) fn insert_grant_in(conn: &Connection, g: &DeviceGrant) -> Result<i64>
         g.requester.user_agent,
         g.version,
         g.tenant,
-        g.context
+        g.context,
+        idp
     ])
     .map_err(constraint)?;
     Ok(conn.last_insert_rowid())
@@ -188,7 +190,7 @@ pub(super) fn change_user_in(
     let denied = conn
         .prepare_cached(&format!(
             "UPDATE device_grants SET status = 'denied', subject = NULL, auth_time = NULL, \
-             version = version + 1 WHERE status = 'approved' AND subject = ?1 \
+             idp = NULL, version = version + 1 WHERE status = 'approved' AND subject = ?1 \
              RETURNING {GRANT_COLUMNS}"
         ))
         .map_err(internal)?
@@ -222,7 +224,7 @@ pub(super) fn missing_or_conflict(
 
 pub(super) fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     ))
     .map_err(internal)?
     .execute(params![
@@ -236,7 +238,8 @@ pub(super) fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<(
         t.expires_at.as_millis(),
         t.used,
         t.tenant,
-        t.family_started_at.as_millis()
+        t.family_started_at.as_millis(),
+        t.idp
     ])
     .map_err(constraint)?;
     Ok(())

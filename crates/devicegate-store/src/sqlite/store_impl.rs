@@ -214,6 +214,40 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_upstream(&self, u: &UpstreamRecord) -> Result<()> {
+        let u = u.clone();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE upstreams SET name = ?3, issuer = ?4, client_id = ?5, \
+                     client_secret = ?6, auth_method = ?7, scopes = ?8, allowed_domains = ?9, \
+                     require_claims = ?10, link_by_email = ?11, max_age_secs = ?12, \
+                     force_login = ?13 WHERE tenant = ?1 AND id = ?2",
+                    params![
+                        u.tenant,
+                        u.id,
+                        u.name,
+                        u.issuer,
+                        u.client_id,
+                        u.client_secret,
+                        u.auth_method,
+                        u.scopes,
+                        domains_column(&u.allowed_domains),
+                        claims_column(&u.require_claims),
+                        u.link_by_email,
+                        u.max_age_secs,
+                        u.force_login
+                    ],
+                )
+                .map_err(internal)?;
+            match n {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
     async fn delete_upstream(&self, tenant: &str, id: &str) -> Result<()> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.write(move |conn| {
@@ -542,7 +576,7 @@ impl Store for SqliteStore {
         let f = f.clone();
         self.write(move |conn| {
             conn.prepare_cached(&format!(
-                "INSERT INTO flows ({FLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                "INSERT INTO flows ({FLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ))
             .map_err(internal)?
             .execute(params![
@@ -557,7 +591,8 @@ impl Store for SqliteStore {
                 f.created_at.as_millis(),
                 f.expires_at.as_millis(),
                 f.version,
-                f.tenant
+                f.tenant,
+                f.idp
             ])
             .map_err(constraint)?;
             Ok(())
@@ -583,7 +618,7 @@ impl Store for SqliteStore {
                 let n = conn
                 .prepare_cached(
                     "UPDATE flows SET status = ?1, grant_id = ?2, user_id = ?3, signed_on_at = ?4, \
-                     failed_attempts = ?5, result = ?6, secret_hash = ?9, version = version + 1 \
+                     failed_attempts = ?5, result = ?6, secret_hash = ?9, idp = ?10, version = version + 1 \
                      WHERE id = ?7 AND version = ?8",
                 )
                 .map_err(internal)?
@@ -596,7 +631,8 @@ impl Store for SqliteStore {
                     flow_result_column(f.result),
                     f.id,
                     f.version,
-                    f.secret_hash.as_bytes()
+                    f.secret_hash.as_bytes(),
+                    f.idp
                 ])
                 .map_err(internal)?;
                 if n != 1 {
@@ -707,7 +743,7 @@ impl Store for SqliteStore {
         let s = s.clone();
         self.write(move |conn| {
             conn.prepare_cached(&format!(
-                "INSERT INTO browser_sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "INSERT INTO browser_sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             ))
             .map_err(internal)?
             .execute(params![
@@ -717,7 +753,8 @@ impl Store for SqliteStore {
                 s.flow_hash.map(|h| h.as_bytes().to_vec()),
                 s.created_at.as_millis(),
                 s.expires_at.as_millis(),
-                s.tenant
+                s.tenant,
+                s.idp
             ])
             .map_err(constraint)?;
             Ok(())
@@ -740,7 +777,7 @@ impl Store for SqliteStore {
             let n = conn
                 .prepare_cached(
                     "UPDATE browser_sessions SET user_id = ?1, signed_on_at = ?2, flow_hash = ?3, \
-                     expires_at = ?4 WHERE id_hash = ?5",
+                     expires_at = ?4, idp = ?6 WHERE id_hash = ?5",
                 )
                 .map_err(internal)?
                 .execute(params![
@@ -748,7 +785,8 @@ impl Store for SqliteStore {
                     s.signed_on_at.map(Timestamp::as_millis),
                     s.flow_hash.map(|h| h.as_bytes().to_vec()),
                     s.expires_at.as_millis(),
-                    s.id_hash.as_bytes()
+                    s.id_hash.as_bytes(),
+                    s.idp
                 ])
                 .map_err(internal)?;
             if n == 1 {

@@ -2,7 +2,6 @@
 //! state held in memory, written back, reloaded; migrations of older files).
 
 use super::migrate::MIGRATIONS;
-use super::queries::insert_grant_in;
 use crate::{HeldPoll, PollBy, Store};
 use devicegate_core::grant::{DeviceGrant, Paced};
 use devicegate_core::{SecretHash, Timestamp};
@@ -146,7 +145,25 @@ async fn grants_from_before_device_code_selectors_survive_the_migration() {
         device_code_hash: SecretHash::of(b"dgd_old-style"),
         ..DeviceGrant::example_pending("cli", NOW)
     };
-    insert_grant_in(&conn, &old).unwrap();
+    // Its columns as schema 2 had them (`insert_grant_in` writes today's).
+    conn.execute(
+        "INSERT INTO device_grants (id, device_code_hash, user_code, client_id, scopes, status, \
+         created_at, expires_at, interval_secs, version, tenant) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10)",
+        rusqlite::params![
+            old.id,
+            old.device_code_hash.as_bytes(),
+            old.user_code.canonical(),
+            old.client_id,
+            old.scopes.to_string(),
+            old.created_at.as_millis(),
+            old.expires_at.as_millis(),
+            old.interval_secs,
+            old.version,
+            old.tenant
+        ],
+    )
+    .unwrap();
     drop(conn);
     let s = super::SqliteStore::open(&path).unwrap();
     assert_eq!(
@@ -235,4 +252,43 @@ fn migrations_run_once_and_refuse_a_newer_schema() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     assert!(super::SqliteStore::open(&path).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_from_before_idp_read_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    // A database at schema 5 holding a refresh token and a session, without `idp`.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for sql in &MIGRATIONS[..5] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 5).unwrap();
+    let token = SecretHash::of(b"rt");
+    conn.execute(
+        "INSERT INTO refresh_tokens (hash, tenant, family_id, client_id, subject, scopes, \
+         auth_time, created_at, expires_at, used, family_started_at) \
+         VALUES (?1, 'default', 'fam', 'cli', 'u1', 'openid', ?2, ?2, ?3, 0, ?2)",
+        rusqlite::params![
+            token.as_bytes(),
+            NOW.as_millis(),
+            NOW.as_millis() + 3_600_000
+        ],
+    )
+    .unwrap();
+    let session = SecretHash::of(b"session");
+    conn.execute(
+        "INSERT INTO browser_sessions (id_hash, tenant, user_id, signed_on_at, created_at, \
+         expires_at) VALUES (?1, 'default', 'u1', ?2, ?2, ?3)",
+        rusqlite::params![
+            session.as_bytes(),
+            NOW.as_millis(),
+            NOW.as_millis() + 3_600_000
+        ],
+    )
+    .unwrap();
+    drop(conn);
+    let s = super::SqliteStore::open(&path).unwrap();
+    assert_eq!(s.get_refresh_token(&token).await.unwrap().idp, None);
+    assert_eq!(s.get_session(&session).await.unwrap().idp, None);
 }
