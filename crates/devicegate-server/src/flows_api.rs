@@ -213,13 +213,14 @@ async fn upstream_start(
     return_to: Option<String>,
     ip: std::net::IpAddr,
 ) -> Result<Response, OAuthError> {
-    if let Some(to) = &return_to
-        && !allowed_return(&state.settings.cors_allowed_origins, to)
-    {
-        return Err(OAuthError::invalid_request(
-            "return_to must be under an allowed origin",
-        ));
-    }
+    let return_to = match return_to {
+        None => None,
+        Some(to) => Some(
+            allowed_return(&state.settings.cors_allowed_origins, &to).ok_or_else(|| {
+                OAuthError::invalid_request("return_to must be a URL under an allowed origin")
+            })?,
+        ),
+    };
     let started = upstream::start(state, tenant, upstream_id, key, return_to, ip)
         .await
         .map_err(|e| match e {
@@ -246,10 +247,50 @@ async fn upstream_start(
     Ok(res)
 }
 
-/// Whether `to` is an allowed origin or a path under one.
-fn allowed_return(origins: &[String], to: &str) -> bool {
-    origins.iter().any(|o| {
-        let o = o.trim_end_matches('/');
-        to == o || to.strip_prefix(o).is_some_and(|rest| rest.starts_with('/'))
-    })
+/// `to`, as a URL whose origin is one of `origins`, normalised (so it is a valid header
+/// value for the redirect); `None` otherwise.
+fn allowed_return(origins: &[String], to: &str) -> Option<String> {
+    let url = openidconnect::url::Url::parse(to).ok()?;
+    let origin = url.origin().ascii_serialization();
+    let allowed = origins
+        .iter()
+        .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(&origin));
+    (allowed && url.username().is_empty() && url.password().is_none()).then(|| url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_return;
+
+    #[test]
+    fn return_to_stays_under_an_allowed_origin_and_is_a_valid_header() {
+        let origins = [
+            "http://ui.example".to_owned(),
+            "https://app.example/".to_owned(),
+        ];
+        let ok = |to: &str| allowed_return(&origins, to);
+        assert_eq!(
+            ok("http://ui.example/done").as_deref(),
+            Some("http://ui.example/done")
+        );
+        assert_eq!(
+            ok("https://app.example").as_deref(),
+            Some("https://app.example/")
+        );
+        for bad in [
+            "http://ui.example.evil.com/",
+            "http://ui.example@evil.com/",
+            "http://user:pw@ui.example/",
+            "https://ui.example/",
+            "http://evil.com/#http://ui.example",
+            "javascript:alert(1)",
+            "//ui.example/",
+            "/done",
+        ] {
+            assert_eq!(ok(bad), None, "{bad}");
+        }
+        // Control characters cannot reach the Location header.
+        let cleaned = ok("http://ui.example/a\r\nSet-Cookie: x=y").unwrap();
+        assert!(http::HeaderValue::from_str(&cleaned).is_ok(), "{cleaned}");
+    }
 }

@@ -107,14 +107,15 @@ fn because(e: UpstreamError, why: impl std::fmt::Display) -> UpstreamError {
 /// A provider's metadata (with its JWKS) and when it was fetched.
 type Discovered = (Instant, Arc<CoreProviderMetadata>);
 
-/// Discovered providers, by tenant and upstream id.
+/// Discovered providers, by tenant, upstream id and issuer (an upstream whose issuer an
+/// operator changed is discovered again).
 #[derive(Debug, Default)]
 pub struct Providers {
-    cache: Mutex<HashMap<(String, String), Discovered>>,
+    cache: Mutex<HashMap<(String, String, String), Discovered>>,
 }
 
 impl Providers {
-    fn cached(&self, key: &(String, String)) -> Option<Arc<CoreProviderMetadata>> {
+    fn cached(&self, key: &(String, String, String)) -> Option<Arc<CoreProviderMetadata>> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(key)
@@ -122,7 +123,7 @@ impl Providers {
             .map(|(_, m)| m.clone())
     }
 
-    fn remember(&self, key: (String, String), m: Arc<CoreProviderMetadata>) {
+    fn remember(&self, key: (String, String, String), m: Arc<CoreProviderMetadata>) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.insert(key, (Instant::now(), m));
     }
@@ -145,7 +146,7 @@ async fn provider(
     up: &UpstreamRecord,
     refresh: bool,
 ) -> Result<Arc<CoreProviderMetadata>, UpstreamError> {
-    let key = (up.tenant.clone(), up.id.clone());
+    let key = (up.tenant.clone(), up.id.clone(), up.issuer.clone());
     if !refresh && let Some(m) = state.providers.cached(&key) {
         return Ok(m);
     }
