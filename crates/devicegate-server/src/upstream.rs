@@ -104,40 +104,116 @@ fn because(e: UpstreamError, why: impl std::fmt::Display) -> UpstreamError {
     e
 }
 
-/// A provider's metadata (with its JWKS) and when it was fetched.
-type Discovered = (Instant, Arc<CoreProviderMetadata>);
+/// A provider's metadata (with its JWKS), when it was fetched, and whether that fetch was a
+/// refetch for an unknown key.
+type Discovered = (Instant, Arc<CoreProviderMetadata>, bool);
 
 /// Discovered providers, by tenant, upstream id and issuer (an upstream whose issuer an
 /// operator changed is discovered again).
 #[derive(Debug, Default)]
 pub struct Providers {
     cache: Mutex<HashMap<(String, String, String), Discovered>>,
+    /// Each tenant's upstreams, as the pages list them (`listed`).
+    lists: Mutex<HashMap<String, Listed>>,
+}
+
+/// A tenant's upstreams and when they were read.
+type Listed = (Instant, Arc<Vec<UpstreamRecord>>);
+
+/// How long the pages use a tenant's list of upstreams before reading it again: a flood of
+/// page views costs the store at most one read per tenant this often.
+const LIST_FOR: Duration = Duration::from_secs(5);
+
+/// The tenant's upstreams, as the pages offer them (read at most every [`LIST_FOR`]).
+pub async fn listed(
+    state: &AppState,
+    tenant: &Tenant,
+) -> Result<Arc<Vec<UpstreamRecord>>, StoreError> {
+    {
+        let lists = state
+            .providers
+            .lists
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((at, l)) = lists.get(&tenant.id)
+            && at.elapsed() < LIST_FOR
+        {
+            return Ok(l.clone());
+        }
+    }
+    let l = Arc::new(tenant.store.list_upstreams().await?);
+    let mut lists = state
+        .providers
+        .lists
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    lists.insert(tenant.id.clone(), (Instant::now(), l.clone()));
+    Ok(l)
+}
+
+/// Whether a sign-on made earlier (a browser's or a kept session) may still sign a new flow
+/// on: a password sign-on while the tenant allows passwords; an upstream's while the upstream
+/// exists, does not ask for a fresh sign-in every time (`force_login`) and, with `max_age`, is
+/// recent enough.
+pub async fn still_good(
+    tenant: &Tenant,
+    idp: Option<&str>,
+    signed_on_at: Timestamp,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let Some(id) = idp else {
+        return Ok(tenant.local_passwords);
+    };
+    let up = match tenant.store.get_upstream(id).await {
+        Ok(u) => u,
+        Err(StoreError::NotFound) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let fresh = up
+        .max_age_secs
+        .is_none_or(|max| signed_on_at.until(now) <= Duration::from_secs(u64::from(max)));
+    Ok(!up.force_login && fresh)
 }
 
 impl Providers {
-    fn cached(&self, key: &(String, String, String)) -> Option<Arc<CoreProviderMetadata>> {
+    /// The fresh entry for `key`, with when it was fetched.
+    fn entry(&self, key: &(String, String, String)) -> Option<Discovered> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(key)
-            .filter(|(at, _)| at.elapsed() < PROVIDER_CACHE_FOR)
-            .map(|(_, m)| m.clone())
+            .filter(|(at, _, _)| at.elapsed() < PROVIDER_CACHE_FOR)
+            .cloned()
     }
 
-    fn remember(&self, key: (String, String, String), m: Arc<CoreProviderMetadata>) {
+    fn remember(
+        &self,
+        key: (String, String, String),
+        m: Arc<CoreProviderMetadata>,
+        refetched: bool,
+    ) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.insert(key, (Instant::now(), m));
+        cache.insert(key, (Instant::now(), m, refetched));
     }
 }
 
-/// The HTTP client for providers: no redirects followed, short timeouts.
+/// The HTTP client for providers, one for the process: no redirects followed, short
+/// timeouts.
 fn http() -> Result<openidconnect::reqwest::Client, UpstreamError> {
-    openidconnect::reqwest::Client::builder()
+    static CLIENT: std::sync::OnceLock<openidconnect::reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c.clone());
+    }
+    let c = openidconnect::reqwest::Client::builder()
         .redirect(openidconnect::reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(5))
         .build()
-        .map_err(|e| because(UpstreamError::Unreachable, e))
+        .map_err(|e| because(UpstreamError::Unreachable, e))?;
+    Ok(CLIENT.get_or_init(|| c).clone())
 }
+
+/// A provider's keys are fetched again on an unknown key at most this often.
+const REFETCH_AFTER: Duration = Duration::from_secs(60);
 
 /// The provider's metadata, by OpenID Connect Discovery, cached; `refresh` fetches it (and
 /// its JWKS) again.
@@ -147,8 +223,12 @@ async fn provider(
     refresh: bool,
 ) -> Result<Arc<CoreProviderMetadata>, UpstreamError> {
     let key = (up.tenant.clone(), up.id.clone(), up.issuer.clone());
-    if !refresh && let Some(m) = state.providers.cached(&key) {
-        return Ok(m);
+    if let Some((at, m, refetched)) = state.providers.entry(&key) {
+        // A token signed with a key we do not know refetches, but a refetch is not repeated
+        // within a minute: such tokens cannot make us hammer the provider.
+        if !refresh || (refetched && at.elapsed() < REFETCH_AFTER) {
+            return Ok(m);
+        }
     }
     let issuer = IssuerUrl::new(up.issuer.clone())
         .map_err(|e| because(UpstreamError::Unreachable, format!("issuer: {e}")))?;
@@ -156,7 +236,7 @@ async fn provider(
         .await
         .map_err(|e| because(UpstreamError::Unreachable, format!("discovery: {e}")))?;
     let m = Arc::new(m);
-    state.providers.remember(key, m.clone());
+    state.providers.remember(key, m.clone(), refresh);
     Ok(m)
 }
 
@@ -298,11 +378,21 @@ fn client(
 }
 
 /// What the provider sent back to the callback.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Callback {
     pub state: Option<String>,
     pub code: Option<String>,
     pub error: Option<String>,
+}
+
+impl std::fmt::Debug for Callback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callback")
+            .field("state", &self.state.as_ref().map(|_| "***"))
+            .field("code", &self.code.as_ref().map(|_| "***"))
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 /// A finished sign-in: the flow, signed on as `user`, and where the custom UI wants the
@@ -405,6 +495,12 @@ pub async fn finish(
     .map_err(|e| because(UpstreamError::Invalid, format!("ID token: {e}")))?;
     let raw = payload(&id_token.to_string())
         .ok_or_else(|| because(UpstreamError::Invalid, "ID token payload"))?;
+    // OIDC Core §3.1.3.7 step 5: an `azp`, when present, names this client.
+    if let Some(azp) = raw.get("azp")
+        && azp.as_str() != Some(up.client_id.as_str())
+    {
+        return Err(because(UpstreamError::Invalid, "ID token azp"));
+    }
     allowed(&up, &claims, &raw)?;
     let auth_time = claims
         .auth_time()
@@ -524,12 +620,21 @@ async fn account(
             user_id: user_id.to_owned(),
             created_at: now,
         };
+        // Only a local account (one with a password, so not made by any upstream) may be
+        // linked by email; the store links a user to at most one subject of each upstream, so
+        // a second subject with the same email (a recycled address) gets an account of its own.
         if up.link_by_email
             && let Some(email) = verified_email(claims)
             && let Some(local) = tenant.store.find_user_by_email(&email).await?
+            && !local.password_hash.is_empty()
         {
             match tenant.store.create_upstream_link(&link(&local.id)).await {
-                Ok(()) | Err(StoreError::AlreadyExists) => continue,
+                Ok(()) => continue,
+                Err(StoreError::AlreadyExists) => {
+                    if let Some(user) = linked(tenant, up, &subject).await? {
+                        return Ok(user);
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -538,11 +643,9 @@ async fn account(
             .and_then(|n| n.get(None))
             .map(|n| n.as_str().to_owned());
         let email = verified_email(claims);
-        let handle = claims
-            .preferred_username()
-            .map(|u| u.as_str().to_owned())
-            .or_else(|| email.clone())
-            .unwrap_or_else(|| subject.clone());
+        // The account's name comes from what the provider vouches for (a verified email) or
+        // its subject, never from `preferred_username`, which people choose themselves.
+        let handle = email.clone().unwrap_or_else(|| subject.clone());
         for username in [
             format!("{}:{handle}", up.id),
             format!("{}:{subject}", up.id),

@@ -358,6 +358,9 @@ pub async fn resume_kept(
     let (Some(user_id), Some(auth_time)) = (session.user_id, session.signed_on_at) else {
         return Err(StepError::InvalidSession);
     };
+    if !crate::upstream::still_good(tenant, session.idp.as_deref(), auth_time, now()).await? {
+        return Err(StepError::InvalidSession);
+    }
     // The person must still exist here (deleting a user or setting a password also deletes
     // their sessions).
     match tenant.store.get_user(&user_id).await {

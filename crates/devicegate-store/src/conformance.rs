@@ -1336,7 +1336,7 @@ async fn upstream_links(s: impl Store) {
         ann_link,
         "the first link stands"
     );
-    // Subjects are per upstream; one user may be linked at several.
+    // Subjects are per upstream; one user may be linked at several upstreams…
     assert_eq!(
         s.get_upstream_link(T, "other", "sub-ann").await,
         Err(StoreError::NotFound)
@@ -1344,9 +1344,13 @@ async fn upstream_links(s: impl Store) {
     s.create_upstream_link(&link("other", "sub-ann", &ann.id))
         .await
         .unwrap();
-    s.create_upstream_link(&link("corp", "sub-ann-2", &ann.id))
-        .await
-        .unwrap();
+    // …but to one subject of each: a second subject (a recycled email at the provider) is
+    // never linked to an account that has one.
+    assert_eq!(
+        s.create_upstream_link(&link("corp", "sub-ann-2", &ann.id))
+            .await,
+        Err(StoreError::AlreadyExists)
+    );
     // A new user and their link, together.
     let bob = UserRecord {
         email: Some("bob@example.com".into()),

@@ -575,6 +575,17 @@ pub async fn apply_config(
                 if existing == record {
                     continue;
                 }
+                if existing.issuer != record.issuer {
+                    // A subject is unique only within its issuer: another issuer's `sub` must
+                    // never sign in as the accounts the old one linked.
+                    store
+                        .delete_upstream(&record.tenant, &record.id)
+                        .await
+                        .map_err(store_err)?;
+                    store.create_upstream(&record).await.map_err(store_err)?;
+                    tracing::warn!(upstream = %record.id, tenant = %record.tenant, "upstream's issuer changed: its accounts are unlinked");
+                    continue;
+                }
                 // Updated in place: the accounts it signed in stay linked.
                 store.update_upstream(&record).await.map_err(store_err)?;
                 tracing::info!(upstream = %record.id, tenant = %record.tenant, "upstream updated from the config");

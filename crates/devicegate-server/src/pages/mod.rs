@@ -409,7 +409,7 @@ impl Visit {
     /// providers (`csp`). Only pages where sign-in may start need it: the sign-in page, and
     /// the code page when a code goes straight to the one provider.
     async fn allow_providers(&mut self) {
-        match self.tenant.store.list_upstreams().await {
+        match upstream::listed(&self.state, &self.tenant).await {
             Ok(ups) => {
                 self.upstream_origins = ups
                     .iter()
@@ -585,7 +585,7 @@ async fn enter_code(mut visit: Visit, body: Bytes) -> Response {
     match result {
         // Without passwords and with one provider, sign-in is that provider: straight there.
         Ok(flow) if flow.status == FlowStatus::SignOnRequired && !visit.tenant.local_passwords => {
-            match visit.tenant.store.list_upstreams().await {
+            match upstream::listed(&visit.state, &visit.tenant).await {
                 Ok(ups) if ups.len() == 1 => go_upstream(&visit, &ups[0].id, &key).await,
                 Ok(_) => visit.see_other(step_path(flow.status)),
                 Err(e) => visit.step_error(e.into()),
@@ -623,8 +623,12 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
     }
     let (secret, _) = verification::start(&visit.state, &visit.tenant, visit.ip).await?;
     let key = secret.hash();
+    // The session's sign-on carries over only while it would still be accepted now (a
+    // provider that wants a fresh sign-in for every device, passwords switched off, …);
+    // otherwise the person signs on again.
     if let Some(s) = &visit.session
         && let (Some(user), Some(at)) = (&s.record.user_id, s.record.signed_on_at)
+        && upstream::still_good(&visit.tenant, s.record.idp.as_deref(), at, now()).await?
     {
         verification::resume_session(&visit.tenant, &key, user, at, s.record.idp.as_deref())
             .await?;
@@ -666,7 +670,7 @@ async fn signin_form(
         Ok(d) => d,
         Err(e) => return visit.step_error(e),
     };
-    let upstreams = match visit.tenant.store.list_upstreams().await {
+    let upstreams = match upstream::listed(&visit.state, &visit.tenant).await {
         Ok(u) => u,
         Err(e) => return visit.step_error(e.into()),
     };

@@ -14,6 +14,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_refresh_family_start.sql"),
     include_str!("../../migrations/sqlite/0005_upstreams.sql"),
     include_str!("../../migrations/sqlite/0006_idp.sql"),
+    include_str!("../../migrations/sqlite/0007_upstream_link_per_user.sql"),
 ];
 
 /// Applies the migrations the database lacks; returns how many ran.

@@ -476,7 +476,7 @@ async fn approve_through_the_organisations_provider() {
     b.click("button[type=submit]").await;
     // Back at devicegate: signed in, and consent still decides.
     assert_eq!(b.path().await, "/device/consent");
-    b.shows(&["corp:dave", d["user_code"].as_str().unwrap()])
+    b.shows(&["corp:dave@example.com", d["user_code"].as_str().unwrap()])
         .await;
     assert_eq!(poll(&s, &d).await.1["error"], "authorization_pending");
     b.decide("approve").await;
@@ -486,7 +486,7 @@ async fn approve_through_the_organisations_provider() {
     let (_, id) = claims(t["id_token"].as_str().unwrap());
     let dave = s
         .store()
-        .get_user_by_username("default", "corp:dave")
+        .get_user_by_username("default", "corp:dave@example.com")
         .await
         .unwrap();
     assert_eq!(id["sub"], dave.id.as_str());

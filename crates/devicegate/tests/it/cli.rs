@@ -954,10 +954,46 @@ link_by_email = true
         !passwords,
         "the config file's local_passwords wins at start"
     );
+    // A person linked through corp: a rotated secret keeps the link, a changed issuer (another
+    // provider, whose subjects are other people) drops it.
+    let link_of = |d| {
+        with_store(d, async |s| {
+            s.get_upstream_link("default", "corp", "sub-ann")
+                .await
+                .is_ok()
+        })
+    };
+    with_store(d, async |s| {
+        let ann = devicegate_store::UserRecord {
+            id: "ann-id".into(),
+            tenant: "default".into(),
+            username: "corp:ann@example.com".into(),
+            password_hash: String::new(),
+            name: None,
+            email: None,
+            created_at: devicegate_server::now(),
+        };
+        let link = devicegate_store::UpstreamLink {
+            tenant: "default".into(),
+            upstream_id: "corp".into(),
+            subject: "sub-ann".into(),
+            user_id: ann.id.clone(),
+            created_at: devicegate_server::now(),
+        };
+        s.create_linked_user(&ann, &link).await.unwrap();
+    });
     let (up, err) = serve_once(d, config, &[("CORP_SECRET", "rotated")]);
     assert!(up, "{err}");
     let (corp_rotated, _, _) = read(d);
     assert_eq!(corp_rotated.client_secret.as_deref(), Some("rotated"));
+    assert!(link_of(d), "a rotated secret keeps the accounts linked");
+    let moved = config.replace("https://login.corp.example", "https://login.other.example");
+    let (up, err) = serve_once(d, &moved, &[("CORP_SECRET", "rotated")]);
+    assert!(up, "{err}");
+    assert!(
+        !link_of(d),
+        "another issuer's subjects are not these people"
+    );
 
     let (up, err) = serve_once(
         d,

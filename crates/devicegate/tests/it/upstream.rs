@@ -37,6 +37,7 @@ enum Mode {
     Unsigned,
     Hmac,
     UnknownKey,
+    OtherAzp,
     RefuseCode,
     Deny,
     NoIdToken,
@@ -209,6 +210,7 @@ async fn token(
         Mode::WrongIssuer => set(&mut claims, "iss", json!("http://evil.example")),
         Mode::Expired => set(&mut claims, "exp", json!(now - 120)),
         Mode::FutureIat => set(&mut claims, "iat", json!(now + 3600)),
+        Mode::OtherAzp => set(&mut claims, "azp", json!("someone-else")),
         _ => {}
     }
     let signed = |s: &Signer| devicegate_core::jwt::encode(s, "JWT", &claims).unwrap();
@@ -417,14 +419,18 @@ async fn a_round_trip_signs_on_links_the_account_and_consent_still_decides() {
     let (status, b2) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
     assert_eq!(b2["error"], "authorization_pending", "{status} {b2}");
     let consent = page_get(&b, s.url("/device/consent")).await;
-    assert!(consent.html.contains("corp:alice"), "{}", consent.html);
+    assert!(
+        consent.html.contains("corp:alice@example.com"),
+        "{}",
+        consent.html
+    );
     approve(&s, &b).await;
     let (status, t) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{t}");
     let (_, id) = claims(t["id_token"].as_str().unwrap());
     let user = s
         .store()
-        .get_user_by_username("default", "corp:alice")
+        .get_user_by_username("default", "corp:alice@example.com")
         .await
         .unwrap();
     assert_eq!(id["sub"], user.id.as_str());
@@ -447,7 +453,7 @@ async fn a_round_trip_signs_on_links_the_account_and_consent_still_decides() {
     let (status, e) = s
         .act(
             &flow,
-            json!({"action": "sign_on", "username": "corp:alice", "password": ""}),
+            json!({"action": "sign_on", "username": "corp:alice@example.com", "password": ""}),
         )
         .await;
     assert_eq!(
@@ -469,6 +475,7 @@ async fn every_bad_answer_of_the_provider_is_a_readable_page_and_the_flow_surviv
         (Mode::Unsigned, StatusCode::BAD_GATEWAY),
         (Mode::Hmac, StatusCode::BAD_GATEWAY),
         (Mode::UnknownKey, StatusCode::BAD_GATEWAY),
+        (Mode::OtherAzp, StatusCode::BAD_GATEWAY),
         (Mode::RefuseCode, StatusCode::BAD_GATEWAY),
         (Mode::NoIdToken, StatusCode::BAD_GATEWAY),
         (Mode::Deny, StatusCode::FORBIDDEN),
@@ -770,7 +777,7 @@ async fn the_flows_api_starts_a_round_trip_and_the_browser_returns_to_the_custom
     let (_, _, f) = s.api("GET", &format!("/api/v1/flows/{flow}"), None).await;
     assert_eq!(
         (f["status"].as_str(), f["username"].as_str()),
-        (Some("CONSENT_REQUIRED"), Some("corp:alice")),
+        (Some("CONSENT_REQUIRED"), Some("corp:alice@example.com")),
         "{f}"
     );
     s.act(&flow, json!({"action": "consent", "accept": true}))
@@ -827,7 +834,7 @@ async fn node_oidc_provider_as_the_organisations_provider_and_an_ocient_grant_th
                 let (_, id) = claims(t["id_token"].as_str().unwrap());
                 let user = s
                     .store()
-                    .get_user_by_username("default", "corp:carol")
+                    .get_user_by_username("default", "corp:carol@example.com")
                     .await
                     .unwrap();
                 assert_eq!(id["sub"], user.id.as_str());
@@ -839,7 +846,7 @@ async fn node_oidc_provider_as_the_organisations_provider_and_an_ocient_grant_th
                     .json(&json!({"user_code": user_code, "timeout": 5}))
                     .json_of()
                     .await;
-                assert_eq!(t["username"], "corp:carol", "{t}");
+                assert_eq!(t["username"], "corp:carol@example.com", "{t}");
             }
         }
     }
@@ -1034,4 +1041,85 @@ async fn idp_follows_refresh_tokens_and_the_browser_session() {
             .get("idp")
             .is_none()
     );
+}
+
+/// Review findings: names come from what the provider vouches for, a link by email goes
+/// only to a local account not linked yet, and a provider that wants a fresh sign-in for
+/// every device gets one even from a signed-in browser.
+#[tokio::test]
+async fn accounts_cannot_be_taken_over_through_names_emails_or_sessions() {
+    let op = FakeOp::start().await;
+    // A self-chosen preferred_username does not name the account.
+    op.claim("preferred_username", json!("bob"));
+    let s = server_with(&op.op.issuer, |u| u.link_by_email = true).await;
+    let (t, b) = approved_through_corp(&s, Some("openid")).await;
+    let alice = claims(t["id_token"].as_str().unwrap()).1["sub"].clone();
+    let user = s
+        .store()
+        .get_user_by_username(DEFAULT_TENANT, "corp:alice@example.com")
+        .await
+        .unwrap();
+    assert_eq!(alice, user.id.as_str());
+    assert!(
+        s.store()
+            .get_user_by_username(DEFAULT_TENANT, "corp:bob")
+            .await
+            .is_err()
+    );
+    // Another subject with the same verified email (a recycled address) is not linked to the
+    // account made by the first: it is no local account, and it is linked already.
+    op.claim("sub", json!("mallory-sub"));
+    let (t2, _) = approved_through_corp(&s, Some("openid")).await;
+    assert_ne!(claims(t2["id_token"].as_str().unwrap()).1["sub"], alice);
+    // A second upstream with link_by_email does not reach the account the first one made.
+    let other = FakeOp::start().await;
+    let mut second = upstream(&other.op.issuer);
+    second.id = "other".into();
+    second.name = "Other SSO".into();
+    second.link_by_email = true;
+    s.store().create_upstream(&second).await.unwrap();
+    let d = s.device_authorization("tv", Some("openid")).await;
+    let b3 = browser();
+    let entry = page_get(&b3, s.url("/device")).await;
+    page_post(
+        &b3,
+        s.url("/device"),
+        &[
+            ("csrf", &entry.csrf()),
+            ("user_code", d["user_code"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    let signin = page_get(&b3, s.url("/device/signin")).await;
+    let go = page_post(
+        &b3,
+        s.url("/device/upstream"),
+        &[("csrf", &signin.csrf()), ("upstream", "other")],
+    )
+    .await;
+    back_from(&b3, go.location()).await;
+    approve(&s, &b3).await;
+    let (_, t3) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    assert_ne!(claims(t3["id_token"].as_str().unwrap()).1["sub"], alice);
+
+    // force_login: the browser signed in through corp still goes back to the provider.
+    let mut corp = s
+        .store()
+        .get_upstream(DEFAULT_TENANT, "corp")
+        .await
+        .unwrap();
+    corp.force_login = true;
+    s.store().update_upstream(&corp).await.unwrap();
+    let d4 = s.device_authorization("tv", Some("openid")).await;
+    let entry = page_get(&b, s.url("/device")).await;
+    let next = page_post(
+        &b,
+        s.url("/device"),
+        &[
+            ("csrf", &entry.csrf()),
+            ("user_code", d4["user_code"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(next.location(), "/device/signin", "{}", next.html);
 }
