@@ -338,8 +338,12 @@ impl TenantStore {
     }
 
     /// Takes the round trip (once); another tenant's is absent here, and stays taken.
-    pub async fn take_upstream_state(&self, hash: &SecretHash) -> Result<UpstreamState> {
-        self.here(self.store.take_upstream_state(hash).await)
+    pub async fn take_upstream_state(
+        &self,
+        hash: &SecretHash,
+        binding_hash: &SecretHash,
+    ) -> Result<UpstreamState> {
+        self.here(self.store.take_upstream_state(hash, binding_hash).await)
     }
 
     pub async fn list_keys(&self) -> Result<Vec<KeyRecord>> {

@@ -235,9 +235,44 @@ async fn provider(
     let m = CoreProviderMetadata::discover_async(issuer, &http()?)
         .await
         .map_err(|e| because(UpstreamError::Unreachable, format!("discovery: {e}")))?;
+    let endpoints = [
+        Some(m.authorization_endpoint().as_str()),
+        m.token_endpoint().map(|u| u.as_str()),
+        Some(m.jwks_uri().as_str()),
+    ];
+    if let Some(bad) = endpoints
+        .into_iter()
+        .flatten()
+        .find(|u| !endpoint_ok(&up.issuer, u))
+    {
+        return Err(because(
+            UpstreamError::Unreachable,
+            format!("discovery names an endpoint that is not https: {bad}"),
+        ));
+    }
     let m = Arc::new(m);
     state.providers.remember(key, m.clone(), refresh);
     Ok(m)
+}
+
+/// Whether a discovered endpoint may receive the client secret, the code and the verifier:
+/// https, or plain http only on the loopback host of a plain-http (local) issuer.
+fn endpoint_ok(issuer: &str, endpoint: &str) -> bool {
+    let Ok(u) = openidconnect::url::Url::parse(endpoint) else {
+        return false;
+    };
+    let local = |u: &openidconnect::url::Url| {
+        matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+    };
+    match u.scheme() {
+        "https" => true,
+        "http" => {
+            local(&u)
+                && openidconnect::url::Url::parse(issuer)
+                    .is_ok_and(|i| i.scheme() == "http" && local(&i))
+        }
+        _ => false,
+    }
 }
 
 /// The origin (`scheme://host[:port]`) of a provider's URL.
@@ -420,30 +455,33 @@ pub async fn finish(
     else {
         return Err(because(UpstreamError::BadState, "no state"));
     };
-    if !binding.is_some_and(|b| b.starts_with(SecretKind::UpstreamBinding.prefix())) {
+    let Some(binding) = binding.filter(|b| b.starts_with(SecretKind::UpstreamBinding.prefix()))
+    else {
         return Err(because(UpstreamError::BadState, "no binding cookie"));
-    }
+    };
     pay(state, ip).await?;
+    // Taken only together with this browser's binding: another browser (or a forged cookie)
+    // finds nothing and leaves the round trip to its own browser.
     let trip = match tenant
         .store
-        .take_upstream_state(&Secret::from_presented(&presented).hash())
+        .take_upstream_state(
+            &Secret::from_presented(&presented).hash(),
+            &Secret::from_presented(binding).hash(),
+        )
         .await
     {
         Ok(t) => t,
         Err(StoreError::NotFound) => {
-            return Err(because(UpstreamError::BadState, "unknown or used state"));
+            return Err(because(
+                UpstreamError::BadState,
+                "unknown, used or another browser's state",
+            ));
         }
         Err(e) => return Err(e.into()),
     };
     let now = now();
     if trip.expires_at <= now {
         return Err(because(UpstreamError::BadState, "expired state"));
-    }
-    let bound = binding
-        .map(|b| Secret::from_presented(b).hash())
-        .is_some_and(|h| h.matches(&trip.binding_hash));
-    if !bound {
-        return Err(because(UpstreamError::BadState, "another browser's state"));
     }
     if let Some(error) = back.error {
         return Err(because(
@@ -698,5 +736,27 @@ async fn linked(
         Ok(u) => Ok(Some(u)),
         Err(StoreError::NotFound) => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_ok;
+
+    #[test]
+    fn discovered_endpoints_must_be_https_unless_the_provider_is_local() {
+        let corp = "https://login.corp.example";
+        assert!(endpoint_ok(corp, "https://keys.corp-cdn.example/jwks"));
+        assert!(!endpoint_ok(corp, "http://login.corp.example/token"));
+        assert!(!endpoint_ok(corp, "ftp://login.corp.example/token"));
+        assert!(!endpoint_ok(corp, "not a url"));
+        let local = "http://127.0.0.1:9000";
+        assert!(endpoint_ok(local, "http://127.0.0.1:9000/token"));
+        assert!(endpoint_ok(local, "http://localhost:9000/token"));
+        assert!(!endpoint_ok(local, "http://evil.example/token"));
+        assert!(
+            !endpoint_ok(corp, "http://127.0.0.1/token"),
+            "an https provider stays https"
+        );
     }
 }

@@ -1148,11 +1148,14 @@ async fn sweep(s: impl Store) {
         (1, 1, 1, 1)
     );
     assert_eq!(
-        s.take_upstream_state(&stale_state.hash).await,
+        s.take_upstream_state(&stale_state.hash, &stale_state.binding_hash)
+            .await,
         Err(StoreError::NotFound)
     );
     assert_eq!(
-        s.take_upstream_state(&live_state.hash).await.unwrap(),
+        s.take_upstream_state(&live_state.hash, &live_state.binding_hash)
+            .await
+            .unwrap(),
         live_state
     );
     assert_eq!(s.get_grant(&old.id).await, Err(StoreError::NotFound));
@@ -1400,7 +1403,8 @@ async fn upstream_links(s: impl Store) {
 
 async fn upstream_state_is_taken_once(s: Arc<impl Store>) {
     assert_eq!(
-        s.take_upstream_state(&SecretHash::of(b"nope")).await,
+        s.take_upstream_state(&SecretHash::of(b"nope"), &SecretHash::of(b"any"))
+            .await,
         Err(StoreError::NotFound)
     );
     let st = upstream_state("once");
@@ -1410,10 +1414,16 @@ async fn upstream_state_is_taken_once(s: Arc<impl Store>) {
         ..upstream_state("bare")
     };
     s.put_upstream_state(&bare).await.unwrap();
+    // Another browser's binding takes nothing, and leaves the trip for its own browser.
+    assert_eq!(
+        s.take_upstream_state(&st.hash, &SecretHash::of(b"another browser"))
+            .await,
+        Err(StoreError::NotFound)
+    );
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let (s, hash) = (s.clone(), st.hash);
-            tokio::spawn(async move { s.take_upstream_state(&hash).await })
+            let (s, hash, binding) = (s.clone(), st.hash, st.binding_hash);
+            tokio::spawn(async move { s.take_upstream_state(&hash, &binding).await })
         })
         .collect();
     let mut taken = Vec::new();
@@ -1425,7 +1435,7 @@ async fn upstream_state_is_taken_once(s: Arc<impl Store>) {
     }
     assert_eq!(taken, vec![st.clone()], "exactly one take gets it, whole");
     assert_eq!(
-        s.take_upstream_state(&st.hash).await,
+        s.take_upstream_state(&st.hash, &st.binding_hash).await,
         Err(StoreError::NotFound)
     );
     // Expired ones are returned too: the caller checks.
@@ -1434,8 +1444,18 @@ async fn upstream_state_is_taken_once(s: Arc<impl Store>) {
         ..upstream_state("expired")
     };
     s.put_upstream_state(&expired).await.unwrap();
-    assert_eq!(s.take_upstream_state(&expired.hash).await.unwrap(), expired);
-    assert_eq!(s.take_upstream_state(&bare.hash).await.unwrap(), bare);
+    assert_eq!(
+        s.take_upstream_state(&expired.hash, &expired.binding_hash)
+            .await
+            .unwrap(),
+        expired
+    );
+    assert_eq!(
+        s.take_upstream_state(&bare.hash, &bare.binding_hash)
+            .await
+            .unwrap(),
+        bare
+    );
 }
 
 async fn deleting_an_upstream_deletes_its_links_and_states(s: impl Store) {
@@ -1461,7 +1481,8 @@ async fn deleting_an_upstream_deletes_its_links_and_states(s: impl Store) {
         Err(StoreError::NotFound)
     );
     assert_eq!(
-        s.take_upstream_state(&corp_state.hash).await,
+        s.take_upstream_state(&corp_state.hash, &corp_state.binding_hash)
+            .await,
         Err(StoreError::NotFound)
     );
     assert_eq!(s.get_user(&ann.id).await.unwrap(), ann, "the user stays");
@@ -1470,7 +1491,9 @@ async fn deleting_an_upstream_deletes_its_links_and_states(s: impl Store) {
         kept
     );
     assert_eq!(
-        s.take_upstream_state(&other_state.hash).await.unwrap(),
+        s.take_upstream_state(&other_state.hash, &other_state.binding_hash)
+            .await
+            .unwrap(),
         other_state
     );
 }
@@ -1555,7 +1578,12 @@ async fn upstreams_are_per_tenant(s: impl Store) {
     s.delete_upstream("acme", "corp").await.unwrap();
     assert_eq!(s.get_upstream(T, "corp").await.unwrap(), corp);
     assert!(s.get_upstream_link(T, "corp", "sub-ann").await.is_ok());
-    assert_eq!(s.take_upstream_state(&state.hash).await.unwrap(), state);
+    assert_eq!(
+        s.take_upstream_state(&state.hash, &state.binding_hash)
+            .await
+            .unwrap(),
+        state
+    );
     // Deleting a tenant deletes its upstreams, links and states.
     s.create_upstream(&acme_corp).await.unwrap();
     s.create_upstream_link(&acme_link).await.unwrap();
@@ -1570,7 +1598,8 @@ async fn upstreams_are_per_tenant(s: impl Store) {
         Err(StoreError::NotFound)
     );
     assert_eq!(
-        s.take_upstream_state(&acme_state.hash).await,
+        s.take_upstream_state(&acme_state.hash, &acme_state.binding_hash)
+            .await,
         Err(StoreError::NotFound)
     );
     assert_eq!(s.get_upstream(T, "corp").await.unwrap(), corp);
@@ -1860,7 +1889,12 @@ async fn updating_an_upstream_keeps_its_links(s: impl Store) {
         s.get_upstream_link(T, "corp", "sub-ann").await.unwrap(),
         anns
     );
-    assert_eq!(s.take_upstream_state(&trip.hash).await.unwrap(), trip);
+    assert_eq!(
+        s.take_upstream_state(&trip.hash, &trip.binding_hash)
+            .await
+            .unwrap(),
+        trip
+    );
     // Nothing to update: in another tenant, or never created.
     assert_eq!(
         s.update_upstream(&upstream("nope")).await,

@@ -179,10 +179,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// when the username is taken or the subject is linked already.
     async fn create_linked_user(&self, user: &UserRecord, link: &UpstreamLink) -> Result<()>;
     async fn put_upstream_state(&self, state: &UpstreamState) -> Result<()>;
-    /// Deletes and returns the round trip whose `state` hashes to `hash`, so that it is
-    /// taken once: of concurrent takes one gets it, the others `NotFound`. Expired ones are
-    /// returned too; the caller checks `expires_at`.
-    async fn take_upstream_state(&self, hash: &SecretHash) -> Result<UpstreamState>;
+    /// Deletes and returns the round trip whose `state` hashes to `hash` and whose browser's
+    /// binding cookie hashes to `binding_hash`, so that it is taken once, and only by its own
+    /// browser: of concurrent takes one gets it, the others `NotFound`; with another binding
+    /// it is `NotFound` and stays. Expired ones are returned too; the caller checks
+    /// `expires_at`.
+    async fn take_upstream_state(
+        &self,
+        hash: &SecretHash,
+        binding_hash: &SecretHash,
+    ) -> Result<UpstreamState>;
 
     async fn create_client(&self, client: &ClientRecord) -> Result<()>;
     async fn get_client(&self, tenant: &str, id: &str) -> Result<ClientRecord>;

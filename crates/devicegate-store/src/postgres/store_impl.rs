@@ -500,12 +500,13 @@ impl Store for PostgresStore {
 
     /// One `DELETE … RETURNING`: concurrent takes wait on the row's lock, and those that
     /// follow the winner find it gone.
-    async fn take_upstream_state(&self, h: &SecretHash) -> Result<UpstreamState> {
+    async fn take_upstream_state(&self, h: &SecretHash, b: &SecretHash) -> Result<UpstreamState> {
         self.one(
             &format!(
-                "DELETE FROM upstream_states WHERE hash = $1 RETURNING {UPSTREAM_STATE_COLUMNS}"
+                "DELETE FROM upstream_states WHERE hash = $1 AND binding_hash = $2 \
+                 RETURNING {UPSTREAM_STATE_COLUMNS}"
             ),
-            &[&h.as_bytes().as_slice()],
+            &[&h.as_bytes().as_slice(), &b.as_bytes().as_slice()],
             upstream_state_from_row,
         )
         .await

@@ -332,15 +332,20 @@ impl Store for SqliteStore {
     }
 
     /// A `DELETE … RETURNING` on the writer thread: one take at a time, so one finds it.
-    async fn take_upstream_state(&self, hash: &SecretHash) -> Result<UpstreamState> {
-        let h = *hash;
+    async fn take_upstream_state(
+        &self,
+        hash: &SecretHash,
+        binding_hash: &SecretHash,
+    ) -> Result<UpstreamState> {
+        let (h, b) = (*hash, *binding_hash);
         self.write(move |conn| {
             get_one(
                 conn,
                 &format!(
-                    "DELETE FROM upstream_states WHERE hash = ?1 RETURNING {UPSTREAM_STATE_COLUMNS}"
+                    "DELETE FROM upstream_states WHERE hash = ?1 AND binding_hash = ?2 \
+                     RETURNING {UPSTREAM_STATE_COLUMNS}"
                 ),
-                [h.as_bytes()],
+                [h.as_bytes(), b.as_bytes()],
                 upstream_state_from_row,
             )
         })
