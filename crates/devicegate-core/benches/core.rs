@@ -47,6 +47,7 @@ fn polls(c: &mut Criterion) {
     let early = t0.plus(Duration::from_secs(1));
     let approved = DeviceGrant {
         status: GrantStatus::Approved {
+            amr: None,
             idp: None,
             subject: "u1".into(),
             auth_time: t0,

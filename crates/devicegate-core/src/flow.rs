@@ -35,6 +35,8 @@ pub struct Flow {
     pub signed_on_at: Option<Timestamp>,
     /// The upstream provider `user_id` signed on through, if any: the tokens' `idp`.
     pub idp: Option<String>,
+    /// How `user_id` signed on so far (RFC 8176 values, space-separated): the tokens' `amr`.
+    pub amr: Option<String>,
     pub failed_attempts: u32,
     pub result: Option<FlowResult>,
     pub created_at: Timestamp,
@@ -92,6 +94,7 @@ impl Flow {
         ttl: std::time::Duration,
     ) -> Flow {
         Flow {
+            amr: None,
             id,
             tenant: tenant.to_owned(),
             secret_hash,
@@ -254,7 +257,13 @@ impl Flow {
         }
         let (grant, result) = if accept {
             (
-                grant.approve(user_id, signed_on_at, self.idp.as_deref(), now)?,
+                grant.approve(
+                    user_id,
+                    signed_on_at,
+                    self.idp.as_deref(),
+                    self.amr.as_deref(),
+                    now,
+                )?,
                 FlowResult::Approved,
             )
         } else {

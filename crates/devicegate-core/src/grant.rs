@@ -26,6 +26,8 @@ pub enum GrantStatus {
         auth_time: Timestamp,
         /// The upstream provider the person signed on through, if any (the tokens' `idp`).
         idp: Option<String>,
+        /// How the person signed on (RFC 8176 values, space-separated; the tokens' `amr`).
+        amr: Option<String>,
     },
     Denied,
     Redeemed,
@@ -152,6 +154,14 @@ impl DeviceGrant {
         }
     }
 
+    /// How its approver signed on (RFC 8176 `amr` values), once approved.
+    pub fn amr(&self) -> Option<&str> {
+        match &self.status {
+            GrantStatus::Approved { amr, .. } => amr.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.expires_at
     }
@@ -221,6 +231,7 @@ impl DeviceGrant {
         subject: &str,
         auth_time: Timestamp,
         idp: Option<&str>,
+        amr: Option<&str>,
         now: Timestamp,
     ) -> Result<DeviceGrant, DecideError> {
         self.ensure_decidable(now)?;
@@ -229,6 +240,7 @@ impl DeviceGrant {
                 subject: subject.to_owned(),
                 auth_time,
                 idp: idp.map(str::to_owned),
+                amr: amr.map(str::to_owned),
             },
             ..self.clone()
         })
@@ -325,7 +337,7 @@ mod tests {
     #[test]
     fn approved_issues_once_then_invalid_grant() {
         let g = DeviceGrant::example_pending("cli", t(0))
-            .approve("user-1", t(5), None, t(10))
+            .approve("user-1", t(5), None, None, t(10))
             .unwrap();
         let (d, g) = poll(&g, 20);
         assert!(
@@ -340,15 +352,15 @@ mod tests {
         let denied = g.deny(t(1)).unwrap();
         assert_eq!(poll(&denied, 2).0, PollDecision::AccessDenied);
         assert_eq!(
-            denied.approve("u", t(3), None, t(3)),
+            denied.approve("u", t(3), None, None, t(3)),
             Err(DecideError::NotPending)
         );
         assert_eq!(poll(&g, 600_000).0, PollDecision::ExpiredToken);
         assert_eq!(
-            g.approve("u", t(0), None, t(600_000)),
+            g.approve("u", t(0), None, None, t(600_000)),
             Err(DecideError::Expired)
         );
-        let approved = g.approve("u", t(1), None, t(1)).unwrap();
+        let approved = g.approve("u", t(1), None, None, t(1)).unwrap();
         assert_eq!(poll(&approved, 600_001).0, PollDecision::ExpiredToken);
     }
 }

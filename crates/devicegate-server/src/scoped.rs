@@ -258,6 +258,7 @@ impl TenantStore {
     ) -> Result<(Secret, BrowserSession)> {
         let secret = Secret::generate(kind);
         let record = BrowserSession {
+            amr: None,
             idp: held.idp,
             id_hash: secret.hash(),
             tenant: self.tenant.clone(),

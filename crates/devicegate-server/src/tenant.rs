@@ -99,6 +99,7 @@ impl Tenants {
 /// Makes sure the default tenant exists (with a UUID of its own).
 pub async fn ensure_default(store: &dyn devicegate_store::Store) -> Result<(), StartError> {
     let record = TenantRecord {
+        second_factor: "off".into(),
         id: DEFAULT_TENANT.into(),
         uuid: new_uuid(),
         local_passwords: true,

@@ -329,6 +329,7 @@ fn new_refresh_token(
     } = grantee;
     let secret = Secret::generate(SecretKind::RefreshToken);
     let record = RefreshToken {
+        amr: None,
         idp: idp.map(str::to_owned),
         hash: secret.hash(),
         tenant: client.tenant.clone(),

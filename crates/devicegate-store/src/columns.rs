@@ -62,6 +62,7 @@ pub(crate) fn grant_status_columns(s: &GrantStatus) -> GrantStatusColumns<'_> {
             subject,
             auth_time,
             idp,
+            ..
         } => (
             s.name(),
             Some(subject.as_str()),
@@ -85,6 +86,7 @@ pub(crate) fn grant_status<E>(
         "approved" => {
             let (subject, auth_time, idp) = approved()?;
             GrantStatus::Approved {
+                amr: None,
                 subject,
                 auth_time,
                 idp,

@@ -214,7 +214,7 @@ async fn redeemed_with(s: &impl Store, token: &RefreshToken) {
     s.create_grant(&g).await.unwrap();
     let redeemed = DeviceGrant {
         status: GrantStatus::Redeemed,
-        ..g.approve(&token.subject, NOW, None, NOW).unwrap()
+        ..g.approve(&token.subject, NOW, None, None, NOW).unwrap()
     };
     s.redeem_grant(&redeemed, Some(token)).await.unwrap();
 }
@@ -222,6 +222,7 @@ async fn redeemed_with(s: &impl Store, token: &RefreshToken) {
 fn refresh(family: &str) -> (Secret, RefreshToken) {
     let s = Secret::generate(SecretKind::RefreshToken);
     let t = RefreshToken {
+        amr: None,
         idp: None,
         hash: s.hash(),
         tenant: T.into(),
@@ -319,7 +320,7 @@ async fn grants(s: impl Store) {
     dup.user_code = g.user_code.clone();
     assert_eq!(s.create_grant(&dup).await, Err(StoreError::AlreadyExists));
     // Every field survives a round trip, approved state included.
-    let approved = g.approve("u1", NOW, None, NOW).unwrap();
+    let approved = g.approve("u1", NOW, None, None, NOW).unwrap();
     s.update_grant(&approved).await.unwrap();
     let back = s.get_grant(&g.id).await.unwrap();
     assert_eq!(
@@ -388,7 +389,7 @@ async fn held_polls_never_hide_a_decision<S: Store>(s: Arc<S>) {
     loop {
         let fresh = s.get_grant(&g.id).await.unwrap();
         match s
-            .update_grant(&fresh.approve("ann", NOW, None, NOW).unwrap())
+            .update_grant(&fresh.approve("ann", NOW, None, None, NOW).unwrap())
             .await
         {
             Ok(()) => break,
@@ -440,11 +441,11 @@ async fn polls_race_and_decisions_see_them(s: Arc<impl Store>) {
     // A decision made on a read from before the polls is stale; one on a fresh read holds,
     // and keeps the longer interval.
     assert_eq!(
-        s.update_grant(&read.approve("u1", NOW, None, NOW).unwrap())
+        s.update_grant(&read.approve("u1", NOW, None, None, NOW).unwrap())
             .await,
         Err(StoreError::Conflict)
     );
-    s.update_grant(&slowed.approve("u1", NOW, None, NOW).unwrap())
+    s.update_grant(&slowed.approve("u1", NOW, None, None, NOW).unwrap())
         .await
         .unwrap();
     let approved = s.get_grant(&g.id).await.unwrap();
@@ -457,7 +458,7 @@ async fn polls_race_and_decisions_see_them(s: Arc<impl Store>) {
 async fn concurrent_redemption_has_one_winner(s: Arc<impl Store>) {
     let (code, g) = grant("cli");
     s.create_grant(&g).await.unwrap();
-    let approved = g.approve("u1", NOW, None, NOW).unwrap();
+    let approved = g.approve("u1", NOW, None, None, NOW).unwrap();
     s.update_grant(&approved).await.unwrap();
     let read = s.get_grant_by_device_code(&code.hash()).await.unwrap();
     let mut tasks = Vec::new();
@@ -486,7 +487,7 @@ async fn concurrent_approve_and_deny_have_one_winner(s: Arc<impl Store>) {
         let (s, g) = (s.clone(), g.clone());
         tasks.push(tokio::spawn(async move {
             let next = if i % 2 == 0 {
-                g.approve("u1", NOW, None, NOW)
+                g.approve("u1", NOW, None, None, NOW)
             } else {
                 g.deny(NOW)
             }
@@ -667,6 +668,7 @@ async fn concurrent_rotation_has_one_winner(s: Arc<impl Store>) {
 
 async fn tenants_are_isolated(s: impl Store) {
     let acme = TenantRecord {
+        second_factor: "off".into(),
         id: "acme".into(),
         uuid: "0f3c5b0e-8d43-4e4b-9a53-4cbe5a6a1a01".into(),
         local_passwords: true,
@@ -781,7 +783,7 @@ async fn grant_changes_are_announced(s: impl Store) {
     let mut rx = s.subscribe();
     let (_, g) = grant("cli");
     s.create_grant(&g).await.unwrap();
-    s.update_grant(&g.approve("u1", NOW, None, NOW).unwrap())
+    s.update_grant(&g.approve("u1", NOW, None, None, NOW).unwrap())
         .await
         .unwrap();
     let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
@@ -794,6 +796,7 @@ async fn grant_changes_are_announced(s: impl Store) {
 async fn sessions(s: impl Store) {
     let id = Secret::generate(SecretKind::FlowId);
     let session = BrowserSession {
+        amr: None,
         idp: None,
         tenant: T.into(),
         id_hash: id.hash(),
@@ -860,7 +863,7 @@ async fn changing_a_user_stops_what_they_had_under_way(s: impl Store) {
     s.create_user(&bob).await.unwrap();
     let (_, bobs) = grant("cli");
     s.create_grant(&bobs).await.unwrap();
-    s.update_grant(&bobs.approve(&bob.id, NOW, None, NOW).unwrap())
+    s.update_grant(&bobs.approve(&bob.id, NOW, None, None, NOW).unwrap())
         .await
         .unwrap();
     let bobs_flow = signed_on_flow(&s, &bob.id).await;
@@ -887,7 +890,7 @@ async fn changing_a_user_stops_what_they_had_under_way(s: impl Store) {
         s.redeem_grant(
             &DeviceGrant {
                 status: GrantStatus::Redeemed,
-                ..redeemed.approve(&ann.id, NOW, None, NOW).unwrap()
+                ..redeemed.approve(&ann.id, NOW, None, None, NOW).unwrap()
             },
             None,
         )
@@ -1119,6 +1122,7 @@ async fn sweep(s: impl Store) {
     };
     redeemed_with(&s, &expired_token).await;
     let stale_session = BrowserSession {
+        amr: None,
         idp: None,
         tenant: T.into(),
         id_hash: SecretHash::of(b"stale"),
@@ -1169,6 +1173,7 @@ async fn sweep(s: impl Store) {
 
 fn tenant(id: &str) -> TenantRecord {
     TenantRecord {
+        second_factor: "off".into(),
         id: id.into(),
         uuid: format!("0f3c5b0e-8d43-4e4b-9a53-{:0>12}", id.len()),
         local_passwords: true,
@@ -1676,7 +1681,7 @@ async fn grant_idp_round_trips(s: Arc<impl Store>) {
     for (want, other) in IDPS {
         // Every read of an approved grant has it.
         let (code, g) = grant("cli");
-        let created = g.approve("u1", NOW, want, NOW).unwrap();
+        let created = g.approve("u1", NOW, want, None, NOW).unwrap();
         s.create_grant(&created).await.unwrap();
         let read = s.get_grant(&g.id).await.unwrap();
         assert_eq!(read, created, "create_grant");
@@ -1688,12 +1693,13 @@ async fn grant_idp_round_trips(s: Arc<impl Store>) {
         // update_grant replaces it with the grant's own.
         let (_, g) = grant("cli");
         s.create_grant(&g).await.unwrap();
-        let first = g.approve("u1", NOW, other, NOW).unwrap();
+        let first = g.approve("u1", NOW, other, None, NOW).unwrap();
         s.update_grant(&first).await.unwrap();
         assert_eq!(grant_idp(&s.get_grant(&g.id).await.unwrap()), idp(other));
         let read = s.get_grant(&g.id).await.unwrap();
         let again = DeviceGrant {
             status: GrantStatus::Approved {
+                amr: None,
                 subject: "u1".into(),
                 auth_time: NOW,
                 idp: idp(want),
@@ -1726,7 +1732,7 @@ async fn grant_idp_round_trips(s: Arc<impl Store>) {
             }
             polled = s.get_grant(&g.id).await.unwrap();
         }
-        let approved = polled.approve("u1", NOW, want, NOW).unwrap();
+        let approved = polled.approve("u1", NOW, want, None, NOW).unwrap();
         s.update_grant(&approved).await.unwrap();
         assert_eq!(grant_idp(&s.get_grant(&g.id).await.unwrap()), idp(want));
         assert_eq!(
@@ -1741,7 +1747,7 @@ async fn grant_idp_round_trips(s: Arc<impl Store>) {
         // redeemed state has none) with the refresh token's.
         let (_, g) = grant("cli");
         s.create_grant(&g).await.unwrap();
-        let approved = g.approve("u1", NOW, want, NOW).unwrap();
+        let approved = g.approve("u1", NOW, want, None, NOW).unwrap();
         s.redeem_grant(&approved, None).await.unwrap();
         assert_eq!(
             s.get_grant(&g.id).await.unwrap().status,
@@ -1768,7 +1774,7 @@ async fn grant_idp_round_trips(s: Arc<impl Store>) {
             let (_, g) = grant("cli");
             s.create_grant(&g).await.unwrap();
             let own = (i % 3 != 0).then(|| format!("corp-{i}"));
-            let approved = g.approve("u1", NOW, own.as_deref(), NOW).unwrap();
+            let approved = g.approve("u1", NOW, own.as_deref(), None, NOW).unwrap();
             s.update_grant(&approved).await.unwrap();
             (g.id, own)
         }));
@@ -1815,6 +1821,7 @@ async fn session_idp_round_trips(s: impl Store) {
     for (want, other) in IDPS {
         let id = Secret::generate(SecretKind::FlowId);
         let session = BrowserSession {
+            amr: None,
             idp: idp(want),
             tenant: T.into(),
             id_hash: id.hash(),

@@ -28,7 +28,7 @@ pub use limits::{Admission, LimitTake};
 pub use postgres::PostgresStore;
 pub use records::{
     BrowserSession, ClientRecord, DEFAULT_TENANT, KeyRecord, RefreshToken, SweepCounts,
-    TenantRecord, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -136,6 +136,11 @@ pub enum HeldPoll {
     Expired,
 }
 
+/// What a backend answers for a method it does not implement yet.
+fn not_yet() -> StoreError {
+    StoreError::Internal("not implemented by this backend yet".into())
+}
+
 /// Everything devicegate persists. Methods are typed per record; updates to grants, flows and
 /// refresh tokens are compare-and-swap on what the caller read.
 #[async_trait]
@@ -155,6 +160,61 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_tenant(&self, id: &str) -> Result<()>;
     /// Switches the tenant's local passwords on or off.
     async fn set_local_passwords(&self, tenant: &str, on: bool) -> Result<()>;
+
+    /// Sets the tenant's second-factor policy (`off`, `optional`, `required`).
+    async fn set_second_factor(&self, _tenant: &str, _policy: &str) -> Result<()> {
+        Err(not_yet())
+    }
+
+    /// Stores an enrolment under way, replacing an unconfirmed one; `AlreadyExists` when the
+    /// person has a confirmed authenticator (remove it first).
+    async fn put_totp(&self, _totp: &TotpFactor) -> Result<()> {
+        Err(not_yet())
+    }
+    async fn get_totp(&self, _tenant: &str, _user_id: &str) -> Result<TotpFactor> {
+        Err(not_yet())
+    }
+    /// Accepts a code for time step `step`: records it and answers `true` only if the
+    /// authenticator is confirmed (or `confirming`, which confirms it) and `step` is later
+    /// than every step accepted before, atomically across instances; `false` otherwise (a
+    /// replay). `NotFound` when the person has none.
+    async fn use_totp_step(
+        &self,
+        _tenant: &str,
+        _user_id: &str,
+        _step: i64,
+        _confirming: bool,
+    ) -> Result<bool> {
+        Err(not_yet())
+    }
+    /// Replaces the person's recovery codes (stored as hashes).
+    async fn put_recovery_codes(
+        &self,
+        _tenant: &str,
+        _user_id: &str,
+        _hashes: &[SecretHash],
+        _now: Timestamp,
+    ) -> Result<()> {
+        Err(not_yet())
+    }
+    /// Uses up a recovery code: `true` once for each code, `false` for an unknown or used one.
+    async fn use_recovery_code(
+        &self,
+        _tenant: &str,
+        _user_id: &str,
+        _hash: &SecretHash,
+        _now: Timestamp,
+    ) -> Result<bool> {
+        Err(not_yet())
+    }
+    /// Recovery codes the person has not used yet.
+    async fn count_recovery_codes(&self, _tenant: &str, _user_id: &str) -> Result<u32> {
+        Err(not_yet())
+    }
+    /// Removes the person's second factors (authenticator and recovery codes).
+    async fn delete_factors(&self, _tenant: &str, _user_id: &str) -> Result<()> {
+        Err(not_yet())
+    }
 
     /// `AlreadyExists` when the tenant has an upstream of that id.
     async fn create_upstream(&self, upstream: &UpstreamRecord) -> Result<()>;

@@ -16,6 +16,9 @@ pub struct TenantRecord {
     /// Whether people may sign in with a local password; off, only upstream providers (and
     /// later passkeys) sign people in. On for new tenants.
     pub local_passwords: bool,
+    /// Second factors for password sign-ins: `off`, `optional` (asked of those who enrolled
+    /// one) or `required` (everyone; those without one enrol first). `off` for new tenants.
+    pub second_factor: String,
     pub created_at: Timestamp,
 }
 
@@ -72,6 +75,8 @@ pub struct RefreshToken {
     pub auth_time: Timestamp,
     /// The upstream provider the person signed on through, if any (the tokens' `idp`).
     pub idp: Option<String>,
+    /// How the person signed on (RFC 8176 values, space-separated: `pwd otp mfa`, `hwk`…).
+    pub amr: Option<String>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     /// Already exchanged for a newer token.
@@ -96,6 +101,8 @@ pub struct BrowserSession {
     pub signed_on_at: Option<Timestamp>,
     /// The upstream provider the person signed on through, if any.
     pub idp: Option<String>,
+    /// How the person signed on (RFC 8176 values, space-separated).
+    pub amr: Option<String>,
     /// The verification flow this browser is walking, by its capability's hash.
     pub flow_hash: Option<SecretHash>,
     pub created_at: Timestamp,
@@ -143,6 +150,32 @@ impl std::fmt::Debug for UpstreamRecord {
             .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A person's one-time-code authenticator (TOTP, RFC 6238: 6 digits, 30 s steps).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpFactor {
+    pub tenant: String,
+    pub user_id: String,
+    /// The shared secret (20 random bytes). The authenticator must have it, so it cannot be
+    /// stored as a hash; it is never logged and never shown again after enrolment.
+    pub secret: Vec<u8>,
+    /// Enrolment finished with a correct code; until then it signs nobody in.
+    pub confirmed: bool,
+    /// The last time step a code was accepted for: a code is accepted only for a later step,
+    /// so none is accepted twice.
+    pub last_step: i64,
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for TotpFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpFactor")
+            .field("user_id", &self.user_id)
+            .field("confirmed", &self.confirmed)
+            .field("secret", &"***")
             .finish_non_exhaustive()
     }
 }

@@ -644,6 +644,7 @@ pub async fn tenant(store: &dyn Store, cmd: TenantCommand) -> anyhow::Result<Exi
                 None => devicegate_server::tenant::new_uuid(),
             };
             let record = TenantRecord {
+                second_factor: "off".into(),
                 id: name.clone(),
                 uuid: uuid.clone(),
                 local_passwords: true,

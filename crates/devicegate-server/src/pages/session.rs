@@ -161,6 +161,7 @@ impl Session {
         let now = now();
         Session {
             record: BrowserSession {
+                amr: None,
                 idp: None,
                 tenant: tenant.to_owned(),
                 id_hash: secret.hash(),

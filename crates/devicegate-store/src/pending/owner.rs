@@ -213,7 +213,7 @@ mod tests {
         let unwritten = index.take_all_dirty();
         assert_eq!((unwritten[0].row, unwritten[0].lengthened), (7, false));
         index.written(
-            &read.approve("ann", NOW, None, NOW).unwrap(),
+            &read.approve("ann", NOW, None, None, NOW).unwrap(),
             g.version + 1,
             None,
         );

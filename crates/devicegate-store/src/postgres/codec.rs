@@ -85,6 +85,7 @@ pub(super) fn grant_from_row(r: &Row) -> Result<DeviceGrant> {
 
 pub(super) fn flow_from_row(r: &Row) -> Result<Flow> {
     Ok(Flow {
+        amr: None,
         id: get(r, 0)?,
         secret_hash: hash(get(r, 1)?)?,
         status: FlowStatus::parse(get(r, 2)?).ok_or_else(|| bad("flow status"))?,
@@ -135,6 +136,7 @@ pub(super) fn user_from_row(r: &Row) -> Result<UserRecord> {
 
 pub(super) fn refresh_from_row(r: &Row) -> Result<RefreshToken> {
     Ok(RefreshToken {
+        amr: None,
         hash: hash(get(r, 0)?)?,
         family_id: get(r, 1)?,
         client_id: get(r, 2)?,
@@ -163,6 +165,7 @@ pub(super) fn key_from_row(r: &Row) -> Result<KeyRecord> {
 pub(super) fn session_from_row(r: &Row) -> Result<BrowserSession> {
     let flow: Option<&[u8]> = get(r, 3)?;
     Ok(BrowserSession {
+        amr: None,
         id_hash: hash(get(r, 0)?)?,
         user_id: get(r, 1)?,
         signed_on_at: opt_ts(get(r, 2)?),
@@ -176,6 +179,7 @@ pub(super) fn session_from_row(r: &Row) -> Result<BrowserSession> {
 
 pub(super) fn tenant_from_row(r: &Row) -> Result<TenantRecord> {
     Ok(TenantRecord {
+        second_factor: "off".into(),
         id: get(r, 0)?,
         uuid: get(r, 1)?,
         created_at: ts(get(r, 2)?),

@@ -102,6 +102,7 @@ pub(super) fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
     let status: String = row.get(2)?;
     let result: Option<String> = row.get(7)?;
     Ok(Flow {
+        amr: None,
         id: row.get(0)?,
         secret_hash: hash(row, 1)?,
         status: FlowStatus::parse(&status).ok_or_else(|| bad(2, "flow status"))?,
@@ -151,6 +152,7 @@ pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
 
 pub(super) fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> {
     Ok(RefreshToken {
+        amr: None,
         hash: hash(row, 0)?,
         family_id: row.get(1)?,
         client_id: row.get(2)?,
@@ -169,6 +171,7 @@ pub(super) fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> 
 pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<BrowserSession> {
     let flow: Option<Vec<u8>> = row.get(3)?;
     Ok(BrowserSession {
+        amr: None,
         id_hash: hash(row, 0)?,
         user_id: row.get(1)?,
         signed_on_at: opt_ts(row, 2)?,
@@ -196,6 +199,7 @@ pub(super) fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
 
 pub(super) fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<TenantRecord> {
     Ok(TenantRecord {
+        second_factor: "off".into(),
         id: row.get(0)?,
         uuid: row.get(1)?,
         created_at: ts(row, 2)?,

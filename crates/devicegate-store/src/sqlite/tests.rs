@@ -53,7 +53,7 @@ async fn pending_polls_are_answered_from_memory_until_a_decision() {
         None
     );
     // The held poll is part of the version: a decision made on the older read loses.
-    let approved = g.approve("alice", NOW, None, NOW).unwrap();
+    let approved = g.approve("alice", NOW, None, None, NOW).unwrap();
     assert_eq!(
         s.update_grant(&approved).await,
         Err(crate::StoreError::Conflict)
@@ -63,7 +63,7 @@ async fn pending_polls_are_answered_from_memory_until_a_decision() {
         (read.version, read.last_poll_at),
         (g.version + 1, Some(NOW))
     );
-    s.update_grant(&read.approve("alice", NOW, None, NOW).unwrap())
+    s.update_grant(&read.approve("alice", NOW, None, None, NOW).unwrap())
         .await
         .unwrap();
     assert_eq!(poll(&s, &g, NOW), None);

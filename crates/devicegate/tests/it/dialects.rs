@@ -19,6 +19,7 @@ async fn two_tenants() -> TestServer {
     let s = TestServer::start().await;
     s.store()
         .create_tenant(&TenantRecord {
+            second_factor: "off".into(),
             id: "acme".into(),
             uuid: ACME_UUID.into(),
             local_passwords: true,
@@ -1429,6 +1430,7 @@ async fn another_tenants_records_are_absent_on_every_surface() {
     let now = devicegate_server::now();
     s.store()
         .create_session(&devicegate_store::BrowserSession {
+            amr: None,
             idp: None,
             id_hash: forged.hash(),
             tenant: "default".into(),

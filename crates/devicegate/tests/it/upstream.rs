@@ -635,6 +635,7 @@ async fn max_age_and_force_login_are_asked_and_passwords_can_be_switched_off() {
     // A tenant of its own (tenants are cached once loaded, and this one is not loaded yet).
     s.store()
         .create_tenant(&devicegate_store::TenantRecord {
+            second_factor: "off".into(),
             id: "acme".into(),
             uuid: "0f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b".into(),
             local_passwords: true,
