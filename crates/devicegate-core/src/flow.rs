@@ -207,7 +207,32 @@ impl Flow {
 
     /// The person proved who they are (`user_id` is the authenticated user).
     pub fn sign_on(&self, user_id: &str, now: Timestamp) -> Result<Flow, FlowError> {
-        self.sign_on_at(user_id, now, None, now)
+        self.sign_on_at(user_id, now, None, Some("pwd"), now)
+    }
+
+    /// A password proved the first factor; a second is owed (`SecondFactorRequired`) before
+    /// the flow goes on.
+    pub fn sign_on_pending(
+        &self,
+        user_id: &str,
+        auth_time: Timestamp,
+        now: Timestamp,
+    ) -> Result<Flow, FlowError> {
+        let mut next = self.sign_on_at(user_id, auth_time, None, Some("pwd"), now)?;
+        next.status = FlowStatus::SecondFactorRequired;
+        Ok(next)
+    }
+
+    /// The owed second factor was given (RFC 8176 `method`, `otp`): the flow goes on where a
+    /// sign-on leads, and its `amr` says both factors.
+    pub fn second_factor_done(&self, method: &str, now: Timestamp) -> Result<Flow, FlowError> {
+        self.ensure_live(now)?;
+        self.ensure_status(&[FlowStatus::SecondFactorRequired])?;
+        Ok(Flow {
+            amr: Some(format!("pwd {method} mfa")),
+            ..self.clone()
+        }
+        .advance())
     }
 
     /// A person already signed on at `auth_time` (a browser session) starts on this flow.
@@ -216,6 +241,7 @@ impl Flow {
         user_id: &str,
         auth_time: Timestamp,
         idp: Option<&str>,
+        amr: Option<&str>,
         now: Timestamp,
     ) -> Result<Flow, FlowError> {
         self.ensure_live(now)?;
@@ -227,6 +253,7 @@ impl Flow {
             user_id: Some(user_id.to_owned()),
             signed_on_at: Some(auth_time),
             idp: idp.map(str::to_owned),
+            amr: amr.map(str::to_owned),
             ..self.clone()
         }
         .advance())

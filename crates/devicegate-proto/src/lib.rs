@@ -271,6 +271,9 @@ pub struct AnyServerMetadata {
 pub enum FlowStatus {
     UserCodeRequired,
     SignOnRequired,
+    /// Signed on with a password; a one-time code (or recovery code) is owed, or, for a
+    /// person without an authenticator under a `required` policy, its enrolment.
+    SecondFactorRequired,
     ConsentRequired,
     Completed,
     Failed,
@@ -281,6 +284,7 @@ impl FlowStatus {
         match self {
             FlowStatus::UserCodeRequired => "USER_CODE_REQUIRED",
             FlowStatus::SignOnRequired => "SIGN_ON_REQUIRED",
+            FlowStatus::SecondFactorRequired => "SECOND_FACTOR_REQUIRED",
             FlowStatus::ConsentRequired => "CONSENT_REQUIRED",
             FlowStatus::Completed => "COMPLETED",
             FlowStatus::Failed => "FAILED",
@@ -291,6 +295,7 @@ impl FlowStatus {
         [
             FlowStatus::UserCodeRequired,
             FlowStatus::SignOnRequired,
+            FlowStatus::SecondFactorRequired,
             FlowStatus::ConsentRequired,
             FlowStatus::Completed,
             FlowStatus::Failed,
@@ -335,10 +340,30 @@ pub struct FlowView {
     /// present with `session.resume` instead of signing on again (until it ends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// Returned by `totp.enroll`: the authenticator's secret (base32) and its `otpauth://`
+    /// URI (for a QR code). Shown once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_enrolment: Option<TotpEnrolment>,
+    /// Returned once, when an enrolment is confirmed: ten single-use recovery codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_codes: Option<Vec<String>>,
+    /// While `SECOND_FACTOR_REQUIRED`: what the person may answer with (`totp`,
+    /// `recovery_code`), or `totp.enroll` when they must enrol first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_factors: Option<Vec<String>>,
     /// Returned by `upstream.start`: where to send the browser to sign in at the upstream
     /// provider. It comes back to devicegate's callback, then to `return_to`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_url: Option<String>,
+}
+
+/// A one-time-code authenticator being enrolled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpEnrolment {
+    /// The shared secret, base32 without padding, for typing in.
+    pub secret: String,
+    /// `otpauth://totp/…`, for a QR code.
+    pub uri: String,
 }
 
 /// A body posted to `/api/v1/flows/{id}`, tagged on `action`.
@@ -357,6 +382,17 @@ pub enum FlowAction {
     /// Signs on through the tenant's upstream OpenID provider `upstream`: the answer carries
     /// the `authorization_url` to send the browser to; afterwards the browser is sent to
     /// `return_to` (an origin the operator allowed) and the flow waits for consent.
+    /// Starts enrolling a one-time-code authenticator (a flow waiting for a second factor
+    /// whose person has none): the answer carries the secret and its `otpauth://` URI.
+    #[serde(rename = "totp.enroll")]
+    TotpEnroll {},
+    /// A one-time code: confirms an enrolment (the answer then carries recovery codes, once)
+    /// or completes the second factor.
+    #[serde(rename = "totp.verify")]
+    TotpVerify { code: String },
+    /// A recovery code in place of a one-time code; each works once.
+    #[serde(rename = "recovery_code.verify")]
+    RecoveryCodeVerify { code: String },
     #[serde(rename = "upstream.start")]
     UpstreamStart {
         upstream: String,
@@ -378,6 +414,9 @@ impl std::fmt::Debug for FlowAction {
                 f.debug_struct("Consent").field("accept", accept).finish()
             }
             FlowAction::SessionResume { .. } => f.write_str("SessionResume"),
+            FlowAction::TotpEnroll {} => f.write_str("TotpEnroll"),
+            FlowAction::TotpVerify { .. } => f.write_str("TotpVerify"),
+            FlowAction::RecoveryCodeVerify { .. } => f.write_str("RecoveryCodeVerify"),
             FlowAction::UpstreamStart { upstream, .. } => f
                 .debug_struct("UpstreamStart")
                 .field("upstream", upstream)

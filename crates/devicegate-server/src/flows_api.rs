@@ -112,9 +112,12 @@ async fn view(
     flow_id: &str,
     flow: devicegate_core::flow::Flow,
 ) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
-    Ok(Json(
-        verification::describe(tenant, flow).await?.view(flow_id),
-    ))
+    let offered = verification::factors_offered(tenant, &flow).await?;
+    let mut view = verification::describe(tenant, flow).await?.view(flow_id);
+    if !offered.is_empty() {
+        view.second_factors = Some(offered);
+    }
+    Ok(Json(view))
 }
 
 async fn create(
@@ -186,10 +189,26 @@ async fn act(
         FlowAction::SignOn { username, password } => {
             let flow = verification::sign_on(&state, &tenant, &key, &username, &password, ip, None)
                 .await?;
-            let session = verification::keep_sign_on(&state, &tenant, &flow).await?;
+            return Ok(Json(kept(&state, &tenant, &id, flow).await?).into_response());
+        }
+        FlowAction::TotpEnroll {} => {
+            let (flow, enrolment) = verification::totp_enroll(&tenant, &key).await?;
             let Json(mut body) = view(&tenant, &id, flow).await?;
-            body.session = Some(session.expose().to_owned());
+            body.totp_enrolment = Some(enrolment);
             return Ok(Json(body).into_response());
+        }
+        FlowAction::TotpVerify { code } => {
+            let (flow, recovery) =
+                verification::totp_verify(&state, &tenant, &key, &code, ip).await?;
+            let mut res = kept(&state, &tenant, &id, flow).await?;
+            if let Some(codes) = recovery {
+                res.recovery_codes = Some(codes);
+            }
+            return Ok(Json(res).into_response());
+        }
+        FlowAction::RecoveryCodeVerify { code } => {
+            let flow = verification::recovery_verify(&state, &tenant, &key, &code, ip).await?;
+            return Ok(Json(kept(&state, &tenant, &id, flow).await?).into_response());
         }
         FlowAction::SessionResume { session } => {
             verification::resume_kept(&tenant, &key, &session).await?
@@ -199,6 +218,24 @@ async fn act(
         }
     };
     Ok(view(&tenant, &id, flow).await?.into_response())
+}
+
+/// The flow after a completed sign-on, with the session kept for later flows
+/// (`session.resume`); none while a second factor is still owed.
+async fn kept(
+    state: &AppState,
+    tenant: &Tenant,
+    id: &str,
+    flow: devicegate_core::flow::Flow,
+) -> Result<devicegate_proto::FlowView, OAuthError> {
+    let owed = flow.status == devicegate_proto::FlowStatus::SecondFactorRequired;
+    let session = match owed {
+        true => None,
+        false => Some(verification::keep_sign_on(state, tenant, &flow).await?),
+    };
+    let Json(mut body) = view(tenant, id, flow).await?;
+    body.session = session.map(|s| s.expose().to_owned());
+    Ok(body)
 }
 
 /// `upstream.start`: the provider's authorization URL, and the binding cookie for the

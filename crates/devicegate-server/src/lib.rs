@@ -21,6 +21,7 @@ mod dialects;
 mod discovery;
 mod error;
 mod extract;
+pub mod factors;
 mod flows_api;
 mod json;
 mod keys;

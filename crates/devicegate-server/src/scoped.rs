@@ -25,7 +25,7 @@ use devicegate_core::{SecretHash, Timestamp};
 use devicegate_store::{
     Admission, BrowserSession, ClientRecord, GrantChanged, HeldPoll, KeyRecord, LimitTake,
     PendingCodes, PollBy, RefreshToken, Result, Store, StoreError, SweepCounts, TenantRecord,
-    UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
 };
 
 /// What a new session holds: the person and when they signed on, the flow it walks.
@@ -35,6 +35,8 @@ pub struct Held {
     pub signed_on_at: Option<Timestamp>,
     /// The upstream provider the person signed on through, if any.
     pub idp: Option<String>,
+    /// How the person signed on (RFC 8176 values).
+    pub amr: Option<String>,
     pub flow_hash: Option<SecretHash>,
 }
 
@@ -258,8 +260,8 @@ impl TenantStore {
     ) -> Result<(Secret, BrowserSession)> {
         let secret = Secret::generate(kind);
         let record = BrowserSession {
-            amr: None,
             idp: held.idp,
+            amr: held.amr,
             id_hash: secret.hash(),
             tenant: self.tenant.clone(),
             user_id: held.user_id,
@@ -345,6 +347,43 @@ impl TenantStore {
         binding_hash: &SecretHash,
     ) -> Result<UpstreamState> {
         self.here(self.store.take_upstream_state(hash, binding_hash).await)
+    }
+
+    pub async fn get_totp(&self, user_id: &str) -> Result<TotpFactor> {
+        self.store.get_totp(&self.tenant, user_id).await
+    }
+
+    pub async fn put_totp(&self, totp: &TotpFactor) -> Result<()> {
+        self.own(&totp.tenant)?;
+        self.store.put_totp(totp).await
+    }
+
+    pub async fn use_totp_step(&self, user_id: &str, step: i64, confirming: bool) -> Result<bool> {
+        self.store
+            .use_totp_step(&self.tenant, user_id, step, confirming)
+            .await
+    }
+
+    pub async fn put_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[SecretHash],
+        now: Timestamp,
+    ) -> Result<()> {
+        self.store
+            .put_recovery_codes(&self.tenant, user_id, hashes, now)
+            .await
+    }
+
+    pub async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.store
+            .use_recovery_code(&self.tenant, user_id, hash, now)
+            .await
     }
 
     pub async fn list_keys(&self) -> Result<Vec<KeyRecord>> {

@@ -43,6 +43,8 @@ pub struct Tenant {
     pub(crate) store: TenantStore,
     /// Whether people may sign in with a local password (else only through upstreams).
     pub local_passwords: bool,
+    /// Second factors for password sign-ins: `off`, `optional`, `required`.
+    pub second_factor: String,
 }
 
 impl Tenant {
@@ -142,6 +144,7 @@ pub async fn load(state: &AppState, record: TenantRecord) -> Result<Arc<Tenant>,
         discovery,
         store,
         local_passwords: record.local_passwords,
+        second_factor: record.second_factor,
     });
     state.tenants.remember(tenant.clone());
     Ok(tenant)

@@ -236,6 +236,7 @@ pub(crate) async fn redeem(
                 scopes: &grant.scopes,
                 auth_time,
                 idp: grant.idp(),
+                amr: grant.amr(),
             },
             Family {
                 id: random_id(),
@@ -266,6 +267,7 @@ pub(crate) async fn redeem(
             context: grant.context.as_deref(),
             auth_time,
             idp: grant.idp(),
+            amr: grant.amr(),
             now,
             shape,
         },
@@ -281,6 +283,8 @@ struct Signed<'a> {
     auth_time: Timestamp,
     /// The upstream provider the person signed on through: the tokens' `idp` claim.
     idp: Option<&'a str>,
+    /// How the person signed on: the ID token's `amr`.
+    amr: Option<&'a str>,
     now: Timestamp,
     shape: &'a TokenShape,
 }
@@ -311,6 +315,7 @@ struct Grantee<'a> {
     scopes: &'a Scopes,
     auth_time: Timestamp,
     idp: Option<&'a str>,
+    amr: Option<&'a str>,
 }
 
 /// A new token of `family`: it lives `refresh_token_ttl`, but not past the family's end.
@@ -326,11 +331,12 @@ fn new_refresh_token(
         scopes,
         auth_time,
         idp,
+        amr,
     } = grantee;
     let secret = Secret::generate(SecretKind::RefreshToken);
     let record = RefreshToken {
-        amr: None,
         idp: idp.map(str::to_owned),
+        amr: amr.map(str::to_owned),
         hash: secret.hash(),
         tenant: client.tenant.clone(),
         family_id: family.id,
@@ -364,6 +370,7 @@ async fn issue_tokens(
         context,
         auth_time,
         idp,
+        amr,
         now,
         shape,
     } = signed;
@@ -382,6 +389,10 @@ async fn issue_tokens(
         .then(|| jwt::id_token_claims(&issue, &user_claims(user)));
     let mut access_claims = jwt::access_token_claims(&issue);
     (shape.access_claims)(user, context, &mut access_claims);
+    // How the person signed on (RFC 8176), in the ID token.
+    if let (Some(amr), Some(c)) = (amr, id_claims.as_mut()) {
+        c["amr"] = serde_json::json!(amr.split_whitespace().collect::<Vec<_>>());
+    }
     // Which organisation's provider signed the person on (devicegate stays the issuer).
     if let Some(idp) = idp {
         access_claims["idp"] = serde_json::json!(idp);
@@ -482,6 +493,7 @@ async fn refresh(
             scopes: &token.scopes,
             auth_time: token.auth_time,
             idp: token.idp.as_deref(),
+            amr: token.amr.as_deref(),
         },
         Family {
             id: token.family_id.clone(),
@@ -511,6 +523,7 @@ async fn refresh(
             context: None,
             auth_time: token.auth_time,
             idp: token.idp.as_deref(),
+            amr: token.amr.as_deref(),
             now,
             shape: &NATIVE,
         },

@@ -546,9 +546,17 @@ pub async fn finish(
         .filter(|t| *t <= now)
         .unwrap_or(now);
     let user = account(tenant, &up, &claims, now).await?;
-    let flow =
-        verification::resume_session(tenant, &trip.flow_hash, &user.id, auth_time, Some(&up.id))
-            .await?;
+    let flow = verification::resume_session(
+        tenant,
+        &trip.flow_hash,
+        verification::SignOn {
+            user_id: &user.id,
+            auth_time,
+            idp: Some(&up.id),
+            amr: None,
+        },
+    )
+    .await?;
     Ok(Finished {
         flow,
         user,

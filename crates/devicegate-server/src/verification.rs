@@ -10,11 +10,12 @@ use devicegate_core::grant::DeviceGrant;
 use devicegate_core::secret::{Secret, SecretKind, random_id};
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
-use devicegate_proto::{FlowClient, FlowStatus, FlowView};
-use devicegate_store::{BrowserSession, StoreError};
+use devicegate_proto::{FlowClient, FlowStatus, FlowView, TotpEnrolment};
+use devicegate_store::{BrowserSession, StoreError, TotpFactor, UserRecord};
 
 use crate::cas::{self, Cas, Contended};
 use crate::error::Failure;
+use crate::factors;
 use crate::limits::{self, BUDGET_KEY, KnownBrowser, Refused};
 use crate::scoped::Held;
 use crate::tenant::Tenant;
@@ -104,6 +105,9 @@ impl Described {
             result: self.flow.result,
             session: None,
             authorization_url: None,
+            totp_enrolment: None,
+            recovery_codes: None,
+            second_factors: None,
         }
     }
 }
@@ -298,18 +302,32 @@ pub async fn sign_on(
         _ => return Err(StepError::InvalidCredentials),
     };
     paid.refund(state).await;
-    attach_user(tenant, key, &user.id, now, None).await
+    if second_factor_owed(tenant, &user.id).await? {
+        return transition(tenant, key, |flow, now| {
+            flow.sign_on_pending(&user.id, now, now)
+        })
+        .await;
+    }
+    attach_user(
+        tenant,
+        key,
+        SignOn {
+            user_id: &user.id,
+            auth_time: now,
+            idp: None,
+            amr: Some("pwd"),
+        },
+    )
+    .await
 }
 
 /// A browser session whose person signed on at `auth_time` walks a new flow.
 pub async fn resume_session(
     tenant: &Tenant,
     key: &SecretHash,
-    user_id: &str,
-    auth_time: Timestamp,
-    idp: Option<&str>,
+    on: SignOn<'_>,
 ) -> Result<Flow, StepError> {
-    attach_user(tenant, key, user_id, auth_time, idp).await
+    attach_user(tenant, key, on).await
 }
 
 /// Keeps the sign-on of `flow` (just signed on) as a session for the flows API: a custom UI
@@ -325,6 +343,7 @@ pub async fn keep_sign_on(
         user_id: flow.user_id.clone(),
         signed_on_at: flow.signed_on_at,
         idp: flow.idp.clone(),
+        amr: flow.amr.clone(),
         flow_hash: None,
     };
     let (secret, _) = new_session(state, tenant, SecretKind::ApiSession, held).await?;
@@ -358,7 +377,13 @@ pub async fn resume_kept(
     let (Some(user_id), Some(auth_time)) = (session.user_id, session.signed_on_at) else {
         return Err(StepError::InvalidSession);
     };
-    if !crate::upstream::still_good(tenant, session.idp.as_deref(), auth_time, now()).await? {
+    let on = SignOn {
+        user_id: &user_id,
+        auth_time,
+        idp: session.idp.as_deref(),
+        amr: session.amr.as_deref(),
+    };
+    if !carries_over(tenant, on, now()).await? {
         return Err(StepError::InvalidSession);
     }
     // The person must still exist here (deleting a user or setting a password also deletes
@@ -368,7 +393,17 @@ pub async fn resume_kept(
         Err(StoreError::NotFound) => return Err(StepError::InvalidSession),
         Err(e) => return Err(e.into()),
     }
-    resume_session(tenant, key, &user_id, auth_time, session.idp.as_deref()).await
+    resume_session(
+        tenant,
+        key,
+        SignOn {
+            user_id: &user_id,
+            auth_time,
+            idp: session.idp.as_deref(),
+            amr: session.amr.as_deref(),
+        },
+    )
+    .await
 }
 
 /// Ends a kept session (`POST /api/v1/sessions/end`); unknown ones are already ended.
@@ -402,15 +437,18 @@ async fn kept_session(
     }
 }
 
-async fn attach_user(
-    tenant: &Tenant,
-    key: &SecretHash,
-    user_id: &str,
-    auth_time: Timestamp,
-    idp: Option<&str>,
-) -> Result<Flow, StepError> {
+/// Who signed on, when, and how (the tokens' `auth_time`, `idp` and `amr`).
+#[derive(Debug, Clone, Copy)]
+pub struct SignOn<'a> {
+    pub user_id: &'a str,
+    pub auth_time: Timestamp,
+    pub idp: Option<&'a str>,
+    pub amr: Option<&'a str>,
+}
+
+async fn attach_user(tenant: &Tenant, key: &SecretHash, on: SignOn<'_>) -> Result<Flow, StepError> {
     transition(tenant, key, |flow, now| {
-        flow.sign_on_at(user_id, auth_time, idp, now)
+        flow.sign_on_at(on.user_id, on.auth_time, on.idp, on.amr, now)
     })
     .await
 }
@@ -474,4 +512,175 @@ pub async fn consent(
         Ok(stored.then(next))
     })
     .await
+}
+
+/// Whether a password sign-on of `user_id` owes a second factor: under `optional` when the
+/// person enrolled an authenticator, under `required` always (those without one enrol).
+async fn second_factor_owed(tenant: &Tenant, user_id: &str) -> Result<bool, StepError> {
+    if tenant.second_factor == "off" {
+        return Ok(false);
+    }
+    match tenant.store.get_totp(user_id).await {
+        Ok(t) if t.confirmed => Ok(true),
+        Ok(_) | Err(StoreError::NotFound) => Ok(tenant.second_factor == "required"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The second factors a flow waiting for one may be answered with: `totp` and
+/// `recovery_code` for a person with an authenticator, `totp.enroll` for one without.
+pub async fn factors_offered(tenant: &Tenant, flow: &Flow) -> Result<Vec<String>, StepError> {
+    let Some(user_id) = flow
+        .user_id
+        .as_deref()
+        .filter(|_| flow.status == FlowStatus::SecondFactorRequired)
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(match tenant.store.get_totp(user_id).await {
+        Ok(t) if t.confirmed => vec!["totp".into(), "recovery_code".into()],
+        Ok(_) | Err(StoreError::NotFound) => vec!["totp.enroll".into()],
+        Err(e) => return Err(e.into()),
+    })
+}
+
+/// The person of a flow waiting for a second factor, with a check that they may enrol
+/// (none confirmed yet).
+async fn factor_person(
+    tenant: &Tenant,
+    key: &SecretHash,
+    now: Timestamp,
+) -> Result<(Flow, UserRecord), StepError> {
+    let flow = load(tenant, key, now).await?;
+    let Some(user_id) = flow
+        .user_id
+        .clone()
+        .filter(|_| flow.status == FlowStatus::SecondFactorRequired)
+    else {
+        return Err(FlowError::WrongStatus(flow.status).into());
+    };
+    let user = tenant.store.get_user(&user_id).await?;
+    Ok((flow, user))
+}
+
+/// `totp.enroll`: a new authenticator secret for the person of a flow waiting for a second
+/// factor who has none confirmed; replaces an enrolment not finished.
+pub async fn totp_enroll(
+    tenant: &Tenant,
+    key: &SecretHash,
+) -> Result<(Flow, TotpEnrolment), StepError> {
+    let now = now();
+    let (flow, user) = factor_person(tenant, key, now).await?;
+    let secret = factors::new_secret();
+    match tenant
+        .store
+        .put_totp(&TotpFactor {
+            tenant: tenant.id.clone(),
+            user_id: user.id.clone(),
+            secret: secret.clone(),
+            confirmed: false,
+            last_step: 0,
+            created_at: now,
+        })
+        .await
+    {
+        Ok(()) => {}
+        // Enrolled already: answer with a code, not a new secret.
+        Err(StoreError::AlreadyExists) => {
+            return Err(FlowError::WrongStatus(flow.status).into());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let enrolment =
+        factors::enrolment(&secret, &tenant.issuer, &user.username).ok_or(StepError::Internal)?;
+    Ok((flow, enrolment))
+}
+
+/// `totp.verify`: a one-time code from `ip`, paid for like a password (`limits`). It
+/// confirms an enrolment (then ten recovery codes are made, returned once) or completes the
+/// second factor; a code for a step already used is refused like a wrong one.
+pub async fn totp_verify(
+    state: &AppState,
+    tenant: &Tenant,
+    key: &SecretHash,
+    code: &str,
+    ip: IpAddr,
+) -> Result<(Flow, Option<Vec<String>>), StepError> {
+    let now = now();
+    let (_, user) = factor_person(tenant, key, now).await?;
+    let paid = limits::pay_for_sign_on(state, &tenant.id, &user.username, ip, None, now).await??;
+    let totp = match tenant.store.get_totp(&user.id).await {
+        Ok(t) => t,
+        Err(StoreError::NotFound) => return Err(StepError::InvalidCredentials),
+        Err(e) => return Err(e.into()),
+    };
+    let confirming = !totp.confirmed;
+    let accepted = match factors::step_of(&totp.secret, code, now) {
+        Some(step) => {
+            tenant
+                .store
+                .use_totp_step(&user.id, step, confirming)
+                .await?
+        }
+        None => false,
+    };
+    if !accepted {
+        return Err(StepError::InvalidCredentials);
+    }
+    paid.refund(state).await;
+    let recovery = if confirming {
+        let (codes, hashes) = factors::new_recovery_codes();
+        tenant
+            .store
+            .put_recovery_codes(&user.id, &hashes, now)
+            .await?;
+        Some(codes)
+    } else {
+        None
+    };
+    let flow = transition(tenant, key, |flow, now| flow.second_factor_done("otp", now)).await?;
+    Ok((flow, recovery))
+}
+
+/// `recovery_code.verify`: a recovery code in place of a one-time code, paid for like a
+/// password; each works once.
+pub async fn recovery_verify(
+    state: &AppState,
+    tenant: &Tenant,
+    key: &SecretHash,
+    code: &str,
+    ip: IpAddr,
+) -> Result<Flow, StepError> {
+    let now = now();
+    let (_, user) = factor_person(tenant, key, now).await?;
+    let paid = limits::pay_for_sign_on(state, &tenant.id, &user.username, ip, None, now).await??;
+    let used = tenant
+        .store
+        .use_recovery_code(&user.id, &factors::recovery_hash(code), now)
+        .await?;
+    if !used {
+        return Err(StepError::InvalidCredentials);
+    }
+    paid.refund(state).await;
+    transition(tenant, key, |flow, now| flow.second_factor_done("otp", now)).await
+}
+
+/// Whether an earlier sign-on (a browser's or a kept session) may still sign a new flow on:
+/// an upstream's while `upstream::still_good` says so; a password's while the tenant allows
+/// passwords and, when a second factor is owed now, the sign-on had one.
+pub async fn carries_over(
+    tenant: &Tenant,
+    on: SignOn<'_>,
+    now: Timestamp,
+) -> Result<bool, StepError> {
+    if on.idp.is_some() {
+        return Ok(crate::upstream::still_good(tenant, on.idp, on.auth_time, now).await?);
+    }
+    if !tenant.local_passwords {
+        return Ok(false);
+    }
+    let had_factor = on
+        .amr
+        .is_some_and(|a| a.split_whitespace().any(|m| m == "mfa"));
+    Ok(had_factor || !second_factor_owed(tenant, on.user_id).await?)
 }

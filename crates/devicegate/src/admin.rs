@@ -89,6 +89,9 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Remove a user's second factors (authenticator app and recovery codes); they enrol
+    /// again at their next sign-in if the tenant requires one
+    ResetFactors { username: String },
 }
 
 fn store_err(e: StoreError) -> anyhow::Error {
@@ -139,6 +142,13 @@ pub enum TenantCommand {
         name: String,
         #[arg(value_parser = ["on", "off"])]
         state: String,
+    },
+    /// Second factors for password sign-ins in a tenant: off, optional (asked of people who
+    /// enrolled an authenticator app) or required (everyone; those without one enrol first)
+    SecondFactor {
+        name: String,
+        #[arg(value_parser = ["off", "optional", "required"])]
+        policy: String,
     },
 }
 
@@ -680,6 +690,13 @@ pub async fn tenant(store: &dyn Store, cmd: TenantCommand) -> anyhow::Result<Exi
                 }
             }
         }
+        TenantCommand::SecondFactor { name, policy } => {
+            match store.set_second_factor(&name, &policy).await {
+                Ok(()) => println!("second factor {policy} for tenant {name}"),
+                Err(StoreError::NotFound) => bail!("no tenant named {name:?}"),
+                Err(e) => return Err(store_err(e)),
+            }
+        }
         TenantCommand::Passwords { name, state } => {
             let on = state == "on";
             match store.set_local_passwords(&name, on).await {
@@ -892,6 +909,18 @@ pub async fn user(store: &dyn Store, args: UserArgs) -> anyhow::Result<ExitCode>
             Err(StoreError::NotFound) => bail!("no user named {username:?}"),
             Err(e) => return Err(store_err(e)),
         },
+        UserCommand::ResetFactors { username } => {
+            let user = match store.get_user_by_username(&tenant, &username).await {
+                Ok(u) => u,
+                Err(StoreError::NotFound) => bail!("no user named {username:?}"),
+                Err(e) => return Err(store_err(e)),
+            };
+            store
+                .delete_factors(&tenant, &user.id)
+                .await
+                .map_err(store_err)?;
+            println!("second factors removed for {username}");
+        }
         UserCommand::SetPassword {
             username,
             password_stdin,

@@ -159,6 +159,7 @@ fn status(flow: &Flow) -> &'static str {
     match (flow.status, flow.result) {
         (FlowStatus::UserCodeRequired, _) => "DAG_USER_CODE_REQUIRED",
         (FlowStatus::SignOnRequired, _) => "USERNAME_PASSWORD_REQUIRED",
+        (FlowStatus::SecondFactorRequired, _) => "OTP_REQUIRED",
         (FlowStatus::ConsentRequired, _) => "DAG_CONSENT_REQUIRED",
         (FlowStatus::Completed, Some(FlowResult::Approved)) => "COMPLETED",
         (FlowStatus::Completed, _) | (FlowStatus::Failed, _) => "FAILED",

@@ -35,13 +35,14 @@ use crate::{AppState, Settings, StartError, now};
 use session::{Session, SessionCookie};
 pub use strings::Strings;
 
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 7] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("enter.html", include_str!("../../templates/enter.html")),
     ("signin.html", include_str!("../../templates/signin.html")),
     ("consent.html", include_str!("../../templates/consent.html")),
     ("done.html", include_str!("../../templates/done.html")),
     ("message.html", include_str!("../../templates/message.html")),
+    ("factor.html", include_str!("../../templates/factor.html")),
 ];
 const STYLE: &str = include_str!("../../assets/style.css");
 const DEFAULT_LOGO: &[u8] = include_bytes!("../../assets/logo.svg");
@@ -131,6 +132,8 @@ pub fn router(settings: &Settings) -> Router<AppState> {
         .route("/device/consent", get(consent_page).post(decide))
         .route("/device/done", get(done_page))
         .route("/device/signout", post(sign_out))
+        .route("/device/factor", get(factor_page).post(factor))
+        .route("/device/factor/enroll", post(factor_enroll))
         .route("/device/upstream", post(upstream_start))
         .route("/device/callback", get(upstream_callback))
         .route("/device/assets/style.css", get(style))
@@ -452,6 +455,7 @@ fn step_path(status: FlowStatus) -> &'static str {
     match status {
         FlowStatus::UserCodeRequired | FlowStatus::Failed => "/device",
         FlowStatus::SignOnRequired => "/device/signin",
+        FlowStatus::SecondFactorRequired => "/device/factor",
         FlowStatus::ConsentRequired => "/device/consent",
         FlowStatus::Completed => "/device/done",
     }
@@ -612,7 +616,9 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
             FlowStatus::UserCodeRequired => {
                 return Ok(Usable::Enter(flow.secret_hash));
             }
-            FlowStatus::SignOnRequired | FlowStatus::ConsentRequired => {
+            FlowStatus::SignOnRequired
+            | FlowStatus::SecondFactorRequired
+            | FlowStatus::ConsentRequired => {
                 let held = verification::describe(&visit.tenant, flow.clone()).await?;
                 if held.grant.as_ref().map(|g| &g.user_code) == UserCode::parse(input).as_ref() {
                     return Ok(Usable::Continue(flow.status));
@@ -628,10 +634,25 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
     // otherwise the person signs on again.
     if let Some(s) = &visit.session
         && let (Some(user), Some(at)) = (&s.record.user_id, s.record.signed_on_at)
-        && upstream::still_good(&visit.tenant, s.record.idp.as_deref(), at, now()).await?
+        && verification::carries_over(
+            &visit.tenant,
+            verification::SignOn {
+                user_id: user,
+                auth_time: at,
+                idp: s.record.idp.as_deref(),
+                amr: s.record.amr.as_deref(),
+            },
+            now(),
+        )
+        .await?
     {
-        verification::resume_session(&visit.tenant, &key, user, at, s.record.idp.as_deref())
-            .await?;
+        let on = verification::SignOn {
+            user_id: user,
+            auth_time: at,
+            idp: s.record.idp.as_deref(),
+            amr: s.record.amr.as_deref(),
+        };
+        verification::resume_session(&visit.tenant, &key, on).await?;
     }
     Ok(Usable::Enter(key))
 }
@@ -753,6 +774,132 @@ async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
                     &username,
                 )
                 .await
+            }
+            None => visit.see_other("/device"),
+        },
+        Err(e) => visit.step_error(e),
+    }
+}
+
+/// `GET /device/factor`: the second step after a password, or its enrolment.
+async fn factor_page(visit: Visit) -> Response {
+    match visit.current_flow().await {
+        Some(flow) if flow.status == FlowStatus::SecondFactorRequired => {
+            factor_form(&visit, flow, StatusCode::OK, FactorPage::default()).await
+        }
+        Some(flow) => visit.see_other(step_path(flow.status)),
+        None => visit.see_other("/device"),
+    }
+}
+
+/// What the second-step page shows beside its forms.
+#[derive(Default)]
+struct FactorPage<'a> {
+    error: Option<&'a str>,
+    enrolment: Option<devicegate_proto::TotpEnrolment>,
+    recovery_codes: Option<Vec<String>>,
+    next: Option<&'static str>,
+}
+
+async fn factor_form(visit: &Visit, flow: Flow, status: StatusCode, p: FactorPage<'_>) -> Response {
+    let offered = match verification::factors_offered(&visit.tenant, &flow).await {
+        Ok(o) => o,
+        Err(e) => return visit.step_error(e),
+    };
+    let qr = p.enrolment.as_ref().and_then(|e| {
+        qrcode::QrCode::new(e.uri.as_bytes()).ok().map(|q| {
+            q.render::<qrcode::render::svg::Color<'_>>()
+                .min_dimensions(200, 200)
+                .build()
+        })
+    });
+    let t = &visit.pages().t;
+    let ctx = context! {
+        error => p.error,
+        enroll => offered.iter().any(|o| o == "totp.enroll") || p.enrolment.is_some(),
+        enrolment => p.enrolment.as_ref().map(|e| context! { secret => e.secret }),
+        qr => qr.map(Value::from_safe_string),
+        recovery_codes => p.recovery_codes,
+        next => p.next,
+    };
+    visit.render(status, "factor.html", t.factor_title, ctx, None)
+}
+
+/// `POST /device/factor/enroll`: a new authenticator secret, shown once with its QR code.
+async fn factor_enroll(visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    if let Some(page) = visit.refusal(&form) {
+        return page;
+    }
+    let Some(key) = visit.flow_key() else {
+        return visit.see_other("/device");
+    };
+    match verification::totp_enroll(&visit.tenant, &key).await {
+        Ok((flow, enrolment)) => {
+            let p = FactorPage {
+                enrolment: Some(enrolment),
+                ..FactorPage::default()
+            };
+            factor_form(&visit, flow, StatusCode::OK, p).await
+        }
+        Err(e) => visit.step_error(e),
+    }
+}
+
+/// `POST /device/factor` with `code` (a one-time code: the second step, or the check that
+/// confirms an enrolment, after which the recovery codes are shown once) or `recovery_code`.
+async fn factor(mut visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    if let Some(page) = visit.refusal(&form) {
+        return page;
+    }
+    let Some(key) = visit.flow_key() else {
+        return visit.see_other("/device");
+    };
+    let result = match (form.get("code"), form.get("recovery_code")) {
+        (Some(code), _) => {
+            verification::totp_verify(&visit.state, &visit.tenant, &key, code, visit.ip).await
+        }
+        (None, Some(code)) => {
+            verification::recovery_verify(&visit.state, &visit.tenant, &key, code, visit.ip)
+                .await
+                .map(|f| (f, None))
+        }
+        (None, None) => return visit.see_other("/device/factor"),
+    };
+    match result {
+        Ok((flow, recovery)) => {
+            // The session now carries both factors, for the next device it approves.
+            if let Some(old) = visit.session.take() {
+                let username = old.username.clone().unwrap_or_default();
+                match old
+                    .rotate(&visit.state, &visit.tenant, &flow, &username)
+                    .await
+                {
+                    Ok(new) => visit.session = Some(new),
+                    Err(e) => return visit.step_error(e.into()),
+                }
+            }
+            match recovery {
+                Some(codes) => {
+                    let p = FactorPage {
+                        recovery_codes: Some(codes),
+                        next: Some(step_path(flow.status)),
+                        ..FactorPage::default()
+                    };
+                    factor_form(&visit, flow, StatusCode::OK, p).await
+                }
+                None => visit.see_other(step_path(flow.status)),
+            }
+        }
+        Err(StepError::InvalidCredentials) => match visit.current_flow().await {
+            Some(flow) => {
+                let t = &visit.pages().t;
+                let p = FactorPage {
+                    error: Some(t.wrong_factor),
+                    ..FactorPage::default()
+                };
+                factor_form(&visit, flow, StatusCode::UNAUTHORIZED, p).await
             }
             None => visit.see_other("/device"),
         },

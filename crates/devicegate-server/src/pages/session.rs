@@ -227,10 +227,13 @@ impl Session {
         flow: &Flow,
         username: &str,
     ) -> Result<Session, StoreError> {
+        // A second factor still owed: the session holds the flow, not yet the person.
+        let signed_on = flow.status != devicegate_proto::FlowStatus::SecondFactorRequired;
         let held = Held {
-            user_id: flow.user_id.clone(),
-            signed_on_at: flow.signed_on_at,
+            user_id: flow.user_id.clone().filter(|_| signed_on),
+            signed_on_at: flow.signed_on_at.filter(|_| signed_on),
             idp: flow.idp.clone(),
+            amr: flow.amr.clone(),
             flow_hash: Some(flow.secret_hash),
         };
         let next = Self::create(state, tenant, held, Some(username.to_owned())).await?;

@@ -1004,3 +1004,49 @@ link_by_email = true
     let (up, err) = serve_once(d, "[[upstream]]\nid = \"x\"\nnme = \"x\"\n", &[]);
     assert!(!up && err.contains("dg.toml"), "{err}");
 }
+
+#[test]
+fn tenant_second_factor_and_user_reset_factors() {
+    use devicegate_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(run(d, &["tenant", "second-factor", "default", "required"], None).0);
+    let (ok, _, err) = run(
+        d,
+        &["tenant", "second-factor", "default", "sometimes"],
+        None,
+    );
+    assert!(!ok && err.contains("sometimes"), "{err}");
+    let (ok, _, err) = run(d, &["tenant", "second-factor", "nope", "off"], None);
+    assert!(!ok && err.contains("nope"), "{err}");
+    let (ok, _, err) = run(
+        d,
+        &["user", "create", "--username", "ann", "--password-stdin"],
+        Some("a long enough password\n"),
+    );
+    assert!(ok, "{err}");
+    let ann = with_store(d, async |s| {
+        let ann = s.get_user_by_username("default", "ann").await.unwrap();
+        s.put_totp(&devicegate_store::TotpFactor {
+            tenant: "default".into(),
+            user_id: ann.id.clone(),
+            secret: vec![7; 20],
+            confirmed: true,
+            last_step: 0,
+            created_at: devicegate_server::now(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            s.get_tenant("default").await.unwrap().second_factor,
+            "required"
+        );
+        ann.id
+    });
+    let (ok, out, err) = run(d, &["user", "reset-factors", "ann"], None);
+    assert!(ok && out.contains("ann"), "{out} {err}");
+    let gone = with_store(d, async move |s| s.get_totp("default", &ann).await.is_err());
+    assert!(gone);
+    let (ok, _, err) = run(d, &["user", "reset-factors", "nobody"], None);
+    assert!(!ok && err.contains("nobody"), "{err}");
+}

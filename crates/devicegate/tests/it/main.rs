@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod connections;
 mod dialects;
+mod factors;
 mod flows;
 mod interop;
 mod login;

