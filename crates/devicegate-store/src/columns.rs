@@ -9,19 +9,20 @@ use devicegate_proto::FlowResult;
 
 pub(crate) const GRANT_COLUMNS: &str = "id, device_code_hash, user_code, client_id, scopes, status, subject, auth_time, \
      created_at, expires_at, interval_secs, last_poll_at, flow_id, flow_expires_at, requester_ip, requester_agent, \
-     version, tenant, context, idp";
+     version, tenant, context, idp, amr";
 pub(crate) const FLOW_COLUMNS: &str = "id, secret_hash, status, grant_id, user_id, signed_on_at, failed_attempts, result, \
-     created_at, expires_at, version, tenant, idp";
+     created_at, expires_at, version, tenant, idp, amr";
 pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_types, device_code_ttl_secs, poll_interval_secs, \
      created_at, tenant";
 pub(crate) const USER_COLUMNS: &str =
     "id, username, password_hash, name, email, created_at, tenant";
 pub(crate) const REFRESH_COLUMNS: &str = "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used, \
-     tenant, family_started_at, idp";
+     tenant, family_started_at, idp, amr";
 pub(crate) const SESSION_COLUMNS: &str =
-    "id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at, tenant, idp";
+    "id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at, tenant, idp, amr";
 pub(crate) const KEY_COLUMNS: &str = "id, alg, pkcs8, created_at, tenant";
-pub(crate) const TENANT_COLUMNS: &str = "id, uuid, created_at, local_passwords";
+pub(crate) const TENANT_COLUMNS: &str = "id, uuid, created_at, local_passwords, second_factor";
+pub(crate) const TOTP_COLUMNS: &str = "tenant, user_id, secret, confirmed, last_step, created_at";
 pub(crate) const UPSTREAM_COLUMNS: &str = "tenant, id, name, issuer, client_id, client_secret, auth_method, scopes, \
      allowed_domains, require_claims, link_by_email, max_age_secs, force_login, created_at";
 pub(crate) const UPSTREAM_LINK_COLUMNS: &str = "tenant, upstream_id, subject, user_id, created_at";
@@ -50,46 +51,55 @@ pub(crate) fn claims<E>(column: &str, bad: impl FnOnce() -> E) -> Result<Vec<(St
     serde_json::from_str(column).map_err(|_| bad())
 }
 
-/// A grant's `status`, `subject`, `auth_time` and `idp` columns.
-pub(crate) type GrantStatusColumns<'a> =
-    (&'static str, Option<&'a str>, Option<i64>, Option<&'a str>);
+/// A grant's `status`, `subject`, `auth_time`, `idp` and `amr` columns.
+pub(crate) type GrantStatusColumns<'a> = (
+    &'static str,
+    Option<&'a str>,
+    Option<i64>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
 
-/// A grant's `status`, `subject`, `auth_time` and `idp` columns (only an approved grant has
-/// the last three).
+/// What an approved grant's `subject`, `auth_time`, `idp` and `amr` columns hold.
+pub(crate) type Approval = (String, Timestamp, Option<String>, Option<String>);
+
+/// A grant's `status`, `subject`, `auth_time`, `idp` and `amr` columns (only an approved
+/// grant has the last four).
 pub(crate) fn grant_status_columns(s: &GrantStatus) -> GrantStatusColumns<'_> {
     match s {
         GrantStatus::Approved {
             subject,
             auth_time,
             idp,
-            ..
+            amr,
         } => (
             s.name(),
             Some(subject.as_str()),
             Some(auth_time.as_millis()),
             idp.as_deref(),
+            amr.as_deref(),
         ),
-        _ => (s.name(), None, None, None),
+        _ => (s.name(), None, None, None, None),
     }
 }
 
-/// A grant's status from its `status` column; `approved` reads the subject, sign-on time and
-/// upstream provider (only an approved grant has them), `bad` is the error for a status no
-/// grant has.
+/// A grant's status from its `status` column; `approved` reads the subject, sign-on time,
+/// upstream provider and sign-on methods (only an approved grant has them), `bad` is the
+/// error for a status no grant has.
 pub(crate) fn grant_status<E>(
     status: &str,
-    approved: impl FnOnce() -> Result<(String, Timestamp, Option<String>), E>,
+    approved: impl FnOnce() -> Result<Approval, E>,
     bad: impl FnOnce() -> E,
 ) -> Result<GrantStatus, E> {
     Ok(match status {
         "pending" => GrantStatus::Pending,
         "approved" => {
-            let (subject, auth_time, idp) = approved()?;
+            let (subject, auth_time, idp, amr) = approved()?;
             GrantStatus::Approved {
-                amr: None,
                 subject,
                 auth_time,
                 idp,
+                amr,
             }
         }
         "denied" => GrantStatus::Denied,

@@ -25,8 +25,8 @@ use devicegate_proto::FlowStatus;
 
 use crate::{
     Admission, BrowserSession, ClientRecord, DEFAULT_TENANT, HeldPoll, KeyRecord, LimitTake,
-    PollBy, RefreshToken, Store, StoreError, TenantRecord, UpstreamLink, UpstreamRecord,
-    UpstreamState, UserRecord,
+    PollBy, RefreshToken, Store, StoreError, TenantRecord, TotpFactor, UpstreamLink,
+    UpstreamRecord, UpstreamState, UserRecord,
 };
 
 const T: &str = DEFAULT_TENANT;
@@ -44,7 +44,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let cases: [(&str, Case<S>); 34] = [
+    let cases: [(&str, Case<S>); 45] = [
         ("clients", |s| Box::pin(clients(s))),
         ("users", |s| Box::pin(users(s))),
         ("grants", |s| Box::pin(grants(s))),
@@ -122,6 +122,33 @@ where
         }),
         ("updating_an_upstream_keeps_its_links", |s| {
             Box::pin(updating_an_upstream_keeps_its_links(s))
+        }),
+        ("second_factor_policy", |s| {
+            Box::pin(second_factor_policy(s))
+        }),
+        ("totp_factors", |s| Box::pin(totp_factors(s))),
+        ("concurrent_totp_step_has_one_winner", |s| {
+            Box::pin(concurrent_totp_step_has_one_winner(Arc::new(s)))
+        }),
+        ("recovery_codes", |s| Box::pin(recovery_codes(s))),
+        ("concurrent_recovery_code_has_one_winner", |s| {
+            Box::pin(concurrent_recovery_code_has_one_winner(Arc::new(s)))
+        }),
+        ("deleting_factors", |s| Box::pin(deleting_factors(s))),
+        ("second_factors_are_per_tenant", |s| {
+            Box::pin(second_factors_are_per_tenant(s))
+        }),
+        ("flow_amr_round_trips", |s| {
+            Box::pin(flow_amr_round_trips(s))
+        }),
+        ("grant_amr_round_trips", |s| {
+            Box::pin(grant_amr_round_trips(Arc::new(s)))
+        }),
+        ("refresh_token_amr_round_trips", |s| {
+            Box::pin(refresh_token_amr_round_trips(s))
+        }),
+        ("session_amr_round_trips", |s| {
+            Box::pin(session_amr_round_trips(s))
         }),
     ];
     let mut failed = Vec::new();
@@ -1917,4 +1944,565 @@ async fn updating_an_upstream_keeps_its_links(s: impl Store) {
         Err(StoreError::NotFound)
     );
     assert!(s.list_upstreams("acme").await.unwrap().is_empty());
+}
+
+async fn second_factor_policy(s: impl Store) {
+    // Off for a tenant created before the policy existed, and for new ones by default.
+    s.create_tenant(&tenant("acme")).await.unwrap();
+    assert_eq!(s.get_tenant("acme").await.unwrap().second_factor, "off");
+    for policy in ["required", "optional", "off", "required"] {
+        s.set_second_factor("acme", policy).await.unwrap();
+        assert_eq!(s.get_tenant("acme").await.unwrap().second_factor, policy);
+        let by_uuid = s.get_tenant_by_uuid(&tenant("acme").uuid).await.unwrap();
+        assert_eq!(by_uuid.second_factor, policy);
+        let listed = s.list_tenants().await.unwrap();
+        let acme = listed.iter().find(|t| t.id == "acme").unwrap();
+        assert_eq!(acme.second_factor, policy);
+    }
+    assert_eq!(
+        s.set_second_factor("nope", "required").await,
+        Err(StoreError::NotFound)
+    );
+    // Created with a policy, it keeps it; another tenant's is untouched.
+    let strict = TenantRecord {
+        second_factor: "optional".into(),
+        ..tenant("strict")
+    };
+    s.create_tenant(&strict).await.unwrap();
+    assert_eq!(s.get_tenant("strict").await.unwrap(), strict);
+    assert_eq!(
+        s.get_tenant("acme").await.unwrap().second_factor,
+        "required"
+    );
+}
+
+/// An unconfirmed enrolment of `user_id` in tenant `T`, with a secret made from `seed`.
+fn totp(user_id: &str, seed: &str) -> TotpFactor {
+    TotpFactor {
+        tenant: T.into(),
+        user_id: user_id.into(),
+        secret: SecretHash::of(seed.as_bytes()).as_bytes()[..20].to_vec(),
+        confirmed: false,
+        last_step: 0,
+        created_at: NOW,
+    }
+}
+
+async fn totp_factors(s: impl Store) {
+    // Nobody has one yet.
+    assert_eq!(s.get_totp(T, "ann").await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.use_totp_step(T, "ann", 100, true).await,
+        Err(StoreError::NotFound)
+    );
+    let first = totp("ann", "first");
+    s.put_totp(&first).await.unwrap();
+    assert_eq!(s.get_totp(T, "ann").await.unwrap(), first);
+    // Unconfirmed, a code signs nobody in, and nothing is recorded.
+    assert!(!s.use_totp_step(T, "ann", 100, false).await.unwrap());
+    assert_eq!(s.get_totp(T, "ann").await.unwrap(), first);
+    // An enrolment started again replaces the unconfirmed one, every field.
+    let second = TotpFactor {
+        created_at: NOW.plus(Duration::from_secs(60)),
+        last_step: 7,
+        ..totp("ann", "second")
+    };
+    s.put_totp(&second).await.unwrap();
+    assert_eq!(s.get_totp(T, "ann").await.unwrap(), second);
+    // Confirming with a step no later than the last is refused too.
+    assert!(!s.use_totp_step(T, "ann", 7, true).await.unwrap());
+    assert!(!s.get_totp(T, "ann").await.unwrap().confirmed);
+    // Confirming accepts the step and confirms.
+    assert!(s.use_totp_step(T, "ann", 100, true).await.unwrap());
+    let confirmed = s.get_totp(T, "ann").await.unwrap();
+    assert_eq!(
+        confirmed,
+        TotpFactor {
+            confirmed: true,
+            last_step: 100,
+            ..second.clone()
+        }
+    );
+    // A confirmed one is not replaced: remove it first.
+    assert_eq!(
+        s.put_totp(&totp("ann", "third")).await,
+        Err(StoreError::AlreadyExists)
+    );
+    assert_eq!(
+        s.put_totp(&TotpFactor {
+            confirmed: true,
+            ..totp("ann", "third")
+        })
+        .await,
+        Err(StoreError::AlreadyExists)
+    );
+    assert_eq!(s.get_totp(T, "ann").await.unwrap(), confirmed);
+    // A replay of the same step, or an older one, is refused and changes nothing.
+    assert!(!s.use_totp_step(T, "ann", 100, false).await.unwrap());
+    assert!(!s.use_totp_step(T, "ann", 100, true).await.unwrap());
+    assert!(!s.use_totp_step(T, "ann", 99, false).await.unwrap());
+    assert_eq!(s.get_totp(T, "ann").await.unwrap().last_step, 100);
+    // A later step is accepted, once.
+    assert!(s.use_totp_step(T, "ann", 101, false).await.unwrap());
+    assert!(!s.use_totp_step(T, "ann", 101, false).await.unwrap());
+    assert!(s.use_totp_step(T, "ann", 105, true).await.unwrap());
+    assert_eq!(
+        s.get_totp(T, "ann").await.unwrap(),
+        TotpFactor {
+            last_step: 105,
+            ..confirmed.clone()
+        }
+    );
+    // Someone else has none: NotFound, not a refusal.
+    assert_eq!(s.get_totp(T, "bob").await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.use_totp_step(T, "bob", 200, false).await,
+        Err(StoreError::NotFound)
+    );
+    // Another person's enrolment is their own.
+    let bobs = totp("bob", "bob");
+    s.put_totp(&bobs).await.unwrap();
+    assert_eq!(s.get_totp(T, "bob").await.unwrap(), bobs);
+    assert_eq!(s.get_totp(T, "ann").await.unwrap().last_step, 105);
+}
+
+async fn concurrent_totp_step_has_one_winner(s: Arc<impl Store>) {
+    // Confirming: of 20 submissions of the same code, one confirms.
+    s.put_totp(&totp("ann", "ann")).await.unwrap();
+    // Signing in: of 20 submissions of the same code, one is accepted.
+    s.put_totp(&TotpFactor {
+        confirmed: true,
+        last_step: 400,
+        ..totp("bob", "bob")
+    })
+    .await
+    .unwrap();
+    for (user, step, confirming) in [("ann", 300, true), ("bob", 500, false)] {
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.use_totp_step(T, user, step, confirming).await.unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            if t.await.unwrap() {
+                wins += 1;
+            }
+        }
+        assert_eq!(wins, 1, "{user}");
+        let stored = s.get_totp(T, user).await.unwrap();
+        assert!(stored.confirmed);
+        assert_eq!(stored.last_step, step);
+    }
+}
+
+fn recovery_hashes(prefix: &str, n: usize) -> Vec<SecretHash> {
+    (0..n)
+        .map(|i| SecretHash::of(format!("{prefix}-{i}").as_bytes()))
+        .collect()
+}
+
+async fn recovery_codes(s: impl Store) {
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 0);
+    let codes = recovery_hashes("ann", 10);
+    s.put_recovery_codes(T, "ann", &codes, NOW).await.unwrap();
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 10);
+    // Each code works once.
+    assert!(s.use_recovery_code(T, "ann", &codes[0], NOW).await.unwrap());
+    assert!(!s.use_recovery_code(T, "ann", &codes[0], NOW).await.unwrap());
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 9);
+    assert!(s.use_recovery_code(T, "ann", &codes[9], NOW).await.unwrap());
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 8);
+    // An unknown code, or someone else's, does nothing.
+    let unknown = SecretHash::of(b"unknown");
+    assert!(!s.use_recovery_code(T, "ann", &unknown, NOW).await.unwrap());
+    let bobs = recovery_hashes("bob", 3);
+    s.put_recovery_codes(T, "bob", &bobs, NOW).await.unwrap();
+    assert!(!s.use_recovery_code(T, "ann", &bobs[0], NOW).await.unwrap());
+    assert!(!s.use_recovery_code(T, "bob", &codes[1], NOW).await.unwrap());
+    assert_eq!(s.count_recovery_codes(T, "bob").await.unwrap(), 3);
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 8);
+    // New codes replace all the old ones, used or not.
+    let fresh = recovery_hashes("ann-fresh", 5);
+    s.put_recovery_codes(T, "ann", &fresh, NOW).await.unwrap();
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 5);
+    for old in &codes {
+        assert!(!s.use_recovery_code(T, "ann", old, NOW).await.unwrap());
+    }
+    assert!(s.use_recovery_code(T, "ann", &fresh[2], NOW).await.unwrap());
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 4);
+    // Replacing with the same codes again makes them unused again.
+    s.put_recovery_codes(T, "ann", &fresh, NOW).await.unwrap();
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 5);
+    // And with none, none are left.
+    s.put_recovery_codes(T, "ann", &[], NOW).await.unwrap();
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 0);
+    assert!(!s.use_recovery_code(T, "ann", &fresh[0], NOW).await.unwrap());
+    assert_eq!(s.count_recovery_codes(T, "bob").await.unwrap(), 3);
+}
+
+async fn concurrent_recovery_code_has_one_winner(s: Arc<impl Store>) {
+    let codes = recovery_hashes("ann", 10);
+    s.put_recovery_codes(T, "ann", &codes, NOW).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (s, code) = (s.clone(), codes[4]);
+        tasks.push(tokio::spawn(async move {
+            s.use_recovery_code(T, "ann", &code, NOW).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 9);
+}
+
+/// Gives `user_id` a confirmed authenticator and three recovery codes.
+async fn enrol(s: &impl Store, tenant: &str, user_id: &str) {
+    s.put_totp(&TotpFactor {
+        tenant: tenant.into(),
+        confirmed: true,
+        ..totp(user_id, user_id)
+    })
+    .await
+    .unwrap();
+    let codes = recovery_hashes(&format!("{tenant}/{user_id}"), 3);
+    s.put_recovery_codes(tenant, user_id, &codes, NOW)
+        .await
+        .unwrap();
+}
+
+async fn deleting_factors(s: impl Store) {
+    enrol(&s, T, "ann").await;
+    enrol(&s, T, "bob").await;
+    s.delete_factors(T, "ann").await.unwrap();
+    assert_eq!(s.get_totp(T, "ann").await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.use_totp_step(T, "ann", 10, false).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 0);
+    // Nothing left to delete is fine.
+    s.delete_factors(T, "ann").await.unwrap();
+    s.delete_factors(T, "nobody").await.unwrap();
+    // Someone else's stay.
+    assert!(s.get_totp(T, "bob").await.unwrap().confirmed);
+    assert_eq!(s.count_recovery_codes(T, "bob").await.unwrap(), 3);
+    // After a removal, a new enrolment can start.
+    s.put_totp(&totp("ann", "again")).await.unwrap();
+    // A new password keeps a user's factors; deleting the user deletes them.
+    let carol = user("carol");
+    s.create_user(&carol).await.unwrap();
+    enrol(&s, T, &carol.id).await;
+    s.set_password(T, "carol", "$argon2id$new").await.unwrap();
+    assert!(s.get_totp(T, &carol.id).await.unwrap().confirmed);
+    assert_eq!(s.count_recovery_codes(T, &carol.id).await.unwrap(), 3);
+    s.delete_user(T, "carol").await.unwrap();
+    assert_eq!(s.get_totp(T, &carol.id).await, Err(StoreError::NotFound));
+    assert_eq!(s.count_recovery_codes(T, &carol.id).await.unwrap(), 0);
+    assert!(s.get_totp(T, "bob").await.unwrap().confirmed);
+    assert_eq!(s.count_recovery_codes(T, "bob").await.unwrap(), 3);
+}
+
+async fn second_factors_are_per_tenant(s: impl Store) {
+    s.create_tenant(&tenant("acme")).await.unwrap();
+    enrol(&s, "acme", "ann").await;
+    let acme_code = recovery_hashes("acme/ann", 3)[0];
+    // Nothing of acme's is seen, used or removed from the default tenant.
+    assert_eq!(s.get_totp(T, "ann").await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.use_totp_step(T, "ann", 10, false).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 0);
+    assert!(
+        !s.use_recovery_code(T, "ann", &acme_code, NOW)
+            .await
+            .unwrap()
+    );
+    s.delete_factors(T, "ann").await.unwrap();
+    s.put_recovery_codes(T, "ann", &[], NOW).await.unwrap();
+    let acmes = s.get_totp("acme", "ann").await.unwrap();
+    assert_eq!((acmes.tenant.as_str(), acmes.confirmed), ("acme", true));
+    assert_eq!(s.count_recovery_codes("acme", "ann").await.unwrap(), 3);
+    // The same person id in the default tenant has factors of its own.
+    enrol(&s, T, "ann").await;
+    assert!(s.use_totp_step(T, "ann", 10, false).await.unwrap());
+    assert!(s.use_totp_step("acme", "ann", 10, false).await.unwrap());
+    assert!(
+        s.use_recovery_code("acme", "ann", &acme_code, NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 3);
+    // Deleting the tenant deletes its factors, and only its.
+    s.delete_tenant("acme").await.unwrap();
+    assert_eq!(s.get_totp("acme", "ann").await, Err(StoreError::NotFound));
+    assert_eq!(s.count_recovery_codes("acme", "ann").await.unwrap(), 0);
+    assert_eq!(s.get_totp(T, "ann").await.unwrap().last_step, 10);
+    assert_eq!(s.count_recovery_codes(T, "ann").await.unwrap(), 3);
+    // A tenant created again under that id starts without any.
+    s.create_tenant(&tenant("acme")).await.unwrap();
+    assert_eq!(s.get_totp("acme", "ann").await, Err(StoreError::NotFound));
+}
+
+/// The two values every `amr` case tries, and for each the other one (which a write must
+/// replace, not keep).
+const AMRS: [(Option<&str>, Option<&str>); 2] = [(Some("pwd otp mfa"), None), (None, Some("pwd"))];
+
+fn amr(v: Option<&str>) -> Option<String> {
+    v.map(str::to_owned)
+}
+
+/// The grant's sign-on methods, `None` unless it is approved.
+fn grant_amr(g: &DeviceGrant) -> Option<String> {
+    match &g.status {
+        GrantStatus::Approved { amr, .. } => amr.clone(),
+        _ => None,
+    }
+}
+
+async fn flow_amr_round_trips(s: impl Store) {
+    for (want, other) in AMRS {
+        // Created with it.
+        let (secret, f) = flow();
+        let f = Flow {
+            amr: amr(want),
+            ..f
+        };
+        s.create_flow(&f).await.unwrap();
+        assert_eq!(s.get_flow(&secret.hash()).await.unwrap(), f);
+        // Updated to the other value and back: each update stores the flow's own.
+        for v in [other, want] {
+            let read = s.get_flow(&secret.hash()).await.unwrap();
+            let changed = Flow {
+                amr: amr(v),
+                ..read.clone()
+            };
+            s.update_flow(&changed, None).await.unwrap();
+            assert_eq!(
+                s.get_flow(&secret.hash()).await.unwrap(),
+                Flow {
+                    version: read.version + 1,
+                    ..changed
+                }
+            );
+        }
+        // Signed on (with a second factor, say), bound and consented: the flow keeps it and
+        // the grant approved through the flow gets it.
+        let (secret, f) = flow();
+        s.create_flow(&f).await.unwrap();
+        let signed_on = Flow {
+            amr: amr(want),
+            ..f.sign_on("u1", NOW).unwrap()
+        };
+        s.update_flow(&signed_on, None).await.unwrap();
+        let back = s.get_flow(&secret.hash()).await.unwrap();
+        assert_eq!(back.amr, amr(want));
+        let (_, g) = grant("cli");
+        s.create_grant(&g).await.unwrap();
+        let (bound, bound_grant) = back.verify_user_code(Some(&g), NOW).unwrap();
+        s.update_flow(&bound, Some(&bound_grant)).await.unwrap();
+        let bound = s.get_flow(&secret.hash()).await.unwrap();
+        assert_eq!(bound.amr, amr(want));
+        let read = s.get_grant(&g.id).await.unwrap();
+        let (done, approved) = bound.consent(&read, true, NOW).unwrap();
+        assert_eq!(grant_amr(&approved), amr(want));
+        s.update_flow(&done, Some(&approved)).await.unwrap();
+        assert_eq!(s.get_flow(&secret.hash()).await.unwrap().amr, amr(want));
+        let stored = s.get_grant(&g.id).await.unwrap();
+        assert_eq!(
+            stored.status, approved.status,
+            "the flow's amr reaches the grant"
+        );
+        // Redeemed with a refresh token carrying it.
+        let (token_secret, token) = refresh("fam-flow");
+        let token = RefreshToken {
+            amr: grant_amr(&stored),
+            ..token
+        };
+        let redeemed = DeviceGrant {
+            status: GrantStatus::Redeemed,
+            ..stored
+        };
+        s.redeem_grant(&redeemed, Some(&token)).await.unwrap();
+        assert_eq!(
+            s.get_refresh_token(&token_secret.hash()).await.unwrap().amr,
+            amr(want)
+        );
+    }
+}
+
+async fn grant_amr_round_trips(s: Arc<impl Store>) {
+    for (want, other) in AMRS {
+        // Every read of an approved grant has it.
+        let (code, g) = grant("cli");
+        let created = g.approve("u1", NOW, Some("corp"), want, NOW).unwrap();
+        s.create_grant(&created).await.unwrap();
+        let read = s.get_grant(&g.id).await.unwrap();
+        assert_eq!(read, created, "create_grant");
+        assert_eq!(s.get_grant_by_user_code(&g.user_code).await.unwrap(), read);
+        assert_eq!(
+            s.get_grant_by_device_code(&code.hash()).await.unwrap(),
+            read
+        );
+        // update_grant replaces it with the grant's own.
+        let (_, g) = grant("cli");
+        s.create_grant(&g).await.unwrap();
+        let first = g.approve("u1", NOW, None, other, NOW).unwrap();
+        s.update_grant(&first).await.unwrap();
+        assert_eq!(grant_amr(&s.get_grant(&g.id).await.unwrap()), amr(other));
+        let read = s.get_grant(&g.id).await.unwrap();
+        let again = DeviceGrant {
+            status: GrantStatus::Approved {
+                subject: "u1".into(),
+                auth_time: NOW,
+                idp: None,
+                amr: amr(want),
+            },
+            ..read.clone()
+        };
+        s.update_grant(&again).await.unwrap();
+        assert_eq!(
+            s.get_grant(&g.id).await.unwrap(),
+            DeviceGrant {
+                version: read.version + 1,
+                ..again
+            },
+            "update_grant"
+        );
+        // Approved through update_flow, after polls held in memory.
+        let (code, g) = grant("cli");
+        s.create_grant(&g).await.unwrap();
+        let mut polled = s.get_grant(&g.id).await.unwrap();
+        for i in 0..3 {
+            let now = NOW.plus(Duration::from_secs(10 * i));
+            let hash = code.hash();
+            let by = PollBy::new(&hash, T, "cli");
+            if s.poll_held(by, now).is_none() {
+                let mut next = polled.clone();
+                next.last_poll_at = Some(now);
+                s.record_poll(&next).await.unwrap();
+            }
+            polled = s.get_grant(&g.id).await.unwrap();
+        }
+        let (_, f) = flow();
+        s.create_flow(&f).await.unwrap();
+        let approved = polled.approve("u1", NOW, None, want, NOW).unwrap();
+        s.update_flow(&f, Some(&approved)).await.unwrap();
+        assert_eq!(grant_amr(&s.get_grant(&g.id).await.unwrap()), amr(want));
+        assert_eq!(
+            s.get_grant_by_device_code(&code.hash())
+                .await
+                .unwrap()
+                .status,
+            approved.status,
+            "update_flow after held polls"
+        );
+        // redeem_grant stores the status it is given (an approved one keeps its amr; the
+        // redeemed state has none).
+        let (_, g) = grant("cli");
+        s.create_grant(&g).await.unwrap();
+        let approved = g.approve("u1", NOW, None, want, NOW).unwrap();
+        s.redeem_grant(&approved, None).await.unwrap();
+        assert_eq!(
+            s.get_grant(&g.id).await.unwrap().status,
+            approved.status,
+            "redeem_grant"
+        );
+        let redeemed = DeviceGrant {
+            status: GrantStatus::Redeemed,
+            version: approved.version + 1,
+            ..approved.clone()
+        };
+        s.redeem_grant(&redeemed, None).await.unwrap();
+        assert_eq!(
+            s.get_grant(&g.id).await.unwrap().status,
+            GrantStatus::Redeemed
+        );
+    }
+    // Many approvals at once (written together where a backend groups its writes): each
+    // keeps its own.
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let (_, g) = grant("cli");
+            s.create_grant(&g).await.unwrap();
+            let own = (i % 3 != 0).then(|| format!("pwd otp mfa {i}"));
+            let approved = g.approve("u1", NOW, None, own.as_deref(), NOW).unwrap();
+            s.update_grant(&approved).await.unwrap();
+            (g.id, own)
+        }));
+    }
+    for t in tasks {
+        let (id, own) = t.await.unwrap();
+        assert_eq!(grant_amr(&s.get_grant(&id).await.unwrap()), own);
+    }
+}
+
+async fn refresh_token_amr_round_trips(s: impl Store) {
+    for (want, other) in AMRS {
+        let family = format!("fam-{want:?}");
+        // Stored by a redemption.
+        let (secret, t) = refresh(&family);
+        let t = RefreshToken {
+            amr: amr(want),
+            ..t
+        };
+        redeemed_with(&s, &t).await;
+        assert_eq!(s.get_refresh_token(&secret.hash()).await.unwrap(), t);
+        // Stored by a rotation: the new token's own.
+        let (secret2, t2) = refresh(&family);
+        let t2 = RefreshToken {
+            amr: amr(other),
+            ..t2
+        };
+        s.rotate_refresh_token(&t.hash, &t2).await.unwrap();
+        assert_eq!(s.get_refresh_token(&secret2.hash()).await.unwrap(), t2);
+        let (secret3, t3) = refresh(&family);
+        let t3 = RefreshToken {
+            amr: amr(want),
+            ..t3
+        };
+        s.rotate_refresh_token(&t2.hash, &t3).await.unwrap();
+        assert_eq!(s.get_refresh_token(&secret3.hash()).await.unwrap(), t3);
+        let used = s.get_refresh_token(&secret.hash()).await.unwrap();
+        assert!(used.used);
+        assert_eq!(used.amr, amr(want), "marking a token used keeps its amr");
+    }
+}
+
+async fn session_amr_round_trips(s: impl Store) {
+    for (want, other) in AMRS {
+        let id = Secret::generate(SecretKind::FlowId);
+        let session = BrowserSession {
+            amr: amr(want),
+            idp: None,
+            tenant: T.into(),
+            id_hash: id.hash(),
+            user_id: Some("u1".into()),
+            signed_on_at: Some(NOW),
+            flow_hash: None,
+            created_at: NOW,
+            expires_at: NOW.plus(Duration::from_secs(60)),
+        };
+        s.create_session(&session).await.unwrap();
+        assert_eq!(s.get_session(&id.hash()).await.unwrap(), session);
+        for v in [other, want] {
+            let updated = BrowserSession {
+                amr: amr(v),
+                flow_hash: Some(SecretHash::of(b"flow")),
+                ..session.clone()
+            };
+            s.update_session(&updated).await.unwrap();
+            assert_eq!(s.get_session(&id.hash()).await.unwrap(), updated);
+        }
+    }
 }

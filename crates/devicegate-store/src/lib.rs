@@ -88,7 +88,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Tables whose rows belong to a tenant (deleted with it).
-pub const TENANT_TABLES: [&str; 10] = [
+pub const TENANT_TABLES: [&str; 12] = [
     "clients",
     "users",
     "device_grants",
@@ -99,6 +99,8 @@ pub const TENANT_TABLES: [&str; 10] = [
     "upstreams",
     "upstream_links",
     "upstream_states",
+    "totp_factors",
+    "recovery_codes",
 ];
 
 /// A grant changed state (bound, approved, denied, polled, redeemed). Announced to every

@@ -57,7 +57,7 @@ pub(super) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: us
 pub(super) fn grant_from_row(r: &Row) -> Result<DeviceGrant> {
     let status = grant_status(
         get(r, 5)?,
-        || Ok((get(r, 6)?, ts(get(r, 7)?), get(r, 19)?)),
+        || Ok((get(r, 6)?, ts(get(r, 7)?), get(r, 19)?, get(r, 20)?)),
         || bad("grant status"),
     )?;
     Ok(DeviceGrant {
@@ -85,7 +85,6 @@ pub(super) fn grant_from_row(r: &Row) -> Result<DeviceGrant> {
 
 pub(super) fn flow_from_row(r: &Row) -> Result<Flow> {
     Ok(Flow {
-        amr: None,
         id: get(r, 0)?,
         secret_hash: hash(get(r, 1)?)?,
         status: FlowStatus::parse(get(r, 2)?).ok_or_else(|| bad("flow status"))?,
@@ -99,6 +98,7 @@ pub(super) fn flow_from_row(r: &Row) -> Result<Flow> {
         version: get(r, 10)?,
         tenant: get(r, 11)?,
         idp: get(r, 12)?,
+        amr: get(r, 13)?,
     })
 }
 
@@ -136,7 +136,6 @@ pub(super) fn user_from_row(r: &Row) -> Result<UserRecord> {
 
 pub(super) fn refresh_from_row(r: &Row) -> Result<RefreshToken> {
     Ok(RefreshToken {
-        amr: None,
         hash: hash(get(r, 0)?)?,
         family_id: get(r, 1)?,
         client_id: get(r, 2)?,
@@ -149,6 +148,7 @@ pub(super) fn refresh_from_row(r: &Row) -> Result<RefreshToken> {
         tenant: get(r, 9)?,
         family_started_at: ts(get(r, 10)?),
         idp: get(r, 11)?,
+        amr: get(r, 12)?,
     })
 }
 
@@ -165,7 +165,6 @@ pub(super) fn key_from_row(r: &Row) -> Result<KeyRecord> {
 pub(super) fn session_from_row(r: &Row) -> Result<BrowserSession> {
     let flow: Option<&[u8]> = get(r, 3)?;
     Ok(BrowserSession {
-        amr: None,
         id_hash: hash(get(r, 0)?)?,
         user_id: get(r, 1)?,
         signed_on_at: opt_ts(get(r, 2)?),
@@ -174,16 +173,17 @@ pub(super) fn session_from_row(r: &Row) -> Result<BrowserSession> {
         expires_at: ts(get(r, 5)?),
         tenant: get(r, 6)?,
         idp: get(r, 7)?,
+        amr: get(r, 8)?,
     })
 }
 
 pub(super) fn tenant_from_row(r: &Row) -> Result<TenantRecord> {
     Ok(TenantRecord {
-        second_factor: "off".into(),
         id: get(r, 0)?,
         uuid: get(r, 1)?,
         created_at: ts(get(r, 2)?),
         local_passwords: get(r, 3)?,
+        second_factor: get(r, 4)?,
     })
 }
 

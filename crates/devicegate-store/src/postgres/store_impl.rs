@@ -68,7 +68,7 @@ impl PostgresStore {
             .query(
                 &format!(
                     "UPDATE device_grants SET status = 'denied', subject = NULL, auth_time = NULL, \
-                     idp = NULL, version = version + 1 WHERE status = 'approved' AND subject = $1 \
+                     idp = NULL, amr = NULL, version = version + 1 WHERE status = 'approved' AND subject = $1 \
                      RETURNING {GRANT_COLUMNS}"
                 ),
                 &[&id],
@@ -187,11 +187,11 @@ async fn insert_key_in(db: &impl deadpool_postgres::GenericClient, k: &KeyRecord
 
 /// The conditional update of a grant, and its announcement, inside `tx`.
 async fn update_grant_in(tx: &deadpool_postgres::Transaction<'_>, g: &DeviceGrant) -> Result<()> {
-    let (status, subject, auth_time, idp) = grant_status_columns(&g.status);
+    let (status, subject, auth_time, idp, amr) = grant_status_columns(&g.status);
     let stmt = tx
         .prepare_cached(
             "UPDATE device_grants SET status = $1, subject = $2, auth_time = $3, interval_secs = $4, \
-             last_poll_at = $5, flow_id = $6, flow_expires_at = $7, idp = $10, version = version + 1 \
+             last_poll_at = $5, flow_id = $6, flow_expires_at = $7, idp = $10, amr = $11, version = version + 1 \
              WHERE id = $8 AND version = $9",
         )
         .await
@@ -210,6 +210,7 @@ async fn update_grant_in(tx: &deadpool_postgres::Transaction<'_>, g: &DeviceGran
                 &g.id,
                 &g.version,
                 &idp,
+                &amr,
             ],
         )
         .await
@@ -229,7 +230,7 @@ async fn insert_refresh_in(
 ) -> Result<()> {
     let stmt = tx
         .prepare_cached(&format!(
-            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .await
         .map_err(pg)?;
@@ -248,6 +249,7 @@ async fn insert_refresh_in(
             &t.tenant,
             &t.family_started_at.as_millis(),
             &t.idp,
+            &t.amr,
         ],
     )
     .await
@@ -271,12 +273,13 @@ impl Store for PostgresStore {
 
     async fn create_tenant(&self, t: &TenantRecord) -> Result<()> {
         self.exec(
-            &format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4)"),
+            &format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"),
             &[
                 &t.id,
                 &t.uuid,
                 &t.created_at.as_millis(),
                 &t.local_passwords,
+                &t.second_factor,
             ],
         )
         .await
@@ -633,12 +636,12 @@ impl Store for PostgresStore {
     }
 
     async fn create_grant(&self, g: &DeviceGrant) -> Result<()> {
-        let (status, subject, auth_time, idp) = grant_status_columns(&g.status);
+        let (status, subject, auth_time, idp, amr) = grant_status_columns(&g.status);
         let epoch = self.inner.pending.epoch(&g.device_code_hash);
         self.exec(
             &format!(
                 "INSERT INTO device_grants ({GRANT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
             ),
             &[
                 &g.id,
@@ -661,6 +664,7 @@ impl Store for PostgresStore {
                 &g.tenant,
                 &g.context,
                 &idp,
+                &amr,
             ],
         )
         .await?;
@@ -769,7 +773,7 @@ impl Store for PostgresStore {
 
     async fn create_flow(&self, f: &Flow) -> Result<()> {
         self.exec(
-            &format!("INSERT INTO flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+            &format!("INSERT INTO flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"),
             &[
                 &f.id,
                 &f.secret_hash.as_bytes().as_slice(),
@@ -784,6 +788,7 @@ impl Store for PostgresStore {
                 &f.version,
                 &f.tenant,
                 &f.idp,
+                &f.amr,
             ],
         )
         .await
@@ -805,7 +810,7 @@ impl Store for PostgresStore {
         let stmt = tx
             .prepare_cached(
                 "UPDATE flows SET status = $1, grant_id = $2, user_id = $3, signed_on_at = $4, \
-                 failed_attempts = $5, result = $6, secret_hash = $9, idp = $10, version = version + 1 \
+                 failed_attempts = $5, result = $6, secret_hash = $9, idp = $10, amr = $11, version = version + 1 \
                  WHERE id = $7 AND version = $8",
             )
             .await
@@ -824,6 +829,7 @@ impl Store for PostgresStore {
                     &f.version,
                     &f.secret_hash.as_bytes().as_slice(),
                     &f.idp,
+                    &f.amr,
                 ],
             )
             .await
@@ -1026,7 +1032,7 @@ impl Store for PostgresStore {
     async fn create_session(&self, s: &BrowserSession) -> Result<()> {
         self.exec(
             &format!(
-                "INSERT INTO browser_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                "INSERT INTO browser_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             ),
             &[
                 &s.id_hash.as_bytes().as_slice(),
@@ -1037,6 +1043,7 @@ impl Store for PostgresStore {
                 &s.expires_at.as_millis(),
                 &s.tenant,
                 &s.idp,
+                &s.amr,
             ],
         )
         .await
@@ -1056,7 +1063,7 @@ impl Store for PostgresStore {
         let n = self
             .exec(
                 "UPDATE browser_sessions SET user_id = $1, signed_on_at = $2, flow_hash = $3, expires_at = $4, \
-                 idp = $6 WHERE id_hash = $5",
+                 idp = $6, amr = $7 WHERE id_hash = $5",
                 &[
                     &s.user_id,
                     &s.signed_on_at.map(Timestamp::as_millis),
@@ -1064,6 +1071,7 @@ impl Store for PostgresStore {
                     &s.expires_at.as_millis(),
                     &s.id_hash.as_bytes().as_slice(),
                     &s.idp,
+                    &s.amr,
                 ],
             )
             .await?;

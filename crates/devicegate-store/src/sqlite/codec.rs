@@ -13,7 +13,7 @@ use rusqlite::types::Type;
 use crate::StoreError;
 use crate::columns::{claims, domains, flow_result, grant_status};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, UpstreamLink,
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, TotpFactor, UpstreamLink,
     UpstreamRecord, UpstreamState, UserRecord,
 };
 
@@ -72,7 +72,7 @@ pub(super) fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceGrant> {
     let status: String = row.get(5)?;
     let status = grant_status(
         &status,
-        || Ok((row.get(6)?, ts(row, 7)?, row.get(19)?)),
+        || Ok((row.get(6)?, ts(row, 7)?, row.get(19)?, row.get(20)?)),
         || bad(5, "grant status"),
     )?;
     Ok(DeviceGrant {
@@ -102,7 +102,6 @@ pub(super) fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
     let status: String = row.get(2)?;
     let result: Option<String> = row.get(7)?;
     Ok(Flow {
-        amr: None,
         id: row.get(0)?,
         secret_hash: hash(row, 1)?,
         status: FlowStatus::parse(&status).ok_or_else(|| bad(2, "flow status"))?,
@@ -116,6 +115,7 @@ pub(super) fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
         version: row.get(10)?,
         tenant: row.get(11)?,
         idp: row.get(12)?,
+        amr: row.get(13)?,
     })
 }
 
@@ -152,7 +152,6 @@ pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
 
 pub(super) fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> {
     Ok(RefreshToken {
-        amr: None,
         hash: hash(row, 0)?,
         family_id: row.get(1)?,
         client_id: row.get(2)?,
@@ -165,13 +164,13 @@ pub(super) fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> 
         tenant: row.get(9)?,
         family_started_at: ts(row, 10)?,
         idp: row.get(11)?,
+        amr: row.get(12)?,
     })
 }
 
 pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<BrowserSession> {
     let flow: Option<Vec<u8>> = row.get(3)?;
     Ok(BrowserSession {
-        amr: None,
         id_hash: hash(row, 0)?,
         user_id: row.get(1)?,
         signed_on_at: opt_ts(row, 2)?,
@@ -183,6 +182,7 @@ pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<BrowserSession
         expires_at: ts(row, 5)?,
         tenant: row.get(6)?,
         idp: row.get(7)?,
+        amr: row.get(8)?,
     })
 }
 
@@ -199,11 +199,22 @@ pub(super) fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
 
 pub(super) fn tenant_from_row(row: &Row<'_>) -> rusqlite::Result<TenantRecord> {
     Ok(TenantRecord {
-        second_factor: "off".into(),
         id: row.get(0)?,
         uuid: row.get(1)?,
         created_at: ts(row, 2)?,
         local_passwords: row.get(3)?,
+        second_factor: row.get(4)?,
+    })
+}
+
+pub(super) fn totp_from_row(row: &Row<'_>) -> rusqlite::Result<TotpFactor> {
+    Ok(TotpFactor {
+        tenant: row.get(0)?,
+        user_id: row.get(1)?,
+        secret: row.get(2)?,
+        confirmed: row.get(3)?,
+        last_step: row.get(4)?,
+        created_at: ts(row, 5)?,
     })
 }
 

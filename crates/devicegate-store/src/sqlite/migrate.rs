@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_upstreams.sql"),
     include_str!("../../migrations/sqlite/0006_idp.sql"),
     include_str!("../../migrations/sqlite/0007_upstream_link_per_user.sql"),
+    include_str!("../../migrations/sqlite/0008_second_factors.sql"),
 ];
 
 /// Applies the migrations the database lacks; returns how many ran.

@@ -59,11 +59,11 @@ pub(super) fn update_grant_in(
     g: &DeviceGrant,
 ) -> Result<i64> {
     let expected = pending.expected_version(g)?;
-    let (status, subject, auth_time, idp) = grant_status_columns(&g.status);
+    let (status, subject, auth_time, idp, amr) = grant_status_columns(&g.status);
     let n = conn
         .prepare_cached(
             "UPDATE device_grants SET status = ?1, subject = ?2, auth_time = ?3, interval_secs = ?4, \
-             last_poll_at = ?5, flow_id = ?6, flow_expires_at = ?7, idp = ?10, version = version + 1 \
+             last_poll_at = ?5, flow_id = ?6, flow_expires_at = ?7, idp = ?10, amr = ?11, version = version + 1 \
              WHERE id = ?8 AND version = ?9",
         )
         .map_err(internal)?
@@ -77,7 +77,8 @@ pub(super) fn update_grant_in(
             g.flow_expires_at.map(Timestamp::as_millis),
             g.id,
             expected,
-            idp
+            idp,
+            amr
         ])
         .map_err(internal)?;
     match n {
@@ -88,10 +89,10 @@ pub(super) fn update_grant_in(
 
 /// Inserts a grant; returns its rowid.
 pub(super) fn insert_grant_in(conn: &Connection, g: &DeviceGrant) -> Result<i64> {
-    let (status, subject, auth_time, idp) = grant_status_columns(&g.status);
+    let (status, subject, auth_time, idp, amr) = grant_status_columns(&g.status);
     conn.prepare_cached(&format!(
         "INSERT INTO device_grants ({GRANT_COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
     ))
     .map_err(internal)?
     .execute(params![
@@ -114,7 +115,8 @@ pub(super) fn insert_grant_in(conn: &Connection, g: &DeviceGrant) -> Result<i64>
         g.version,
         g.tenant,
         g.context,
-        idp
+        idp,
+        amr
     ])
     .map_err(constraint)?;
     Ok(conn.last_insert_rowid())
@@ -159,29 +161,32 @@ pub(super) fn insert_upstream_link_in(conn: &Connection, l: &UpstreamLink) -> Re
 pub(super) enum UserChange {
     /// A new password: the user keeps their upstream links.
     Password,
-    /// The user is gone, and so are their upstream links.
+    /// The user is gone, and so are their upstream links and second factors.
     Deleted,
 }
 
-/// Runs `sql`, which changes or deletes one user and returns its id (`NotFound` if none),
+/// Runs `sql`, which changes or deletes one user and returns its id and tenant (`NotFound`
+/// if none),
 /// then ends everything that user signed in to or had under way: refresh tokens and sessions
 /// go, approved grants not redeemed yet are denied (with a new version, so that a redemption
 /// read before loses its compare-and-swap), and open flows fail; a deleted user's upstream
-/// links go too. Returns the denied grants, as stored.
+/// links and second factors go too (a new password keeps them). Returns the denied grants,
+/// as stored.
 pub(super) fn change_user_in(
     conn: &Connection,
     change: UserChange,
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<DeviceGrant>> {
-    let id: String = conn
-        .query_row(sql, params, |r| r.get(0))
+    let (id, tenant): (String, String) = conn
+        .query_row(sql, params, |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .map_err(internal)?
         .ok_or(StoreError::NotFound)?;
     if change == UserChange::Deleted {
         conn.execute("DELETE FROM upstream_links WHERE user_id = ?1", [&id])
             .map_err(internal)?;
+        delete_factors_in(conn, &tenant, &id)?;
     }
     conn.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
         .map_err(internal)?;
@@ -190,7 +195,7 @@ pub(super) fn change_user_in(
     let denied = conn
         .prepare_cached(&format!(
             "UPDATE device_grants SET status = 'denied', subject = NULL, auth_time = NULL, \
-             idp = NULL, version = version + 1 WHERE status = 'approved' AND subject = ?1 \
+             idp = NULL, amr = NULL, version = version + 1 WHERE status = 'approved' AND subject = ?1 \
              RETURNING {GRANT_COLUMNS}"
         ))
         .map_err(internal)?
@@ -205,6 +210,19 @@ pub(super) fn change_user_in(
     )
     .map_err(internal)?;
     Ok(denied)
+}
+
+/// Deletes a person's authenticator and recovery codes.
+pub(super) fn delete_factors_in(conn: &Connection, tenant: &str, user_id: &str) -> Result<()> {
+    for table in ["totp_factors", "recovery_codes"] {
+        conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE tenant = ?1 AND user_id = ?2"
+        ))
+        .map_err(internal)?
+        .execute([tenant, user_id])
+        .map_err(internal)?;
+    }
+    Ok(())
 }
 
 /// After an update that matched no row: was the row gone, or changed?
@@ -224,7 +242,7 @@ pub(super) fn missing_or_conflict(
 
 pub(super) fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))
     .map_err(internal)?
     .execute(params![
@@ -239,7 +257,8 @@ pub(super) fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<(
         t.used,
         t.tenant,
         t.family_started_at.as_millis(),
-        t.idp
+        t.idp,
+        t.amr
     ])
     .map_err(constraint)?;
     Ok(())

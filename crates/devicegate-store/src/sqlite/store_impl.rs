@@ -16,8 +16,8 @@ use crate::TENANT_TABLES;
 use crate::columns::*;
 use crate::limits::{Admission, LimitTake};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UpstreamLink,
-    UpstreamRecord, UpstreamState, UserRecord,
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, TotpFactor,
+    UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
 };
 use crate::{GrantChanged, HeldPoll, PendingCodes, PollBy, Result, Store, StoreError};
 
@@ -90,8 +90,14 @@ impl Store for SqliteStore {
         let t = t.clone();
         self.write(move |conn| {
             conn.execute(
-                &format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4)"),
-                params![t.id, t.uuid, t.created_at.as_millis(), t.local_passwords],
+                &format!("INSERT INTO tenants ({TENANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                params![
+                    t.id,
+                    t.uuid,
+                    t.created_at.as_millis(),
+                    t.local_passwords,
+                    t.second_factor
+                ],
             )
             .map_err(constraint)?;
             Ok(())
@@ -163,6 +169,162 @@ impl Store for SqliteStore {
             }
         })
         .await
+    }
+
+    async fn set_second_factor(&self, tenant: &str, policy: &str) -> Result<()> {
+        let (tenant, policy) = (tenant.to_owned(), policy.to_owned());
+        self.write(move |conn| {
+            match conn
+                .execute(
+                    "UPDATE tenants SET second_factor = ?1 WHERE id = ?2",
+                    params![policy, tenant],
+                )
+                .map_err(internal)?
+            {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    /// One statement: inserted, or replacing an unconfirmed enrolment; a confirmed one is
+    /// left alone (no row changed) and answered `AlreadyExists`.
+    async fn put_totp(&self, t: &TotpFactor) -> Result<()> {
+        let t = t.clone();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO totp_factors ({TOTP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (tenant, user_id) DO UPDATE SET secret = excluded.secret, \
+                     confirmed = excluded.confirmed, last_step = excluded.last_step, \
+                     created_at = excluded.created_at WHERE totp_factors.confirmed = 0"
+                ))
+                .map_err(internal)?
+                .execute(params![
+                    t.tenant,
+                    t.user_id,
+                    t.secret,
+                    t.confirmed,
+                    t.last_step,
+                    t.created_at.as_millis()
+                ])
+                .map_err(constraint)?;
+            match n {
+                0 => Err(StoreError::AlreadyExists),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn get_totp(&self, tenant: &str, user_id: &str) -> Result<TotpFactor> {
+        self.one(
+            &format!("SELECT {TOTP_COLUMNS} FROM totp_factors WHERE tenant = ?1 AND user_id = ?2"),
+            [tenant, user_id],
+            totp_from_row,
+        )
+        .await
+    }
+
+    /// One conditional update on the writer thread; a read only after it changed nothing,
+    /// to tell a refused step from a person without an authenticator.
+    async fn use_totp_step(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        step: i64,
+        confirming: bool,
+    ) -> Result<bool> {
+        let (tenant, user_id) = (tenant.to_owned(), user_id.to_owned());
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE totp_factors SET last_step = ?3, confirmed = (confirmed OR ?4) \
+                     WHERE tenant = ?1 AND user_id = ?2 AND last_step < ?3 \
+                     AND (confirmed OR ?4)",
+                )
+                .map_err(internal)?
+                .execute(params![tenant, user_id, step, confirming])
+                .map_err(internal)?;
+            if n == 1 {
+                return Ok(true);
+            }
+            get_one(
+                conn,
+                "SELECT 1 FROM totp_factors WHERE tenant = ?1 AND user_id = ?2",
+                [&tenant, &user_id],
+                |_| Ok(false),
+            )
+        })
+        .await
+    }
+
+    async fn put_recovery_codes(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        hashes: &[SecretHash],
+        now: Timestamp,
+    ) -> Result<()> {
+        let (tenant, user_id, hashes) = (tenant.to_owned(), user_id.to_owned(), hashes.to_vec());
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM recovery_codes WHERE tenant = ?1 AND user_id = ?2")
+                .map_err(internal)?
+                .execute([&tenant, &user_id])
+                .map_err(internal)?;
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO recovery_codes (tenant, user_id, hash, used_at, created_at) \
+                     VALUES (?1, ?2, ?3, NULL, ?4)",
+                )
+                .map_err(internal)?;
+            for h in &hashes {
+                insert
+                    .execute(params![tenant, user_id, h.as_bytes(), now.as_millis()])
+                    .map_err(constraint)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (tenant, user_id, hash) = (tenant.to_owned(), user_id.to_owned(), *hash);
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE recovery_codes SET used_at = ?4 \
+                     WHERE tenant = ?1 AND user_id = ?2 AND hash = ?3 AND used_at IS NULL",
+                )
+                .map_err(internal)?
+                .execute(params![tenant, user_id, hash.as_bytes(), now.as_millis()])
+                .map_err(internal)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn count_recovery_codes(&self, tenant: &str, user_id: &str) -> Result<u32> {
+        self.one(
+            "SELECT COUNT(*) FROM recovery_codes \
+             WHERE tenant = ?1 AND user_id = ?2 AND used_at IS NULL",
+            [tenant, user_id],
+            |r| r.get(0),
+        )
+        .await
+    }
+
+    async fn delete_factors(&self, tenant: &str, user_id: &str) -> Result<()> {
+        let (tenant, user_id) = (tenant.to_owned(), user_id.to_owned());
+        self.write(move |conn| delete_factors_in(conn, &tenant, &user_id))
+            .await
     }
 
     async fn create_upstream(&self, u: &UpstreamRecord) -> Result<()> {
@@ -461,7 +623,7 @@ impl Store for SqliteStore {
     async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {
         self.change_user(
             UserChange::Deleted,
-            "DELETE FROM users WHERE tenant = ?1 AND username = ?2 RETURNING id",
+            "DELETE FROM users WHERE tenant = ?1 AND username = ?2 RETURNING id, tenant",
             vec![tenant.to_owned(), username.to_owned()],
         )
         .await
@@ -470,7 +632,8 @@ impl Store for SqliteStore {
     async fn set_password(&self, tenant: &str, username: &str, password_hash: &str) -> Result<()> {
         self.change_user(
             UserChange::Password,
-            "UPDATE users SET password_hash = ?1 WHERE tenant = ?2 AND username = ?3 RETURNING id",
+            "UPDATE users SET password_hash = ?1 WHERE tenant = ?2 AND username = ?3 \
+             RETURNING id, tenant",
             vec![
                 password_hash.to_owned(),
                 tenant.to_owned(),
@@ -581,7 +744,7 @@ impl Store for SqliteStore {
         let f = f.clone();
         self.write(move |conn| {
             conn.prepare_cached(&format!(
-                "INSERT INTO flows ({FLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                "INSERT INTO flows ({FLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
             ))
             .map_err(internal)?
             .execute(params![
@@ -597,7 +760,8 @@ impl Store for SqliteStore {
                 f.expires_at.as_millis(),
                 f.version,
                 f.tenant,
-                f.idp
+                f.idp,
+                f.amr
             ])
             .map_err(constraint)?;
             Ok(())
@@ -623,7 +787,7 @@ impl Store for SqliteStore {
                 let n = conn
                 .prepare_cached(
                     "UPDATE flows SET status = ?1, grant_id = ?2, user_id = ?3, signed_on_at = ?4, \
-                     failed_attempts = ?5, result = ?6, secret_hash = ?9, idp = ?10, version = version + 1 \
+                     failed_attempts = ?5, result = ?6, secret_hash = ?9, idp = ?10, amr = ?11, version = version + 1 \
                      WHERE id = ?7 AND version = ?8",
                 )
                 .map_err(internal)?
@@ -637,7 +801,8 @@ impl Store for SqliteStore {
                     f.id,
                     f.version,
                     f.secret_hash.as_bytes(),
-                    f.idp
+                    f.idp,
+                    f.amr
                 ])
                 .map_err(internal)?;
                 if n != 1 {
@@ -748,7 +913,7 @@ impl Store for SqliteStore {
         let s = s.clone();
         self.write(move |conn| {
             conn.prepare_cached(&format!(
-                "INSERT INTO browser_sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                "INSERT INTO browser_sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))
             .map_err(internal)?
             .execute(params![
@@ -759,7 +924,8 @@ impl Store for SqliteStore {
                 s.created_at.as_millis(),
                 s.expires_at.as_millis(),
                 s.tenant,
-                s.idp
+                s.idp,
+                s.amr
             ])
             .map_err(constraint)?;
             Ok(())
@@ -782,7 +948,7 @@ impl Store for SqliteStore {
             let n = conn
                 .prepare_cached(
                     "UPDATE browser_sessions SET user_id = ?1, signed_on_at = ?2, flow_hash = ?3, \
-                     expires_at = ?4, idp = ?6 WHERE id_hash = ?5",
+                     expires_at = ?4, idp = ?6, amr = ?7 WHERE id_hash = ?5",
                 )
                 .map_err(internal)?
                 .execute(params![
@@ -791,7 +957,8 @@ impl Store for SqliteStore {
                     s.flow_hash.map(|h| h.as_bytes().to_vec()),
                     s.expires_at.as_millis(),
                     s.id_hash.as_bytes(),
-                    s.idp
+                    s.idp,
+                    s.amr
                 ])
                 .map_err(internal)?;
             if n == 1 {

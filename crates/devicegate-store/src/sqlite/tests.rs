@@ -292,3 +292,54 @@ async fn records_from_before_idp_read_without_one() {
     assert_eq!(s.get_refresh_token(&token).await.unwrap().idp, None);
     assert_eq!(s.get_session(&session).await.unwrap().idp, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_from_before_second_factors_read_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    // A database at schema 7 holding a tenant, a refresh token and a session.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for sql in &MIGRATIONS[..7] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 7).unwrap();
+    conn.execute(
+        "INSERT INTO tenants (id, uuid, created_at) VALUES ('acme', 'u-acme', ?1)",
+        [NOW.as_millis()],
+    )
+    .unwrap();
+    let token = SecretHash::of(b"rt");
+    conn.execute(
+        "INSERT INTO refresh_tokens (hash, tenant, family_id, client_id, subject, scopes, \
+         auth_time, created_at, expires_at, used, family_started_at, idp) \
+         VALUES (?1, 'default', 'fam', 'cli', 'u1', 'openid', ?2, ?2, ?3, 0, ?2, 'corp')",
+        rusqlite::params![
+            token.as_bytes(),
+            NOW.as_millis(),
+            NOW.as_millis() + 3_600_000
+        ],
+    )
+    .unwrap();
+    let session = SecretHash::of(b"session");
+    conn.execute(
+        "INSERT INTO browser_sessions (id_hash, tenant, user_id, signed_on_at, created_at, \
+         expires_at) VALUES (?1, 'default', 'u1', ?2, ?2, ?3)",
+        rusqlite::params![
+            session.as_bytes(),
+            NOW.as_millis(),
+            NOW.as_millis() + 3_600_000
+        ],
+    )
+    .unwrap();
+    drop(conn);
+    let s = super::SqliteStore::open(&path).unwrap();
+    assert_eq!(s.get_tenant("acme").await.unwrap().second_factor, "off");
+    let t = s.get_refresh_token(&token).await.unwrap();
+    assert_eq!((t.idp.as_deref(), t.amr), (Some("corp"), None));
+    assert_eq!(s.get_session(&session).await.unwrap().amr, None);
+    assert_eq!(
+        s.get_totp("acme", "u1").await,
+        Err(crate::StoreError::NotFound)
+    );
+    assert_eq!(s.count_recovery_codes("acme", "u1").await.unwrap(), 0);
+}
