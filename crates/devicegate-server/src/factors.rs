@@ -36,9 +36,15 @@ pub fn new_secret() -> Vec<u8> {
     random_bytes::<20>().to_vec()
 }
 
-/// What the person types into their authenticator app: the secret and its `otpauth://` URI.
+/// What the person types into their authenticator app: the secret and its `otpauth://` URI,
+/// labelled `issuer` and `account` as the app lists it (a colon there would end the label,
+/// so none is kept).
 pub fn enrolment(secret: &[u8], issuer: &str, account: &str) -> Option<TotpEnrolment> {
-    let t = totp(secret, issuer, account)?;
+    let t = totp(
+        secret,
+        &issuer.replace(':', " "),
+        &account.replace(':', " "),
+    )?;
     Some(TotpEnrolment {
         secret: t.get_secret_base32(),
         uri: t.get_url(),
@@ -118,6 +124,18 @@ mod tests {
         assert_eq!(step_of(secret, "000000", at), None);
         assert_eq!(step_of(secret, "28708", at), None);
         assert_eq!(step_of(secret, "abcdef", at), None);
+    }
+
+    #[test]
+    fn enrolment_uris_label_the_app_entry_even_with_colons() {
+        let e = enrolment(
+            b"12345678901234567890",
+            "devicegate",
+            "corp:ann@example.com",
+        )
+        .unwrap();
+        assert!(e.uri.starts_with("otpauth://totp/devicegate:"), "{}", e.uri);
+        assert_eq!(e.secret, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
     }
 
     #[test]
