@@ -1675,7 +1675,7 @@ async fn flow_idp_round_trips(s: impl Store) {
         // A sign-on through the provider, as the pages store it.
         let (secret, f) = flow();
         s.create_flow(&f).await.unwrap();
-        let signed_on = f.sign_on_at("u1", NOW, want, NOW).unwrap();
+        let signed_on = f.sign_on_at("u1", NOW, want, None, NOW).unwrap();
         s.update_flow(&signed_on, None).await.unwrap();
         let back = s.get_flow(&secret.hash()).await.unwrap();
         assert_eq!(

@@ -12,7 +12,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::columns::{claims, domains, flow_result, grant_status};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, UpstreamLink,
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, TotpFactor, UpstreamLink,
     UpstreamRecord, UpstreamState, UserRecord,
 };
 use crate::{Result, StoreError};
@@ -184,6 +184,17 @@ pub(super) fn tenant_from_row(r: &Row) -> Result<TenantRecord> {
         created_at: ts(get(r, 2)?),
         local_passwords: get(r, 3)?,
         second_factor: get(r, 4)?,
+    })
+}
+
+pub(super) fn totp_from_row(r: &Row) -> Result<TotpFactor> {
+    Ok(TotpFactor {
+        tenant: get(r, 0)?,
+        user_id: get(r, 1)?,
+        secret: get(r, 2)?,
+        confirmed: get(r, 3)?,
+        last_step: get(r, 4)?,
+        created_at: ts(get(r, 5)?),
     })
 }
 

@@ -20,8 +20,8 @@ use super::migrate::KEY_LOCK;
 use crate::columns::*;
 use crate::limits::{Admission, LimitTake};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, UpstreamLink,
-    UpstreamRecord, UpstreamState, UserRecord,
+    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, TotpFactor,
+    UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
 };
 use crate::{
     GrantChanged, HeldPoll, PendingCodes, PollBy, Result, Store, StoreError, TENANT_TABLES,
@@ -32,17 +32,18 @@ use crate::{
 enum UserChange {
     /// A new password: the user keeps their upstream links.
     Password,
-    /// The user is gone, and so are their upstream links.
+    /// The user is gone, and so are their upstream links and second factors.
     Deleted,
 }
 
 impl PostgresStore {
-    /// Runs `sql`, which changes or deletes one user and returns its id (`NotFound` if none),
+    /// Runs `sql`, which changes or deletes one user and returns its id and tenant
+    /// (`NotFound` if none),
     /// and in the same transaction ends everything that user signed in to or had under way:
     /// refresh tokens and sessions go, approved grants not redeemed yet are denied (with a new
     /// version, so that a redemption read before loses its compare-and-swap, and a `NOTIFY`
     /// each, as for any grant change), and open flows fail; a deleted user's upstream links
-    /// go too.
+    /// and second factors go too (a new password keeps them).
     async fn change_user(
         &self,
         change: UserChange,
@@ -52,11 +53,13 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let row = tx.query_opt(sql, params).await.map_err(pg)?;
-        let id: String = row.ok_or(StoreError::NotFound)?.get(0);
+        let row = row.ok_or(StoreError::NotFound)?;
+        let (id, tenant): (String, String) = (row.get(0), row.get(1));
         if change == UserChange::Deleted {
             tx.execute("DELETE FROM upstream_links WHERE user_id = $1", &[&id])
                 .await
                 .map_err(pg)?;
+            delete_factors_in(&tx, &tenant, &id).await?;
         }
         tx.execute("DELETE FROM refresh_tokens WHERE subject = $1", &[&id])
             .await
@@ -97,6 +100,24 @@ impl PostgresStore {
         }
         Ok(())
     }
+}
+
+/// Deletes a person's authenticator and recovery codes.
+async fn delete_factors_in(
+    db: &impl deadpool_postgres::GenericClient,
+    tenant: &str,
+    user_id: &str,
+) -> Result<()> {
+    for table in ["totp_factors", "recovery_codes"] {
+        let stmt = db
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE tenant = $1 AND user_id = $2"
+            ))
+            .await
+            .map_err(pg)?;
+        db.execute(&stmt, &[&tenant, &user_id]).await.map_err(pg)?;
+    }
+    Ok(())
 }
 
 /// After an update that matched no row: was the row gone, or changed?
@@ -346,6 +367,166 @@ impl Store for PostgresStore {
             0 => Err(StoreError::NotFound),
             _ => Ok(()),
         }
+    }
+
+    async fn set_second_factor(&self, tenant: &str, policy: &str) -> Result<()> {
+        match self
+            .exec(
+                "UPDATE tenants SET second_factor = $1 WHERE id = $2",
+                &[&policy, &tenant],
+            )
+            .await?
+        {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    /// One statement: inserted, or replacing an unconfirmed enrolment; a confirmed one is
+    /// left alone (no row changed) and answered `AlreadyExists`.
+    async fn put_totp(&self, t: &TotpFactor) -> Result<()> {
+        let n = self
+            .exec(
+                &format!(
+                    "INSERT INTO totp_factors ({TOTP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (tenant, user_id) DO UPDATE SET secret = EXCLUDED.secret, \
+                     confirmed = EXCLUDED.confirmed, last_step = EXCLUDED.last_step, \
+                     created_at = EXCLUDED.created_at WHERE NOT totp_factors.confirmed"
+                ),
+                &[
+                    &t.tenant,
+                    &t.user_id,
+                    &t.secret,
+                    &t.confirmed,
+                    &t.last_step,
+                    &t.created_at.as_millis(),
+                ],
+            )
+            .await?;
+        match n {
+            0 => Err(StoreError::AlreadyExists),
+            _ => Ok(()),
+        }
+    }
+
+    async fn get_totp(&self, tenant: &str, user_id: &str) -> Result<TotpFactor> {
+        self.one(
+            &format!("SELECT {TOTP_COLUMNS} FROM totp_factors WHERE tenant = $1 AND user_id = $2"),
+            &[&tenant, &user_id],
+            totp_from_row,
+        )
+        .await
+    }
+
+    /// One conditional `UPDATE` (row-locked: of concurrent ones for a step, one matches);
+    /// a read only after it changed nothing, to tell a refused step from a person without
+    /// an authenticator.
+    async fn use_totp_step(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        step: i64,
+        confirming: bool,
+    ) -> Result<bool> {
+        let n = self
+            .exec(
+                "UPDATE totp_factors SET last_step = $3, confirmed = (confirmed OR $4) \
+                 WHERE tenant = $1 AND user_id = $2 AND last_step < $3 AND (confirmed OR $4)",
+                &[&tenant, &user_id, &step, &confirming],
+            )
+            .await?;
+        if n == 1 {
+            return Ok(true);
+        }
+        match self
+            .opt(
+                "SELECT 1 FROM totp_factors WHERE tenant = $1 AND user_id = $2",
+                &[&tenant, &user_id],
+            )
+            .await?
+        {
+            Some(_) => Ok(false),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn put_recovery_codes(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        hashes: &[SecretHash],
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute(
+            "DELETE FROM recovery_codes WHERE tenant = $1 AND user_id = $2",
+            &[&tenant, &user_id],
+        )
+        .await
+        .map_err(pg)?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO recovery_codes (tenant, user_id, hash, used_at, created_at) \
+                 VALUES ($1, $2, $3, NULL, $4)",
+            )
+            .await
+            .map_err(pg)?;
+        for h in hashes {
+            tx.execute(
+                &insert,
+                &[
+                    &tenant,
+                    &user_id,
+                    &h.as_bytes().as_slice(),
+                    &now.as_millis(),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn use_recovery_code(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let n = self
+            .exec(
+                "UPDATE recovery_codes SET used_at = $4 \
+                 WHERE tenant = $1 AND user_id = $2 AND hash = $3 AND used_at IS NULL",
+                &[
+                    &tenant,
+                    &user_id,
+                    &hash.as_bytes().as_slice(),
+                    &now.as_millis(),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn count_recovery_codes(&self, tenant: &str, user_id: &str) -> Result<u32> {
+        let n: i64 = self
+            .one(
+                "SELECT COUNT(*) FROM recovery_codes \
+                 WHERE tenant = $1 AND user_id = $2 AND used_at IS NULL",
+                &[&tenant, &user_id],
+                |r| get(r, 0),
+            )
+            .await?;
+        u32::try_from(n).map_err(|_| bad("recovery code count"))
+    }
+
+    async fn delete_factors(&self, tenant: &str, user_id: &str) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        delete_factors_in(&tx, tenant, user_id).await?;
+        tx.commit().await.map_err(pg)
     }
 
     async fn create_upstream(&self, u: &UpstreamRecord) -> Result<()> {
@@ -620,7 +801,7 @@ impl Store for PostgresStore {
     async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {
         self.change_user(
             UserChange::Deleted,
-            "DELETE FROM users WHERE tenant = $1 AND username = $2 RETURNING id",
+            "DELETE FROM users WHERE tenant = $1 AND username = $2 RETURNING id, tenant",
             &[&tenant, &username],
         )
         .await
@@ -629,7 +810,8 @@ impl Store for PostgresStore {
     async fn set_password(&self, tenant: &str, username: &str, password_hash: &str) -> Result<()> {
         self.change_user(
             UserChange::Password,
-            "UPDATE users SET password_hash = $1 WHERE tenant = $2 AND username = $3 RETURNING id",
+            "UPDATE users SET password_hash = $1 WHERE tenant = $2 AND username = $3 \
+             RETURNING id, tenant",
             &[&password_hash, &tenant, &username],
         )
         .await
