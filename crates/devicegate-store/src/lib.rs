@@ -138,11 +138,6 @@ pub enum HeldPoll {
     Expired,
 }
 
-/// What a backend answers for a method it does not implement yet.
-fn not_yet() -> StoreError {
-    StoreError::Internal("not implemented by this backend yet".into())
-}
-
 /// Everything devicegate persists. Methods are typed per record; updates to grants, flows and
 /// refresh tokens are compare-and-swap on what the caller read.
 #[async_trait]
@@ -164,59 +159,43 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_local_passwords(&self, tenant: &str, on: bool) -> Result<()>;
 
     /// Sets the tenant's second-factor policy (`off`, `optional`, `required`).
-    async fn set_second_factor(&self, _tenant: &str, _policy: &str) -> Result<()> {
-        Err(not_yet())
-    }
+    async fn set_second_factor(&self, tenant: &str, policy: &str) -> Result<()>;
 
     /// Stores an enrolment under way, replacing an unconfirmed one; `AlreadyExists` when the
     /// person has a confirmed authenticator (remove it first).
-    async fn put_totp(&self, _totp: &TotpFactor) -> Result<()> {
-        Err(not_yet())
-    }
-    async fn get_totp(&self, _tenant: &str, _user_id: &str) -> Result<TotpFactor> {
-        Err(not_yet())
-    }
+    async fn put_totp(&self, totp: &TotpFactor) -> Result<()>;
+    async fn get_totp(&self, tenant: &str, user_id: &str) -> Result<TotpFactor>;
     /// Accepts a code for time step `step`: records it and answers `true` only if the
     /// authenticator is confirmed (or `confirming`, which confirms it) and `step` is later
     /// than every step accepted before, atomically across instances; `false` otherwise (a
     /// replay). `NotFound` when the person has none.
     async fn use_totp_step(
         &self,
-        _tenant: &str,
-        _user_id: &str,
-        _step: i64,
-        _confirming: bool,
-    ) -> Result<bool> {
-        Err(not_yet())
-    }
+        tenant: &str,
+        user_id: &str,
+        step: i64,
+        confirming: bool,
+    ) -> Result<bool>;
     /// Replaces the person's recovery codes (stored as hashes).
     async fn put_recovery_codes(
         &self,
-        _tenant: &str,
-        _user_id: &str,
-        _hashes: &[SecretHash],
-        _now: Timestamp,
-    ) -> Result<()> {
-        Err(not_yet())
-    }
+        tenant: &str,
+        user_id: &str,
+        hashes: &[SecretHash],
+        now: Timestamp,
+    ) -> Result<()>;
     /// Uses up a recovery code: `true` once for each code, `false` for an unknown or used one.
     async fn use_recovery_code(
         &self,
-        _tenant: &str,
-        _user_id: &str,
-        _hash: &SecretHash,
-        _now: Timestamp,
-    ) -> Result<bool> {
-        Err(not_yet())
-    }
+        tenant: &str,
+        user_id: &str,
+        hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<bool>;
     /// Recovery codes the person has not used yet.
-    async fn count_recovery_codes(&self, _tenant: &str, _user_id: &str) -> Result<u32> {
-        Err(not_yet())
-    }
+    async fn count_recovery_codes(&self, tenant: &str, user_id: &str) -> Result<u32>;
     /// Removes the person's second factors (authenticator and recovery codes).
-    async fn delete_factors(&self, _tenant: &str, _user_id: &str) -> Result<()> {
-        Err(not_yet())
-    }
+    async fn delete_factors(&self, tenant: &str, user_id: &str) -> Result<()>;
 
     /// `AlreadyExists` when the tenant has an upstream of that id.
     async fn create_upstream(&self, upstream: &UpstreamRecord) -> Result<()>;
