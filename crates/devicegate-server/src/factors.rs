@@ -74,16 +74,22 @@ pub fn step_of(secret: &[u8], code: &str, now: Timestamp) -> Option<i64> {
     found
 }
 
-/// Ten new recovery codes, as shown once (`xxxxx-xxxxx`), and their hashes to store.
+/// Ten new recovery codes, as shown once (`xxxx-xxxx-xxxx-xxxx`: 16 characters of 32, 80
+/// bits, so that their unsalted hashes resist guessing even out of a stolen database), and
+/// their hashes to store.
 pub fn new_recovery_codes() -> (Vec<String>, Vec<SecretHash>) {
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    // 32 characters: a byte's low five bits pick one without bias.
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz234567890";
     let codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| {
-            let raw: String = random_bytes::<10>()
+            let raw: Vec<char> = random_bytes::<16>()
                 .iter()
-                .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+                .map(|b| ALPHABET[(*b & 31) as usize] as char)
                 .collect();
-            format!("{}-{}", &raw[..5], &raw[5..])
+            raw.chunks(4)
+                .map(|c| c.iter().collect::<String>())
+                .collect::<Vec<_>>()
+                .join("-")
         })
         .collect();
     let hashes = codes.iter().map(|c| recovery_hash(c)).collect();
@@ -142,6 +148,11 @@ mod tests {
     fn recovery_codes_are_ten_distinct_and_typed_loosely() {
         let (codes, hashes) = new_recovery_codes();
         assert_eq!(codes.len(), 10);
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.len() == 19 && c.matches('-').count() == 3)
+        );
         let mut distinct = codes.clone();
         distinct.sort();
         distinct.dedup();
