@@ -44,7 +44,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let cases: [(&str, Case<S>); 45] = [
+    let cases: [(&str, Case<S>); 41] = [
         ("clients", |s| Box::pin(clients(s))),
         ("users", |s| Box::pin(users(s))),
         ("grants", |s| Box::pin(grants(s))),
@@ -108,17 +108,17 @@ where
         ("upstreams_are_per_tenant", |s| {
             Box::pin(upstreams_are_per_tenant(s))
         }),
-        ("flow_idp_round_trips", |s| {
-            Box::pin(flow_idp_round_trips(s))
+        ("flow_sign_on_facts_round_trip", |s| {
+            Box::pin(flow_sign_on_facts_round_trip(s))
         }),
-        ("grant_idp_round_trips", |s| {
-            Box::pin(grant_idp_round_trips(Arc::new(s)))
+        ("grant_sign_on_facts_round_trip", |s| {
+            Box::pin(grant_sign_on_facts_round_trip(Arc::new(s)))
         }),
-        ("refresh_token_idp_round_trips", |s| {
-            Box::pin(refresh_token_idp_round_trips(s))
+        ("refresh_token_sign_on_facts_round_trip", |s| {
+            Box::pin(refresh_token_sign_on_facts_round_trip(s))
         }),
-        ("session_idp_round_trips", |s| {
-            Box::pin(session_idp_round_trips(s))
+        ("session_sign_on_facts_round_trip", |s| {
+            Box::pin(session_sign_on_facts_round_trip(s))
         }),
         ("updating_an_upstream_keeps_its_links", |s| {
             Box::pin(updating_an_upstream_keeps_its_links(s))
@@ -137,18 +137,6 @@ where
         ("deleting_factors", |s| Box::pin(deleting_factors(s))),
         ("second_factors_are_per_tenant", |s| {
             Box::pin(second_factors_are_per_tenant(s))
-        }),
-        ("flow_amr_round_trips", |s| {
-            Box::pin(flow_amr_round_trips(s))
-        }),
-        ("grant_amr_round_trips", |s| {
-            Box::pin(grant_amr_round_trips(Arc::new(s)))
-        }),
-        ("refresh_token_amr_round_trips", |s| {
-            Box::pin(refresh_token_amr_round_trips(s))
-        }),
-        ("session_amr_round_trips", |s| {
-            Box::pin(session_amr_round_trips(s))
         }),
     ];
     let mut failed = Vec::new();
@@ -1638,44 +1626,103 @@ async fn upstreams_are_per_tenant(s: impl Store) {
     assert!(s.get_upstream_link(T, "corp", "sub-ann").await.is_ok());
 }
 
-/// The two values every `idp` case tries, and for each the other one (which a write must
-/// replace, not keep).
-const IDPS: [(Option<&str>, Option<&str>); 2] = [(Some("corp"), None), (None, Some("corp"))];
-
-fn idp(v: Option<&str>) -> Option<String> {
-    v.map(str::to_owned)
+/// What a sign-on records beside the person: the upstream provider it went through (`idp`)
+/// and its methods (`amr`), kept alike on flows, grants, refresh tokens and sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Facts {
+    idp: Option<&'static str>,
+    amr: Option<&'static str>,
 }
 
-/// The grant's upstream provider, `None` unless it is approved.
-fn grant_idp(g: &DeviceGrant) -> Option<String> {
-    match &g.status {
-        GrantStatus::Approved { idp, .. } => idp.clone(),
-        _ => None,
+impl Facts {
+    fn idp(self) -> Option<String> {
+        self.idp.map(str::to_owned)
+    }
+
+    fn amr(self) -> Option<String> {
+        self.amr.map(str::to_owned)
     }
 }
 
-async fn flow_idp_round_trips(s: impl Store) {
-    for (want, other) in IDPS {
-        // Created with it.
+/// The values every case tries, and for each the other one (which a write must replace, not
+/// keep): each column set and empty, and never the other column's value, so a write that
+/// drops or swaps one is seen.
+const FACTS: [(Facts, Facts); 2] = [
+    (
+        Facts {
+            idp: Some("corp"),
+            amr: None,
+        },
+        Facts {
+            idp: None,
+            amr: Some("pwd"),
+        },
+    ),
+    (
+        Facts {
+            idp: None,
+            amr: Some("pwd otp mfa"),
+        },
+        Facts {
+            idp: Some("corp"),
+            amr: None,
+        },
+    ),
+];
+
+/// The grant's sign-on facts, both `None` unless it is approved.
+fn grant_facts(g: &DeviceGrant) -> (Option<String>, Option<String>) {
+    match &g.status {
+        GrantStatus::Approved { idp, amr, .. } => (idp.clone(), amr.clone()),
+        _ => (None, None),
+    }
+}
+
+fn flow_facts(f: &Flow) -> (Option<String>, Option<String>) {
+    (f.idp.clone(), f.amr.clone())
+}
+
+fn facts(v: Facts) -> (Option<String>, Option<String>) {
+    (v.idp(), v.amr())
+}
+
+/// `g` as approved by `u1` with the facts `v`.
+fn approved_with(g: &DeviceGrant, v: Facts) -> DeviceGrant {
+    g.approve("u1", NOW, v.idp, v.amr, NOW).unwrap()
+}
+
+async fn flow_sign_on_facts_round_trip(s: impl Store) {
+    for (want, other) in FACTS {
+        // Created with them.
         let (secret, f) = flow();
         let f = Flow {
-            idp: idp(want),
+            idp: want.idp(),
+            amr: want.amr(),
             ..f
         };
         s.create_flow(&f).await.unwrap();
         assert_eq!(s.get_flow(&secret.hash()).await.unwrap(), f);
-        // Updated to the other value and back: each update stores the flow's own.
-        let changed = Flow {
-            idp: idp(other),
-            ..f.clone()
-        };
-        s.update_flow(&changed, None).await.unwrap();
-        let back = s.get_flow(&secret.hash()).await.unwrap();
-        assert_eq!(back.idp, idp(other));
-        // A sign-on through the provider, as the pages store it.
+        // Updated to the other values and back: each update stores the flow's own.
+        for v in [other, want] {
+            let read = s.get_flow(&secret.hash()).await.unwrap();
+            let changed = Flow {
+                idp: v.idp(),
+                amr: v.amr(),
+                ..read.clone()
+            };
+            s.update_flow(&changed, None).await.unwrap();
+            assert_eq!(
+                s.get_flow(&secret.hash()).await.unwrap(),
+                Flow {
+                    version: read.version + 1,
+                    ..changed
+                }
+            );
+        }
+        // A sign-on, as the pages store it.
         let (secret, f) = flow();
         s.create_flow(&f).await.unwrap();
-        let signed_on = f.sign_on_at("u1", NOW, want, None, NOW).unwrap();
+        let signed_on = f.sign_on_at("u1", NOW, want.idp, want.amr, NOW).unwrap();
         s.update_flow(&signed_on, None).await.unwrap();
         let back = s.get_flow(&secret.hash()).await.unwrap();
         assert_eq!(
@@ -1685,30 +1732,65 @@ async fn flow_idp_round_trips(s: impl Store) {
                 ..signed_on
             }
         );
-        // Binding and consenting keep it, and the grant approved through the flow gets it.
+        // Binding and consenting keep them, and the grant approved through the flow gets them.
         let (_, g) = grant("cli");
         s.create_grant(&g).await.unwrap();
         let (bound, bound_grant) = back.verify_user_code(Some(&g), NOW).unwrap();
         s.update_flow(&bound, Some(&bound_grant)).await.unwrap();
         let bound = s.get_flow(&secret.hash()).await.unwrap();
-        assert_eq!(bound.idp, idp(want));
+        assert_eq!(flow_facts(&bound), facts(want));
         let read = s.get_grant(&g.id).await.unwrap();
         let (done, approved) = bound.consent(&read, true, NOW).unwrap();
+        assert_eq!(grant_facts(&approved), facts(want));
         s.update_flow(&done, Some(&approved)).await.unwrap();
-        assert_eq!(s.get_flow(&secret.hash()).await.unwrap().idp, idp(want));
         assert_eq!(
-            s.get_grant(&g.id).await.unwrap().status,
-            approved.status,
-            "the flow's idp reaches the grant"
+            flow_facts(&s.get_flow(&secret.hash()).await.unwrap()),
+            facts(want)
         );
+        let stored = s.get_grant(&g.id).await.unwrap();
+        assert_eq!(
+            stored.status, approved.status,
+            "the flow's facts reach the grant"
+        );
+        // Redeemed with a refresh token carrying them.
+        let (token_secret, token) = refresh(&format!("fam-flow-{want:?}"));
+        let (idp, amr) = grant_facts(&stored);
+        let token = RefreshToken { idp, amr, ..token };
+        let redeemed = DeviceGrant {
+            status: GrantStatus::Redeemed,
+            ..stored
+        };
+        s.redeem_grant(&redeemed, Some(&token)).await.unwrap();
+        let kept = s.get_refresh_token(&token_secret.hash()).await.unwrap();
+        assert_eq!((kept.idp, kept.amr), facts(want));
     }
 }
 
-async fn grant_idp_round_trips(s: Arc<impl Store>) {
-    for (want, other) in IDPS {
-        // Every read of an approved grant has it.
+/// A new grant of `cli` polled three times (held in memory where a backend holds polls):
+/// the grant as read after the polls.
+async fn polled_grant(s: &impl Store) -> (Secret, DeviceGrant) {
+    let (code, g) = grant("cli");
+    s.create_grant(&g).await.unwrap();
+    let mut polled = s.get_grant(&g.id).await.unwrap();
+    for i in 0..3 {
+        let now = NOW.plus(Duration::from_secs(10 * i));
+        let hash = code.hash();
+        let by = PollBy::new(&hash, T, "cli");
+        if s.poll_held(by, now).is_none() {
+            let mut next = polled.clone();
+            next.last_poll_at = Some(now);
+            s.record_poll(&next).await.unwrap();
+        }
+        polled = s.get_grant(&g.id).await.unwrap();
+    }
+    (code, polled)
+}
+
+async fn grant_sign_on_facts_round_trip(s: Arc<impl Store>) {
+    for (want, other) in FACTS {
+        // Every read of an approved grant has them.
         let (code, g) = grant("cli");
-        let created = g.approve("u1", NOW, want, None, NOW).unwrap();
+        let created = approved_with(&g, want);
         s.create_grant(&created).await.unwrap();
         let read = s.get_grant(&g.id).await.unwrap();
         assert_eq!(read, created, "create_grant");
@@ -1717,64 +1799,64 @@ async fn grant_idp_round_trips(s: Arc<impl Store>) {
             s.get_grant_by_device_code(&code.hash()).await.unwrap(),
             read
         );
-        // update_grant replaces it with the grant's own.
+        // update_grant replaces them with the grant's own.
         let (_, g) = grant("cli");
         s.create_grant(&g).await.unwrap();
-        let first = g.approve("u1", NOW, other, None, NOW).unwrap();
-        s.update_grant(&first).await.unwrap();
-        assert_eq!(grant_idp(&s.get_grant(&g.id).await.unwrap()), idp(other));
+        s.update_grant(&approved_with(&g, other)).await.unwrap();
+        assert_eq!(
+            grant_facts(&s.get_grant(&g.id).await.unwrap()),
+            facts(other)
+        );
         let read = s.get_grant(&g.id).await.unwrap();
         let again = DeviceGrant {
             status: GrantStatus::Approved {
-                amr: None,
                 subject: "u1".into(),
                 auth_time: NOW,
-                idp: idp(want),
+                idp: want.idp(),
+                amr: want.amr(),
             },
             ..read.clone()
         };
         s.update_grant(&again).await.unwrap();
-        let back = s.get_grant(&g.id).await.unwrap();
         assert_eq!(
-            back,
+            s.get_grant(&g.id).await.unwrap(),
             DeviceGrant {
                 version: read.version + 1,
                 ..again
             },
             "update_grant"
         );
-        // Approved after polls held in memory (a backend's pending index): the decision
-        // written on the polled read keeps its idp.
-        let (code, g) = grant("cli");
-        s.create_grant(&g).await.unwrap();
-        let mut polled = s.get_grant(&g.id).await.unwrap();
-        for i in 0..3 {
-            let now = NOW.plus(Duration::from_secs(10 * i));
-            let hash = code.hash();
-            let by = PollBy::new(&hash, T, "cli");
-            if s.poll_held(by, now).is_none() {
-                let mut next = polled.clone();
-                next.last_poll_at = Some(now);
-                s.record_poll(&next).await.unwrap();
+        // Approved after polls held in memory (a backend's pending index), through
+        // update_grant and through update_flow: the decision written on the polled read keeps
+        // its facts.
+        for through_flow in [false, true] {
+            let (code, polled) = polled_grant(s.as_ref()).await;
+            let approved = approved_with(&polled, want);
+            if through_flow {
+                let (_, f) = flow();
+                s.create_flow(&f).await.unwrap();
+                s.update_flow(&f, Some(&approved)).await.unwrap();
+            } else {
+                s.update_grant(&approved).await.unwrap();
             }
-            polled = s.get_grant(&g.id).await.unwrap();
+            assert_eq!(
+                grant_facts(&s.get_grant(&polled.id).await.unwrap()),
+                facts(want)
+            );
+            assert_eq!(
+                s.get_grant_by_device_code(&code.hash())
+                    .await
+                    .unwrap()
+                    .status,
+                approved.status,
+                "after held polls (through update_flow: {through_flow})"
+            );
         }
-        let approved = polled.approve("u1", NOW, want, None, NOW).unwrap();
-        s.update_grant(&approved).await.unwrap();
-        assert_eq!(grant_idp(&s.get_grant(&g.id).await.unwrap()), idp(want));
-        assert_eq!(
-            s.get_grant_by_device_code(&code.hash())
-                .await
-                .unwrap()
-                .status,
-            approved.status,
-            "after held polls"
-        );
-        // redeem_grant stores the status it is given (an approved one keeps its idp; the
-        // redeemed state has none) with the refresh token's.
+        // redeem_grant stores the status it is given (an approved one keeps its facts; the
+        // redeemed state has none).
         let (_, g) = grant("cli");
         s.create_grant(&g).await.unwrap();
-        let approved = g.approve("u1", NOW, want, None, NOW).unwrap();
+        let approved = approved_with(&g, want);
         s.redeem_grant(&approved, None).await.unwrap();
         assert_eq!(
             s.get_grant(&g.id).await.unwrap().status,
@@ -1800,56 +1882,59 @@ async fn grant_idp_round_trips(s: Arc<impl Store>) {
         tasks.push(tokio::spawn(async move {
             let (_, g) = grant("cli");
             s.create_grant(&g).await.unwrap();
-            let own = (i % 3 != 0).then(|| format!("corp-{i}"));
-            let approved = g.approve("u1", NOW, own.as_deref(), None, NOW).unwrap();
+            let own = (i % 3 != 0).then(|| (format!("corp-{i}"), format!("pwd otp mfa {i}")));
+            let (idp, amr) = own.clone().unzip();
+            let approved = g
+                .approve("u1", NOW, idp.as_deref(), amr.as_deref(), NOW)
+                .unwrap();
             s.update_grant(&approved).await.unwrap();
-            (g.id, own)
+            (g.id, (idp, amr))
         }));
     }
     for t in tasks {
         let (id, own) = t.await.unwrap();
-        assert_eq!(grant_idp(&s.get_grant(&id).await.unwrap()), own);
+        assert_eq!(grant_facts(&s.get_grant(&id).await.unwrap()), own);
     }
 }
 
-async fn refresh_token_idp_round_trips(s: impl Store) {
-    for (want, other) in IDPS {
+async fn refresh_token_sign_on_facts_round_trip(s: impl Store) {
+    for (want, other) in FACTS {
         let family = format!("fam-{want:?}");
-        // Stored by a redemption.
-        let (secret, t) = refresh(&family);
-        let t = RefreshToken {
-            idp: idp(want),
+        let with = |t: RefreshToken, v: Facts| RefreshToken {
+            idp: v.idp(),
+            amr: v.amr(),
             ..t
         };
+        // Stored by a redemption.
+        let (secret, t) = refresh(&family);
+        let t = with(t, want);
         redeemed_with(&s, &t).await;
         assert_eq!(s.get_refresh_token(&secret.hash()).await.unwrap(), t);
         // Stored by a rotation: the new token's own.
         let (secret2, t2) = refresh(&family);
-        let t2 = RefreshToken {
-            idp: idp(other),
-            ..t2
-        };
+        let t2 = with(t2, other);
         s.rotate_refresh_token(&t.hash, &t2).await.unwrap();
         assert_eq!(s.get_refresh_token(&secret2.hash()).await.unwrap(), t2);
         let (secret3, t3) = refresh(&family);
-        let t3 = RefreshToken {
-            idp: idp(want),
-            ..t3
-        };
+        let t3 = with(t3, want);
         s.rotate_refresh_token(&t2.hash, &t3).await.unwrap();
         assert_eq!(s.get_refresh_token(&secret3.hash()).await.unwrap(), t3);
         let used = s.get_refresh_token(&secret.hash()).await.unwrap();
         assert!(used.used);
-        assert_eq!(used.idp, idp(want), "marking a token used keeps its idp");
+        assert_eq!(
+            (used.idp, used.amr),
+            facts(want),
+            "marking a token used keeps its facts"
+        );
     }
 }
 
-async fn session_idp_round_trips(s: impl Store) {
-    for (want, other) in IDPS {
+async fn session_sign_on_facts_round_trip(s: impl Store) {
+    for (want, other) in FACTS {
         let id = Secret::generate(SecretKind::FlowId);
         let session = BrowserSession {
-            amr: None,
-            idp: idp(want),
+            idp: want.idp(),
+            amr: want.amr(),
             tenant: T.into(),
             id_hash: id.hash(),
             user_id: Some("u1".into()),
@@ -1862,7 +1947,8 @@ async fn session_idp_round_trips(s: impl Store) {
         assert_eq!(s.get_session(&id.hash()).await.unwrap(), session);
         for v in [other, want] {
             let updated = BrowserSession {
-                idp: idp(v),
+                idp: v.idp(),
+                amr: v.amr(),
                 flow_hash: Some(SecretHash::of(b"flow")),
                 ..session.clone()
             };
@@ -2250,259 +2336,4 @@ async fn second_factors_are_per_tenant(s: impl Store) {
     // A tenant created again under that id starts without any.
     s.create_tenant(&tenant("acme")).await.unwrap();
     assert_eq!(s.get_totp("acme", "ann").await, Err(StoreError::NotFound));
-}
-
-/// The two values every `amr` case tries, and for each the other one (which a write must
-/// replace, not keep).
-const AMRS: [(Option<&str>, Option<&str>); 2] = [(Some("pwd otp mfa"), None), (None, Some("pwd"))];
-
-fn amr(v: Option<&str>) -> Option<String> {
-    v.map(str::to_owned)
-}
-
-/// The grant's sign-on methods, `None` unless it is approved.
-fn grant_amr(g: &DeviceGrant) -> Option<String> {
-    match &g.status {
-        GrantStatus::Approved { amr, .. } => amr.clone(),
-        _ => None,
-    }
-}
-
-async fn flow_amr_round_trips(s: impl Store) {
-    for (want, other) in AMRS {
-        // Created with it.
-        let (secret, f) = flow();
-        let f = Flow {
-            amr: amr(want),
-            ..f
-        };
-        s.create_flow(&f).await.unwrap();
-        assert_eq!(s.get_flow(&secret.hash()).await.unwrap(), f);
-        // Updated to the other value and back: each update stores the flow's own.
-        for v in [other, want] {
-            let read = s.get_flow(&secret.hash()).await.unwrap();
-            let changed = Flow {
-                amr: amr(v),
-                ..read.clone()
-            };
-            s.update_flow(&changed, None).await.unwrap();
-            assert_eq!(
-                s.get_flow(&secret.hash()).await.unwrap(),
-                Flow {
-                    version: read.version + 1,
-                    ..changed
-                }
-            );
-        }
-        // Signed on (with a second factor, say), bound and consented: the flow keeps it and
-        // the grant approved through the flow gets it.
-        let (secret, f) = flow();
-        s.create_flow(&f).await.unwrap();
-        let signed_on = Flow {
-            amr: amr(want),
-            ..f.sign_on("u1", NOW).unwrap()
-        };
-        s.update_flow(&signed_on, None).await.unwrap();
-        let back = s.get_flow(&secret.hash()).await.unwrap();
-        assert_eq!(back.amr, amr(want));
-        let (_, g) = grant("cli");
-        s.create_grant(&g).await.unwrap();
-        let (bound, bound_grant) = back.verify_user_code(Some(&g), NOW).unwrap();
-        s.update_flow(&bound, Some(&bound_grant)).await.unwrap();
-        let bound = s.get_flow(&secret.hash()).await.unwrap();
-        assert_eq!(bound.amr, amr(want));
-        let read = s.get_grant(&g.id).await.unwrap();
-        let (done, approved) = bound.consent(&read, true, NOW).unwrap();
-        assert_eq!(grant_amr(&approved), amr(want));
-        s.update_flow(&done, Some(&approved)).await.unwrap();
-        assert_eq!(s.get_flow(&secret.hash()).await.unwrap().amr, amr(want));
-        let stored = s.get_grant(&g.id).await.unwrap();
-        assert_eq!(
-            stored.status, approved.status,
-            "the flow's amr reaches the grant"
-        );
-        // Redeemed with a refresh token carrying it.
-        let (token_secret, token) = refresh("fam-flow");
-        let token = RefreshToken {
-            amr: grant_amr(&stored),
-            ..token
-        };
-        let redeemed = DeviceGrant {
-            status: GrantStatus::Redeemed,
-            ..stored
-        };
-        s.redeem_grant(&redeemed, Some(&token)).await.unwrap();
-        assert_eq!(
-            s.get_refresh_token(&token_secret.hash()).await.unwrap().amr,
-            amr(want)
-        );
-    }
-}
-
-async fn grant_amr_round_trips(s: Arc<impl Store>) {
-    for (want, other) in AMRS {
-        // Every read of an approved grant has it.
-        let (code, g) = grant("cli");
-        let created = g.approve("u1", NOW, Some("corp"), want, NOW).unwrap();
-        s.create_grant(&created).await.unwrap();
-        let read = s.get_grant(&g.id).await.unwrap();
-        assert_eq!(read, created, "create_grant");
-        assert_eq!(s.get_grant_by_user_code(&g.user_code).await.unwrap(), read);
-        assert_eq!(
-            s.get_grant_by_device_code(&code.hash()).await.unwrap(),
-            read
-        );
-        // update_grant replaces it with the grant's own.
-        let (_, g) = grant("cli");
-        s.create_grant(&g).await.unwrap();
-        let first = g.approve("u1", NOW, None, other, NOW).unwrap();
-        s.update_grant(&first).await.unwrap();
-        assert_eq!(grant_amr(&s.get_grant(&g.id).await.unwrap()), amr(other));
-        let read = s.get_grant(&g.id).await.unwrap();
-        let again = DeviceGrant {
-            status: GrantStatus::Approved {
-                subject: "u1".into(),
-                auth_time: NOW,
-                idp: None,
-                amr: amr(want),
-            },
-            ..read.clone()
-        };
-        s.update_grant(&again).await.unwrap();
-        assert_eq!(
-            s.get_grant(&g.id).await.unwrap(),
-            DeviceGrant {
-                version: read.version + 1,
-                ..again
-            },
-            "update_grant"
-        );
-        // Approved through update_flow, after polls held in memory.
-        let (code, g) = grant("cli");
-        s.create_grant(&g).await.unwrap();
-        let mut polled = s.get_grant(&g.id).await.unwrap();
-        for i in 0..3 {
-            let now = NOW.plus(Duration::from_secs(10 * i));
-            let hash = code.hash();
-            let by = PollBy::new(&hash, T, "cli");
-            if s.poll_held(by, now).is_none() {
-                let mut next = polled.clone();
-                next.last_poll_at = Some(now);
-                s.record_poll(&next).await.unwrap();
-            }
-            polled = s.get_grant(&g.id).await.unwrap();
-        }
-        let (_, f) = flow();
-        s.create_flow(&f).await.unwrap();
-        let approved = polled.approve("u1", NOW, None, want, NOW).unwrap();
-        s.update_flow(&f, Some(&approved)).await.unwrap();
-        assert_eq!(grant_amr(&s.get_grant(&g.id).await.unwrap()), amr(want));
-        assert_eq!(
-            s.get_grant_by_device_code(&code.hash())
-                .await
-                .unwrap()
-                .status,
-            approved.status,
-            "update_flow after held polls"
-        );
-        // redeem_grant stores the status it is given (an approved one keeps its amr; the
-        // redeemed state has none).
-        let (_, g) = grant("cli");
-        s.create_grant(&g).await.unwrap();
-        let approved = g.approve("u1", NOW, None, want, NOW).unwrap();
-        s.redeem_grant(&approved, None).await.unwrap();
-        assert_eq!(
-            s.get_grant(&g.id).await.unwrap().status,
-            approved.status,
-            "redeem_grant"
-        );
-        let redeemed = DeviceGrant {
-            status: GrantStatus::Redeemed,
-            version: approved.version + 1,
-            ..approved.clone()
-        };
-        s.redeem_grant(&redeemed, None).await.unwrap();
-        assert_eq!(
-            s.get_grant(&g.id).await.unwrap().status,
-            GrantStatus::Redeemed
-        );
-    }
-    // Many approvals at once (written together where a backend groups its writes): each
-    // keeps its own.
-    let mut tasks = Vec::new();
-    for i in 0..24 {
-        let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            let (_, g) = grant("cli");
-            s.create_grant(&g).await.unwrap();
-            let own = (i % 3 != 0).then(|| format!("pwd otp mfa {i}"));
-            let approved = g.approve("u1", NOW, None, own.as_deref(), NOW).unwrap();
-            s.update_grant(&approved).await.unwrap();
-            (g.id, own)
-        }));
-    }
-    for t in tasks {
-        let (id, own) = t.await.unwrap();
-        assert_eq!(grant_amr(&s.get_grant(&id).await.unwrap()), own);
-    }
-}
-
-async fn refresh_token_amr_round_trips(s: impl Store) {
-    for (want, other) in AMRS {
-        let family = format!("fam-{want:?}");
-        // Stored by a redemption.
-        let (secret, t) = refresh(&family);
-        let t = RefreshToken {
-            amr: amr(want),
-            ..t
-        };
-        redeemed_with(&s, &t).await;
-        assert_eq!(s.get_refresh_token(&secret.hash()).await.unwrap(), t);
-        // Stored by a rotation: the new token's own.
-        let (secret2, t2) = refresh(&family);
-        let t2 = RefreshToken {
-            amr: amr(other),
-            ..t2
-        };
-        s.rotate_refresh_token(&t.hash, &t2).await.unwrap();
-        assert_eq!(s.get_refresh_token(&secret2.hash()).await.unwrap(), t2);
-        let (secret3, t3) = refresh(&family);
-        let t3 = RefreshToken {
-            amr: amr(want),
-            ..t3
-        };
-        s.rotate_refresh_token(&t2.hash, &t3).await.unwrap();
-        assert_eq!(s.get_refresh_token(&secret3.hash()).await.unwrap(), t3);
-        let used = s.get_refresh_token(&secret.hash()).await.unwrap();
-        assert!(used.used);
-        assert_eq!(used.amr, amr(want), "marking a token used keeps its amr");
-    }
-}
-
-async fn session_amr_round_trips(s: impl Store) {
-    for (want, other) in AMRS {
-        let id = Secret::generate(SecretKind::FlowId);
-        let session = BrowserSession {
-            amr: amr(want),
-            idp: None,
-            tenant: T.into(),
-            id_hash: id.hash(),
-            user_id: Some("u1".into()),
-            signed_on_at: Some(NOW),
-            flow_hash: None,
-            created_at: NOW,
-            expires_at: NOW.plus(Duration::from_secs(60)),
-        };
-        s.create_session(&session).await.unwrap();
-        assert_eq!(s.get_session(&id.hash()).await.unwrap(), session);
-        for v in [other, want] {
-            let updated = BrowserSession {
-                amr: amr(v),
-                flow_hash: Some(SecretHash::of(b"flow")),
-                ..session.clone()
-            };
-            s.update_session(&updated).await.unwrap();
-            assert_eq!(s.get_session(&id.hash()).await.unwrap(), updated);
-        }
-    }
 }
