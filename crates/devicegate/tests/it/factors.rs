@@ -72,13 +72,12 @@ async fn act(s: &TestServer, flow: &str, body: Value) -> (StatusCode, Value) {
     (status, b)
 }
 
-/// A device's code, and a flows-API flow that entered it and signed `ann` on with her
-/// password: the flow id and the answer.
-async fn signed_on(s: &TestServer) -> (Value, String, Value) {
+/// A device's code (asking `scope`), and a flows-API flow that entered it: the flow id.
+async fn code_entered(s: &TestServer, scope: &str) -> (Value, String) {
     let (_, _, d) = s
         .form(
             "/t/acme/oauth2/device_authorization",
-            &[("client_id", "tv"), ("scope", "openid offline_access")],
+            &[("client_id", "tv"), ("scope", scope)],
         )
         .await;
     let (_, _, f) = s.api("POST", "/t/acme/api/v1/flows", Some(json!({}))).await;
@@ -89,6 +88,13 @@ async fn signed_on(s: &TestServer) -> (Value, String, Value) {
         json!({"action": "user_code.verify", "user_code": d["user_code"]}),
     )
     .await;
+    (d, flow)
+}
+
+/// A device's code, and a flows-API flow that entered it and signed `ann` on with her
+/// password: the flow id and the answer.
+async fn signed_on(s: &TestServer) -> (Value, String, Value) {
+    let (d, flow) = code_entered(s, "openid offline_access").await;
     let (status, b) = act(
         s,
         &flow,
@@ -222,20 +228,7 @@ async fn a_required_second_factor_is_enrolled_then_asked_and_no_code_works_twice
     );
 
     // The session kept after both factors carries them: the next flow needs neither.
-    let (_, _, d4) = s
-        .form(
-            "/t/acme/oauth2/device_authorization",
-            &[("client_id", "tv"), ("scope", "openid")],
-        )
-        .await;
-    let (_, _, f) = s.api("POST", "/t/acme/api/v1/flows", Some(json!({}))).await;
-    let flow4 = f["id"].as_str().unwrap().to_owned();
-    act(
-        &s,
-        &flow4,
-        json!({"action": "user_code.verify", "user_code": d4["user_code"]}),
-    )
-    .await;
+    let (d4, flow4) = code_entered(&s, "openid").await;
     let (status, b) = act(
         &s,
         &flow4,
