@@ -23,6 +23,9 @@ pub(crate) const SESSION_COLUMNS: &str =
 pub(crate) const KEY_COLUMNS: &str = "id, alg, pkcs8, created_at, tenant";
 pub(crate) const TENANT_COLUMNS: &str = "id, uuid, created_at, local_passwords, second_factor";
 pub(crate) const TOTP_COLUMNS: &str = "tenant, user_id, secret, confirmed, last_step, created_at";
+pub(crate) const PASSKEY_COLUMNS: &str = "tenant, id, user_id, credential_id, name, credential, sign_count, \
+     backup_eligible, backup_state, created_at, last_used_at";
+pub(crate) const CEREMONY_COLUMNS: &str = "tenant, key_hash, purpose, user_id, state, expires_at";
 pub(crate) const UPSTREAM_COLUMNS: &str = "tenant, id, name, issuer, client_id, client_secret, auth_method, scopes, \
      allowed_domains, require_claims, link_by_email, max_age_secs, force_login, created_at";
 pub(crate) const UPSTREAM_LINK_COLUMNS: &str = "tenant, upstream_id, subject, user_id, created_at";

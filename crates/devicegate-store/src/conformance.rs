@@ -25,8 +25,8 @@ use devicegate_proto::FlowStatus;
 
 use crate::{
     Admission, BrowserSession, ClientRecord, DEFAULT_TENANT, HeldPoll, KeyRecord, LimitTake,
-    PollBy, RefreshToken, Store, StoreError, TenantRecord, TotpFactor, UpstreamLink,
-    UpstreamRecord, UpstreamState, UserRecord,
+    PasskeyRecord, PollBy, RefreshToken, Store, StoreError, TenantRecord, TotpFactor, UpstreamLink,
+    UpstreamRecord, UpstreamState, UserRecord, WebauthnCeremony,
 };
 
 const T: &str = DEFAULT_TENANT;
@@ -44,7 +44,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let cases: [(&str, Case<S>); 41] = [
+    let cases: [(&str, Case<S>); 45] = [
         ("clients", |s| Box::pin(clients(s))),
         ("users", |s| Box::pin(users(s))),
         ("grants", |s| Box::pin(grants(s))),
@@ -137,6 +137,16 @@ where
         ("deleting_factors", |s| Box::pin(deleting_factors(s))),
         ("second_factors_are_per_tenant", |s| {
             Box::pin(second_factors_are_per_tenant(s))
+        }),
+        ("passkeys", |s| Box::pin(passkeys(s))),
+        ("concurrent_passkey_use_has_one_winner", |s| {
+            Box::pin(concurrent_passkey_use_has_one_winner(Arc::new(s)))
+        }),
+        ("webauthn_ceremonies_are_taken_once", |s| {
+            Box::pin(webauthn_ceremonies_are_taken_once(Arc::new(s)))
+        }),
+        ("passkeys_are_per_tenant_and_go_with_the_person", |s| {
+            Box::pin(passkeys_are_per_tenant_and_go_with_the_person(s))
         }),
     ];
     let mut failed = Vec::new();
@@ -2336,4 +2346,292 @@ async fn second_factors_are_per_tenant(s: impl Store) {
     // A tenant created again under that id starts without any.
     s.create_tenant(&tenant("acme")).await.unwrap();
     assert_eq!(s.get_totp("acme", "ann").await, Err(StoreError::NotFound));
+}
+
+fn passkey(tenant: &str, id: &str, user_id: &str, credential_id: &[u8]) -> PasskeyRecord {
+    PasskeyRecord {
+        tenant: tenant.into(),
+        id: id.into(),
+        user_id: user_id.into(),
+        credential_id: credential_id.to_vec(),
+        name: format!("{id} key"),
+        credential: format!("{{\"cred\":\"{id}\"}}"),
+        sign_count: 5,
+        backup_eligible: true,
+        backup_state: false,
+        created_at: NOW,
+        last_used_at: None,
+    }
+}
+
+async fn passkeys(s: impl Store) {
+    assert_eq!(s.list_passkeys(T, "ann").await.unwrap(), vec![]);
+    assert_eq!(s.get_passkey(T, b"c1").await, Err(StoreError::NotFound));
+    let first = passkey(T, "p1", "ann", b"c1");
+    let second = PasskeyRecord {
+        created_at: NOW.plus(Duration::from_secs(1)),
+        ..passkey(T, "p2", "ann", b"c2")
+    };
+    s.create_passkey(&second).await.unwrap();
+    s.create_passkey(&first).await.unwrap();
+    assert_eq!(s.get_passkey(T, b"c1").await.unwrap(), first);
+    // Oldest first.
+    assert_eq!(
+        s.list_passkeys(T, "ann").await.unwrap(),
+        vec![first.clone(), second.clone()]
+    );
+    // A credential id is registered once in a tenant, whoever asks.
+    assert_eq!(
+        s.create_passkey(&passkey(T, "p3", "bob", b"c1")).await,
+        Err(StoreError::AlreadyExists)
+    );
+    assert_eq!(s.list_passkeys(T, "bob").await.unwrap(), vec![]);
+    // The counter only goes forward: an equal or lower one is refused and changes nothing.
+    let later = NOW.plus(Duration::from_secs(60));
+    for stale in [5, 4, 0] {
+        assert!(
+            !s.use_passkey(T, b"c1", stale, true, "{\"x\":1}", later)
+                .await
+                .unwrap(),
+            "{stale}"
+        );
+    }
+    assert_eq!(s.get_passkey(T, b"c1").await.unwrap(), first);
+    assert!(
+        s.use_passkey(T, b"c1", 6, true, "{\"cred\":\"p1 at 6\"}", later)
+            .await
+            .unwrap()
+    );
+    let used = s.get_passkey(T, b"c1").await.unwrap();
+    assert_eq!(
+        used,
+        PasskeyRecord {
+            sign_count: 6,
+            backup_state: true,
+            credential: "{\"cred\":\"p1 at 6\"}".into(),
+            last_used_at: Some(later),
+            ..first.clone()
+        }
+    );
+    assert!(!s.use_passkey(T, b"c1", 6, true, "{}", later).await.unwrap());
+    // An authenticator that keeps no counter (0 throughout) is used again and again.
+    let zero = PasskeyRecord {
+        sign_count: 0,
+        ..passkey(T, "p0", "carol", b"c0")
+    };
+    s.create_passkey(&zero).await.unwrap();
+    assert!(
+        s.use_passkey(T, b"c0", 0, false, "{}", later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.use_passkey(T, b"c0", 0, false, "{}", later)
+            .await
+            .unwrap()
+    );
+    // Once it shows a counter, it must keep counting up.
+    assert!(
+        s.use_passkey(T, b"c0", 3, false, "{}", later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.use_passkey(T, b"c0", 0, false, "{}", later)
+            .await
+            .unwrap()
+    );
+    // An unknown credential: NotFound, not a refusal.
+    assert_eq!(
+        s.use_passkey(T, b"nope", 9, false, "{}", later).await,
+        Err(StoreError::NotFound)
+    );
+    // Renaming and removing: only the person's own passkey.
+    s.rename_passkey(T, "ann", "p2", "phone").await.unwrap();
+    assert_eq!(s.get_passkey(T, b"c2").await.unwrap().name, "phone");
+    assert_eq!(
+        s.rename_passkey(T, "bob", "p2", "mine now").await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.delete_passkey(T, "bob", "p2").await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(s.get_passkey(T, b"c2").await.unwrap().name, "phone");
+    s.delete_passkey(T, "ann", "p2").await.unwrap();
+    assert_eq!(s.get_passkey(T, b"c2").await, Err(StoreError::NotFound));
+    assert_eq!(
+        s.delete_passkey(T, "ann", "p2").await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(s.list_passkeys(T, "ann").await.unwrap(), vec![used]);
+}
+
+async fn concurrent_passkey_use_has_one_winner(s: Arc<impl Store>) {
+    s.create_passkey(&passkey(T, "p1", "ann", b"c1"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.use_passkey(T, b"c1", 9, false, "{}", NOW).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(s.get_passkey(T, b"c1").await.unwrap().sign_count, 9);
+}
+
+fn ceremony(tenant: &str, key: &[u8], state: &str) -> WebauthnCeremony {
+    WebauthnCeremony {
+        tenant: tenant.into(),
+        key_hash: SecretHash::of(key),
+        purpose: "sign_in".into(),
+        user_id: None,
+        state: state.into(),
+        expires_at: NOW.plus(Duration::from_secs(300)),
+    }
+}
+
+async fn webauthn_ceremonies_are_taken_once(s: Arc<impl Store>) {
+    let key = SecretHash::of(b"flow-1");
+    assert_eq!(
+        s.take_ceremony(T, &key, NOW).await,
+        Err(StoreError::NotFound)
+    );
+    let first = ceremony(T, b"flow-1", "first");
+    s.put_ceremony(&first).await.unwrap();
+    // Asking again replaces it: only the latest challenge stands.
+    let second = WebauthnCeremony {
+        purpose: "register".into(),
+        user_id: Some("ann".into()),
+        ..ceremony(T, b"flow-1", "second")
+    };
+    s.put_ceremony(&second).await.unwrap();
+    assert_eq!(s.take_ceremony(T, &key, NOW).await.unwrap(), second);
+    assert_eq!(
+        s.take_ceremony(T, &key, NOW).await,
+        Err(StoreError::NotFound)
+    );
+    // Of concurrent takes, one gets it.
+    s.put_ceremony(&first).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(
+            async move { s.take_ceremony(T, &key, NOW).await },
+        ));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(c) => {
+                assert_eq!(c, first);
+                wins += 1;
+            }
+            Err(e) => assert_eq!(e, StoreError::NotFound),
+        }
+    }
+    assert_eq!(wins, 1);
+    // An expired one is not handed out, and is gone.
+    s.put_ceremony(&first).await.unwrap();
+    let late = first.expires_at;
+    assert_eq!(
+        s.take_ceremony(T, &key, late).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.take_ceremony(T, &key, NOW).await,
+        Err(StoreError::NotFound)
+    );
+    // The sweep removes expired ones it finds.
+    s.put_ceremony(&first).await.unwrap();
+    let counts = s
+        .sweep(late.plus(Duration::from_secs(1)), NOW)
+        .await
+        .unwrap();
+    assert_eq!(counts.webauthn_ceremonies, 1);
+    assert_eq!(
+        s.take_ceremony(T, &key, NOW).await,
+        Err(StoreError::NotFound)
+    );
+}
+
+async fn passkeys_are_per_tenant_and_go_with_the_person(s: impl Store) {
+    s.create_tenant(&tenant("acme")).await.unwrap();
+    let acmes = passkey("acme", "p1", "ann", b"c1");
+    s.create_passkey(&acmes).await.unwrap();
+    // Nothing of acme's is seen, used, renamed or removed from the default tenant.
+    assert_eq!(s.get_passkey(T, b"c1").await, Err(StoreError::NotFound));
+    assert_eq!(s.list_passkeys(T, "ann").await.unwrap(), vec![]);
+    assert_eq!(
+        s.use_passkey(T, b"c1", 9, false, "{}", NOW).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.rename_passkey(T, "ann", "p1", "x").await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.delete_passkey(T, "ann", "p1").await,
+        Err(StoreError::NotFound)
+    );
+    s.delete_factors(T, "ann").await.unwrap();
+    assert_eq!(s.get_passkey("acme", b"c1").await.unwrap(), acmes);
+    // The same credential id may exist in another tenant (another relying party's record).
+    s.create_passkey(&passkey(T, "p1", "ann", b"c1"))
+        .await
+        .unwrap();
+    // A ceremony of acme's is not taken from the default tenant.
+    s.put_ceremony(&ceremony("acme", b"k", "acme's"))
+        .await
+        .unwrap();
+    let key = SecretHash::of(b"k");
+    assert_eq!(
+        s.take_ceremony(T, &key, NOW).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.take_ceremony("acme", &key, NOW).await.unwrap().state,
+        "acme's"
+    );
+    // The operator's reset removes every passkey of the person, and only theirs.
+    s.create_passkey(&passkey(T, "p2", "ann", b"c2"))
+        .await
+        .unwrap();
+    s.create_passkey(&passkey(T, "p3", "bob", b"c3"))
+        .await
+        .unwrap();
+    s.delete_factors(T, "ann").await.unwrap();
+    assert_eq!(s.list_passkeys(T, "ann").await.unwrap(), vec![]);
+    assert_eq!(s.list_passkeys(T, "bob").await.unwrap().len(), 1);
+    // Deleting a user deletes their passkeys.
+    let carol = user("carol");
+    s.create_user(&carol).await.unwrap();
+    s.create_passkey(&passkey(T, "p4", &carol.id, b"c4"))
+        .await
+        .unwrap();
+    s.delete_user(T, "carol").await.unwrap();
+    assert_eq!(s.get_passkey(T, b"c4").await, Err(StoreError::NotFound));
+    // Deleting the tenant deletes its passkeys and ceremonies, and only its.
+    s.put_ceremony(&ceremony("acme", b"k", "again"))
+        .await
+        .unwrap();
+    s.delete_tenant("acme").await.unwrap();
+    s.create_tenant(&tenant("acme")).await.unwrap();
+    assert_eq!(
+        s.get_passkey("acme", b"c1").await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.take_ceremony("acme", &key, NOW).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(s.list_passkeys(T, "bob").await.unwrap().len(), 1);
 }

@@ -27,8 +27,9 @@ use devicegate_core::{SecretHash, Timestamp};
 pub use limits::{Admission, LimitTake};
 pub use postgres::PostgresStore;
 pub use records::{
-    BrowserSession, ClientRecord, DEFAULT_TENANT, KeyRecord, RefreshToken, SweepCounts,
-    TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    BrowserSession, ClientRecord, DEFAULT_TENANT, KeyRecord, PasskeyRecord, RefreshToken,
+    SweepCounts, TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    WebauthnCeremony,
 };
 pub use sqlite::SqliteStore;
 
@@ -88,7 +89,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Tables whose rows belong to a tenant (deleted with it).
-pub const TENANT_TABLES: [&str; 12] = [
+pub const TENANT_TABLES: [&str; 14] = [
     "clients",
     "users",
     "device_grants",
@@ -101,6 +102,8 @@ pub const TENANT_TABLES: [&str; 12] = [
     "upstream_states",
     "totp_factors",
     "recovery_codes",
+    "passkeys",
+    "webauthn_ceremonies",
 ];
 
 /// A grant changed state (bound, approved, denied, polled, redeemed). Announced to every
@@ -194,8 +197,45 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<bool>;
     /// Recovery codes the person has not used yet.
     async fn count_recovery_codes(&self, tenant: &str, user_id: &str) -> Result<u32>;
-    /// Removes the person's second factors (authenticator and recovery codes).
+    /// Removes the person's second factors and passkeys (authenticator, recovery codes,
+    /// every passkey).
     async fn delete_factors(&self, tenant: &str, user_id: &str) -> Result<()>;
+
+    /// `AlreadyExists` when the tenant has a passkey of that credential id.
+    async fn create_passkey(&self, passkey: &PasskeyRecord) -> Result<()>;
+    /// The person's passkeys, oldest first.
+    async fn list_passkeys(&self, tenant: &str, user_id: &str) -> Result<Vec<PasskeyRecord>>;
+    async fn get_passkey(&self, tenant: &str, credential_id: &[u8]) -> Result<PasskeyRecord>;
+    /// Records a sign-in with the passkey: `true` only if `sign_count` is higher than the one
+    /// stored (or both are 0, an authenticator that keeps no counter), atomically across
+    /// instances, so one assertion counter is accepted once; `false` otherwise. `NotFound`
+    /// when there is no such passkey.
+    async fn use_passkey(
+        &self,
+        tenant: &str,
+        credential_id: &[u8],
+        sign_count: u32,
+        backup_state: bool,
+        credential: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// `NotFound` unless the person has a passkey of that id.
+    async fn rename_passkey(&self, tenant: &str, user_id: &str, id: &str, name: &str)
+    -> Result<()>;
+    /// `NotFound` unless the person has a passkey of that id.
+    async fn delete_passkey(&self, tenant: &str, user_id: &str, id: &str) -> Result<()>;
+
+    /// Stores a ceremony, replacing one under the same key (a page asking again).
+    async fn put_ceremony(&self, ceremony: &WebauthnCeremony) -> Result<()>;
+    /// Takes the ceremony under `key_hash` in `tenant`: one `DELETE … RETURNING`, so of
+    /// concurrent takes one gets it. `NotFound` for none (or another tenant's); an expired one
+    /// is taken and answered `NotFound`.
+    async fn take_ceremony(
+        &self,
+        tenant: &str,
+        key_hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<WebauthnCeremony>;
 
     /// `AlreadyExists` when the tenant has an upstream of that id.
     async fn create_upstream(&self, upstream: &UpstreamRecord) -> Result<()>;

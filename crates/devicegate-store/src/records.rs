@@ -180,6 +180,57 @@ impl std::fmt::Debug for TotpFactor {
     }
 }
 
+/// A person's passkey (a WebAuthn credential), for signing in without a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    pub tenant: String,
+    /// Our id for it, as the account page names it (random, not secret).
+    pub id: String,
+    pub user_id: String,
+    /// The authenticator's credential id; unique in a tenant.
+    pub credential_id: Vec<u8>,
+    /// The person's name for it ("work laptop").
+    pub name: String,
+    /// The credential as the WebAuthn library keeps it (public key, algorithm, counter,
+    /// flags), as JSON. A public key: nothing here signs anyone in.
+    pub credential: String,
+    /// The signature counter last accepted: a later sign-in must show a higher one (unless
+    /// the authenticator keeps none: 0 throughout).
+    pub sign_count: u32,
+    /// The authenticator may sync the key to other devices (a synced passkey, `swk`), or may
+    /// not (bound to its hardware, `hwk`).
+    pub backup_eligible: bool,
+    /// It has been synced.
+    pub backup_state: bool,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// A WebAuthn ceremony under way (a passkey being registered, or a sign-in), bound to what
+/// started it: a flow or a browser session, by a hash derived from that one's key. Taken
+/// (and so deleted) once, so an assertion cannot be replayed against its challenge.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebauthnCeremony {
+    pub tenant: String,
+    pub key_hash: SecretHash,
+    /// `register` or `sign_in`.
+    pub purpose: String,
+    /// Whose passkey is being registered (none for a sign-in: the passkey says who).
+    pub user_id: Option<String>,
+    /// The library's state (its challenge), as JSON.
+    pub state: String,
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for WebauthnCeremony {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebauthnCeremony")
+            .field("purpose", &self.purpose)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A person's account at an upstream provider (its `sub`), linked to a devicegate user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamLink {
@@ -232,6 +283,7 @@ pub struct SweepCounts {
     pub refresh_tokens: u64,
     pub sessions: u64,
     pub upstream_states: u64,
+    pub webauthn_ceremonies: u64,
 }
 
 impl std::fmt::Debug for KeyRecord {

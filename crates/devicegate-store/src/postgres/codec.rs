@@ -12,8 +12,8 @@ use tokio_postgres::error::SqlState;
 
 use crate::columns::{claims, domains, flow_result, grant_status};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, TotpFactor, UpstreamLink,
-    UpstreamRecord, UpstreamState, UserRecord,
+    BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken, TenantRecord, TotpFactor,
+    UpstreamLink, UpstreamRecord, UpstreamState, UserRecord, WebauthnCeremony,
 };
 use crate::{Result, StoreError};
 
@@ -195,6 +195,34 @@ pub(super) fn totp_from_row(r: &Row) -> Result<TotpFactor> {
         confirmed: get(r, 3)?,
         last_step: get(r, 4)?,
         created_at: ts(get(r, 5)?),
+    })
+}
+
+pub(super) fn passkey_from_row(r: &Row) -> Result<PasskeyRecord> {
+    let sign_count: i64 = get(r, 6)?;
+    Ok(PasskeyRecord {
+        tenant: get(r, 0)?,
+        id: get(r, 1)?,
+        user_id: get(r, 2)?,
+        credential_id: get(r, 3)?,
+        name: get(r, 4)?,
+        credential: get(r, 5)?,
+        sign_count: u32::try_from(sign_count).map_err(|_| bad("sign_count"))?,
+        backup_eligible: get(r, 7)?,
+        backup_state: get(r, 8)?,
+        created_at: ts(get(r, 9)?),
+        last_used_at: opt_ts(get(r, 10)?),
+    })
+}
+
+pub(super) fn ceremony_from_row(r: &Row) -> Result<WebauthnCeremony> {
+    Ok(WebauthnCeremony {
+        tenant: get(r, 0)?,
+        key_hash: hash(&get::<Vec<u8>>(r, 1)?)?,
+        purpose: get(r, 2)?,
+        user_id: get(r, 3)?,
+        state: get(r, 4)?,
+        expires_at: ts(get(r, 5)?),
     })
 }
 

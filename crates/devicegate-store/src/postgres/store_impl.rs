@@ -20,8 +20,9 @@ use super::migrate::KEY_LOCK;
 use crate::columns::*;
 use crate::limits::{Admission, LimitTake};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, TotpFactor,
-    UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken, SweepCounts,
+    TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    WebauthnCeremony,
 };
 use crate::{
     GrantChanged, HeldPoll, PendingCodes, PollBy, Result, Store, StoreError, TENANT_TABLES,
@@ -102,13 +103,13 @@ impl PostgresStore {
     }
 }
 
-/// Deletes a person's authenticator and recovery codes.
+/// Deletes a person's authenticator, recovery codes and passkeys.
 async fn delete_factors_in(
     db: &impl deadpool_postgres::GenericClient,
     tenant: &str,
     user_id: &str,
 ) -> Result<()> {
-    for table in ["totp_factors", "recovery_codes"] {
+    for table in ["totp_factors", "recovery_codes", "passkeys"] {
         let stmt = db
             .prepare_cached(&format!(
                 "DELETE FROM {table} WHERE tenant = $1 AND user_id = $2"
@@ -527,6 +528,177 @@ impl Store for PostgresStore {
         let tx = client.transaction().await.map_err(pg)?;
         delete_factors_in(&tx, tenant, user_id).await?;
         tx.commit().await.map_err(pg)
+    }
+
+    async fn create_passkey(&self, p: &PasskeyRecord) -> Result<()> {
+        self.exec(
+            &format!(
+                "INSERT INTO passkeys ({PASSKEY_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ),
+            &[
+                &p.tenant,
+                &p.id,
+                &p.user_id,
+                &p.credential_id,
+                &p.name,
+                &p.credential,
+                &i64::from(p.sign_count),
+                &p.backup_eligible,
+                &p.backup_state,
+                &p.created_at.as_millis(),
+                &p.last_used_at.map(|t| t.as_millis()),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn list_passkeys(&self, tenant: &str, user_id: &str) -> Result<Vec<PasskeyRecord>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE tenant = $1 AND user_id = $2 \
+                 ORDER BY created_at, id"
+            ))
+            .await
+            .map_err(pg)?;
+        client
+            .query(&stmt, &[&tenant, &user_id])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(passkey_from_row)
+            .collect()
+    }
+
+    async fn get_passkey(&self, tenant: &str, credential_id: &[u8]) -> Result<PasskeyRecord> {
+        self.one(
+            &format!(
+                "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE tenant = $1 AND credential_id = $2"
+            ),
+            &[&tenant, &credential_id],
+            passkey_from_row,
+        )
+        .await
+    }
+
+    /// One conditional `UPDATE` (row-locked: of concurrent ones for a counter, one matches);
+    /// a read only after it changed nothing, to tell a refused counter from a passkey that is
+    /// gone.
+    async fn use_passkey(
+        &self,
+        tenant: &str,
+        credential_id: &[u8],
+        sign_count: u32,
+        backup_state: bool,
+        credential: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let n = self
+            .exec(
+                "UPDATE passkeys SET sign_count = $3, backup_state = $4, credential = $5, \
+                 last_used_at = $6 WHERE tenant = $1 AND credential_id = $2 \
+                 AND (sign_count < $3 OR ($3 = 0 AND sign_count = 0))",
+                &[
+                    &tenant,
+                    &credential_id,
+                    &i64::from(sign_count),
+                    &backup_state,
+                    &credential,
+                    &now.as_millis(),
+                ],
+            )
+            .await?;
+        if n == 1 {
+            return Ok(true);
+        }
+        match self
+            .opt(
+                "SELECT 1 FROM passkeys WHERE tenant = $1 AND credential_id = $2",
+                &[&tenant, &credential_id],
+            )
+            .await?
+        {
+            Some(_) => Ok(false),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn rename_passkey(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<()> {
+        let n = self
+            .exec(
+                "UPDATE passkeys SET name = $4 WHERE tenant = $1 AND user_id = $2 AND id = $3",
+                &[&tenant, &user_id, &id, &name],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_passkey(&self, tenant: &str, user_id: &str, id: &str) -> Result<()> {
+        let n = self
+            .exec(
+                "DELETE FROM passkeys WHERE tenant = $1 AND user_id = $2 AND id = $3",
+                &[&tenant, &user_id, &id],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn put_ceremony(&self, c: &WebauthnCeremony) -> Result<()> {
+        self.exec(
+            &format!(
+                "INSERT INTO webauthn_ceremonies ({CEREMONY_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, key_hash) DO UPDATE \
+                 SET purpose = EXCLUDED.purpose, user_id = EXCLUDED.user_id, \
+                 state = EXCLUDED.state, expires_at = EXCLUDED.expires_at"
+            ),
+            &[
+                &c.tenant,
+                &c.key_hash.as_bytes().as_slice(),
+                &c.purpose,
+                &c.user_id,
+                &c.state,
+                &c.expires_at.as_millis(),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// One `DELETE … RETURNING`: of concurrent takes, one gets the row.
+    async fn take_ceremony(
+        &self,
+        tenant: &str,
+        key_hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<WebauthnCeremony> {
+        let taken = self
+            .one(
+                &format!(
+                    "DELETE FROM webauthn_ceremonies WHERE tenant = $1 AND key_hash = $2 \
+                     RETURNING {CEREMONY_COLUMNS}"
+                ),
+                &[&tenant, &key_hash.as_bytes().as_slice()],
+                ceremony_from_row,
+            )
+            .await?;
+        if taken.expires_at <= now {
+            return Err(StoreError::NotFound);
+        }
+        Ok(taken)
     }
 
     async fn create_upstream(&self, u: &UpstreamRecord) -> Result<()> {
@@ -1348,6 +1520,13 @@ impl Store for PostgresStore {
             .execute("DELETE FROM upstream_states WHERE expires_at < $1", &[&now])
             .await
             .map_err(pg)?;
+        let webauthn_ceremonies = tx
+            .execute(
+                "DELETE FROM webauthn_ceremonies WHERE expires_at < $1",
+                &[&now],
+            )
+            .await
+            .map_err(pg)?;
         // Buckets that filled up again hold nothing a new one would not.
         tx.execute("DELETE FROM rate_limits WHERE tat < $1", &[&now])
             .await
@@ -1359,6 +1538,7 @@ impl Store for PostgresStore {
             refresh_tokens,
             sessions,
             upstream_states,
+            webauthn_ceremonies,
         })
     }
 }

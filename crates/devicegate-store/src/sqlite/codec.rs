@@ -13,8 +13,8 @@ use rusqlite::types::Type;
 use crate::StoreError;
 use crate::columns::{claims, domains, flow_result, grant_status};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, TenantRecord, TotpFactor, UpstreamLink,
-    UpstreamRecord, UpstreamState, UserRecord,
+    BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken, TenantRecord, TotpFactor,
+    UpstreamLink, UpstreamRecord, UpstreamState, UserRecord, WebauthnCeremony,
 };
 
 pub(super) fn internal(e: rusqlite::Error) -> StoreError {
@@ -215,6 +215,33 @@ pub(super) fn totp_from_row(row: &Row<'_>) -> rusqlite::Result<TotpFactor> {
         confirmed: row.get(3)?,
         last_step: row.get(4)?,
         created_at: ts(row, 5)?,
+    })
+}
+
+pub(super) fn passkey_from_row(row: &Row<'_>) -> rusqlite::Result<PasskeyRecord> {
+    Ok(PasskeyRecord {
+        tenant: row.get(0)?,
+        id: row.get(1)?,
+        user_id: row.get(2)?,
+        credential_id: row.get(3)?,
+        name: row.get(4)?,
+        credential: row.get(5)?,
+        sign_count: row.get(6)?,
+        backup_eligible: row.get(7)?,
+        backup_state: row.get(8)?,
+        created_at: ts(row, 9)?,
+        last_used_at: opt_ts(row, 10)?,
+    })
+}
+
+pub(super) fn ceremony_from_row(row: &Row<'_>) -> rusqlite::Result<WebauthnCeremony> {
+    Ok(WebauthnCeremony {
+        tenant: row.get(0)?,
+        key_hash: hash(row, 1)?,
+        purpose: row.get(2)?,
+        user_id: row.get(3)?,
+        state: row.get(4)?,
+        expires_at: ts(row, 5)?,
     })
 }
 

@@ -214,7 +214,7 @@ pub(super) fn change_user_in(
 
 /// Deletes a person's authenticator and recovery codes.
 pub(super) fn delete_factors_in(conn: &Connection, tenant: &str, user_id: &str) -> Result<()> {
-    for table in ["totp_factors", "recovery_codes"] {
+    for table in ["totp_factors", "recovery_codes", "passkeys"] {
         conn.prepare_cached(&format!(
             "DELETE FROM {table} WHERE tenant = ?1 AND user_id = ?2"
         ))

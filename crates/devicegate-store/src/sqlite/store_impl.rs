@@ -16,8 +16,9 @@ use crate::TENANT_TABLES;
 use crate::columns::*;
 use crate::limits::{Admission, LimitTake};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, RefreshToken, SweepCounts, TenantRecord, TotpFactor,
-    UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken, SweepCounts,
+    TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    WebauthnCeremony,
 };
 use crate::{GrantChanged, HeldPoll, PendingCodes, PollBy, Result, Store, StoreError};
 
@@ -325,6 +326,198 @@ impl Store for SqliteStore {
         let (tenant, user_id) = (tenant.to_owned(), user_id.to_owned());
         self.write(move |conn| delete_factors_in(conn, &tenant, &user_id))
             .await
+    }
+
+    async fn create_passkey(&self, p: &PasskeyRecord) -> Result<()> {
+        let p = p.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT INTO passkeys ({PASSKEY_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ))
+            .map_err(internal)?
+            .execute(params![
+                p.tenant,
+                p.id,
+                p.user_id,
+                p.credential_id,
+                p.name,
+                p.credential,
+                p.sign_count,
+                p.backup_eligible,
+                p.backup_state,
+                p.created_at.as_millis(),
+                p.last_used_at.map(|t| t.as_millis())
+            ])
+            .map_err(constraint)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_passkeys(&self, tenant: &str, user_id: &str) -> Result<Vec<PasskeyRecord>> {
+        let (tenant, user_id) = (tenant.to_owned(), user_id.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE tenant = ?1 AND user_id = ?2 \
+                     ORDER BY created_at, id"
+                ))
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map([&tenant, &user_id], passkey_from_row)
+                .map_err(internal)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn get_passkey(&self, tenant: &str, credential_id: &[u8]) -> Result<PasskeyRecord> {
+        self.one(
+            &format!(
+                "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE tenant = ?1 AND credential_id = ?2"
+            ),
+            (tenant.to_owned(), credential_id.to_vec()),
+            passkey_from_row,
+        )
+        .await
+    }
+
+    /// One conditional update on the writer thread; a read only after it changed nothing,
+    /// to tell a refused counter from a passkey that is gone.
+    async fn use_passkey(
+        &self,
+        tenant: &str,
+        credential_id: &[u8],
+        sign_count: u32,
+        backup_state: bool,
+        credential: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (tenant, cred, credential) = (
+            tenant.to_owned(),
+            credential_id.to_vec(),
+            credential.to_owned(),
+        );
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE passkeys SET sign_count = ?3, backup_state = ?4, credential = ?5, \
+                     last_used_at = ?6 WHERE tenant = ?1 AND credential_id = ?2 \
+                     AND (sign_count < ?3 OR (?3 = 0 AND sign_count = 0))",
+                )
+                .map_err(internal)?
+                .execute(params![
+                    tenant,
+                    cred,
+                    sign_count,
+                    backup_state,
+                    credential,
+                    now.as_millis()
+                ])
+                .map_err(internal)?;
+            if n == 1 {
+                return Ok(true);
+            }
+            get_one(
+                conn,
+                "SELECT 1 FROM passkeys WHERE tenant = ?1 AND credential_id = ?2",
+                params![tenant, cred],
+                |_| Ok(false),
+            )
+        })
+        .await
+    }
+
+    async fn rename_passkey(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<()> {
+        let args = [tenant, user_id, id, name].map(str::to_owned);
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE passkeys SET name = ?4 WHERE tenant = ?1 AND user_id = ?2 AND id = ?3",
+                )
+                .map_err(internal)?
+                .execute(args)
+                .map_err(internal)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_passkey(&self, tenant: &str, user_id: &str, id: &str) -> Result<()> {
+        let args = [tenant, user_id, id].map(str::to_owned);
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "DELETE FROM passkeys WHERE tenant = ?1 AND user_id = ?2 AND id = ?3",
+                )
+                .map_err(internal)?
+                .execute(args)
+                .map_err(internal)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_ceremony(&self, c: &WebauthnCeremony) -> Result<()> {
+        let c = c.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO webauthn_ceremonies ({CEREMONY_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))
+            .map_err(internal)?
+            .execute(params![
+                c.tenant,
+                c.key_hash.as_bytes(),
+                c.purpose,
+                c.user_id,
+                c.state,
+                c.expires_at.as_millis()
+            ])
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A `DELETE … RETURNING` on the writer thread: one take at a time, so one finds it.
+    async fn take_ceremony(
+        &self,
+        tenant: &str,
+        key_hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<WebauthnCeremony> {
+        let (tenant, key) = (tenant.to_owned(), *key_hash);
+        let taken = self
+            .write(move |conn| {
+                get_one(
+                    conn,
+                    &format!(
+                        "DELETE FROM webauthn_ceremonies WHERE tenant = ?1 AND key_hash = ?2 \
+                         RETURNING {CEREMONY_COLUMNS}"
+                    ),
+                    params![tenant, key.as_bytes()],
+                    ceremony_from_row,
+                )
+            })
+            .await?;
+        if taken.expires_at <= now {
+            return Err(StoreError::NotFound);
+        }
+        Ok(taken)
     }
 
     async fn create_upstream(&self, u: &UpstreamRecord) -> Result<()> {
@@ -1032,7 +1225,14 @@ impl Store for SqliteStore {
                         [now.as_millis()],
                     )
                     .map_err(internal)?;
+                let ceremonies = conn
+                    .execute(
+                        "DELETE FROM webauthn_ceremonies WHERE expires_at < ?1",
+                        [now.as_millis()],
+                    )
+                    .map_err(internal)?;
                 Ok(SweepCounts {
+                    webauthn_ceremonies: ceremonies as u64,
                     grants: grants as u64,
                     flows: flows as u64,
                     refresh_tokens: refresh_tokens as u64,
