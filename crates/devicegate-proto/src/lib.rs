@@ -348,13 +348,17 @@ pub struct FlowView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_codes: Option<Vec<String>>,
     /// While `SECOND_FACTOR_REQUIRED`: what the person may answer with (`totp`,
-    /// `recovery_code`), or `totp.enroll` when they must enrol first.
+    /// `recovery_code`, `webauthn`), or `totp.enroll` when they must enrol first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second_factors: Option<Vec<String>>,
     /// Returned by `upstream.start`: where to send the browser to sign in at the upstream
     /// provider. It comes back to devicegate's callback, then to `return_to`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_url: Option<String>,
+    /// Returned by `webauthn.options`: the WebAuthn request options (`{"publicKey": …}`, with
+    /// binary fields in base64url) for `navigator.credentials.get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webauthn_options: Option<serde_json::Value>,
 }
 
 /// A one-time-code authenticator being enrolled.
@@ -379,9 +383,6 @@ pub enum FlowAction {
     /// Signs the flow on as the person of a session a `sign_on` returned.
     #[serde(rename = "session.resume")]
     SessionResume { session: String },
-    /// Signs on through the tenant's upstream OpenID provider `upstream`: the answer carries
-    /// the `authorization_url` to send the browser to; afterwards the browser is sent to
-    /// `return_to` (an origin the operator allowed) and the flow waits for consent.
     /// Starts enrolling a one-time-code authenticator (a flow waiting for a second factor
     /// whose person has none): the answer carries the secret and its `otpauth://` URI.
     #[serde(rename = "totp.enroll")]
@@ -393,6 +394,18 @@ pub enum FlowAction {
     /// A recovery code in place of a one-time code; each works once.
     #[serde(rename = "recovery_code.verify")]
     RecoveryCodeVerify { code: String },
+    /// Request options for signing on with a passkey (from `SIGN_ON_REQUIRED`, or while
+    /// waiting for a code with nobody signed on) or for giving one as the second factor;
+    /// the challenge stands until `webauthn.verify`, once.
+    #[serde(rename = "webauthn.options")]
+    WebauthnOptions {},
+    /// The browser's answer to `webauthn.options` (a `PublicKeyCredential` as JSON, binary
+    /// fields in base64url).
+    #[serde(rename = "webauthn.verify")]
+    WebauthnVerify { credential: serde_json::Value },
+    /// Signs on through the tenant's upstream OpenID provider `upstream`: the answer carries
+    /// the `authorization_url` to send the browser to; afterwards the browser is sent to
+    /// `return_to` (an origin the operator allowed) and the flow waits for consent.
     #[serde(rename = "upstream.start")]
     UpstreamStart {
         upstream: String,
@@ -417,6 +430,8 @@ impl std::fmt::Debug for FlowAction {
             FlowAction::TotpEnroll {} => f.write_str("TotpEnroll"),
             FlowAction::TotpVerify { .. } => f.write_str("TotpVerify"),
             FlowAction::RecoveryCodeVerify { .. } => f.write_str("RecoveryCodeVerify"),
+            FlowAction::WebauthnOptions {} => f.write_str("WebauthnOptions"),
+            FlowAction::WebauthnVerify { .. } => f.write_str("WebauthnVerify"),
             FlowAction::UpstreamStart { upstream, .. } => f
                 .debug_struct("UpstreamStart")
                 .field("upstream", upstream)

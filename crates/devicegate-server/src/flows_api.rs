@@ -60,7 +60,9 @@ impl From<StepError> for OAuthError {
                 (StatusCode::UNAUTHORIZED, ErrorCode::InvalidCredentials)
             }
             StepError::InvalidSession => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidSession),
-            StepError::PasswordsOff => (StatusCode::FORBIDDEN, ErrorCode::InvalidAction),
+            StepError::PasswordsOff | StepError::PasskeysOff => {
+                (StatusCode::FORBIDDEN, ErrorCode::InvalidAction)
+            }
             StepError::Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::TemporarilyUnavailable,
@@ -208,6 +210,24 @@ async fn act(
         }
         FlowAction::RecoveryCodeVerify { code } => {
             let flow = verification::recovery_verify(&state, &tenant, &key, &code, ip).await?;
+            return Ok(Json(kept(&state, &tenant, &id, flow).await?).into_response());
+        }
+        FlowAction::WebauthnOptions {} => {
+            let options = crate::passkeys::sign_in_options(&state, &tenant, &key).await?;
+            let flow = verification::load(&tenant, &key, now()).await?;
+            let Json(mut body) = view(&tenant, &id, flow).await?;
+            body.webauthn_options =
+                Some(serde_json::to_value(options).map_err(|_| OAuthError::internal())?);
+            return Ok(Json(body).into_response());
+        }
+        FlowAction::WebauthnVerify { credential } => {
+            let credential = serde_json::from_value(credential).map_err(|_| {
+                OAuthError::invalid_request(
+                    "credential must be a PublicKeyCredential as JSON (binary fields in base64url)",
+                )
+            })?;
+            let flow =
+                crate::passkeys::sign_in_finish(&state, &tenant, &key, &credential, ip).await?;
             return Ok(Json(kept(&state, &tenant, &id, flow).await?).into_response());
         }
         FlowAction::SessionResume { session } => {

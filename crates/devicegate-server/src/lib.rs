@@ -29,6 +29,7 @@ pub mod limits;
 mod metadata;
 pub mod metrics;
 pub(crate) mod pages;
+pub mod passkeys;
 mod passwords;
 mod scoped;
 pub mod tenant;
@@ -79,8 +80,11 @@ pub struct Settings {
     /// Signs access tokens when set (say ES256 beside RS256 ID tokens: one RSA signature per
     /// token set instead of two); `None` signs them with `signing_alg`.
     pub access_token_signing_alg: Option<Algorithm>,
-    /// Origins allowed to call the flows API from a browser; empty means no CORS.
+    /// Origins allowed to call the flows API from a browser; empty means no CORS. They may
+    /// also present passkey assertions.
     pub cors_allowed_origins: Vec<String>,
+    /// The WebAuthn relying party id for passkeys; `None` is the issuer's host.
+    pub webauthn_rp_id: Option<String>,
     pub max_concurrent_hashes: usize,
     pub max_body_bytes: usize,
     /// Proxies whose `X-Forwarded-For` is believed; none by default.
@@ -133,6 +137,7 @@ impl Default for Settings {
             signing_alg: Algorithm::Rs256,
             access_token_signing_alg: None,
             cors_allowed_origins: Vec::new(),
+            webauthn_rp_id: None,
             max_concurrent_hashes: 2,
             max_body_bytes: 16 * 1024,
             trusted_proxies: Vec::new(),
@@ -156,6 +161,7 @@ pub struct Inner {
     /// [`tenant::Tenant::store`].
     pub(crate) store: scoped::Shared,
     pub passwords: Passwords,
+    pub passkeys: passkeys::Passkeys,
     pub limits: limits::Limits,
     pub metrics: Arc<metrics::Metrics>,
     providers: upstream::Providers,
@@ -179,10 +185,12 @@ impl AppState {
         let passwords = Passwords::new(settings.max_concurrent_hashes);
         let limits = limits::Limits::default();
         let pages = pages::Pages::new(&settings)?;
+        let passkeys = passkeys::Passkeys::new(&settings);
         let state = AppState(Arc::new(Inner {
             settings,
             store,
             passwords,
+            passkeys,
             limits,
             metrics: Arc::new(metrics::Metrics::new()),
             providers: upstream::Providers::default(),

@@ -14,6 +14,7 @@
 //! | failed sign-ons per address | `signon:ip:{ip}` | 30 per quarter hour |
 //! | failed sign-ons per account, any address | `signon:acct:{tenant}/{name}` | 50 at once, then one per 30 s |
 //! | failed sign-ons of a browser known to the account (instead of the three above) | `signon:known:{mark}` | 10 per quarter hour |
+//! | failed passkey assertions per address (with failed sign-ons) | `signon:ip:{ip}` | 30 per quarter hour |
 //!
 //! The two caps on device codes are drawn by each instance in leases of 1% when that is at
 //! least two codes (a client's 10,000 by default; an address's 20 is drawn code by code).
@@ -398,6 +399,22 @@ pub async fn pay_for_sign_on(
         ],
     };
     draw(state, takes, now, None).await
+}
+
+/// Pays for a passkey assertion from `ip`, out of the address's failed sign-ons: a passkey
+/// names no account before it is checked, so only the address can be held to account.
+pub async fn pay_for_passkey(
+    state: &AppState,
+    ip: IpAddr,
+    now: Timestamp,
+) -> Result<Result<Paid, Refused>, StoreError> {
+    let ip = client_key(ip);
+    let take = LimitTake::per(
+        format!("signon:ip:{ip}"),
+        FAILED_SIGN_ONS_PER_ADDRESS,
+        SIGN_ON_WINDOW,
+    );
+    draw(state, vec![take], now, None).await
 }
 
 /// Pays for a new device code from `ip` for `client`: caps on codes per address (refilled

@@ -24,8 +24,9 @@ use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 use devicegate_store::{
     Admission, BrowserSession, ClientRecord, GrantChanged, HeldPoll, KeyRecord, LimitTake,
-    PendingCodes, PollBy, RefreshToken, Result, Store, StoreError, SweepCounts, TenantRecord,
-    TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    PasskeyRecord, PendingCodes, PollBy, RefreshToken, Result, Store, StoreError, SweepCounts,
+    TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    WebauthnCeremony,
 };
 
 /// What a new session holds: the person and when they signed on, the flow it walks.
@@ -384,6 +385,70 @@ impl TenantStore {
         self.store
             .use_recovery_code(&self.tenant, user_id, hash, now)
             .await
+    }
+
+    pub async fn list_passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>> {
+        self.store.list_passkeys(&self.tenant, user_id).await
+    }
+
+    pub async fn create_passkey(&self, passkey: &PasskeyRecord) -> Result<()> {
+        self.own(&passkey.tenant)?;
+        self.store.create_passkey(passkey).await
+    }
+
+    pub async fn get_passkey(&self, credential_id: &[u8]) -> Result<PasskeyRecord> {
+        self.store.get_passkey(&self.tenant, credential_id).await
+    }
+
+    pub async fn use_passkey(
+        &self,
+        credential_id: &[u8],
+        sign_count: u32,
+        backup_state: bool,
+        credential: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.store
+            .use_passkey(
+                &self.tenant,
+                credential_id,
+                sign_count,
+                backup_state,
+                credential,
+                now,
+            )
+            .await
+    }
+
+    pub async fn rename_passkey(&self, user_id: &str, id: &str, name: &str) -> Result<()> {
+        self.store
+            .rename_passkey(&self.tenant, user_id, id, name)
+            .await
+    }
+
+    pub async fn delete_passkey(&self, user_id: &str, id: &str) -> Result<()> {
+        self.store.delete_passkey(&self.tenant, user_id, id).await
+    }
+
+    pub async fn delete_factors(&self, user_id: &str) -> Result<()> {
+        self.store.delete_factors(&self.tenant, user_id).await
+    }
+
+    pub async fn count_recovery_codes(&self, user_id: &str) -> Result<u32> {
+        self.store.count_recovery_codes(&self.tenant, user_id).await
+    }
+
+    pub async fn put_ceremony(&self, ceremony: &WebauthnCeremony) -> Result<()> {
+        self.own(&ceremony.tenant)?;
+        self.store.put_ceremony(ceremony).await
+    }
+
+    pub async fn take_ceremony(
+        &self,
+        key_hash: &SecretHash,
+        now: Timestamp,
+    ) -> Result<WebauthnCeremony> {
+        self.store.take_ceremony(&self.tenant, key_hash, now).await
     }
 
     pub async fn list_keys(&self) -> Result<Vec<KeyRecord>> {

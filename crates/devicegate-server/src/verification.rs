@@ -35,6 +35,9 @@ pub enum StepError {
     /// The tenant signs people on only through its upstream providers.
     #[error("password sign-on is off here; sign on through the organisation's provider")]
     PasswordsOff,
+    /// This server cannot be a WebAuthn relying party (`passkeys`).
+    #[error("passkeys are not available on this server")]
+    PasskeysOff,
     /// `sign_on_first`: only the guessing budget refused, which people who sign on first are
     /// not held to.
     #[error("too many failed attempts; try again in {} s", .retry_after.as_secs().max(1))]
@@ -108,6 +111,7 @@ impl Described {
             totp_enrolment: None,
             recovery_codes: None,
             second_factors: None,
+            webauthn_options: None,
         }
     }
 }
@@ -515,20 +519,37 @@ pub async fn consent(
 }
 
 /// Whether a password sign-on of `user_id` owes a second factor: under `optional` when the
-/// person enrolled an authenticator, under `required` always (those without one enrol).
+/// person has one (an authenticator or a passkey), under `required` always (those without
+/// one enrol).
 async fn second_factor_owed(tenant: &Tenant, user_id: &str) -> Result<bool, StepError> {
     if tenant.second_factor == "off" {
         return Ok(false);
     }
-    match tenant.store.get_totp(user_id).await {
-        Ok(t) if t.confirmed => Ok(true),
-        Ok(_) | Err(StoreError::NotFound) => Ok(tenant.second_factor == "required"),
-        Err(e) => Err(e.into()),
-    }
+    let held = person_factors(tenant, user_id).await?;
+    Ok(held.totp || held.passkeys || tenant.second_factor == "required")
+}
+
+/// Which second factors a person holds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PersonFactors {
+    /// A confirmed one-time-code authenticator.
+    pub totp: bool,
+    pub passkeys: bool,
+}
+
+pub async fn person_factors(tenant: &Tenant, user_id: &str) -> Result<PersonFactors, StepError> {
+    let totp = match tenant.store.get_totp(user_id).await {
+        Ok(t) => t.confirmed,
+        Err(StoreError::NotFound) => false,
+        Err(e) => return Err(e.into()),
+    };
+    let passkeys = !tenant.store.list_passkeys(user_id).await?.is_empty();
+    Ok(PersonFactors { totp, passkeys })
 }
 
 /// The second factors a flow waiting for one may be answered with: `totp` and
-/// `recovery_code` for a person with an authenticator, `totp.enroll` for one without.
+/// `recovery_code` for a person with an authenticator, `webauthn` for one with a passkey,
+/// `totp.enroll` for one with neither.
 pub async fn factors_offered(tenant: &Tenant, flow: &Flow) -> Result<Vec<String>, StepError> {
     let Some(user_id) = flow
         .user_id
@@ -537,11 +558,18 @@ pub async fn factors_offered(tenant: &Tenant, flow: &Flow) -> Result<Vec<String>
     else {
         return Ok(Vec::new());
     };
-    Ok(match tenant.store.get_totp(user_id).await {
-        Ok(t) if t.confirmed => vec!["totp".into(), "recovery_code".into()],
-        Ok(_) | Err(StoreError::NotFound) => vec!["totp.enroll".into()],
-        Err(e) => return Err(e.into()),
-    })
+    let held = person_factors(tenant, user_id).await?;
+    let mut offered = Vec::new();
+    if held.totp {
+        offered.extend(["totp".to_owned(), "recovery_code".to_owned()]);
+    }
+    if held.passkeys {
+        offered.push("webauthn".to_owned());
+    }
+    if offered.is_empty() {
+        offered.push("totp.enroll".to_owned());
+    }
+    Ok(offered)
 }
 
 /// The person of a flow waiting for a second factor, with a check that they may enrol
@@ -569,8 +597,21 @@ pub async fn totp_enroll(
     tenant: &Tenant,
     key: &SecretHash,
 ) -> Result<(Flow, TotpEnrolment), StepError> {
+    let (flow, user) = factor_person(tenant, key, now()).await?;
+    match enroll_totp_for(tenant, &user).await? {
+        Some(enrolment) => Ok((flow, enrolment)),
+        // Enrolled already: answer with a code, not a new secret.
+        None => Err(FlowError::WrongStatus(flow.status).into()),
+    }
+}
+
+/// A new authenticator secret for `user` (replacing an enrolment not finished); `None` when
+/// the person has one confirmed already.
+pub async fn enroll_totp_for(
+    tenant: &Tenant,
+    user: &UserRecord,
+) -> Result<Option<TotpEnrolment>, StepError> {
     let now = now();
-    let (flow, user) = factor_person(tenant, key, now).await?;
     let secret = factors::new_secret();
     match tenant
         .store
@@ -585,15 +626,12 @@ pub async fn totp_enroll(
         .await
     {
         Ok(()) => {}
-        // Enrolled already: answer with a code, not a new secret.
-        Err(StoreError::AlreadyExists) => {
-            return Err(FlowError::WrongStatus(flow.status).into());
-        }
+        Err(StoreError::AlreadyExists) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
     let enrolment =
         factors::enrolment(&secret, &tenant.issuer, &user.username).ok_or(StepError::Internal)?;
-    Ok((flow, enrolment))
+    Ok(Some(enrolment))
 }
 
 /// `totp.verify`: a one-time code from `ip`, paid for like a password (`limits`). It
@@ -606,8 +644,23 @@ pub async fn totp_verify(
     code: &str,
     ip: IpAddr,
 ) -> Result<(Flow, Option<Vec<String>>), StepError> {
+    let (_, user) = factor_person(tenant, key, now()).await?;
+    let recovery = check_totp_for(state, tenant, &user, code, ip).await?;
+    let flow = second_factor(tenant, key, "otp").await?;
+    Ok((flow, recovery))
+}
+
+/// A one-time code of `user` from `ip`, paid for like a password (`limits`): it confirms an
+/// enrolment (then ten recovery codes are made, returned once) or is simply right; a code
+/// for a step already used is refused like a wrong one (`InvalidCredentials`).
+pub async fn check_totp_for(
+    state: &AppState,
+    tenant: &Tenant,
+    user: &UserRecord,
+    code: &str,
+    ip: IpAddr,
+) -> Result<Option<Vec<String>>, StepError> {
     let now = now();
-    let (_, user) = factor_person(tenant, key, now).await?;
     let paid = limits::pay_for_sign_on(state, &tenant.id, &user.username, ip, None, now).await??;
     let totp = match tenant.store.get_totp(&user.id).await {
         Ok(t) => t,
@@ -628,18 +681,21 @@ pub async fn totp_verify(
         return Err(StepError::InvalidCredentials);
     }
     paid.refund(state).await;
-    let recovery = if confirming {
-        let (codes, hashes) = factors::new_recovery_codes();
-        tenant
-            .store
-            .put_recovery_codes(&user.id, &hashes, now)
-            .await?;
-        Some(codes)
+    Ok(if confirming {
+        Some(new_recovery_codes(tenant, &user.id).await?)
     } else {
         None
-    };
-    let flow = transition(tenant, key, |flow, now| flow.second_factor_done("otp", now)).await?;
-    Ok((flow, recovery))
+    })
+}
+
+/// Ten new recovery codes for `user_id`, replacing the old ones; shown once.
+pub async fn new_recovery_codes(tenant: &Tenant, user_id: &str) -> Result<Vec<String>, StepError> {
+    let (codes, hashes) = factors::new_recovery_codes();
+    tenant
+        .store
+        .put_recovery_codes(user_id, &hashes, now())
+        .await?;
+    Ok(codes)
 }
 
 /// `recovery_code.verify`: a recovery code in place of a one-time code, paid for like a
@@ -662,7 +718,19 @@ pub async fn recovery_verify(
         return Err(StepError::InvalidCredentials);
     }
     paid.refund(state).await;
-    transition(tenant, key, |flow, now| flow.second_factor_done("otp", now)).await
+    second_factor(tenant, key, "otp").await
+}
+
+/// The second factor owed by the flow behind `key` was given, by RFC 8176 `method`.
+pub async fn second_factor(
+    tenant: &Tenant,
+    key: &SecretHash,
+    method: &str,
+) -> Result<Flow, StepError> {
+    transition(tenant, key, |flow, now| {
+        flow.second_factor_done(method, now)
+    })
+    .await
 }
 
 /// Whether an earlier sign-on (a browser's or a kept session) may still sign a new flow on:
@@ -675,6 +743,11 @@ pub async fn carries_over(
 ) -> Result<bool, StepError> {
     if on.idp.is_some() {
         return Ok(crate::upstream::still_good(tenant, on.idp, on.auth_time, now).await?);
+    }
+    let methods = || on.amr.into_iter().flat_map(str::split_whitespace);
+    // A passkey sign-on (no password in it) stands whatever the password rules.
+    if methods().any(|m| m == "hwk" || m == "swk") && !methods().any(|m| m == "pwd") {
+        return Ok(true);
     }
     if !tenant.local_passwords {
         return Ok(false);

@@ -89,8 +89,8 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Remove a user's second factors (authenticator app and recovery codes); they enrol
-    /// again at their next sign-in if the tenant requires one
+    /// Remove a user's passkeys and second factors (authenticator app and recovery codes);
+    /// they enrol again at their next sign-in if the tenant requires one
     ResetFactors { username: String },
 }
 
@@ -915,11 +915,18 @@ pub async fn user(store: &dyn Store, args: UserArgs) -> anyhow::Result<ExitCode>
                 Err(StoreError::NotFound) => bail!("no user named {username:?}"),
                 Err(e) => return Err(store_err(e)),
             };
+            let passkeys = store
+                .list_passkeys(&tenant, &user.id)
+                .await
+                .map_err(store_err)?
+                .len();
             store
                 .delete_factors(&tenant, &user.id)
                 .await
                 .map_err(store_err)?;
-            println!("second factors removed for {username}");
+            println!(
+                "authenticator, recovery codes and {passkeys} passkey(s) removed for {username}"
+            );
         }
         UserCommand::SetPassword {
             username,

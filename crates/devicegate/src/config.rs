@@ -97,6 +97,10 @@ pub struct Keys {
         value_delimiter = ','
     )]
     pub cors_allowed_origins: Option<Vec<String>>,
+    /// The WebAuthn relying party id for passkeys: the issuer's host or a parent domain of it
+    /// [default: the issuer's host]
+    #[arg(long, global = true, env = "DEVICEGATE_WEBAUTHN_RP_ID")]
+    pub webauthn_rp_id: Option<String>,
     /// Password hashes computed at once [default: number of CPUs]
     #[arg(long, global = true, env = "DEVICEGATE_MAX_CONCURRENT_HASHES")]
     pub max_concurrent_hashes: Option<usize>,
@@ -236,6 +240,7 @@ impl Keys {
                 .access_token_signing_alg
                 .or(file.access_token_signing_alg),
             cors_allowed_origins: self.cors_allowed_origins.or(file.cors_allowed_origins),
+            webauthn_rp_id: self.webauthn_rp_id.or(file.webauthn_rp_id),
             max_concurrent_hashes: self.max_concurrent_hashes.or(file.max_concurrent_hashes),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
             session_ttl_secs: self.session_ttl_secs.or(file.session_ttl_secs),
@@ -419,6 +424,7 @@ impl Keys {
             signing_alg,
             access_token_signing_alg,
             cors_allowed_origins: self.cors_allowed_origins.clone().unwrap_or_default(),
+            webauthn_rp_id: self.webauthn_rp_id.clone(),
             max_concurrent_hashes: self.max_concurrent_hashes.unwrap_or(cpus).max(1),
             max_body_bytes: d.max_body_bytes,
             trusted_proxies: self

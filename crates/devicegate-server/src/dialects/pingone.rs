@@ -124,7 +124,9 @@ fn step_error(e: StepError) -> Response {
             &msg,
             Some(("INVALID_VALUE", "userCode")),
         ),
-        StepError::PasswordsOff => error(StatusCode::BAD_REQUEST, "REQUEST_FAILED", &msg, None),
+        StepError::PasswordsOff | StepError::PasskeysOff => {
+            error(StatusCode::BAD_REQUEST, "REQUEST_FAILED", &msg, None)
+        }
         // PingOne's flows have no kept sessions; the variant comes from the flows API only.
         StepError::InvalidCredentials | StepError::InvalidSession => error(
             StatusCode::BAD_REQUEST,

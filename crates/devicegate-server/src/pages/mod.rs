@@ -6,6 +6,8 @@
 //! errors re-render a page. Only the session that entered a code can decide it: the session
 //! holds the flow, and the flow holds the code.
 
+mod account;
+mod passkey;
 mod session;
 mod strings;
 
@@ -35,7 +37,7 @@ use crate::{AppState, Settings, StartError, now};
 use session::{Session, SessionCookie};
 pub use strings::Strings;
 
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 8] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("enter.html", include_str!("../../templates/enter.html")),
     ("signin.html", include_str!("../../templates/signin.html")),
@@ -43,8 +45,10 @@ const TEMPLATES: [(&str, &str); 7] = [
     ("done.html", include_str!("../../templates/done.html")),
     ("message.html", include_str!("../../templates/message.html")),
     ("factor.html", include_str!("../../templates/factor.html")),
+    ("account.html", include_str!("../../templates/account.html")),
 ];
 const STYLE: &str = include_str!("../../assets/style.css");
+const SCRIPT: &str = include_str!("../../assets/passkeys.js");
 const DEFAULT_LOGO: &[u8] = include_bytes!("../../assets/logo.svg");
 
 /// Templates, styles and strings, prepared once at start.
@@ -134,10 +138,22 @@ pub fn router(settings: &Settings) -> Router<AppState> {
         .route("/device/signout", post(sign_out))
         .route("/device/factor", get(factor_page).post(factor))
         .route("/device/factor/enroll", post(factor_enroll))
+        .route("/device/passkey", post(passkey::sign_in))
+        .route("/device/passkey/options", post(passkey::sign_in_options))
+        .route("/account/security", get(account::page))
+        .route("/account/signin", post(account::sign_in))
+        .route("/account/passkeys", post(account::add_passkey))
+        .route("/account/passkeys/options", post(account::passkey_options))
+        .route("/account/passkeys/rename", post(account::rename_passkey))
+        .route("/account/passkeys/remove", post(account::remove_passkey))
+        .route("/account/totp/enroll", post(account::totp_enroll))
+        .route("/account/totp", post(account::totp_confirm))
+        .route("/account/recovery-codes", post(account::new_recovery_codes))
         .route("/device/upstream", post(upstream_start))
         .route("/device/callback", get(upstream_callback))
         .route("/device/assets/style.css", get(style))
-        .route("/device/assets/logo", get(logo));
+        .route("/device/assets/logo", get(logo))
+        .route("/device/assets/passkeys.js", get(script));
     page_headers(routes, settings.issuer.starts_with("https://"))
 }
 
@@ -150,6 +166,9 @@ struct Visit {
     ip: IpAddr,
     /// Origins this page's forms may lead to (`allow_providers`).
     upstream_origins: Vec<String>,
+    /// The person is signing in for the account page (`?then=account`), not for a device:
+    /// sign-in ends there.
+    for_account: bool,
 }
 
 impl Visit {
@@ -169,6 +188,7 @@ impl Visit {
             session: None,
             ip,
             upstream_origins: Vec::new(),
+            for_account: false,
         };
         match session {
             Ok(session) => {
@@ -205,6 +225,8 @@ impl Visit {
             // Tenant names are [a-z0-9-]: nothing in the prefix needs escaping.
             base => Value::from_safe_string(self.tenant.base.clone()),
             signed_in,
+            then_q => if self.for_account { "?then=account" } else { "" },
+            passkeys => self.state.passkeys.enabled(),
             ..ctx
         };
         match p.env.get_template(name).and_then(|t| t.render(full)) {
@@ -322,6 +344,9 @@ impl Visit {
                 self.see_other("/device/signin")
             }
             StepError::Limited { retry_after, .. } => self.too_many(retry_after),
+            StepError::PasskeysOff => {
+                self.message(StatusCode::BAD_REQUEST, t.signin_title, t.passkeys_off)
+            }
             StepError::PasswordsOff => {
                 self.message(StatusCode::BAD_REQUEST, t.signin_title, t.passwords_off)
             }
@@ -446,7 +471,23 @@ impl axum::extract::FromRequestParts<AppState> for Visit {
         let ip = ClientAddr::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        Visit::new(state.clone(), tenant, ip, &parts.headers).await
+        let mut visit = Visit::new(state.clone(), tenant, ip, &parts.headers).await?;
+        visit.for_account = parts.uri.query().is_some_and(|q| {
+            form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "then" && v == "account")
+        });
+        Ok(visit)
+    }
+}
+
+impl Visit {
+    /// Where a person goes on after a sign-on step left the flow in `status`: the device's
+    /// next step, or, signing in for the account page, that page once signed on.
+    fn next(&self, status: FlowStatus) -> String {
+        match (self.for_account, status) {
+            (true, FlowStatus::UserCodeRequired) => "/account/security".to_owned(),
+            (true, FlowStatus::SecondFactorRequired) => "/device/factor?then=account".to_owned(),
+            _ => step_path(status).to_owned(),
+        }
     }
 }
 
@@ -664,16 +705,11 @@ async fn signin_page(mut visit: Visit) -> Response {
         Some(flow) if flow.status == FlowStatus::SignOnRequired => {
             signin_form(&visit, flow, StatusCode::OK, None, "").await
         }
-        // Anonymous code entry is paused: signing in first is the way on.
-        Some(flow)
-            if flow.status == FlowStatus::UserCodeRequired
-                && visit
-                    .session
-                    .as_ref()
-                    .is_some_and(|s| s.record.user_id.is_none()) =>
-        {
-            let notice = visit.pages().t.sign_in_first;
-            signin_form(&visit, flow, StatusCode::OK, Some(notice), "").await
+        // Signing in for the account page, or before a code while anonymous code entry is
+        // paused (the way on then).
+        Some(flow) if flow.status == FlowStatus::UserCodeRequired && flow.user_id.is_none() => {
+            let notice = (!visit.for_account).then_some(visit.pages().t.sign_in_first);
+            signin_form(&visit, flow, StatusCode::OK, notice, "").await
         }
         Some(flow) => visit.see_other(step_path(flow.status)),
         None => visit.see_other("/device"),
@@ -750,7 +786,7 @@ async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
                 Ok(new) => visit.session = Some(new),
                 Err(e) => return visit.step_error(e.into()),
             }
-            let mut res = visit.see_other(step_path(flow.status));
+            let mut res = visit.see_other(&visit.next(flow.status));
             let user_id = flow.user_id.as_deref().unwrap_or_default();
             if known.as_ref().map(|k| k.user_id.as_str()) != Some(user_id) {
                 match Session::mark_known(&visit.cookie, &visit.tenant, user_id).await {
@@ -798,7 +834,7 @@ struct FactorPage<'a> {
     error: Option<&'a str>,
     enrolment: Option<devicegate_proto::TotpEnrolment>,
     recovery_codes: Option<Vec<String>>,
-    next: Option<&'static str>,
+    next: Option<String>,
 }
 
 async fn factor_form(visit: &Visit, flow: Flow, status: StatusCode, p: FactorPage<'_>) -> Response {
@@ -806,23 +842,28 @@ async fn factor_form(visit: &Visit, flow: Flow, status: StatusCode, p: FactorPag
         Ok(o) => o,
         Err(e) => return visit.step_error(e),
     };
-    let qr = p.enrolment.as_ref().and_then(|e| {
-        qrcode::QrCode::new(e.uri.as_bytes()).ok().map(|q| {
-            q.render::<qrcode::render::svg::Color<'_>>()
-                .min_dimensions(200, 200)
-                .build()
-        })
-    });
+    let qr = p.enrolment.as_ref().and_then(|e| qr_svg(&e.uri));
     let t = &visit.pages().t;
     let ctx = context! {
         error => p.error,
         enroll => offered.iter().any(|o| o == "totp.enroll") || p.enrolment.is_some(),
+        totp => offered.iter().any(|o| o == "totp"),
+        passkey => offered.iter().any(|o| o == "webauthn"),
         enrolment => p.enrolment.as_ref().map(|e| context! { secret => e.secret }),
         qr => qr.map(Value::from_safe_string),
         recovery_codes => p.recovery_codes,
         next => p.next,
     };
     visit.render(status, "factor.html", t.factor_title, ctx, None)
+}
+
+/// An authenticator's `otpauth://` URI as an inline SVG QR code (no script, no image fetch).
+fn qr_svg(uri: &str) -> Option<String> {
+    qrcode::QrCode::new(uri.as_bytes()).ok().map(|q| {
+        q.render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .build()
+    })
 }
 
 /// `POST /device/factor/enroll`: a new authenticator secret, shown once with its QR code.
@@ -882,14 +923,15 @@ async fn factor(mut visit: Visit, body: Bytes) -> Response {
             }
             match recovery {
                 Some(codes) => {
+                    let next = visit.next(flow.status);
                     let p = FactorPage {
                         recovery_codes: Some(codes),
-                        next: Some(step_path(flow.status)),
+                        next: Some(next),
                         ..FactorPage::default()
                     };
                     factor_form(&visit, flow, StatusCode::OK, p).await
                 }
-                None => visit.see_other(step_path(flow.status)),
+                None => visit.see_other(&visit.next(flow.status)),
             }
         }
         Err(StepError::InvalidCredentials) => match visit.current_flow().await {
@@ -1147,6 +1189,14 @@ async fn style(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         state.pages.css.clone(),
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
     )
         .into_response()
 }

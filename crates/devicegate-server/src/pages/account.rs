@@ -1,0 +1,375 @@
+//! `/account/security`: a signed-in person's passkeys (list, name, remove, add) and one-time
+//! codes (set up with a QR code and a typed check; new recovery codes).
+//!
+//! Being signed in is the browser session's sign-on, accepted as long as it would carry over
+//! to a device (`verification::carries_over`). Changes also need a recent sign-on
+//! ([`FRESH_FOR`]), so that a session left open, or a stolen cookie, cannot quietly add a
+//! passkey of its own: the person signs in again first. Signing in for this page walks a
+//! verification flow that never gets a code (`?then=account`), the same sign-in as for a
+//! device.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::RawQuery;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use devicegate_proto::TotpEnrolment;
+use devicegate_store::{StoreError, UserRecord};
+use minijinja::{Value, context};
+use webauthn_rs::prelude::RegisterPublicKeyCredential;
+
+use super::{PageForm, Visit};
+use crate::verification::{self, SignOn, StepError};
+use crate::{now, passkeys};
+
+/// How recent a sign-on must be to change how the person signs in.
+pub const FRESH_FOR: Duration = Duration::from_secs(600);
+
+/// The person this browser is signed in as, and whether that sign-on is recent.
+struct Person {
+    user: UserRecord,
+    fresh: bool,
+}
+
+async fn person(visit: &Visit) -> Result<Option<Person>, StepError> {
+    let Some(s) = visit.session.as_ref().filter(|s| s.is_stored()) else {
+        return Ok(None);
+    };
+    let (Some(user_id), Some(at)) = (&s.record.user_id, s.record.signed_on_at) else {
+        return Ok(None);
+    };
+    let on = SignOn {
+        user_id,
+        auth_time: at,
+        idp: s.record.idp.as_deref(),
+        amr: s.record.amr.as_deref(),
+    };
+    let now = now();
+    if !verification::carries_over(&visit.tenant, on, now).await? {
+        return Ok(None);
+    }
+    let user = match visit.tenant.store.get_user(user_id).await {
+        Ok(u) => u,
+        Err(StoreError::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Some(Person {
+        user,
+        fresh: at.plus(FRESH_FOR) > now,
+    }))
+}
+
+/// What the page shows besides the person's factors.
+#[derive(Default)]
+struct Shown<'a> {
+    notice: Option<&'a str>,
+    error: Option<&'a str>,
+    enrolment: Option<TotpEnrolment>,
+    recovery_codes: Option<Vec<String>>,
+}
+
+async fn render(visit: &Visit, person: &Person, status: StatusCode, shown: Shown<'_>) -> Response {
+    let t = &visit.pages().t;
+    let store = &visit.tenant.store;
+    let (passkeys, held, left) = match (
+        store.list_passkeys(&person.user.id).await,
+        verification::person_factors(&visit.tenant, &person.user.id).await,
+        store.count_recovery_codes(&person.user.id).await,
+    ) {
+        (Ok(p), Ok(h), Ok(n)) => (p, h, n),
+        (Err(e), _, _) | (_, _, Err(e)) => return visit.step_error(e.into()),
+        (_, Err(e), _) => return visit.step_error(e),
+    };
+    let day = |ts: devicegate_core::Timestamp| ts.to_rfc3339().chars().take(10).collect::<String>();
+    let passkeys: Vec<Value> = passkeys
+        .iter()
+        .map(|p| {
+            let used = match p.last_used_at {
+                Some(at) => t.passkey_used.replace("{date}", &day(at)),
+                None => t.passkey_never_used.to_owned(),
+            };
+            let kind = if p.backup_eligible {
+                t.passkey_synced
+            } else {
+                t.passkey_device_bound
+            };
+            context! {
+                id => p.id,
+                name => p.name,
+                facts => format!("{} · {used} · {kind}", t.passkey_created.replace("{date}", &day(p.created_at))),
+            }
+        })
+        .collect();
+    let qr = shown.enrolment.as_ref().and_then(|e| super::qr_svg(&e.uri));
+    let ctx = context! {
+        signed_in_here => true,
+        fresh => person.fresh,
+        notice => shown.notice,
+        error => shown.error,
+        passkey_list => passkeys,
+        totp_on => held.totp,
+        totp_status => if held.totp { t.totp_on.replace("{n}", &left.to_string()) } else { t.totp_off.to_owned() },
+        enrolment => shown.enrolment.as_ref().map(|e| context! { secret => e.secret }),
+        qr => qr.map(Value::from_safe_string),
+        recovery_codes => shown.recovery_codes,
+    };
+    visit.render(
+        status,
+        "account.html",
+        t.account_title,
+        ctx,
+        Some(&person.user.username),
+    )
+}
+
+/// The page for a browser not signed in (or signed in too long ago for a change): a button
+/// that starts a sign-in for this page.
+fn sign_in_first(visit: &Visit, status: StatusCode, notice: &str) -> Response {
+    let t = &visit.pages().t;
+    visit.render(
+        status,
+        "account.html",
+        t.account_title,
+        context! { signed_in_here => false, notice },
+        None,
+    )
+}
+
+/// `GET /account/security[?done=…]`.
+pub(super) async fn page(visit: Visit, RawQuery(query): RawQuery) -> Response {
+    let t = &visit.pages().t;
+    let person = match person(&visit).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return sign_in_first(&visit, StatusCode::OK, t.account_signin_help),
+        Err(e) => return visit.step_error(e),
+    };
+    let done = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "done")
+        .map(|(_, v)| v.into_owned());
+    let notice = match done.as_deref() {
+        Some("added") => Some(t.passkey_added),
+        Some("removed") => Some(t.passkey_removed),
+        Some("renamed") => Some(t.passkey_renamed),
+        _ => None,
+    };
+    let shown = Shown {
+        notice,
+        ..Shown::default()
+    };
+    render(&visit, &person, StatusCode::OK, shown).await
+}
+
+/// `POST /account/signin`: starts a sign-in for this page (a flow that never gets a code).
+pub(super) async fn sign_in(mut visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    if let Some(page) = visit.refusal(&form) {
+        return page;
+    }
+    if let Err(e) = visit.store_session().await {
+        return visit.step_error(e);
+    }
+    let flow = match verification::start(&visit.state, &visit.tenant, visit.ip).await {
+        Ok((_, flow)) => flow,
+        Err(e) => return visit.step_error(e),
+    };
+    if let Some(s) = visit.session.as_mut() {
+        s.record.flow_hash = Some(flow.secret_hash);
+        if let Err(e) = visit.tenant.store.update_session(&s.record).await {
+            return visit.step_error(e.into());
+        }
+    }
+    visit.see_other("/device/signin?then=account")
+}
+
+/// The signed-in person for a change, or the page to show instead: signed out, or signed in
+/// too long ago (sign in again first).
+async fn changer(visit: &Visit, form: &PageForm) -> Result<Person, Response> {
+    if let Some(page) = visit.refusal(form) {
+        return Err(page);
+    }
+    let t = &visit.pages().t;
+    match person(visit).await {
+        Ok(Some(p)) if p.fresh => Ok(p),
+        Ok(Some(_)) => Err(sign_in_first(visit, StatusCode::FORBIDDEN, t.account_stale)),
+        Ok(None) => Err(sign_in_first(
+            visit,
+            StatusCode::UNAUTHORIZED,
+            t.account_signin_help,
+        )),
+        Err(e) => Err(visit.step_error(e)),
+    }
+}
+
+/// `POST /account/passkeys/options`: creation options for a new passkey (JSON), the challenge
+/// bound to this browser session.
+pub(super) async fn passkey_options(visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    let person = match changer(&visit, &form).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let Some(s) = &visit.session else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    match passkeys::register_options(&visit.state, &visit.tenant, &person.user, &s.record.id_hash)
+        .await
+    {
+        Ok(options) => Json(options).into_response(),
+        Err(e) => visit.step_error(e),
+    }
+}
+
+/// `POST /account/passkeys` with `credential` (the browser's answer as JSON) and `name`.
+pub(super) async fn add_passkey(visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    let person = match changer(&visit, &form).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let Some(s) = &visit.session else {
+        return visit.see_other("/account/security");
+    };
+    let result = match serde_json::from_str::<RegisterPublicKeyCredential>(
+        form.get("credential").unwrap_or(""),
+    ) {
+        Ok(credential) => {
+            passkeys::register_finish(
+                &visit.state,
+                &visit.tenant,
+                &person.user.id,
+                &s.record.id_hash,
+                &credential,
+                form.get("name").unwrap_or(""),
+            )
+            .await
+        }
+        Err(_) => Err(StepError::InvalidCredentials),
+    };
+    let t = &visit.pages().t;
+    match result {
+        Ok(_) => visit.see_other("/account/security?done=added"),
+        Err(StepError::InvalidCredentials) => {
+            let shown = Shown {
+                error: Some(t.passkey_add_failed),
+                ..Shown::default()
+            };
+            render(&visit, &person, StatusCode::BAD_REQUEST, shown).await
+        }
+        Err(e) => visit.step_error(e),
+    }
+}
+
+/// `POST /account/passkeys/rename` with `id` and `name`.
+pub(super) async fn rename_passkey(visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    let person = match changer(&visit, &form).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let name = passkeys::clean_name(form.get("name").unwrap_or(""));
+    let id = form.get("id").unwrap_or("");
+    match visit
+        .tenant
+        .store
+        .rename_passkey(&person.user.id, id, &name)
+        .await
+    {
+        Ok(()) => visit.see_other("/account/security?done=renamed"),
+        // Not this person's (or gone): nothing changed.
+        Err(StoreError::NotFound) => visit.see_other("/account/security"),
+        Err(e) => visit.step_error(e.into()),
+    }
+}
+
+/// `POST /account/passkeys/remove` with `id`.
+pub(super) async fn remove_passkey(visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    let person = match changer(&visit, &form).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let id = form.get("id").unwrap_or("");
+    match visit.tenant.store.delete_passkey(&person.user.id, id).await {
+        Ok(()) => visit.see_other("/account/security?done=removed"),
+        Err(StoreError::NotFound) => visit.see_other("/account/security"),
+        Err(e) => visit.step_error(e.into()),
+    }
+}
+
+/// `POST /account/totp/enroll`: a new authenticator secret, shown once with its QR code.
+pub(super) async fn totp_enroll(visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    let person = match changer(&visit, &form).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    match verification::enroll_totp_for(&visit.tenant, &person.user).await {
+        Ok(enrolment) => {
+            let shown = Shown {
+                enrolment,
+                ..Shown::default()
+            };
+            render(&visit, &person, StatusCode::OK, shown).await
+        }
+        Err(e) => visit.step_error(e),
+    }
+}
+
+/// `POST /account/totp` with `code`: confirms the enrolment; the recovery codes are shown
+/// once.
+pub(super) async fn totp_confirm(visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    let person = match changer(&visit, &form).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let code = form.get("code").unwrap_or("");
+    let t = &visit.pages().t;
+    match verification::check_totp_for(&visit.state, &visit.tenant, &person.user, code, visit.ip)
+        .await
+    {
+        Ok(recovery_codes) => {
+            let shown = Shown {
+                notice: Some(t.totp_enrolled),
+                recovery_codes,
+                ..Shown::default()
+            };
+            render(&visit, &person, StatusCode::OK, shown).await
+        }
+        Err(StepError::InvalidCredentials) => {
+            let shown = Shown {
+                error: Some(t.wrong_factor),
+                ..Shown::default()
+            };
+            render(&visit, &person, StatusCode::UNAUTHORIZED, shown).await
+        }
+        Err(e) => visit.step_error(e),
+    }
+}
+
+/// `POST /account/recovery-codes`: ten new recovery codes in place of the old ones, shown
+/// once (only with an authenticator set up).
+pub(super) async fn new_recovery_codes(visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    let person = match changer(&visit, &form).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    match verification::person_factors(&visit.tenant, &person.user.id).await {
+        Ok(h) if h.totp => {}
+        Ok(_) => return visit.see_other("/account/security"),
+        Err(e) => return visit.step_error(e),
+    }
+    match verification::new_recovery_codes(&visit.tenant, &person.user.id).await {
+        Ok(codes) => {
+            let shown = Shown {
+                recovery_codes: Some(codes),
+                ..Shown::default()
+            };
+            render(&visit, &person, StatusCode::OK, shown).await
+        }
+        Err(e) => visit.step_error(e),
+    }
+}
