@@ -20,6 +20,7 @@ use devicegate_store::{StoreError, UserRecord};
 use minijinja::{Value, context};
 use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
+use super::session::Session;
 use super::{PageForm, Visit};
 use crate::verification::{self, SignOn, StepError};
 use crate::{now, passkeys};
@@ -138,7 +139,11 @@ fn sign_in_first(visit: &Visit, status: StatusCode, notice: &str) -> Response {
 }
 
 /// `GET /account/security[?done=…]`.
-pub(super) async fn page(visit: Visit, RawQuery(query): RawQuery) -> Response {
+pub(super) async fn page(mut visit: Visit, RawQuery(query): RawQuery) -> Response {
+    if visit.session.is_none() {
+        // A pre-session: the sign-in button's anti-CSRF token, nothing stored.
+        visit.session = Some(Session::start(&visit.state, &visit.tenant));
+    }
     let t = &visit.pages().t;
     let person = match person(&visit).await {
         Ok(Some(p)) => p,

@@ -12,17 +12,17 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const PHONE: (u32, u32) = (390, 844);
-const DESKTOP: (u32, u32) = (1280, 860);
+pub(crate) const PHONE: (u32, u32) = (390, 844);
+pub(crate) const DESKTOP: (u32, u32) = (1280, 860);
 
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
-    async fn start((width, height): (u32, u32)) -> Browser {
+    pub(crate) async fn start((width, height): (u32, u32)) -> Browser {
         // Two TLS backends are linked (ring through reqwest, aws-lc-rs through fantoccini's
         // hyper-rustls); choose one. The WebDriver connection itself is plain HTTP.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -81,24 +81,24 @@ impl Browser {
         panic!("could not start Chromium through chromedriver: {last_err:?}");
     }
 
-    async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         let _ = self.client.close().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.client.goto(url).await.unwrap();
     }
 
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let e = self.client.find(Locator::Css(css)).await.unwrap();
         e.clear().await.unwrap();
         e.send_keys(text).await.unwrap();
     }
 
     /// Clicks a submit button and waits for the next page to load.
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let old_page = self.client.find(Locator::Css("html")).await.unwrap();
         self.client
             .find(Locator::Css(css))
@@ -126,7 +126,7 @@ impl Browser {
         panic!("the page after clicking {css} did not load");
     }
 
-    async fn text(&self) -> String {
+    pub(crate) async fn text(&self) -> String {
         self.client
             .find(Locator::Css("body"))
             .await
@@ -137,19 +137,19 @@ impl Browser {
     }
 
     /// Asserts the page shows every one of `texts`.
-    async fn shows(&self, texts: &[&str]) {
+    pub(crate) async fn shows(&self, texts: &[&str]) {
         let body = self.text().await;
         for t in texts {
             assert!(body.contains(t), "{t:?} is not on the page: {body}");
         }
     }
 
-    async fn path(&self) -> String {
+    pub(crate) async fn path(&self) -> String {
         self.client.current_url().await.unwrap().path().to_owned()
     }
 
     /// Saves a screenshot under `target/screenshots/`.
-    async fn shot(&self, name: &str) {
+    pub(crate) async fn shot(&self, name: &str) {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../screenshots");
         std::fs::create_dir_all(&dir).unwrap();
         // The whole page, not just the first screenful: grow the window to fit, then restore.
@@ -170,7 +170,7 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
-    async fn inner_height(&self) -> u32 {
+    pub(crate) async fn inner_height(&self) -> u32 {
         let v = self
             .client
             .execute("return window.innerHeight", vec![])
@@ -179,21 +179,21 @@ impl Browser {
         v.as_u64().unwrap_or(0) as u32
     }
 
-    async fn enter_code(&self, s: &TestServer, code: &str) {
+    pub(crate) async fn enter_code(&self, s: &TestServer, code: &str) {
         self.goto(&s.url("/device")).await;
         self.fill("input[name=user_code]", code).await;
         self.click("form[action='/device'] button[type=submit]")
             .await;
     }
 
-    async fn sign_in(&self, username: &str, password: &str) {
+    pub(crate) async fn sign_in(&self, username: &str, password: &str) {
         self.fill("input[name=username]", username).await;
         self.fill("input[name=password]", password).await;
         self.click("form[action='/device/signin'] button[type=submit]")
             .await;
     }
 
-    async fn decide(&self, decision: &str) {
+    pub(crate) async fn decide(&self, decision: &str) {
         self.click(&format!("button[name=decision][value={decision}]"))
             .await;
     }

@@ -14,5 +14,6 @@ mod metrics;
 mod oauth;
 mod oidc_provider;
 mod pages;
+mod passkeys;
 mod support;
 mod upstream;

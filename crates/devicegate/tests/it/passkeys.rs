@@ -1,0 +1,411 @@
+//! Passkeys in real headless Chromium with a WebDriver virtual authenticator (the W3C
+//! WebAuthn extension commands chromedriver implements): registered on the account page,
+//! used to sign in without a username on the pages and through the flows API, refused when
+//! cloned or made for another relying party. The server's issuer is `http://localhost:PORT`
+//! (an IP address cannot be a relying party); `evil.localhost` is another site on the same
+//! machine, which Chromium resolves to the loopback address like `localhost`.
+
+use fantoccini::wd::WebDriverCompatibleCommand;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::browser::{Browser, DESKTOP};
+use crate::support::*;
+
+/// One command of the WebDriver WebAuthn extension.
+#[derive(Debug)]
+struct WebAuthn {
+    method: http::Method,
+    path: String,
+    body: Option<Value>,
+}
+
+impl WebDriverCompatibleCommand for WebAuthn {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/webauthn/{}",
+            session_id.unwrap_or_default(),
+            self.path
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            self.method.clone(),
+            self.body.as_ref().map(|b| b.to_string()),
+        )
+    }
+}
+
+async fn webauthn(b: &Browser, method: http::Method, path: &str, body: Option<Value>) -> Value {
+    b.client
+        .issue_cmd(WebAuthn {
+            method,
+            path: path.to_owned(),
+            body,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("webauthn {path}: {e}"))
+}
+
+/// A platform authenticator that keeps discoverable credentials and verifies its user (as a
+/// phone's or laptop's screen lock does); returns its id.
+async fn add_authenticator(b: &Browser) -> String {
+    let v = webauthn(
+        b,
+        http::Method::POST,
+        "authenticator",
+        Some(json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserVerified": true,
+            "automaticPresenceSimulation": true,
+        })),
+    )
+    .await;
+    v.as_str().unwrap().to_owned()
+}
+
+async fn credentials(b: &Browser, authenticator: &str) -> Vec<Value> {
+    let v = webauthn(
+        b,
+        http::Method::GET,
+        &format!("authenticator/{authenticator}/credentials"),
+        None,
+    )
+    .await;
+    v.as_array().unwrap().clone()
+}
+
+/// A server on `http://localhost:PORT`, with a public client `tv` and a person `ann`.
+async fn server() -> (TestServer, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = format!("http://localhost:{}", listener.local_addr().unwrap().port());
+    let issuer = web.clone();
+    let s = TestServer::start_on(listener, move |st| st.issuer = issuer).await;
+    s.public_client("tv", 1).await;
+    s.user("ann").await;
+    (s, web)
+}
+
+/// Signs in on the account page under `base` (a tenant's path prefix, or "") with the
+/// password and adds a passkey named `name`.
+async fn register_passkey(b: &Browser, web: &str, base: &str, name: &str) {
+    b.goto(&format!("{web}{base}/account/security")).await;
+    b.click(&format!("form[action='{base}/account/signin'] button"))
+        .await;
+    assert_eq!(b.path().await, format!("{base}/device/signin"));
+    b.fill("input[name=username]", "ann").await;
+    b.fill("input[name=password]", PASSWORD).await;
+    b.click(&format!(
+        "form[action^='{base}/device/signin'] button[type=submit]"
+    ))
+    .await;
+    assert_eq!(b.path().await, format!("{base}/account/security"));
+    b.shows(&["Passkeys", "You have no passkeys yet."]).await;
+    b.fill("input[name=name]", name).await;
+    b.click("form[data-passkey=create] button").await;
+    assert_eq!(b.path().await, format!("{base}/account/security"));
+    b.shows(&["Passkey added.", name, "on one device only"])
+        .await;
+}
+
+async fn sign_out(b: &Browser, base: &str) {
+    b.click("form.signout button").await;
+    assert_eq!(b.path().await, format!("{base}/device"));
+}
+
+async fn enter_code(b: &Browser, web: &str, base: &str, code: &str) {
+    b.goto(&format!("{web}{base}/device")).await;
+    b.fill("input[name=user_code]", code).await;
+    b.click(&format!("form[action='{base}/device'] button[type=submit]"))
+        .await;
+}
+
+/// Waits until the browser is at `path` (the page's script moves on by itself).
+async fn arrives(b: &Browser, path: &str) {
+    for _ in 0..250 {
+        if b.path().await == path {
+            let _ = b
+                .client
+                .wait()
+                .for_element(fantoccini::Locator::Css("body"))
+                .await;
+            return;
+        }
+        sleep_ms(20).await;
+    }
+    panic!(
+        "never reached {path}: at {} with {}",
+        b.path().await,
+        b.text().await
+    );
+}
+
+#[tokio::test]
+async fn a_passkey_from_the_account_page_alone_approves_a_device() {
+    let (s, web) = server().await;
+    let b = Browser::start(DESKTOP).await;
+    let authenticator = add_authenticator(&b).await;
+    register_passkey(&b, &web, "", "work laptop").await;
+    b.shot("account-security-passkey").await;
+    let ann = s
+        .store()
+        .get_user_by_username(devicegate_store::DEFAULT_TENANT, "ann")
+        .await
+        .unwrap();
+    let stored = s
+        .store()
+        .list_passkeys(devicegate_store::DEFAULT_TENANT, &ann.id)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].name, "work laptop");
+    assert!(!stored[0].backup_eligible);
+    // The authenticator made a discoverable credential for this relying party.
+    let creds = credentials(&b, &authenticator).await;
+    assert_eq!(creds.len(), 1);
+    assert_eq!(creds[0]["rpId"], "localhost");
+    assert_eq!(creds[0]["isResidentCredential"], true);
+    sign_out(&b, "").await;
+
+    // A device asks; the person signs in with the passkey alone: no username, no password.
+    let d = s
+        .device_authorization("tv", Some("openid profile offline_access"))
+        .await;
+    // The sign-in page offers it in the username field's autofill (conditional mediation),
+    // which the virtual authenticator answers at once, as a person picking it would.
+    enter_code(&b, &web, "", d["user_code"].as_str().unwrap()).await;
+    arrives(&b, "/device/consent").await;
+    b.shows(&["ann"]).await;
+    b.decide("approve").await;
+    assert_eq!(b.path().await, "/device/done");
+    let (status, tokens) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (_, id) = claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["amr"], json!(["hwk", "mfa"]));
+    assert_eq!(id["sub"], ann.id.as_str());
+    // The sign-in moved the stored counter forward and noted the use.
+    let used = s
+        .store()
+        .get_passkey(devicegate_store::DEFAULT_TENANT, &stored[0].credential_id)
+        .await
+        .unwrap();
+    assert!(used.sign_count > stored[0].sign_count, "{used:?}");
+    assert!(used.last_used_at.is_some());
+
+    // The account page lists it; renaming and removing work, and a removed passkey signs
+    // nobody in.
+    b.goto(&format!("{web}/account/security")).await;
+    b.shows(&["work laptop", "last used"]).await;
+    b.fill(
+        "form[action='/account/passkeys/rename'] input[name=name]",
+        "old laptop",
+    )
+    .await;
+    b.click("form[action='/account/passkeys/rename'] button")
+        .await;
+    b.shows(&["Passkey renamed.", "old laptop"]).await;
+    b.click("form[action='/account/passkeys/remove'] button")
+        .await;
+    b.shows(&["Passkey removed.", "You have no passkeys yet."])
+        .await;
+    sign_out(&b, "").await;
+    let d = s.device_authorization("tv", Some("openid")).await;
+    enter_code(&b, &web, "", d["user_code"].as_str().unwrap()).await;
+    for _ in 0..250 {
+        if b.text().await.contains("That passkey did not sign you in.") {
+            break;
+        }
+        sleep_ms(20).await;
+    }
+    assert_eq!(b.path().await, "/device/passkey");
+    b.shows(&["That passkey did not sign you in.", "Password"])
+        .await;
+    // Tried once by the autofill, not again and again: the page with the error offers the
+    // button instead.
+    let form = b
+        .client
+        .find(fantoccini::Locator::Css("form[data-passkey=get]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        form.attr("data-autofill").await.unwrap().as_deref(),
+        Some("off")
+    );
+    b.finish().await;
+}
+
+/// The JavaScript a custom UI runs: asks the browser to sign the options (as the flows API
+/// gave them, with `rpId` optionally replaced) and returns the answer as JSON.
+const ASSERT: &str = r#"
+const [options, rpId, done] = arguments;
+const dec = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0)).buffer;
+const enc = (b) => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const pk = options.publicKey;
+pk.challenge = dec(pk.challenge);
+if (rpId) { pk.rpId = rpId; }
+for (const c of pk.allowCredentials || []) { c.id = dec(c.id); }
+navigator.credentials.get({ publicKey: pk }).then((cred) => done({
+  id: cred.id, rawId: enc(cred.rawId), type: cred.type,
+  response: {
+    authenticatorData: enc(cred.response.authenticatorData),
+    clientDataJSON: enc(cred.response.clientDataJSON),
+    signature: enc(cred.response.signature),
+    userHandle: cred.response.userHandle ? enc(cred.response.userHandle) : null,
+  },
+  extensions: {},
+}), (err) => done({ error: String(err) }));
+"#;
+
+/// A flow of the flows API with the device's code entered, waiting for sign-on.
+async fn flow_with_code(s: &TestServer) -> String {
+    let d = s.device_authorization("tv", Some("openid")).await;
+    let flow = s.new_flow().await;
+    let (status, body) = s
+        .act(
+            &flow,
+            json!({"action": "user_code.verify", "user_code": d["user_code"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "SIGN_ON_REQUIRED");
+    flow
+}
+
+async fn options(s: &TestServer, flow: &str) -> Value {
+    let (status, body) = s.act(flow, json!({"action": "webauthn.options"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["webauthn_options"].clone()
+}
+
+async fn assertion(b: &Browser, options: &Value, rp_id: Option<&str>) -> Value {
+    let v = b
+        .client
+        .execute_async(ASSERT, vec![options.clone(), json!(rp_id)])
+        .await
+        .unwrap();
+    assert!(v.get("error").is_none(), "{v}");
+    v
+}
+
+#[tokio::test]
+async fn the_flows_api_signs_on_with_a_passkey_and_refuses_replays_clones_and_other_sites() {
+    let (s, web) = server().await;
+    let b = Browser::start(DESKTOP).await;
+    let authenticator = add_authenticator(&b).await;
+    register_passkey(&b, &web, "", "phone").await;
+    b.goto(&format!("{web}/device")).await;
+
+    // A custom UI on the issuer's origin: options, the browser's answer, signed on.
+    let flow = flow_with_code(&s).await;
+    let o = options(&s, &flow).await;
+    assert_eq!(o["publicKey"]["rpId"], "localhost");
+    assert_eq!(o["publicKey"]["userVerification"], "required");
+    let answer = assertion(&b, &o, None).await;
+    let (status, body) = s
+        .act(
+            &flow,
+            json!({"action": "webauthn.verify", "credential": answer}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "CONSENT_REQUIRED");
+    assert_eq!(body["username"], "ann");
+    assert!(body["session"].as_str().unwrap().starts_with("dga_"));
+    // The same answer again, even with fresh options for another flow, is refused: its
+    // challenge was taken, and its counter was used.
+    let (status, body) = s
+        .act(
+            &flow,
+            json!({"action": "webauthn.verify", "credential": answer}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let other = flow_with_code(&s).await;
+    options(&s, &other).await;
+    let (status, body) = s
+        .act(
+            &other,
+            json!({"action": "webauthn.verify", "credential": answer}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid_credentials");
+
+    // A cloned authenticator: the same key in a second authenticator whose counter starts
+    // over. Its signature is good; its counter is behind, so it is refused.
+    let cred = credentials(&b, &authenticator).await.remove(0);
+    webauthn(
+        &b,
+        http::Method::DELETE,
+        &format!("authenticator/{authenticator}"),
+        None,
+    )
+    .await;
+    let clone = add_authenticator(&b).await;
+    let copy = |rp: &str, count: u64| {
+        let mut c = cred.clone();
+        c["rpId"] = json!(rp);
+        c["signCount"] = json!(count);
+        c
+    };
+    webauthn(
+        &b,
+        http::Method::POST,
+        &format!("authenticator/{clone}/credential"),
+        Some(copy("localhost", 0)),
+    )
+    .await;
+    let flow = flow_with_code(&s).await;
+    let o = options(&s, &flow).await;
+    let cloned = assertion(&b, &o, None).await;
+    let (status, body) = s
+        .act(
+            &flow,
+            json!({"action": "webauthn.verify", "credential": cloned}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (_, _, body) = s.api("GET", &format!("/api/v1/flows/{flow}"), None).await;
+    assert_eq!(body["status"], "SIGN_ON_REQUIRED", "{body}");
+
+    // Another site (evil.localhost) with the very same key, its counter well ahead: what it
+    // gets signed names its own relying party and origin, and is refused here.
+    webauthn(
+        &b,
+        http::Method::DELETE,
+        &format!("authenticator/{clone}"),
+        None,
+    )
+    .await;
+    let elsewhere = add_authenticator(&b).await;
+    webauthn(
+        &b,
+        http::Method::POST,
+        &format!("authenticator/{elsewhere}/credential"),
+        Some(copy("evil.localhost", 1000)),
+    )
+    .await;
+    let port = web.rsplit(':').next().unwrap();
+    b.goto(&format!("http://evil.localhost:{port}/device"))
+        .await;
+    let o = options(&s, &flow).await;
+    let phished = assertion(&b, &o, Some("evil.localhost")).await;
+    let (status, body) = s
+        .act(
+            &flow,
+            json!({"action": "webauthn.verify", "credential": phished}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (_, _, body) = s.api("GET", &format!("/api/v1/flows/{flow}"), None).await;
+    assert_eq!(body["status"], "SIGN_ON_REQUIRED", "{body}");
+    b.finish().await;
+}
