@@ -62,6 +62,31 @@ async fn person(visit: &Visit) -> Result<Option<Person>, StepError> {
     }))
 }
 
+/// After the person proved a new factor here (a code from the authenticator just set up,
+/// or the passkey just registered), this session's sign-on counts it, as a sign-in with it
+/// would: the factor now owed under `optional` does not sign them out of this page.
+async fn add_to_sign_on(visit: &mut Visit, method: &str) -> Result<(), StepError> {
+    let Some(s) = visit.session.as_mut().filter(|s| s.is_stored()) else {
+        return Ok(());
+    };
+    let mut methods: Vec<String> = s
+        .record
+        .amr
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter(|m| *m != "mfa")
+        .map(str::to_owned)
+        .collect();
+    if !methods.iter().any(|m| m == method) {
+        methods.push(method.to_owned());
+    }
+    methods.push("mfa".to_owned());
+    s.record.amr = Some(methods.join(" "));
+    visit.tenant.store.update_session(&s.record).await?;
+    Ok(())
+}
+
 /// What the page shows besides the person's factors.
 #[derive(Default)]
 struct Shown<'a> {
@@ -227,7 +252,7 @@ pub(super) async fn passkey_options(visit: Visit, body: Bytes) -> Response {
 }
 
 /// `POST /account/passkeys` with `credential` (the browser's answer as JSON) and `name`.
-pub(super) async fn add_passkey(visit: Visit, body: Bytes) -> Response {
+pub(super) async fn add_passkey(mut visit: Visit, body: Bytes) -> Response {
     let form = PageForm::parse(&body);
     let person = match changer(&visit, &form).await {
         Ok(p) => p,
@@ -254,7 +279,13 @@ pub(super) async fn add_passkey(visit: Visit, body: Bytes) -> Response {
     };
     let t = &visit.pages().t;
     match result {
-        Ok(_) => visit.see_other("/account/security?done=added"),
+        Ok(p) => {
+            let method = if p.backup_eligible { "swk" } else { "hwk" };
+            if let Err(e) = add_to_sign_on(&mut visit, method).await {
+                return visit.step_error(e);
+            }
+            visit.see_other("/account/security?done=added")
+        }
         Err(StepError::InvalidCredentials) => {
             let shown = Shown {
                 error: Some(t.passkey_add_failed),
@@ -324,7 +355,7 @@ pub(super) async fn totp_enroll(visit: Visit, body: Bytes) -> Response {
 
 /// `POST /account/totp` with `code`: confirms the enrolment; the recovery codes are shown
 /// once.
-pub(super) async fn totp_confirm(visit: Visit, body: Bytes) -> Response {
+pub(super) async fn totp_confirm(mut visit: Visit, body: Bytes) -> Response {
     let form = PageForm::parse(&body);
     let person = match changer(&visit, &form).await {
         Ok(p) => p,
@@ -336,6 +367,10 @@ pub(super) async fn totp_confirm(visit: Visit, body: Bytes) -> Response {
         .await
     {
         Ok(recovery_codes) => {
+            if let Err(e) = add_to_sign_on(&mut visit, "otp").await {
+                return visit.step_error(e);
+            }
+            let t = &visit.pages().t;
             let shown = Shown {
                 notice: Some(t.totp_enrolled),
                 recovery_codes,

@@ -1041,11 +1041,34 @@ fn tenant_second_factor_and_user_reset_factors() {
             s.get_tenant("default").await.unwrap().second_factor,
             "required"
         );
+        for (id, cred) in [("p1", b"c1"), ("p2", b"c2")] {
+            s.create_passkey(&devicegate_store::PasskeyRecord {
+                tenant: "default".into(),
+                id: id.into(),
+                user_id: ann.id.clone(),
+                credential_id: cred.to_vec(),
+                name: id.into(),
+                credential: "{}".into(),
+                sign_count: 0,
+                backup_eligible: true,
+                backup_state: true,
+                created_at: devicegate_server::now(),
+                last_used_at: None,
+            })
+            .await
+            .unwrap();
+        }
         ann.id
     });
     let (ok, out, err) = run(d, &["user", "reset-factors", "ann"], None);
-    assert!(ok && out.contains("ann"), "{out} {err}");
-    let gone = with_store(d, async move |s| s.get_totp("default", &ann).await.is_err());
+    assert!(
+        ok && out.contains("ann") && out.contains("2 passkey"),
+        "{out} {err}"
+    );
+    let gone = with_store(d, async move |s| {
+        s.get_totp("default", &ann).await.is_err()
+            && s.list_passkeys("default", &ann).await.unwrap().is_empty()
+    });
     assert!(gone);
     let (ok, _, err) = run(d, &["user", "reset-factors", "nobody"], None);
     assert!(!ok && err.contains("nobody"), "{err}");

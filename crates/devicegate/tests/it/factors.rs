@@ -373,3 +373,223 @@ async fn the_pages_enrol_and_ask_for_a_code_without_javascript_and_reset_factors
     let (_, _, b2) = signed_on(&s).await;
     assert_eq!(b2["second_factors"], json!(["totp.enroll"]));
 }
+
+/// `ann`'s browser (with its cookie jar in reach) signed in for the account page of `acme`.
+async fn account_signed_in(
+    s: &TestServer,
+) -> (reqwest::Client, std::sync::Arc<reqwest::cookie::Jar>) {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let b = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = page_get(&b, s.url("/t/acme/account/security")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    assert!(
+        page.html
+            .contains("Sign in to see and change how you sign in.")
+    );
+    let go = page_post(
+        &b,
+        s.url("/t/acme/account/signin"),
+        &[("csrf", &page.csrf())],
+    )
+    .await;
+    assert_eq!(go.location(), "/t/acme/device/signin?then=account");
+    let signin = page_get(&b, s.url("/t/acme/device/signin?then=account")).await;
+    assert!(
+        signin
+            .html
+            .contains("action=\"/t/acme/device/signin?then=account\""),
+        "{}",
+        signin.html
+    );
+    let signed = page_post(
+        &b,
+        s.url("/t/acme/device/signin?then=account"),
+        &[
+            ("csrf", &signin.csrf()),
+            ("username", "ann"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(
+        signed.location(),
+        "/t/acme/account/security",
+        "{}",
+        signed.html
+    );
+    (b, jar)
+}
+
+#[tokio::test]
+async fn the_account_page_sets_up_one_time_codes_and_changes_need_a_fresh_sign_in() {
+    // Optional: nobody is asked for a code until they set one up, which only the account
+    // page lets them do.
+    let s = acme("optional").await;
+    let (b, jar) = account_signed_in(&s).await;
+    let page = page_get(&b, s.url("/t/acme/account/security")).await;
+    assert!(
+        page.html.contains("One-time codes are off."),
+        "{}",
+        page.html
+    );
+    let enrol = page_post(
+        &b,
+        s.url("/t/acme/account/totp/enroll"),
+        &[("csrf", &page.csrf())],
+    )
+    .await;
+    assert_eq!(enrol.status, StatusCode::OK, "{}", enrol.html);
+    assert!(enrol.html.contains("<svg"), "a QR code: {}", enrol.html);
+    let secret = enrol
+        .html
+        .split("class=\"secret\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_owned();
+    let typed = code(&secret, now_secs());
+    let wrong = page_post(
+        &b,
+        s.url("/t/acme/account/totp"),
+        &[("csrf", &enrol.csrf()), ("code", "000000")],
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.html);
+    let done = page_post(
+        &b,
+        s.url("/t/acme/account/totp"),
+        &[("csrf", &enrol.csrf()), ("code", &typed)],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.html);
+    assert_eq!(done.html.matches("<li><code>").count(), 10, "{}", done.html);
+    assert!(
+        done.html
+            .contains("One-time codes are on. 10 recovery codes left.")
+    );
+    // The same code again is refused: its time step was used.
+    let replay = page_post(
+        &b,
+        s.url("/t/acme/account/totp"),
+        &[("csrf", &enrol.csrf()), ("code", &typed)],
+    )
+    .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "{}", replay.html);
+    // New recovery codes replace the old ones.
+    let ann = s.store().get_user_by_username("acme", "ann").await.unwrap();
+    let fresh = page_post(
+        &b,
+        s.url("/t/acme/account/recovery-codes"),
+        &[("csrf", &enrol.csrf())],
+    )
+    .await;
+    assert_eq!(
+        fresh.html.matches("<li><code>").count(),
+        10,
+        "{}",
+        fresh.html
+    );
+    assert_eq!(
+        s.store()
+            .count_recovery_codes("acme", &ann.id)
+            .await
+            .unwrap(),
+        10
+    );
+    // Now the person is asked for a code after the password.
+    let (_, _, on) = signed_on(&s).await;
+    assert_eq!(on["status"], "SECOND_FACTOR_REQUIRED", "{on}");
+    assert_eq!(on["second_factors"], json!(["totp", "recovery_code"]));
+
+    // Someone else's passkey cannot be renamed or removed from here.
+    let bobs = devicegate_store::PasskeyRecord {
+        tenant: "acme".into(),
+        id: "bobs-key".into(),
+        user_id: "bob".into(),
+        credential_id: b"bob".to_vec(),
+        name: "bob's".into(),
+        credential: "{}".into(),
+        sign_count: 0,
+        backup_eligible: false,
+        backup_state: false,
+        created_at: devicegate_server::now(),
+        last_used_at: None,
+    };
+    s.store().create_passkey(&bobs).await.unwrap();
+    for (path, extra) in [
+        ("/t/acme/account/passkeys/rename", ("name", "mine")),
+        ("/t/acme/account/passkeys/remove", ("x", "")),
+    ] {
+        let res = page_post(
+            &b,
+            s.url(path),
+            &[("csrf", &enrol.csrf()), ("id", "bobs-key"), extra],
+        )
+        .await;
+        assert_eq!(res.location(), "/t/acme/account/security", "{path}");
+    }
+    assert_eq!(s.store().get_passkey("acme", b"bob").await.unwrap(), bobs);
+    // Without the session's anti-CSRF token, nothing changes.
+    let forged = page_post(
+        &b,
+        s.url("/t/acme/account/recovery-codes"),
+        &[("csrf", "forged")],
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        s.store()
+            .count_recovery_codes("acme", &ann.id)
+            .await
+            .unwrap(),
+        10
+    );
+
+    // A sign-on older than ten minutes (a session left open, or its cookie stolen) may look
+    // but not change: sign in again first.
+    let cookies =
+        reqwest::cookie::CookieStore::cookies(jar.as_ref(), &s.url("/").parse().unwrap()).unwrap();
+    let id = cookies
+        .to_str()
+        .unwrap()
+        .split("; ")
+        .find_map(|c| c.strip_prefix("devicegate-acme="))
+        .unwrap()
+        .to_owned();
+    let hash = devicegate_core::Secret::from_presented(&id).hash();
+    let mut session = s.store().get_session(&hash).await.unwrap();
+    session.signed_on_at = Some(devicegate_core::Timestamp::from_millis(
+        devicegate_server::now().as_millis() - 660_000,
+    ));
+    s.store().update_session(&session).await.unwrap();
+    let stale = page_get(&b, s.url("/t/acme/account/security")).await;
+    assert!(
+        stale
+            .html
+            .contains("To change these settings, sign in again first.")
+    );
+    assert!(
+        !stale.html.contains("/account/recovery-codes"),
+        "{}",
+        stale.html
+    );
+    for path in [
+        "/t/acme/account/recovery-codes",
+        "/t/acme/account/totp/enroll",
+        "/t/acme/account/passkeys/options",
+    ] {
+        let res = page_post(&b, s.url(path), &[("csrf", &stale.csrf())]).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{path}: {}", res.html);
+    }
+    assert_eq!(
+        s.store()
+            .count_recovery_codes("acme", &ann.id)
+            .await
+            .unwrap(),
+        10
+    );
+}

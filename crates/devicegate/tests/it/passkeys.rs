@@ -409,3 +409,176 @@ async fn the_flows_api_signs_on_with_a_passkey_and_refuses_replays_clones_and_ot
     assert_eq!(body["status"], "SIGN_ON_REQUIRED", "{body}");
     b.finish().await;
 }
+
+#[tokio::test]
+async fn a_passkey_as_the_second_step_and_alone_where_passwords_are_off() {
+    let (s, web) = server().await;
+    let b = Browser::start(DESKTOP).await;
+    let authenticator = add_authenticator(&b).await;
+    register_passkey(&b, &web, "", "laptop").await;
+    sign_out(&b, "").await;
+    let cred = credentials(&b, &authenticator).await.remove(0);
+    let id = cred["credentialId"].as_str().unwrap().to_owned();
+    let creds = format!("authenticator/{authenticator}/credentials/{id}");
+    let t = devicegate_store::DEFAULT_TENANT;
+
+    // Second factors become optional: a person with a passkey gives it after the password.
+    // (The passkey is out of the authenticator while the password is typed, so that the
+    // sign-in page's autofill cannot take it first; then it is back, a little further on.)
+    s.store().set_second_factor(t, "optional").await.unwrap();
+    let (web2, _second) = s.another_instance("localhost").await;
+    webauthn(&b, http::Method::DELETE, &creds, None).await;
+    let d = s.device_authorization("tv", Some("openid")).await;
+    enter_code(&b, &web2, "", d["user_code"].as_str().unwrap()).await;
+    assert_eq!(b.path().await, "/device/signin");
+    b.sign_in("ann", PASSWORD).await;
+    assert_eq!(b.path().await, "/device/factor");
+    b.shows(&["Use a passkey"]).await;
+    b.shot("factor-passkey").await;
+    let mut back = cred.clone();
+    back["signCount"] = json!(cred["signCount"].as_u64().unwrap() + 10);
+    webauthn(
+        &b,
+        http::Method::POST,
+        &format!("authenticator/{authenticator}/credential"),
+        Some(back),
+    )
+    .await;
+    b.click("form[data-passkey=get] button").await;
+    assert_eq!(b.path().await, "/device/consent");
+    b.decide("approve").await;
+    let (status, tokens) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (_, idt) = claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(idt["amr"], json!(["pwd", "hwk", "mfa"]));
+    sign_out(&b, "").await;
+
+    // Passwords off: the sign-in page is the passkey alone, and it signs in.
+    s.store().set_local_passwords(t, false).await.unwrap();
+    let (web3, _third) = s.another_instance("localhost").await;
+    let d = s.device_authorization("tv", Some("openid")).await;
+    enter_code(&b, &web3, "", d["user_code"].as_str().unwrap()).await;
+    assert_eq!(b.path().await, "/device/signin");
+    assert!(
+        b.client
+            .find(fantoccini::Locator::Css("input[name=password]"))
+            .await
+            .is_err()
+    );
+    b.shot("signin-passkeys-only").await;
+    b.click("form[data-passkey=get] button").await;
+    assert_eq!(b.path().await, "/device/consent");
+    b.decide("approve").await;
+    let (status, tokens) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (_, idt) = claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(idt["amr"], json!(["hwk", "mfa"]));
+    // And the next device of this browser goes straight to consent: a passkey's sign-on
+    // carries over where passwords are off.
+    let d = s.device_authorization("tv", Some("openid")).await;
+    enter_code(&b, &web3, "", d["user_code"].as_str().unwrap()).await;
+    assert_eq!(b.path().await, "/device/consent");
+    b.finish().await;
+}
+
+/// A well-formed answer that no authenticator made.
+fn forged_answer() -> Value {
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    json!({
+        "id": b64("no such credential"),
+        "rawId": b64("no such credential"),
+        "type": "public-key",
+        "response": {
+            "authenticatorData": b64("authenticator data"),
+            "clientDataJSON": b64("{}"),
+            "signature": b64("signature"),
+            "userHandle": b64("0123456789abcdef"),
+        },
+        "extensions": {},
+    })
+}
+
+#[tokio::test]
+async fn failed_assertions_are_limited_per_address_and_bad_input_is_refused_plainly() {
+    let (s, _web) = server().await;
+    let flow = flow_with_code(&s).await;
+    // Not JSON of a credential: 400, the flow as it was.
+    let (status, body) = s
+        .act(
+            &flow,
+            json!({"action": "webauthn.verify", "credential": {"id": 3}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_request");
+    // An answer with no options asked for: refused.
+    let (status, body) = s
+        .act(
+            &flow,
+            json!({"action": "webauthn.verify", "credential": forged_answer()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // Forged answers, each against fresh options: the address's failed sign-ons run out
+    // (30 a quarter hour), then every answer is refused before it is looked at.
+    let mut refused = 1;
+    loop {
+        options(&s, &flow).await;
+        let (status, body) = s
+            .act(
+                &flow,
+                json!({"action": "webauthn.verify", "credential": forged_answer()}),
+            )
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(body["retry_after"].as_u64().is_some() || body["error"] == "slow_down");
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        refused += 1;
+        assert!(refused <= 30, "never limited");
+    }
+    assert_eq!(refused, 30);
+    // The same address's password attempts share that limit.
+    let (status, _) = s
+        .act(
+            &flow,
+            json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (_, _, body) = s.api("GET", &format!("/api/v1/flows/{flow}"), None).await;
+    assert_eq!(body["status"], "SIGN_ON_REQUIRED", "{body}");
+}
+
+#[tokio::test]
+async fn a_server_that_cannot_be_a_relying_party_offers_no_passkeys() {
+    // An IP address is no relying party id: passkeys are off, and the pages say nothing of
+    // them.
+    let s = TestServer::start().await;
+    s.public_client("tv", 1).await;
+    s.user("ann").await;
+    let flow = flow_with_code(&s).await;
+    let (status, body) = s.act(&flow, json!({"action": "webauthn.options"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "invalid_action");
+    let d = s.device_authorization("tv", Some("openid")).await;
+    let b = crate::pages::browser();
+    let entry = crate::pages::get(&b, s.url("/device")).await;
+    let next = crate::pages::post(
+        &b,
+        s.url("/device"),
+        &[
+            ("csrf", &entry.csrf()),
+            ("user_code", d["user_code"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(next.location(), "/device/signin");
+    let page = crate::pages::get(&b, s.url("/device/signin")).await;
+    assert!(page.html.contains("name=\"password\""), "{}", page.html);
+    assert!(!page.html.contains("passkey"), "{}", page.html);
+}

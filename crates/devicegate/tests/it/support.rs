@@ -69,6 +69,22 @@ impl TestServer {
         self.store.as_ref()
     }
 
+    /// A second server on this one's store (a new instance behind the same load balancer:
+    /// tenants read afresh), at `http://{host}:{port}`; returns its base URL.
+    pub async fn another_instance(&self, host: &str) -> (String, devicegate::Running) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{host}:{}", listener.local_addr().unwrap().port());
+        let settings = Settings {
+            issuer: base.clone(),
+            signing_alg: Algorithm::Es256,
+            ..Settings::default()
+        };
+        let running = devicegate::start(settings, self.store.clone(), listener)
+            .await
+            .unwrap();
+        (base, running)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
