@@ -10,6 +10,19 @@ use serde_json::{Value, json};
 use crate::pages::{browser, get as page_get, post as page_post};
 use crate::support::*;
 
+/// The authenticator secret an enrolment page shows (beside its QR code).
+fn shown_secret(enrol: &crate::pages::Page) -> String {
+    assert_eq!(enrol.status, StatusCode::OK, "{}", enrol.html);
+    assert!(enrol.html.contains("<svg"), "a QR code: {}", enrol.html);
+    enrol
+        .html
+        .split("class=\"secret\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_owned()
+}
+
 /// The code an authenticator app shows for `secret` (base32) at Unix time `at`.
 fn code(secret: &str, at: u64) -> String {
     let bytes = totp_rs::Secret::Encoded(secret.to_owned())
@@ -320,15 +333,7 @@ async fn the_pages_enrol_and_ask_for_a_code_without_javascript_and_reset_factors
         &[("csrf", &factor.csrf())],
     )
     .await;
-    assert_eq!(enrol.status, StatusCode::OK, "{}", enrol.html);
-    assert!(enrol.html.contains("<svg"), "a QR code: {}", enrol.html);
-    let secret = enrol
-        .html
-        .split("class=\"secret\">")
-        .nth(1)
-        .and_then(|r| r.split('<').next())
-        .unwrap()
-        .to_owned();
+    let secret = shown_secret(&enrol);
     let codes = page_post(
         &b,
         s.url("/t/acme/device/factor"),
@@ -442,15 +447,7 @@ async fn the_account_page_sets_up_one_time_codes_and_changes_need_a_fresh_sign_i
         &[("csrf", &page.csrf())],
     )
     .await;
-    assert_eq!(enrol.status, StatusCode::OK, "{}", enrol.html);
-    assert!(enrol.html.contains("<svg"), "a QR code: {}", enrol.html);
-    let secret = enrol
-        .html
-        .split("class=\"secret\">")
-        .nth(1)
-        .and_then(|r| r.split('<').next())
-        .unwrap()
-        .to_owned();
+    let secret = shown_secret(&enrol);
     let typed = code(&secret, now_secs());
     let wrong = page_post(
         &b,

@@ -83,6 +83,16 @@ async fn credentials(b: &Browser, authenticator: &str) -> Vec<Value> {
     v.as_array().unwrap().clone()
 }
 
+/// A server on `http://localhost:PORT` and a browser with an authenticator in which `ann`
+/// registered a passkey named `name`: the base URL and the authenticator's id.
+async fn registered(name: &str) -> (TestServer, String, Browser, String) {
+    let (s, web) = server().await;
+    let b = Browser::start(DESKTOP).await;
+    let authenticator = add_authenticator(&b).await;
+    register_passkey(&b, &web, "", name).await;
+    (s, web, b, authenticator)
+}
+
 /// A server on `http://localhost:PORT`, with a public client `tv` and a person `ann`.
 async fn server() -> (TestServer, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -150,10 +160,7 @@ async fn arrives(b: &Browser, path: &str) {
 
 #[tokio::test]
 async fn a_passkey_from_the_account_page_alone_approves_a_device() {
-    let (s, web) = server().await;
-    let b = Browser::start(DESKTOP).await;
-    let authenticator = add_authenticator(&b).await;
-    register_passkey(&b, &web, "", "work laptop").await;
+    let (s, web, b, authenticator) = registered("work laptop").await;
     b.shot("account-security-passkey").await;
     let ann = s
         .store()
@@ -285,6 +292,46 @@ async fn options(s: &TestServer, flow: &str) -> Value {
     body["webauthn_options"].clone()
 }
 
+async fn verify(s: &TestServer, flow: &str, answer: &Value) -> (StatusCode, Value) {
+    s.act(
+        flow,
+        json!({"action": "webauthn.verify", "credential": answer}),
+    )
+    .await
+}
+
+/// `answer` is refused (401) and the flow still waits for sign-on.
+async fn refused(s: &TestServer, flow: &str, answer: &Value) {
+    let (status, body) = verify(s, flow, answer).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (_, _, body) = s.api("GET", &format!("/api/v1/flows/{flow}"), None).await;
+    assert_eq!(body["status"], "SIGN_ON_REQUIRED", "{body}");
+}
+
+/// Removes authenticator `old` and adds a new one holding `credential`; returns its id.
+async fn another_authenticator(b: &Browser, old: &str, credential: Value) -> String {
+    webauthn(
+        b,
+        http::Method::DELETE,
+        &format!("authenticator/{old}"),
+        None,
+    )
+    .await;
+    let new = add_authenticator(b).await;
+    put_credential(b, &new, credential).await;
+    new
+}
+
+async fn put_credential(b: &Browser, authenticator: &str, credential: Value) {
+    webauthn(
+        b,
+        http::Method::POST,
+        &format!("authenticator/{authenticator}/credential"),
+        Some(credential),
+    )
+    .await;
+}
+
 async fn assertion(b: &Browser, options: &Value, rp_id: Option<&str>) -> Value {
     let v = b
         .client
@@ -297,10 +344,7 @@ async fn assertion(b: &Browser, options: &Value, rp_id: Option<&str>) -> Value {
 
 #[tokio::test]
 async fn the_flows_api_signs_on_with_a_passkey_and_refuses_replays_clones_and_other_sites() {
-    let (s, web) = server().await;
-    let b = Browser::start(DESKTOP).await;
-    let authenticator = add_authenticator(&b).await;
-    register_passkey(&b, &web, "", "phone").await;
+    let (s, web, b, authenticator) = registered("phone").await;
     b.goto(&format!("{web}/device")).await;
 
     // A custom UI on the issuer's origin: options, the browser's answer, signed on.
@@ -309,113 +353,47 @@ async fn the_flows_api_signs_on_with_a_passkey_and_refuses_replays_clones_and_ot
     assert_eq!(o["publicKey"]["rpId"], "localhost");
     assert_eq!(o["publicKey"]["userVerification"], "required");
     let answer = assertion(&b, &o, None).await;
-    let (status, body) = s
-        .act(
-            &flow,
-            json!({"action": "webauthn.verify", "credential": answer}),
-        )
-        .await;
+    let (status, body) = verify(&s, &flow, &answer).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "CONSENT_REQUIRED");
     assert_eq!(body["username"], "ann");
     assert!(body["session"].as_str().unwrap().starts_with("dga_"));
     // The same answer again, even with fresh options for another flow, is refused: its
     // challenge was taken, and its counter was used.
-    let (status, body) = s
-        .act(
-            &flow,
-            json!({"action": "webauthn.verify", "credential": answer}),
-        )
-        .await;
+    let (status, body) = verify(&s, &flow, &answer).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let other = flow_with_code(&s).await;
     options(&s, &other).await;
-    let (status, body) = s
-        .act(
-            &other,
-            json!({"action": "webauthn.verify", "credential": answer}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert_eq!(body["error"], "invalid_credentials");
+    refused(&s, &other, &answer).await;
 
     // A cloned authenticator: the same key in a second authenticator whose counter starts
     // over. Its signature is good; its counter is behind, so it is refused.
     let cred = credentials(&b, &authenticator).await.remove(0);
-    webauthn(
-        &b,
-        http::Method::DELETE,
-        &format!("authenticator/{authenticator}"),
-        None,
-    )
-    .await;
-    let clone = add_authenticator(&b).await;
     let copy = |rp: &str, count: u64| {
         let mut c = cred.clone();
         c["rpId"] = json!(rp);
         c["signCount"] = json!(count);
         c
     };
-    webauthn(
-        &b,
-        http::Method::POST,
-        &format!("authenticator/{clone}/credential"),
-        Some(copy("localhost", 0)),
-    )
-    .await;
+    let clone = another_authenticator(&b, &authenticator, copy("localhost", 0)).await;
     let flow = flow_with_code(&s).await;
     let o = options(&s, &flow).await;
-    let cloned = assertion(&b, &o, None).await;
-    let (status, body) = s
-        .act(
-            &flow,
-            json!({"action": "webauthn.verify", "credential": cloned}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    let (_, _, body) = s.api("GET", &format!("/api/v1/flows/{flow}"), None).await;
-    assert_eq!(body["status"], "SIGN_ON_REQUIRED", "{body}");
+    refused(&s, &flow, &assertion(&b, &o, None).await).await;
 
     // Another site (evil.localhost) with the very same key, its counter well ahead: what it
     // gets signed names its own relying party and origin, and is refused here.
-    webauthn(
-        &b,
-        http::Method::DELETE,
-        &format!("authenticator/{clone}"),
-        None,
-    )
-    .await;
-    let elsewhere = add_authenticator(&b).await;
-    webauthn(
-        &b,
-        http::Method::POST,
-        &format!("authenticator/{elsewhere}/credential"),
-        Some(copy("evil.localhost", 1000)),
-    )
-    .await;
+    another_authenticator(&b, &clone, copy("evil.localhost", 1000)).await;
     let port = web.rsplit(':').next().unwrap();
     b.goto(&format!("http://evil.localhost:{port}/device"))
         .await;
     let o = options(&s, &flow).await;
-    let phished = assertion(&b, &o, Some("evil.localhost")).await;
-    let (status, body) = s
-        .act(
-            &flow,
-            json!({"action": "webauthn.verify", "credential": phished}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    let (_, _, body) = s.api("GET", &format!("/api/v1/flows/{flow}"), None).await;
-    assert_eq!(body["status"], "SIGN_ON_REQUIRED", "{body}");
+    refused(&s, &flow, &assertion(&b, &o, Some("evil.localhost")).await).await;
     b.finish().await;
 }
 
 #[tokio::test]
 async fn a_passkey_as_the_second_step_and_alone_where_passwords_are_off() {
-    let (s, web) = server().await;
-    let b = Browser::start(DESKTOP).await;
-    let authenticator = add_authenticator(&b).await;
-    register_passkey(&b, &web, "", "laptop").await;
+    let (s, _web, b, authenticator) = registered("laptop").await;
     sign_out(&b, "").await;
     let cred = credentials(&b, &authenticator).await.remove(0);
     let id = cred["credentialId"].as_str().unwrap().to_owned();
@@ -437,13 +415,7 @@ async fn a_passkey_as_the_second_step_and_alone_where_passwords_are_off() {
     b.shot("factor-passkey").await;
     let mut back = cred.clone();
     back["signCount"] = json!(cred["signCount"].as_u64().unwrap() + 10);
-    webauthn(
-        &b,
-        http::Method::POST,
-        &format!("authenticator/{authenticator}/credential"),
-        Some(back),
-    )
-    .await;
+    put_credential(&b, &authenticator, back).await;
     b.click("form[data-passkey=get] button").await;
     assert_eq!(b.path().await, "/device/consent");
     b.decide("approve").await;
@@ -515,24 +487,13 @@ async fn failed_assertions_are_limited_per_address_and_bad_input_is_refused_plai
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "invalid_request");
     // An answer with no options asked for: refused.
-    let (status, body) = s
-        .act(
-            &flow,
-            json!({"action": "webauthn.verify", "credential": forged_answer()}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    refused(&s, &flow, &forged_answer()).await;
     // Forged answers, each against fresh options: the address's failed sign-ons run out
     // (30 a quarter hour), then every answer is refused before it is looked at.
     let mut refused = 1;
     loop {
         options(&s, &flow).await;
-        let (status, body) = s
-            .act(
-                &flow,
-                json!({"action": "webauthn.verify", "credential": forged_answer()}),
-            )
-            .await;
+        let (status, body) = verify(&s, &flow, &forged_answer()).await;
         if status == StatusCode::TOO_MANY_REQUESTS {
             assert!(body["retry_after"].as_u64().is_some() || body["error"] == "slow_down");
             break;
