@@ -27,6 +27,8 @@ pub enum SecretKind {
     UpstreamState,
     /// Binds a round trip to an upstream provider to the browser that started it (a cookie).
     UpstreamBinding,
+    /// A one-time link an operator gives a person to set up a passkey without a password.
+    EnrolmentLink,
 }
 
 impl SecretKind {
@@ -41,6 +43,7 @@ impl SecretKind {
             SecretKind::KnownBrowser => "dgk_",
             SecretKind::UpstreamState => "dgo_",
             SecretKind::UpstreamBinding => "dgn_",
+            SecretKind::EnrolmentLink => "dge_",
         }
     }
 }

@@ -745,6 +745,10 @@ pub async fn carries_over(
         return Ok(crate::upstream::still_good(tenant, on.idp, on.auth_time, now).await?);
     }
     let methods = || on.amr.into_iter().flat_map(str::split_whitespace);
+    // An operator's enrolment link signs in to the account page only.
+    if methods().any(|m| m == "link") {
+        return Ok(false);
+    }
     // A passkey sign-on (no password in it) stands whatever the password rules.
     if methods().any(|m| m == "hwk" || m == "swk") && !methods().any(|m| m == "pwd") {
         return Ok(true);

@@ -89,6 +89,15 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Print a one-time link with which the user sets up a passkey without a password (for
+    /// tenants with passwords off, or a person who lost every way in); it signs them in to
+    /// their security settings only, never to approve a device
+    PasskeyLink {
+        username: String,
+        /// How long the link works
+        #[arg(long, default_value_t = 24)]
+        hours: u64,
+    },
     /// Remove a user's passkeys and second factors (authenticator app and recovery codes);
     /// they enrol again at their next sign-in if the tenant requires one
     ResetFactors { username: String },
@@ -854,7 +863,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     Ok(password)
 }
 
-pub async fn user(store: &dyn Store, args: UserArgs) -> anyhow::Result<ExitCode> {
+pub async fn user(store: &dyn Store, args: UserArgs, issuer: &str) -> anyhow::Result<ExitCode> {
     let tenant = existing_tenant(store, &args.tenant).await?;
     match args.cmd {
         UserCommand::Create {
@@ -909,6 +918,37 @@ pub async fn user(store: &dyn Store, args: UserArgs) -> anyhow::Result<ExitCode>
             Err(StoreError::NotFound) => bail!("no user named {username:?}"),
             Err(e) => return Err(store_err(e)),
         },
+        UserCommand::PasskeyLink { username, hours } => {
+            if !(1..=24 * 14).contains(&hours) {
+                bail!("--hours must be 1 to 336");
+            }
+            let user = match store.get_user_by_username(&tenant, &username).await {
+                Ok(u) => u,
+                Err(StoreError::NotFound) => bail!("no user named {username:?}"),
+                Err(e) => return Err(store_err(e)),
+            };
+            let secret = Secret::generate(SecretKind::EnrolmentLink);
+            let now = devicegate_server::now();
+            store
+                .create_session(&devicegate_store::BrowserSession {
+                    tenant: tenant.clone(),
+                    id_hash: secret.hash(),
+                    user_id: Some(user.id),
+                    signed_on_at: None,
+                    flow_hash: None,
+                    created_at: now,
+                    expires_at: now.plus(std::time::Duration::from_secs(hours * 3600)),
+                    idp: None,
+                    amr: None,
+                })
+                .await
+                .map_err(store_err)?;
+            println!(
+                "{}/account/enroll?token={} (works once, for {hours} h)",
+                tenant_issuer(issuer, &tenant),
+                secret.expose()
+            );
+        }
         UserCommand::ResetFactors { username } => {
             let user = match store.get_user_by_username(&tenant, &username).await {
                 Ok(u) => u,

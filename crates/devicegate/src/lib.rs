@@ -100,7 +100,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
             rt.block_on(async { admin::client(open_store(&db).await?.as_ref(), cmd).await })
         }
         Command::User(cmd) => {
-            rt.block_on(async { admin::user(open_store(&db).await?.as_ref(), cmd).await })
+            let issuer = keys.issuer()?;
+            rt.block_on(async { admin::user(open_store(&db).await?.as_ref(), cmd, &issuer).await })
         }
         Command::Tenant(cmd) => {
             rt.block_on(async { admin::tenant(open_store(&db).await?.as_ref(), cmd).await })

@@ -20,8 +20,11 @@ use devicegate_store::{StoreError, UserRecord};
 use minijinja::{Value, context};
 use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
+use devicegate_core::secret::{Secret, SecretKind};
+
 use super::session::Session;
 use super::{PageForm, Visit};
+use crate::scoped::Held;
 use crate::verification::{self, SignOn, StepError};
 use crate::{now, passkeys};
 
@@ -48,7 +51,11 @@ async fn person(visit: &Visit) -> Result<Option<Person>, StepError> {
         amr: s.record.amr.as_deref(),
     };
     let now = now();
-    if !verification::carries_over(&visit.tenant, on, now).await? {
+    // An enrolment link's session is for this page alone, for its session lifetime.
+    let by_link = on
+        .amr
+        .is_some_and(|a| a.split_whitespace().any(|m| m == "link"));
+    if !by_link && !verification::carries_over(&visit.tenant, on, now).await? {
         return Ok(None);
     }
     let user = match visit.tenant.store.get_user(user_id).await {
@@ -412,4 +419,95 @@ pub(super) async fn new_recovery_codes(visit: Visit, body: Bytes) -> Response {
         }
         Err(e) => visit.step_error(e),
     }
+}
+
+/// The live enrolment link `token` names in this tenant: its record and person.
+async fn link(
+    visit: &Visit,
+    token: &str,
+) -> Result<Option<(devicegate_store::BrowserSession, UserRecord)>, StepError> {
+    if !token.starts_with(SecretKind::EnrolmentLink.prefix()) {
+        return Ok(None);
+    }
+    let hash = Secret::from_presented(token).hash();
+    let record = match visit.tenant.store.get_session(&hash).await {
+        Ok(r) if r.expires_at > now() => r,
+        Ok(_) | Err(StoreError::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(user_id) = &record.user_id else {
+        return Ok(None);
+    };
+    match visit.tenant.store.get_user(user_id).await {
+        Ok(user) => Ok(Some((record, user))),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /account/enroll?token=dge_…`: what the link is for, and a button; nothing is used
+/// up until the button is pressed (a link previewer fetching it takes nothing).
+pub(super) async fn link_page(mut visit: Visit, RawQuery(query): RawQuery) -> Response {
+    if visit.session.is_none() {
+        visit.session = Some(Session::start(&visit.state, &visit.tenant));
+    }
+    let token = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let t = &visit.pages().t;
+    match link(&visit, &token).await {
+        Ok(Some((_, user))) => visit.render(
+            StatusCode::OK,
+            "account.html",
+            t.link_title,
+            context! {
+                link_token => token,
+                notice => t.link_help.replace("{name}", &user.username),
+            },
+            None,
+        ),
+        Ok(None) => visit.message(StatusCode::GONE, t.link_title, t.link_dead),
+        Err(e) => visit.step_error(e),
+    }
+}
+
+/// `POST /account/enroll` with `token`: uses the link up (once, across instances: the
+/// record is deleted, and only the request that deleted it goes on) and signs this browser
+/// in to the account page as its person, with a fresh sign-on that approves no device.
+pub(super) async fn follow_link(mut visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    if let Some(page) = visit.refusal(&form) {
+        return page;
+    }
+    let t = &visit.pages().t;
+    let (record, user) = match link(&visit, form.get("token").unwrap_or("")).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return visit.message(StatusCode::GONE, t.link_title, t.link_dead),
+        Err(e) => return visit.step_error(e),
+    };
+    match visit.tenant.store.delete_session(&record).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => {
+            return visit.message(StatusCode::GONE, t.link_title, t.link_dead);
+        }
+        Err(e) => return visit.step_error(e.into()),
+    }
+    let held = Held {
+        user_id: Some(user.id.clone()),
+        signed_on_at: Some(now()),
+        amr: Some("link".to_owned()),
+        ..Held::default()
+    };
+    let Some(old) = visit.session.take() else {
+        return visit.see_other("/account/security");
+    };
+    match old
+        .replace(&visit.state, &visit.tenant, held, &user.username)
+        .await
+    {
+        Ok(new) => visit.session = Some(new),
+        Err(e) => return visit.step_error(e.into()),
+    }
+    visit.see_other("/account/security")
 }

@@ -142,6 +142,10 @@ pub fn router(settings: &Settings) -> Router<AppState> {
         .route("/device/passkey/options", post(passkey::sign_in_options))
         .route("/account/security", get(account::page))
         .route("/account/signin", post(account::sign_in))
+        .route(
+            "/account/enroll",
+            get(account::link_page).post(account::follow_link),
+        )
         .route("/account/passkeys", post(account::add_passkey))
         .route("/account/passkeys/options", post(account::passkey_options))
         .route("/account/passkeys/rename", post(account::rename_passkey))

@@ -243,6 +243,22 @@ impl Session {
         }
     }
 
+    /// A new session id holding `held` (a sign-on made outside a flow: an operator's
+    /// enrolment link); the old id dies.
+    pub async fn replace(
+        self,
+        state: &AppState,
+        tenant: &Tenant,
+        held: Held,
+        username: &str,
+    ) -> Result<Session, StoreError> {
+        let next = Self::create(state, tenant, held, Some(username.to_owned())).await?;
+        match tenant.store.delete_session(&self.record).await {
+            Ok(()) | Err(StoreError::NotFound) => Ok(next),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Marks this browser as known to `user_id`: returns the cookie to set.
     pub async fn mark_known(
         cookie: &SessionCookie,

@@ -308,7 +308,8 @@ async fn refused(s: &TestServer, flow: &str, answer: &Value) {
     assert_eq!(body["status"], "SIGN_ON_REQUIRED", "{body}");
 }
 
-/// Removes authenticator `old` and adds a new one holding `credential`; returns its id.
+/// Removes authenticator `old` and adds a new one holding `credential` (none for null);
+/// returns its id.
 async fn another_authenticator(b: &Browser, old: &str, credential: Value) -> String {
     webauthn(
         b,
@@ -318,7 +319,9 @@ async fn another_authenticator(b: &Browser, old: &str, credential: Value) -> Str
     )
     .await;
     let new = add_authenticator(b).await;
-    put_credential(b, &new, credential).await;
+    if !credential.is_null() {
+        put_credential(b, &new, credential).await;
+    }
     new
 }
 
@@ -450,6 +453,51 @@ async fn a_passkey_as_the_second_step_and_alone_where_passwords_are_off() {
     let d = s.device_authorization("tv", Some("openid")).await;
     enter_code(&b, &web3, "", d["user_code"].as_str().unwrap()).await;
     assert_eq!(b.path().await, "/device/consent");
+    sign_out(&b, "").await;
+
+    // Someone new, with no password at all: the operator's one-time link lets them set up a
+    // passkey, and signs them in to nothing else.
+    let cat = devicegate_store::UserRecord {
+        id: devicegate_core::secret::random_id(),
+        tenant: t.into(),
+        username: "cat".into(),
+        password_hash: String::new(),
+        name: None,
+        email: None,
+        created_at: devicegate_server::now(),
+    };
+    s.store().create_user(&cat).await.unwrap();
+    let (ok, out, err) = crate::cli::run(
+        s.dir.path(),
+        &["user", "passkey-link", "cat", "--issuer", &web3],
+        None,
+    );
+    assert!(ok, "{err}");
+    let link = out.split_whitespace().next().unwrap().to_owned();
+    assert!(
+        link.starts_with(&format!("{web3}/account/enroll?token=dge_")),
+        "{out}"
+    );
+    another_authenticator(&b, &authenticator, json!(null)).await;
+    b.goto(&link).await;
+    b.shows(&["set up a passkey for cat"]).await;
+    b.click("form[action='/account/enroll'] button").await;
+    assert_eq!(b.path().await, "/account/security");
+    b.shows(&["cat", "You have no passkeys yet."]).await;
+    b.fill("input[name=name]", "cat's phone").await;
+    b.click("form[data-passkey=create] button").await;
+    b.shows(&["Passkey added.", "cat's phone"]).await;
+    // The link worked once.
+    b.goto(&link).await;
+    b.shows(&["This link has expired or was already used."])
+        .await;
+    // The link's sign-in approves no device: the passkey does.
+    let d = s.device_authorization("tv", Some("openid")).await;
+    enter_code(&b, &web3, "", d["user_code"].as_str().unwrap()).await;
+    assert_eq!(b.path().await, "/device/signin");
+    b.click("form[data-passkey=get] button").await;
+    assert_eq!(b.path().await, "/device/consent");
+    b.shows(&["cat"]).await;
     b.finish().await;
 }
 
