@@ -284,6 +284,11 @@ impl TenantStore {
         self.store.update_session(session).await
     }
 
+    /// Ends the person's session records here, except `keep`.
+    pub async fn end_sessions(&self, user_id: &str, keep: Option<&SecretHash>) -> Result<u64> {
+        self.store.end_sessions(&self.tenant, user_id, keep).await
+    }
+
     pub async fn delete_session(&self, session: &BrowserSession) -> Result<()> {
         self.own(&session.tenant)?;
         self.store.delete_session(&session.id_hash).await

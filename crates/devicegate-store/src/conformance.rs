@@ -44,7 +44,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let cases: [(&str, Case<S>); 45] = [
+    let cases: [(&str, Case<S>); 46] = [
         ("clients", |s| Box::pin(clients(s))),
         ("users", |s| Box::pin(users(s))),
         ("grants", |s| Box::pin(grants(s))),
@@ -147,6 +147,9 @@ where
         }),
         ("passkeys_are_per_tenant_and_go_with_the_person", |s| {
             Box::pin(passkeys_are_per_tenant_and_go_with_the_person(s))
+        }),
+        ("ending_a_persons_sessions", |s| {
+            Box::pin(ending_a_persons_sessions(s))
         }),
     ];
     let mut failed = Vec::new();
@@ -2634,4 +2637,50 @@ async fn passkeys_are_per_tenant_and_go_with_the_person(s: impl Store) {
         Err(StoreError::NotFound)
     );
     assert_eq!(s.list_passkeys(T, "bob").await.unwrap().len(), 1);
+}
+
+async fn ending_a_persons_sessions(s: impl Store) {
+    s.create_tenant(&tenant("acme")).await.unwrap();
+    let session = |tenant: &str, user: Option<&str>| BrowserSession {
+        amr: None,
+        idp: None,
+        tenant: tenant.into(),
+        id_hash: Secret::generate(SecretKind::BrowserSession).hash(),
+        user_id: user.map(str::to_owned),
+        signed_on_at: Some(NOW),
+        flow_hash: None,
+        created_at: NOW,
+        expires_at: NOW.plus(Duration::from_secs(60)),
+    };
+    let (here, other, kept) = (
+        session(T, Some("ann")),
+        session(T, Some("ann")),
+        session(T, Some("ann")),
+    );
+    let (bobs, anonymous, acmes) = (
+        session(T, Some("bob")),
+        session(T, None),
+        session("acme", Some("ann")),
+    );
+    for x in [&here, &other, &kept, &bobs, &anonymous, &acmes] {
+        s.create_session(x).await.unwrap();
+    }
+    // All of ann's here but the one kept.
+    assert_eq!(
+        s.end_sessions(T, "ann", Some(&kept.id_hash)).await.unwrap(),
+        2
+    );
+    for gone in [&here, &other] {
+        assert_eq!(
+            s.get_session(&gone.id_hash).await,
+            Err(StoreError::NotFound)
+        );
+    }
+    for stays in [&kept, &bobs, &anonymous, &acmes] {
+        assert_eq!(s.get_session(&stays.id_hash).await.unwrap(), *stays);
+    }
+    // Then the kept one too; nothing left is fine.
+    assert_eq!(s.end_sessions(T, "ann", None).await.unwrap(), 1);
+    assert_eq!(s.end_sessions(T, "ann", None).await.unwrap(), 0);
+    assert_eq!(s.get_session(&acmes.id_hash).await.unwrap(), acmes);
 }

@@ -347,6 +347,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Replaces the stored session with the same id (`NotFound` if it is gone).
     async fn update_session(&self, session: &BrowserSession) -> Result<()>;
     async fn delete_session(&self, id_hash: &SecretHash) -> Result<()>;
+    /// Ends every session record of the person in the tenant (browser and kept sessions,
+    /// known-browser marks, enrolment links) except `keep`; returns how many went.
+    async fn end_sessions(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        keep: Option<&SecretHash>,
+    ) -> Result<u64>;
 
     async fn list_keys(&self, tenant: &str) -> Result<Vec<KeyRecord>>;
     async fn insert_key(&self, key: &KeyRecord) -> Result<()>;

@@ -98,8 +98,8 @@ pub enum UserCommand {
         #[arg(long, default_value_t = 24)]
         hours: u64,
     },
-    /// Remove a user's passkeys and second factors (authenticator app and recovery codes);
-    /// they enrol again at their next sign-in if the tenant requires one
+    /// Remove a user's passkeys and second factors (authenticator app and recovery codes) and
+    /// end their sessions; they enrol again at their next sign-in if the tenant requires one
     ResetFactors { username: String },
 }
 
@@ -964,8 +964,14 @@ pub async fn user(store: &dyn Store, args: UserArgs, issuer: &str) -> anyhow::Re
                 .delete_factors(&tenant, &user.id)
                 .await
                 .map_err(store_err)?;
+            // Whatever signed in with them is signed out.
+            let ended = store
+                .end_sessions(&tenant, &user.id, None)
+                .await
+                .map_err(store_err)?;
             println!(
-                "authenticator, recovery codes and {passkeys} passkey(s) removed for {username}"
+                "authenticator, recovery codes and {passkeys} passkey(s) removed for {username}; \
+                 {ended} session(s) ended"
             );
         }
         UserCommand::SetPassword {

@@ -326,7 +326,9 @@ pub(super) async fn rename_passkey(visit: Visit, body: Bytes) -> Response {
     }
 }
 
-/// `POST /account/passkeys/remove` with `id`.
+/// `POST /account/passkeys/remove` with `id`. The person's other sessions end with it (a
+/// passkey is removed because a device was lost: whatever signed in there is signed out);
+/// this one stays.
 pub(super) async fn remove_passkey(visit: Visit, body: Bytes) -> Response {
     let form = PageForm::parse(&body);
     let person = match changer(&visit, &form).await {
@@ -334,8 +336,15 @@ pub(super) async fn remove_passkey(visit: Visit, body: Bytes) -> Response {
         Err(page) => return page,
     };
     let id = form.get("id").unwrap_or("");
-    match visit.tenant.store.delete_passkey(&person.user.id, id).await {
-        Ok(()) => visit.see_other("/account/security?done=removed"),
+    let store = &visit.tenant.store;
+    match store.delete_passkey(&person.user.id, id).await {
+        Ok(()) => {
+            let keep = visit.session.as_ref().map(|s| s.record.id_hash);
+            if let Err(e) = store.end_sessions(&person.user.id, keep.as_ref()).await {
+                return visit.step_error(e.into());
+            }
+            visit.see_other("/account/security?done=removed")
+        }
         Err(StoreError::NotFound) => visit.see_other("/account/security"),
         Err(e) => visit.step_error(e.into()),
     }

@@ -1436,6 +1436,20 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn end_sessions(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        keep: Option<&SecretHash>,
+    ) -> Result<u64> {
+        let keep = keep.map(|k| k.as_bytes().to_vec()).unwrap_or_default();
+        self.exec(
+            "DELETE FROM browser_sessions WHERE tenant = $1 AND user_id = $2 AND id_hash <> $3",
+            &[&tenant, &user_id, &keep],
+        )
+        .await
+    }
+
     async fn delete_session(&self, h: &SecretHash) -> Result<()> {
         match self
             .exec(

@@ -1163,6 +1163,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn end_sessions(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        keep: Option<&SecretHash>,
+    ) -> Result<u64> {
+        let (tenant, user_id) = (tenant.to_owned(), user_id.to_owned());
+        let keep = keep.map(|k| k.as_bytes().to_vec()).unwrap_or_default();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM browser_sessions WHERE tenant = ?1 AND user_id = ?2 AND id_hash != ?3",
+            )
+            .map_err(internal)?
+            .execute(params![tenant, user_id, keep])
+            .map(|n| n as u64)
+            .map_err(internal)
+        })
+        .await
+    }
+
     async fn delete_session(&self, id_hash: &SecretHash) -> Result<()> {
         let h = *id_hash;
         self.write(move |conn| {

@@ -1058,16 +1058,32 @@ fn tenant_second_factor_and_user_reset_factors() {
             .await
             .unwrap();
         }
+        s.create_session(&devicegate_store::BrowserSession {
+            tenant: "default".into(),
+            id_hash: devicegate_core::SecretHash::of(b"ann's browser"),
+            user_id: Some(ann.id.clone()),
+            signed_on_at: Some(devicegate_server::now()),
+            flow_hash: None,
+            created_at: devicegate_server::now(),
+            expires_at: devicegate_server::now().plus(std::time::Duration::from_secs(600)),
+            idp: None,
+            amr: Some("hwk mfa".into()),
+        })
+        .await
+        .unwrap();
         ann.id
     });
     let (ok, out, err) = run(d, &["user", "reset-factors", "ann"], None);
     assert!(
-        ok && out.contains("ann") && out.contains("2 passkey"),
+        ok && out.contains("ann") && out.contains("2 passkey") && out.contains("1 session"),
         "{out} {err}"
     );
     let gone = with_store(d, async move |s| {
         s.get_totp("default", &ann).await.is_err()
             && s.list_passkeys("default", &ann).await.unwrap().is_empty()
+            && s.get_session(&devicegate_core::SecretHash::of(b"ann's browser"))
+                .await
+                .is_err()
     });
     assert!(gone);
     let (ok, _, err) = run(d, &["user", "reset-factors", "nobody"], None);

@@ -219,10 +219,26 @@ async fn a_passkey_from_the_account_page_alone_approves_a_device() {
     b.click("form[action='/account/passkeys/rename'] button")
         .await;
     b.shows(&["Passkey renamed.", "old laptop"]).await;
+    // Another sign-in of ann's (a custom UI's kept session) ends with the passkey's removal;
+    // this browser's stays.
+    let other = flow_with_code(&s).await;
+    let (status, body) = s
+        .act(
+            &other,
+            json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let kept = body["session"].clone();
     b.click("form[action='/account/passkeys/remove'] button")
         .await;
     b.shows(&["Passkey removed.", "You have no passkeys yet."])
         .await;
+    let again = flow_with_code(&s).await;
+    let (status, body) = s
+        .act(&again, json!({"action": "session.resume", "session": kept}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     sign_out(&b, "").await;
     let d = s.device_authorization("tv", Some("openid")).await;
     enter_code(&b, &web, "", d["user_code"].as_str().unwrap()).await;
