@@ -55,6 +55,12 @@ async fn webauthn(b: &Browser, method: http::Method, path: &str, body: Option<Va
 /// A platform authenticator that keeps discoverable credentials and verifies its user (as a
 /// phone's or laptop's screen lock does); returns its id.
 async fn add_authenticator(b: &Browser) -> String {
+    add_authenticator_syncing(b, false).await
+}
+
+/// The same, `synced` or not: a passkey provider that backs its keys up to the person's
+/// other devices sets the backup flags.
+async fn add_authenticator_syncing(b: &Browser, synced: bool) -> String {
     let v = webauthn(
         b,
         http::Method::POST,
@@ -66,6 +72,8 @@ async fn add_authenticator(b: &Browser) -> String {
             "hasUserVerification": true,
             "isUserVerified": true,
             "automaticPresenceSimulation": true,
+            "defaultBackupEligibility": synced,
+            "defaultBackupState": synced,
         })),
     )
     .await;
@@ -324,8 +332,7 @@ async fn refused(s: &TestServer, flow: &str, answer: &Value) {
     assert_eq!(body["status"], "SIGN_ON_REQUIRED", "{body}");
 }
 
-/// Removes authenticator `old` and adds a new one holding `credential` (none for null);
-/// returns its id.
+/// Removes authenticator `old` and adds a new one holding `credential`; returns its id.
 async fn another_authenticator(b: &Browser, old: &str, credential: Value) -> String {
     webauthn(
         b,
@@ -335,9 +342,7 @@ async fn another_authenticator(b: &Browser, old: &str, credential: Value) -> Str
     )
     .await;
     let new = add_authenticator(b).await;
-    if !credential.is_null() {
-        put_credential(b, &new, credential).await;
-    }
+    put_credential(b, &new, credential).await;
     new
 }
 
@@ -494,7 +499,15 @@ async fn a_passkey_as_the_second_step_and_alone_where_passwords_are_off() {
         link.starts_with(&format!("{web3}/account/enroll?token=dge_")),
         "{out}"
     );
-    another_authenticator(&b, &authenticator, json!(null)).await;
+    // Cat's passkey provider syncs her keys (a software key, `swk`).
+    webauthn(
+        &b,
+        http::Method::DELETE,
+        &format!("authenticator/{authenticator}"),
+        None,
+    )
+    .await;
+    add_authenticator_syncing(&b, true).await;
     b.goto(&link).await;
     b.shows(&["set up a passkey for cat"]).await;
     b.click("form[action='/account/enroll'] button").await;
@@ -502,7 +515,12 @@ async fn a_passkey_as_the_second_step_and_alone_where_passwords_are_off() {
     b.shows(&["cat", "You have no passkeys yet."]).await;
     b.fill("input[name=name]", "cat's phone").await;
     b.click("form[data-passkey=create] button").await;
-    b.shows(&["Passkey added.", "cat's phone"]).await;
+    b.shows(&[
+        "Passkey added.",
+        "cat's phone",
+        "synced between your devices",
+    ])
+    .await;
     // The link worked once.
     b.goto(&link).await;
     b.shows(&["This link has expired or was already used."])
@@ -514,6 +532,12 @@ async fn a_passkey_as_the_second_step_and_alone_where_passwords_are_off() {
     b.click("form[data-passkey=get] button").await;
     assert_eq!(b.path().await, "/device/consent");
     b.shows(&["cat"]).await;
+    b.decide("approve").await;
+    let (status, tokens) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (_, idt) = claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(idt["amr"], json!(["swk", "mfa"]));
+    assert_eq!(idt["sub"], cat.id.as_str());
     b.finish().await;
 }
 
