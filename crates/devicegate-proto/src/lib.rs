@@ -202,6 +202,11 @@ pub struct ServerMetadata {
     pub id_token_signing_alg_values_supported: Vec<String>,
     pub token_endpoint_auth_methods_supported: Vec<String>,
     pub claims_supported: Vec<String>,
+    /// RFC 7009 revocation, RFC 7662 introspection, and how callers authenticate there.
+    pub revocation_endpoint: String,
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    pub introspection_endpoint: String,
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_endpoint: Option<String>,
 }

@@ -31,6 +31,7 @@ pub mod metrics;
 pub(crate) mod pages;
 pub mod passkeys;
 mod passwords;
+mod revocation;
 mod scoped;
 pub mod tenant;
 mod token;
@@ -241,6 +242,8 @@ fn tenant_routes(settings: &Settings) -> Router<AppState> {
     let oauth = Router::new()
         .route("/oauth2/device_authorization", post(device::authorize))
         .route("/oauth2/token", post(token::token))
+        .route("/oauth2/revoke", post(revocation::revoke))
+        .route("/oauth2/introspect", post(revocation::introspect))
         .route(
             "/oauth2/userinfo",
             get(userinfo::userinfo).post(userinfo::userinfo),

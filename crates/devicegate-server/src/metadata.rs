@@ -51,6 +51,18 @@ impl Documents {
             .iter()
             .map(|c| (*c).to_owned())
             .collect(),
+            revocation_endpoint: format!("{issuer}/oauth2/revoke"),
+            revocation_endpoint_auth_methods_supported: vec![
+                "client_secret_basic".into(),
+                "client_secret_post".into(),
+                "none".into(),
+            ],
+            introspection_endpoint: format!("{issuer}/oauth2/introspect"),
+            // Resource servers hold a secret: no `none`.
+            introspection_endpoint_auth_methods_supported: vec![
+                "client_secret_basic".into(),
+                "client_secret_post".into(),
+            ],
             authorization_endpoint: None,
         };
         // OpenID Connect Discovery requires an authorization endpoint; ours refuses every

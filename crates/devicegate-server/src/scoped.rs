@@ -238,10 +238,38 @@ impl TenantStore {
         self.store.rotate_refresh_token(&old.hash, new).await
     }
 
-    /// Deletes every token of `token`'s family; returns how many.
-    pub async fn revoke_refresh_family(&self, token: &RefreshToken) -> Result<u64> {
-        self.own(&token.tenant)?;
-        self.store.revoke_refresh_family(&token.family_id).await
+    /// Deletes every refresh token of family `family_id` here and records the family
+    /// revoked until `until` (its access tokens are refused till then); returns how many
+    /// tokens went.
+    pub async fn revoke_refresh_family(&self, family_id: &str, until: Timestamp) -> Result<u64> {
+        self.store
+            .revoke_refresh_family(&self.tenant, family_id, until)
+            .await
+    }
+
+    /// Records one access token (`jti:…`) or family (`sid:…`) revoked until `until`.
+    pub async fn revoke_id(&self, id: &str, until: Timestamp) -> Result<()> {
+        self.store.revoke_id(&self.tenant, id, until).await
+    }
+
+    /// Whether an access token with this `jti` and `sid` has been revoked.
+    pub async fn access_token_revoked(
+        &self,
+        jti: Option<&str>,
+        sid: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let mut ids = Vec::with_capacity(2);
+        if let Some(j) = jti {
+            ids.push(format!("jti:{j}"));
+        }
+        if let Some(s) = sid {
+            ids.push(format!("sid:{s}"));
+        }
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        self.store.any_revoked(&self.tenant, &ids, now).await
     }
 
     pub async fn create_session(&self, session: &BrowserSession) -> Result<()> {

@@ -8,7 +8,7 @@ use axum::extract::State;
 use devicegate_core::grant::{DeviceGrant, Paced, PollDecision};
 use devicegate_core::jwt::{self, Issue, UserClaims};
 use devicegate_core::scope::{self, Scopes};
-use devicegate_core::secret::{Secret, SecretKind, random_id};
+use devicegate_core::secret::{Secret, SecretKind};
 use devicegate_core::{SecretHash, Timestamp};
 use devicegate_proto::{ErrorCode, GrantType, TokenResponse};
 use devicegate_store::{ClientRecord, HeldPoll, RefreshToken, StoreError, UserRecord};
@@ -84,6 +84,7 @@ pub(crate) async fn device_code(
         let now = now();
         let written = match grant.on_poll(&client.id, now) {
             PollDecision::InvalidGrant => {
+                replayed(state, tenant, client, &grant, now).await?;
                 return Err(OAuthError::invalid_grant(
                     "unknown or already used device code",
                 ));
@@ -122,6 +123,40 @@ pub(crate) async fn device_code(
         }
     })
     .await
+}
+
+/// How long after its redemption a device code presented again is taken for the same
+/// device's overlapping poll (a retried request, a poll that lost the race), not a replay.
+const REPLAY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A device code presented again by its client after it was redeemed: someone else holds a
+/// copy, so everything issued from it is revoked (its refresh family and, through `sid`, its
+/// access tokens), as oidc-provider does. Its own device signs in again.
+async fn replayed(
+    state: &AppState,
+    tenant: &Tenant,
+    client: &ClientRecord,
+    grant: &DeviceGrant,
+    now: Timestamp,
+) -> Result<(), OAuthError> {
+    let redeemed_at = match (&grant.status, grant.last_poll_at) {
+        (devicegate_core::grant::GrantStatus::Redeemed, Some(at)) => at,
+        _ => return Ok(()),
+    };
+    if grant.client_id != client.id || now < redeemed_at.plus(REPLAY_GRACE) {
+        return Ok(());
+    }
+    let n = tenant
+        .store
+        .revoke_refresh_family(&grant.id, access_tokens_end(state, now))
+        .await?;
+    tracing::warn!(
+        grant = %grant.id,
+        client = %client.id,
+        revoked = n,
+        "a redeemed device code was presented again: its tokens are revoked"
+    );
+    Ok(())
 }
 
 impl From<Contended> for OAuthError {
@@ -238,8 +273,10 @@ pub(crate) async fn redeem(
                 idp: grant.idp(),
                 amr: grant.amr(),
             },
+            // A device's sign-in is one family, named by its grant: the access tokens' `sid`,
+            // the device list's id, what a replayed device code revokes.
             Family {
-                id: random_id(),
+                id: grant.id.clone(),
                 started_at: now,
             },
             now,
@@ -264,6 +301,7 @@ pub(crate) async fn redeem(
         &user,
         &grant.scopes,
         Signed {
+            sid: &grant.id,
             context: grant.context.as_deref(),
             auth_time,
             idp: grant.idp(),
@@ -279,6 +317,9 @@ pub(crate) async fn redeem(
 
 /// When the sign-on and the issue were, and the tokens' shape.
 struct Signed<'a> {
+    /// The device's sign-in (its grant id, its refresh family): the access token's `sid`, by
+    /// which revoking the family refuses its access tokens too.
+    sid: &'a str,
     context: Option<&'a str>,
     auth_time: Timestamp,
     /// The upstream provider the person signed on through: the tokens' `idp` claim.
@@ -302,6 +343,12 @@ fn wants_refresh(client: &ClientRecord, scopes: &Scopes) -> bool {
 struct Family {
     id: String,
     started_at: Timestamp,
+}
+
+/// When every access token issued up to `now` has expired: how long a revocation must be
+/// kept.
+pub(crate) fn access_tokens_end(state: &AppState, now: Timestamp) -> Timestamp {
+    now.plus(state.settings.access_token_ttl)
 }
 
 /// When every token of a family started at `started_at` has expired, however often rotated.
@@ -367,6 +414,7 @@ async fn issue_tokens(
         client,
     } = cx;
     let Signed {
+        sid,
         context,
         auth_time,
         idp,
@@ -388,6 +436,7 @@ async fn issue_tokens(
     let mut id_claims = (shape.id_and_refresh && scopes.contains(scope::OPENID))
         .then(|| jwt::id_token_claims(&issue, &user_claims(user)));
     let mut access_claims = jwt::access_token_claims(&issue);
+    access_claims["sid"] = serde_json::json!(sid);
     (shape.access_claims)(user, context, &mut access_claims);
     // How the person signed on (RFC 8176), in the ID token.
     if let (Some(amr), Some(c)) = (amr, id_claims.as_mut()) {
@@ -454,7 +503,7 @@ async fn refresh(
         return Err(invalid());
     }
     if token.used {
-        revoke_family(tenant, &token, "reuse of a rotated refresh token").await?;
+        revoke_family(state, tenant, &token, "reuse of a rotated refresh token").await?;
         return Err(invalid());
     }
     // The access token may narrow the scope; the new refresh token keeps the original
@@ -480,7 +529,7 @@ async fn refresh(
     let user = match tenant.store.get_user(&token.subject).await {
         Ok(u) => u,
         Err(StoreError::NotFound) => {
-            revoke_family(tenant, &token, "the user no longer exists").await?;
+            revoke_family(state, tenant, &token, "the user no longer exists").await?;
             return Err(invalid());
         }
         Err(e) => return Err(e.into()),
@@ -506,7 +555,7 @@ async fn refresh(
         Err(StoreError::NotFound) => return Err(invalid()),
         // Someone rotated it between our read and our write: the same token twice.
         Err(StoreError::Conflict) => {
-            revoke_family(tenant, &token, "concurrent reuse of a refresh token").await?;
+            revoke_family(state, tenant, &token, "concurrent reuse of a refresh token").await?;
             return Err(invalid());
         }
         Err(e) => return Err(e.into()),
@@ -520,6 +569,7 @@ async fn refresh(
         &user,
         &scopes,
         Signed {
+            sid: &token.family_id,
             context: None,
             auth_time: token.auth_time,
             idp: token.idp.as_deref(),
@@ -532,8 +582,16 @@ async fn refresh(
     .await
 }
 
-async fn revoke_family(tenant: &Tenant, token: &RefreshToken, why: &str) -> Result<(), OAuthError> {
-    let n = tenant.store.revoke_refresh_family(token).await?;
+async fn revoke_family(
+    state: &AppState,
+    tenant: &Tenant,
+    token: &RefreshToken,
+    why: &str,
+) -> Result<(), OAuthError> {
+    let n = tenant
+        .store
+        .revoke_refresh_family(&token.family_id, access_tokens_end(state, now()))
+        .await?;
     tracing::warn!(
         family_id = token.family_id,
         revoked = n,

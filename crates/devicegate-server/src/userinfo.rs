@@ -7,7 +7,6 @@ use axum::{Extension, Json};
 use devicegate_core::jwt;
 use devicegate_core::scope::{self, Scopes};
 use devicegate_proto::ErrorCode;
-use devicegate_store::StoreError;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use serde_json::{Map, Value, json};
@@ -66,6 +65,10 @@ pub async fn userinfo(
         now(),
     )
     .map_err(|_| invalid())?;
+    // Revoked (the token, or its device's family), or its person gone: refused.
+    let Some(user) = crate::revocation::access_token_person(&tenant, &claims, now()).await? else {
+        return Err(invalid());
+    };
     let scopes = claims
         .get("scope")
         .and_then(Value::as_str)
@@ -78,15 +81,6 @@ pub async fn userinfo(
             "userinfo needs the openid scope",
         ));
     }
-    let sub = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .ok_or_else(invalid)?;
-    let user = match tenant.store.get_user(sub).await {
-        Ok(u) => u,
-        Err(StoreError::NotFound) => return Err(invalid()),
-        Err(e) => return Err(e.into()),
-    };
     let mut out = Map::new();
     out.insert("sub".into(), json!(user.id));
     user_claims(&user).add_scoped(&scopes, &mut out);

@@ -44,7 +44,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let cases: [(&str, Case<S>); 46] = [
+    let cases: [(&str, Case<S>); 47] = [
         ("clients", |s| Box::pin(clients(s))),
         ("users", |s| Box::pin(users(s))),
         ("grants", |s| Box::pin(grants(s))),
@@ -151,6 +151,7 @@ where
         ("ending_a_persons_sessions", |s| {
             Box::pin(ending_a_persons_sessions(s))
         }),
+        ("revocations", |s| Box::pin(revocations(s))),
     ];
     let mut failed = Vec::new();
     for (name, case) in cases {
@@ -652,7 +653,12 @@ async fn refresh_tokens(s: impl Store) {
     );
     let (_, other) = refresh("other");
     redeemed_with(&s, &other).await;
-    assert_eq!(s.revoke_refresh_family("fam").await.unwrap(), 2);
+    assert_eq!(
+        s.revoke_refresh_family(T, "fam", NOW.plus(Duration::from_secs(60)))
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(
         s.get_refresh_token(&secret2.hash()).await,
         Err(StoreError::NotFound)
@@ -688,7 +694,7 @@ async fn concurrent_rotation_has_one_winner(s: Arc<impl Store>) {
     }
     assert_one_winner(tasks).await;
     assert_eq!(
-        s.revoke_refresh_family("fam").await.unwrap(),
+        s.revoke_refresh_family(T, "fam", NOW).await.unwrap(),
         2,
         "the old token and one new one"
     );
@@ -2683,4 +2689,62 @@ async fn ending_a_persons_sessions(s: impl Store) {
     assert_eq!(s.end_sessions(T, "ann", None).await.unwrap(), 1);
     assert_eq!(s.end_sessions(T, "ann", None).await.unwrap(), 0);
     assert_eq!(s.get_session(&acmes.id_hash).await.unwrap(), acmes);
+}
+
+async fn revocations(s: impl Store) {
+    s.create_tenant(&tenant("acme")).await.unwrap();
+    let ids = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let later = NOW.plus(Duration::from_secs(60));
+    assert!(
+        !s.any_revoked(T, &ids(&["jti:a", "sid:f"]), NOW)
+            .await
+            .unwrap()
+    );
+    s.revoke_id(T, "jti:a", later).await.unwrap();
+    assert!(
+        s.any_revoked(T, &ids(&["jti:a", "sid:f"]), NOW)
+            .await
+            .unwrap()
+    );
+    assert!(s.any_revoked(T, &ids(&["jti:a"]), NOW).await.unwrap());
+    assert!(!s.any_revoked(T, &ids(&["jti:b"]), NOW).await.unwrap());
+    // Another tenant's revocation names nothing here, and the other way round.
+    assert!(!s.any_revoked("acme", &ids(&["jti:a"]), NOW).await.unwrap());
+    // Until `until`, then no longer; an earlier `until` does not shorten a later one.
+    assert!(!s.any_revoked(T, &ids(&["jti:a"]), later).await.unwrap());
+    s.revoke_id(T, "jti:a", NOW).await.unwrap();
+    assert!(
+        s.any_revoked(T, &ids(&["jti:a"]), NOW.plus(Duration::from_secs(30)))
+            .await
+            .unwrap()
+    );
+    // A family: its refresh tokens go (this tenant's only) and its sid is revoked, together.
+    let (_, mine) = refresh("fam");
+    redeemed_with(&s, &mine).await;
+    assert_eq!(
+        s.revoke_refresh_family("acme", "fam", later).await.unwrap(),
+        0
+    );
+    assert!(
+        s.get_refresh_token(&mine.hash).await.is_ok(),
+        "another tenant's family"
+    );
+    assert!(!s.any_revoked(T, &ids(&["sid:fam"]), NOW).await.unwrap());
+    assert_eq!(s.revoke_refresh_family(T, "fam", later).await.unwrap(), 1);
+    assert_eq!(
+        s.get_refresh_token(&mine.hash).await,
+        Err(StoreError::NotFound)
+    );
+    assert!(s.any_revoked(T, &ids(&["sid:fam"]), NOW).await.unwrap());
+    // The sweep removes what has run out.
+    let counts = s
+        .sweep(later.plus(Duration::from_secs(61)), NOW)
+        .await
+        .unwrap();
+    assert!(counts.revocations >= 2, "{counts:?}");
+    assert!(
+        !s.any_revoked(T, &ids(&["jti:a", "sid:fam"]), NOW)
+            .await
+            .unwrap()
+    );
 }

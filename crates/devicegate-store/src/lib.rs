@@ -89,7 +89,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Tables whose rows belong to a tenant (deleted with it).
-pub const TENANT_TABLES: [&str; 14] = [
+pub const TENANT_TABLES: [&str; 15] = [
     "clients",
     "users",
     "device_grants",
@@ -104,6 +104,7 @@ pub const TENANT_TABLES: [&str; 14] = [
     "recovery_codes",
     "passkeys",
     "webauthn_ceremonies",
+    "revocations",
 ];
 
 /// A grant changed state (bound, approved, denied, polled, redeemed). Announced to every
@@ -330,8 +331,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Marks `old` used if it was not, and stores `new`, in one transaction; `Conflict` if
     /// `old` was already used.
     async fn rotate_refresh_token(&self, old: &SecretHash, new: &RefreshToken) -> Result<()>;
-    /// Deletes every token of a family; returns how many.
-    async fn revoke_refresh_family(&self, family_id: &str) -> Result<u64>;
+    /// Deletes every refresh token of a family in `tenant` and, in the same transaction,
+    /// records the family (`sid:{family_id}`, the access tokens' `sid`) revoked until `until`
+    /// (the expiry of the last access token issued from it); returns how many tokens went.
+    async fn revoke_refresh_family(
+        &self,
+        tenant: &str,
+        family_id: &str,
+        until: Timestamp,
+    ) -> Result<u64>;
+    /// Records `id` (`jti:…` for one access token, `sid:…` for a family) revoked in `tenant`
+    /// until `until` (a later `until` of the same id wins).
+    async fn revoke_id(&self, tenant: &str, id: &str, until: Timestamp) -> Result<()>;
+    /// Whether any of `ids` is revoked in `tenant` at `now`.
+    async fn any_revoked(&self, tenant: &str, ids: &[String], now: Timestamp) -> Result<bool>;
 
     /// Pending grants that have not expired at `now`, by user-code length.
     async fn count_pending_grants(&self, now: Timestamp) -> Result<PendingCodes>;

@@ -284,6 +284,7 @@ pub struct SweepCounts {
     pub sessions: u64,
     pub upstream_states: u64,
     pub webauthn_ceremonies: u64,
+    pub revocations: u64,
 }
 
 impl std::fmt::Debug for KeyRecord {

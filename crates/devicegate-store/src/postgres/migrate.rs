@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0006_upstream_link_per_user.sql"),
     include_str!("../../migrations/postgres/0007_second_factors.sql"),
     include_str!("../../migrations/postgres/0008_passkeys.sql"),
+    include_str!("../../migrations/postgres/0009_revocations.sql"),
 ];
 /// Taken while migrating, so that instances starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6465_7669_6365_6761;

@@ -103,6 +103,26 @@ impl PostgresStore {
     }
 }
 
+/// Records `id` revoked until `until`, keeping the later `until` of two.
+async fn revoke_id_in(
+    db: &impl deadpool_postgres::GenericClient,
+    tenant: &str,
+    id: &str,
+    until: Timestamp,
+) -> Result<()> {
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO revocations (tenant, id, until) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant, id) DO UPDATE SET until = GREATEST(revocations.until, EXCLUDED.until)",
+        )
+        .await
+        .map_err(pg)?;
+    db.execute(&stmt, &[&tenant, &id, &until.as_millis()])
+        .await
+        .map_err(pg)?;
+    Ok(())
+}
+
 /// Deletes a person's authenticator, recovery codes and passkeys.
 async fn delete_factors_in(
     db: &impl deadpool_postgres::GenericClient,
@@ -1228,12 +1248,40 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(pg)
     }
 
-    async fn revoke_refresh_family(&self, family_id: &str) -> Result<u64> {
-        self.exec(
-            "DELETE FROM refresh_tokens WHERE family_id = $1",
-            &[&family_id],
-        )
-        .await
+    /// One transaction: tokens gone and the family recorded revoked together.
+    async fn revoke_refresh_family(
+        &self,
+        tenant: &str,
+        family_id: &str,
+        until: Timestamp,
+    ) -> Result<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let n = tx
+            .execute(
+                "DELETE FROM refresh_tokens WHERE tenant = $1 AND family_id = $2",
+                &[&tenant, &family_id],
+            )
+            .await
+            .map_err(pg)?;
+        revoke_id_in(&tx, tenant, &format!("sid:{family_id}"), until).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(n)
+    }
+
+    async fn revoke_id(&self, tenant: &str, id: &str, until: Timestamp) -> Result<()> {
+        let client = self.client().await?;
+        revoke_id_in(&client, tenant, id, until).await
+    }
+
+    async fn any_revoked(&self, tenant: &str, ids: &[String], now: Timestamp) -> Result<bool> {
+        let row = self
+            .opt(
+                "SELECT 1 FROM revocations WHERE tenant = $1 AND id = ANY($2) AND until > $3",
+                &[&tenant, &ids, &now.as_millis()],
+            )
+            .await?;
+        Ok(row.is_some())
     }
 
     async fn count_pending_grants(&self, now: Timestamp) -> Result<PendingCodes> {
@@ -1534,6 +1582,10 @@ impl Store for PostgresStore {
             .execute("DELETE FROM upstream_states WHERE expires_at < $1", &[&now])
             .await
             .map_err(pg)?;
+        let revocations = tx
+            .execute("DELETE FROM revocations WHERE until < $1", &[&now])
+            .await
+            .map_err(pg)?;
         let webauthn_ceremonies = tx
             .execute(
                 "DELETE FROM webauthn_ceremonies WHERE expires_at < $1",
@@ -1553,6 +1605,7 @@ impl Store for PostgresStore {
             sessions,
             upstream_states,
             webauthn_ceremonies,
+            revocations,
         })
     }
 }

@@ -225,6 +225,23 @@ pub(super) fn delete_factors_in(conn: &Connection, tenant: &str, user_id: &str) 
     Ok(())
 }
 
+/// Records `id` revoked until `until`, keeping the later `until` of two.
+pub(super) fn revoke_id_in(
+    conn: &Connection,
+    tenant: &str,
+    id: &str,
+    until: Timestamp,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO revocations (tenant, id, until) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (tenant, id) DO UPDATE SET until = max(until, excluded.until)",
+    )
+    .map_err(internal)?
+    .execute(rusqlite::params![tenant, id, until.as_millis()])
+    .map_err(internal)?;
+    Ok(())
+}
+
 /// After an update that matched no row: was the row gone, or changed?
 pub(super) fn missing_or_conflict(
     conn: &Connection,

@@ -1051,16 +1051,50 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revoke_refresh_family(&self, family_id: &str) -> Result<u64> {
-        let family_id = family_id.to_owned();
+    /// One writer transaction (the writer's group commit): tokens gone and the family
+    /// recorded revoked together.
+    async fn revoke_refresh_family(
+        &self,
+        tenant: &str,
+        family_id: &str,
+        until: Timestamp,
+    ) -> Result<u64> {
+        let (tenant, family_id) = (tenant.to_owned(), family_id.to_owned());
         self.write(move |conn| {
             let n = conn
-                .execute(
-                    "DELETE FROM refresh_tokens WHERE family_id = ?1",
-                    [family_id],
+                .prepare_cached("DELETE FROM refresh_tokens WHERE tenant = ?1 AND family_id = ?2")
+                .map_err(internal)?
+                .execute([&tenant, &family_id])
+                .map_err(internal)?;
+            revoke_id_in(conn, &tenant, &format!("sid:{family_id}"), until)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn revoke_id(&self, tenant: &str, id: &str, until: Timestamp) -> Result<()> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.write(move |conn| revoke_id_in(conn, &tenant, &id, until))
+            .await
+    }
+
+    async fn any_revoked(&self, tenant: &str, ids: &[String], now: Timestamp) -> Result<bool> {
+        let (tenant, ids) = (tenant.to_owned(), ids.to_vec());
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT 1 FROM revocations WHERE tenant = ?1 AND id = ?2 AND until > ?3",
                 )
                 .map_err(internal)?;
-            Ok(n as u64)
+            for id in &ids {
+                if stmt
+                    .exists(params![tenant, id, now.as_millis()])
+                    .map_err(internal)?
+                {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         })
         .await
     }
@@ -1251,7 +1285,14 @@ impl Store for SqliteStore {
                         [now.as_millis()],
                     )
                     .map_err(internal)?;
+                let revocations = conn
+                    .execute(
+                        "DELETE FROM revocations WHERE until < ?1",
+                        [now.as_millis()],
+                    )
+                    .map_err(internal)?;
                 Ok(SweepCounts {
+                    revocations: revocations as u64,
                     webauthn_ceremonies: ceremonies as u64,
                     grants: grants as u64,
                     flows: flows as u64,

@@ -35,7 +35,10 @@ async fn client_discovers_logs_in_and_refreshes_against_devicegate() {
     let (s, sub) = server().await;
     let client = Client::discover(&s.base, "cli").await.unwrap();
     assert_eq!(client.endpoints().token, s.url("/oauth2/token"));
-    assert_eq!(client.endpoints().revocation, None);
+    assert_eq!(
+        client.endpoints().revocation.as_deref(),
+        Some(s.url("/oauth2/revoke").as_str())
+    );
     let a = client
         .authorize(&AuthorizationRequest::new().scope(SCOPE))
         .await
@@ -62,18 +65,17 @@ async fn client_discovers_logs_in_and_refreshes_against_devicegate() {
     // The rotated-away token is refused with the server's own code.
     let e = client.refresh(&refresh).await.unwrap_err();
     assert_eq!(e.oauth_code(), Some("invalid_grant"), "{e}");
-    // devicegate has no revocation endpoint, and the client says so rather than guessing one.
-    let e = client
+    // RFC 7009 through the client: the renewed refresh token is revoked with its family.
+    let renewed_refresh = renewed.refresh_token.clone().unwrap();
+    client
         .revoke(
-            &tokens.access_token,
-            devicegate_client::TokenTypeHint::AccessToken,
+            &renewed_refresh,
+            devicegate_client::TokenTypeHint::RefreshToken,
         )
         .await
-        .unwrap_err();
-    assert!(
-        matches!(e, Error::Unsupported("revocation_endpoint")),
-        "{e}"
-    );
+        .unwrap();
+    let e = client.refresh(&renewed_refresh).await.unwrap_err();
+    assert_eq!(e.oauth_code(), Some("invalid_grant"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,6 +218,18 @@ async fn rfc8628_3_5_slow_down_adds_5_seconds_and_keeps_them_over_http() {
     // 1 s + 5 s after slow_down, and still 6 s after the next, pending, answer.
     assert!(gaps[1] >= secs(6) && gaps[1] < secs(7), "{gaps:?}");
     assert!(gaps[2] >= secs(6) && gaps[2] < secs(7), "{gaps:?}");
+    // This server has no revocation endpoint, and the client says so rather than guessing one.
+    let e = client
+        .revoke(
+            &tokens.access_token,
+            devicegate_client::TokenTypeHint::AccessToken,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Unsupported("revocation_endpoint")),
+        "{e}"
+    );
 }
 
 // ---- the `devicegate login` command, as a subprocess ----
@@ -391,10 +405,31 @@ async fn cli_login_json_then_token_show_refresh_and_logout() {
         first_refresh
     );
 
+    let kept = stored(&file)["entries"][0]["tokens"].clone();
     let (exit, out, err) = run(&file, &["logout", "--json", "--issuer", &s.base]).await;
     assert_eq!(exit, 0, "{out}{err}");
     let gone: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(gone["revoked"], false, "devicegate offers no revocation");
+    assert_eq!(gone["revoked"], true, "logout revokes on the server");
+    // The server refuses what the file held: the refresh token, and its access token.
+    let (status, _, body) = s
+        .form(
+            "/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "cli"),
+                ("refresh_token", kept["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    let res = s
+        .http
+        .get(s.url("/oauth2/userinfo"))
+        .bearer_auth(kept["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::UNAUTHORIZED);
     assert_eq!(stored(&file)["entries"], json!([]));
     let (exit, _, err) = run(&file, &["token", "show"]).await;
     assert!(exit == 1 && err.contains("not logged in"), "{exit} {err}");

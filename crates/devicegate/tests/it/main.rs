@@ -15,5 +15,6 @@ mod oauth;
 mod oidc_provider;
 mod pages;
 mod passkeys;
+mod revocation;
 mod support;
 mod upstream;

@@ -1,0 +1,10 @@
+-- devicegate schema for PostgreSQL, version 9. Released migrations are never edited.
+-- Revocation (issue 15): access tokens (`jti:…`) and refresh families (`sid:…`, the access
+-- tokens' `sid`) revoked before they expire, kept until the last token they name has expired,
+-- then swept.
+CREATE TABLE revocations (
+    tenant TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    until  BIGINT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);

@@ -1,0 +1,9 @@
+-- Revocation (issue 15): access tokens (`jti:…`) and refresh families (`sid:…`, the access
+-- tokens' `sid`) revoked before they expire, kept until the last token they name has expired,
+-- then swept. Released migrations are never edited: add a new file.
+CREATE TABLE revocations (
+    tenant TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    until  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+) STRICT;

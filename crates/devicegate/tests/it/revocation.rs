@@ -1,0 +1,263 @@
+//! Taking tokens back (RFC 7009) and asking about them (RFC 7662), with the `oauth2` crate
+//! as the client and resource server; and a device code presented again after its
+//! redemption, which revokes what it gave.
+
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AccessToken, ClientId, ClientSecret, IntrospectionUrl, RefreshToken, RevocationUrl,
+    StandardRevocableToken, TokenIntrospectionResponse,
+};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::*;
+
+/// The `oauth2` crate's HTTP client, trusting the test's https front.
+fn http(cert: &[u8]) -> oauth2::reqwest::Client {
+    oauth2::reqwest::ClientBuilder::new()
+        .redirect(oauth2::reqwest::redirect::Policy::none())
+        .add_root_certificate(oauth2::reqwest::Certificate::from_der(cert).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// A server with a device client `tv`, another `radio`, a resource server `rs` (confidential;
+/// its secret returned) and `ann`.
+async fn server() -> (TestServer, String) {
+    let s = TestServer::start().await;
+    s.public_client("tv", 1).await;
+    s.public_client("radio", 1).await;
+    let secret = s.confidential_client("rs").await;
+    s.user("ann").await;
+    (s, secret)
+}
+
+async fn userinfo(s: &TestServer, access_token: &str) -> StatusCode {
+    s.http
+        .get(s.url("/oauth2/userinfo"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn refresh(s: &TestServer, client: &str, token: &str) -> (StatusCode, Value) {
+    let (status, _, body) = s
+        .form(
+            "/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", client),
+                ("refresh_token", token),
+            ],
+        )
+        .await;
+    (status, body)
+}
+
+fn text<'a>(tokens: &'a Value, name: &str) -> &'a str {
+    tokens[name].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn revoke_and_introspect_with_the_oauth2_crate() {
+    let (s, rs_secret) = server().await;
+    // The oauth2 crate revokes over https only (RFC 7009 §2 requires TLS).
+    let addr = s.running.as_ref().unwrap().addr;
+    let (https, cert) = https_front(addr).await;
+    let http = http(&cert);
+    let resource_server = BasicClient::new(ClientId::new("rs".into()))
+        .set_client_secret(ClientSecret::new(rs_secret.clone()))
+        .set_introspection_url(
+            IntrospectionUrl::new(format!("{https}/oauth2/introspect")).unwrap(),
+        );
+    let device = BasicClient::new(ClientId::new("tv".into()))
+        .set_auth_type(oauth2::AuthType::RequestBody)
+        .set_revocation_url(RevocationUrl::new(format!("{https}/oauth2/revoke")).unwrap());
+    let introspect = async |token: &str| {
+        resource_server
+            .introspect(&AccessToken::new(token.to_owned()))
+            .request_async(&http)
+            .await
+            .unwrap()
+    };
+
+    // Discovery names both endpoints.
+    let (_, _, meta) = s
+        .api("GET", "/.well-known/openid-configuration", None)
+        .await;
+    assert_eq!(meta["revocation_endpoint"], s.url("/oauth2/revoke"));
+    assert_eq!(meta["introspection_endpoint"], s.url("/oauth2/introspect"));
+
+    // A live token set: both tokens are active, with their claims.
+    let t = s.tokens("tv", "openid offline_access", "ann").await;
+    let at = introspect(text(&t, "access_token")).await;
+    assert!(at.active());
+    assert_eq!(at.client_id().map(|c| c.as_str()), Some("tv"));
+    assert!(at.sub().is_some());
+    assert_eq!(
+        at.scopes().map(|s| s.len()),
+        Some(2),
+        "openid offline_access"
+    );
+    let rt = introspect(text(&t, "refresh_token")).await;
+    assert!(rt.active());
+    // Garbage and unknown tokens are inactive, not errors.
+    for junk in ["x.y.z", "dgr_nope", "eyJhbGciOiJub25lIn0.e30."] {
+        assert!(!introspect(junk).await.active(), "{junk:?}");
+    }
+    // A device may not introspect: it is no resource server.
+    let (status, _, body) = s
+        .form(
+            "/oauth2/introspect",
+            &[("client_id", "tv"), ("token", text(&t, "access_token"))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "unauthorized_client");
+
+    // Another client's token is not revoked by `tv` (200 all the same).
+    let radio = s.tokens("radio", "openid offline_access", "ann").await;
+    device
+        .revoke_token(StandardRevocableToken::RefreshToken(RefreshToken::new(
+            text(&radio, "refresh_token").to_owned(),
+        )))
+        .unwrap()
+        .request_async(&http)
+        .await
+        .unwrap();
+    let (status, _) = refresh(&s, "radio", text(&radio, "refresh_token")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // An access token alone: refused by userinfo and introspection from now on; the device's
+    // refresh token still works, and the next access token with it.
+    assert_eq!(userinfo(&s, text(&t, "access_token")).await, StatusCode::OK);
+    device
+        .revoke_token(StandardRevocableToken::AccessToken(AccessToken::new(
+            text(&t, "access_token").to_owned(),
+        )))
+        .unwrap()
+        .request_async(&http)
+        .await
+        .unwrap();
+    assert_eq!(
+        userinfo(&s, text(&t, "access_token")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(!introspect(text(&t, "access_token")).await.active());
+    let (status, renewed) = refresh(&s, "tv", text(&t, "refresh_token")).await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    assert_eq!(
+        userinfo(&s, text(&renewed, "access_token")).await,
+        StatusCode::OK
+    );
+
+    // A refresh token: its whole family goes, and the family's access tokens with it.
+    device
+        .revoke_token(StandardRevocableToken::RefreshToken(RefreshToken::new(
+            text(&renewed, "refresh_token").to_owned(),
+        )))
+        .unwrap()
+        .request_async(&http)
+        .await
+        .unwrap();
+    let (status, body) = refresh(&s, "tv", text(&renewed, "refresh_token")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(
+        userinfo(&s, text(&renewed, "access_token")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(!introspect(text(&renewed, "access_token")).await.active());
+    assert!(!introspect(text(&renewed, "refresh_token")).await.active());
+
+    // An unknown token: 200, as RFC 7009 §2.2 says. A bad client: 401.
+    let (status, _, _) = s
+        .form("/oauth2/revoke", &[("client_id", "tv"), ("token", "nope")])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = s
+        .form(
+            "/oauth2/revoke",
+            &[("client_id", "nobody"), ("token", "nope")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid_client");
+    let (status, _, body) = s.form("/oauth2/revoke", &[("client_id", "tv")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_request");
+
+    // Another tenant's resource server learns nothing of this tenant's tokens.
+    s.store()
+        .create_tenant(&devicegate_store::TenantRecord {
+            id: "acme".into(),
+            uuid: "1f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b".into(),
+            local_passwords: true,
+            second_factor: "off".into(),
+            created_at: devicegate_server::now(),
+        })
+        .await
+        .unwrap();
+    let acme_secret =
+        devicegate_core::Secret::generate(devicegate_core::secret::SecretKind::ClientSecret);
+    s.client(devicegate_store::ClientRecord {
+        tenant: "acme".into(),
+        ..client_record("rs", Some(acme_secret.hash()))
+    })
+    .await;
+    let live = s.tokens("tv", "openid offline_access", "ann").await;
+    for token in [text(&live, "access_token"), text(&live, "refresh_token")] {
+        let (status, _, body) = s
+            .form(
+                "/t/acme/oauth2/introspect",
+                &[
+                    ("client_id", "rs"),
+                    ("client_secret", acme_secret.expose()),
+                    ("token", token),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, serde_json::json!({"active": false}));
+    }
+    assert!(introspect(text(&live, "access_token")).await.active());
+}
+
+#[tokio::test]
+async fn a_device_code_presented_again_revokes_what_it_gave() {
+    let (s, rs_secret) = server().await;
+    let d = s
+        .device_authorization("tv", Some("openid offline_access"))
+        .await;
+    s.decide(text(&d, "user_code"), "ann", true).await;
+    let (status, t) = s.poll("tv", text(&d, "device_code")).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    // At once again (a retried request of the same device): refused, and nothing revoked.
+    let (status, body) = s.poll("tv", text(&d, "device_code")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(userinfo(&s, text(&t, "access_token")).await, StatusCode::OK);
+    // Later: someone else holds the code. Everything it gave is revoked.
+    sleep_ms(2_100).await;
+    let (status, body) = s.poll("tv", text(&d, "device_code")).await;
+    assert_eq!(body["error"], "invalid_grant", "{status}");
+    assert_eq!(
+        userinfo(&s, text(&t, "access_token")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = refresh(&s, "tv", text(&t, "refresh_token")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, _, body) = s
+        .form(
+            "/oauth2/introspect",
+            &[
+                ("client_id", "rs"),
+                ("client_secret", &rs_secret),
+                ("token", text(&t, "access_token")),
+            ],
+        )
+        .await;
+    assert_eq!(body, serde_json::json!({"active": false}));
+}
