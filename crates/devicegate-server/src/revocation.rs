@@ -28,8 +28,8 @@ use crate::{AppState, now};
 
 /// What a presented token is, once read.
 enum Read {
-    Refresh(devicegate_store::RefreshToken),
-    /// A signed access token's claims (expired or not).
+    Refresh(Box<devicegate_store::RefreshToken>),
+    /// A signed, unexpired access token's claims.
     Access(Map<String, Value>),
     /// Not a token of this tenant (unknown, malformed, another issuer's).
     Unknown,
@@ -42,7 +42,7 @@ async fn read(tenant: &Tenant, token: &str) -> Result<Read, OAuthError> {
             .get_refresh_token(&Secret::from_presented(token).hash())
             .await
         {
-            Ok(t) => Ok(Read::Refresh(t)),
+            Ok(t) => Ok(Read::Refresh(Box::new(t))),
             Err(StoreError::NotFound) => Ok(Read::Unknown),
             Err(e) => Err(e.into()),
         };
