@@ -366,6 +366,27 @@ pub struct FlowView {
     pub webauthn_options: Option<serde_json::Value>,
 }
 
+/// A device a person approved that still holds access (`GET /api/v1/account/devices`): one
+/// refresh token family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceView {
+    /// The device's sign-in (its refresh family, its access tokens' `sid`).
+    pub id: String,
+    pub client: FlowClient,
+    pub scopes: Vec<String>,
+    /// RFC 3339: when it was approved, when it last refreshed (none yet: absent), and when
+    /// its access ends unless it refreshes.
+    pub approved_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refreshed_at: Option<String>,
+    pub expires_at: String,
+    /// Where the device asked for its code from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
 /// A one-time-code authenticator being enrolled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TotpEnrolment {

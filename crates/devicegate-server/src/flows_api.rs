@@ -31,6 +31,7 @@ pub fn router(settings: &Settings) -> Router<AppState> {
         .route("/api/v1/flows", post(create))
         .route("/api/v1/flows/{id}", post(act).get(read))
         .route("/api/v1/sessions/end", post(end_session))
+        .merge(crate::devices::router())
         .method_not_allowed_fallback(crate::error::method_not_allowed);
     // No CORS unless the operator lists origins: the API then serves exactly those.
     let origins: Vec<HeaderValue> = settings
@@ -44,8 +45,8 @@ pub fn router(settings: &Settings) -> Router<AppState> {
         routes.layer(
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
-                .allow_methods([http::Method::GET, http::Method::POST])
-                .allow_headers([header::CONTENT_TYPE])
+                .allow_methods([http::Method::GET, http::Method::POST, http::Method::DELETE])
+                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
                 // `upstream.start` sets the browser's binding cookie.
                 .allow_credentials(true),
         )

@@ -17,6 +17,7 @@ mod client_auth;
 mod conn;
 mod decision;
 mod device;
+pub mod devices;
 mod dialects;
 mod discovery;
 mod error;

@@ -247,6 +247,11 @@ impl TenantStore {
             .await
     }
 
+    /// The person's live refresh families (their devices), newest first.
+    pub async fn list_families(&self, subject: &str, now: Timestamp) -> Result<Vec<RefreshToken>> {
+        self.store.list_families(&self.tenant, subject, now).await
+    }
+
     /// Records one access token (`jti:…`) or family (`sid:…`) revoked until `until`.
     pub async fn revoke_id(&self, id: &str, until: Timestamp) -> Result<()> {
         self.store.revoke_id(&self.tenant, id, until).await

@@ -272,6 +272,10 @@ pub(crate) async fn redeem(
                 auth_time,
                 idp: grant.idp(),
                 amr: grant.amr(),
+                device: (
+                    grant.requester.ip.as_deref(),
+                    grant.requester.user_agent.as_deref(),
+                ),
             },
             // A device's sign-in is one family, named by its grant: the access tokens' `sid`,
             // the device list's id, what a replayed device code revokes.
@@ -363,6 +367,8 @@ struct Grantee<'a> {
     auth_time: Timestamp,
     idp: Option<&'a str>,
     amr: Option<&'a str>,
+    /// The device the family was issued to (its address and user agent).
+    device: (Option<&'a str>, Option<&'a str>),
 }
 
 /// A new token of `family`: it lives `refresh_token_ttl`, but not past the family's end.
@@ -379,6 +385,7 @@ fn new_refresh_token(
         auth_time,
         idp,
         amr,
+        device,
     } = grantee;
     let secret = Secret::generate(SecretKind::RefreshToken);
     let record = RefreshToken {
@@ -397,6 +404,8 @@ fn new_refresh_token(
             .plus(state.settings.refresh_token_ttl)
             .min(family_ends(state, family.started_at)),
         used: false,
+        requester_ip: device.0.map(str::to_owned),
+        requester_agent: device.1.map(str::to_owned),
     };
     (secret, record)
 }
@@ -543,6 +552,10 @@ async fn refresh(
             auth_time: token.auth_time,
             idp: token.idp.as_deref(),
             amr: token.amr.as_deref(),
+            device: (
+                token.requester_ip.as_deref(),
+                token.requester_agent.as_deref(),
+            ),
         },
         Family {
             id: token.family_id.clone(),

@@ -366,23 +366,24 @@ pub async fn new_session(
     tenant.store.start_session(kind, held, ttl, now()).await
 }
 
-/// Signs the flow behind `key` on as the person of a kept session (`keep_sign_on`).
-pub async fn resume_kept(
+/// The live kept session `presented` names, whose sign-on still carries over, and its
+/// person; `InvalidSession` otherwise.
+async fn kept_sign_on(
     tenant: &Tenant,
-    key: &SecretHash,
     presented: &str,
-) -> Result<Flow, StepError> {
+) -> Result<(BrowserSession, UserRecord), StepError> {
     let Some(session) = kept_session(tenant, presented)
         .await?
         .filter(|s| s.expires_at > now())
     else {
         return Err(StepError::InvalidSession);
     };
-    let (Some(user_id), Some(auth_time)) = (session.user_id, session.signed_on_at) else {
+    let (Some(user_id), Some(auth_time)) = (session.user_id.as_deref(), session.signed_on_at)
+    else {
         return Err(StepError::InvalidSession);
     };
     let on = SignOn {
-        user_id: &user_id,
+        user_id,
         auth_time,
         idp: session.idp.as_deref(),
         amr: session.amr.as_deref(),
@@ -392,11 +393,30 @@ pub async fn resume_kept(
     }
     // The person must still exist here (deleting a user or setting a password also deletes
     // their sessions).
-    match tenant.store.get_user(&user_id).await {
-        Ok(_) => {}
+    let user = match tenant.store.get_user(user_id).await {
+        Ok(u) => u,
         Err(StoreError::NotFound) => return Err(StepError::InvalidSession),
         Err(e) => return Err(e.into()),
-    }
+    };
+    Ok((session, user))
+}
+
+/// The person of a kept session (`keep_sign_on`), for the account API.
+pub async fn kept_person(tenant: &Tenant, presented: &str) -> Result<UserRecord, StepError> {
+    kept_sign_on(tenant, presented).await.map(|(_, u)| u)
+}
+
+/// Signs the flow behind `key` on as the person of a kept session (`keep_sign_on`).
+pub async fn resume_kept(
+    tenant: &Tenant,
+    key: &SecretHash,
+    presented: &str,
+) -> Result<Flow, StepError> {
+    let (session, user) = kept_sign_on(tenant, presented).await?;
+    let Some(auth_time) = session.signed_on_at else {
+        return Err(StepError::InvalidSession);
+    };
+    let user_id = user.id;
     resume_session(
         tenant,
         key,

@@ -17,7 +17,7 @@ pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_ty
 pub(crate) const USER_COLUMNS: &str =
     "id, username, password_hash, name, email, created_at, tenant";
 pub(crate) const REFRESH_COLUMNS: &str = "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used, \
-     tenant, family_started_at, idp, amr";
+     tenant, family_started_at, idp, amr, requester_ip, requester_agent";
 pub(crate) const SESSION_COLUMNS: &str =
     "id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at, tenant, idp, amr";
 pub(crate) const KEY_COLUMNS: &str = "id, alg, pkcs8, created_at, tenant";

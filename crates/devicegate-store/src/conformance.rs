@@ -44,7 +44,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let cases: [(&str, Case<S>); 47] = [
+    let cases: [(&str, Case<S>); 48] = [
         ("clients", |s| Box::pin(clients(s))),
         ("users", |s| Box::pin(users(s))),
         ("grants", |s| Box::pin(grants(s))),
@@ -152,6 +152,9 @@ where
             Box::pin(ending_a_persons_sessions(s))
         }),
         ("revocations", |s| Box::pin(revocations(s))),
+        ("a_persons_devices_are_their_live_families", |s| {
+            Box::pin(a_persons_devices_are_their_live_families(s))
+        }),
     ];
     let mut failed = Vec::new();
     for (name, case) in cases {
@@ -265,6 +268,8 @@ fn refresh(family: &str) -> (Secret, RefreshToken) {
         created_at: NOW,
         expires_at: NOW.plus(Duration::from_secs(3600)),
         used: false,
+        requester_ip: Some("203.0.113.7".into()),
+        requester_agent: Some("tv/1.0".into()),
     };
     (s, t)
 }
@@ -2747,4 +2752,51 @@ async fn revocations(s: impl Store) {
             .await
             .unwrap()
     );
+}
+
+async fn a_persons_devices_are_their_live_families(s: impl Store) {
+    assert_eq!(s.list_families(T, "u1", NOW).await.unwrap(), vec![]);
+    // An older family, rotated once: only its newest token stands for it.
+    let (_, old) = refresh("old");
+    let old = RefreshToken {
+        family_started_at: Timestamp::from_millis(NOW.as_millis() - 120_000),
+        ..old
+    };
+    redeemed_with(&s, &old).await;
+    let (_, rotated) = refresh("old");
+    let rotated = RefreshToken {
+        family_started_at: old.family_started_at,
+        created_at: NOW.plus(Duration::from_secs(5)),
+        requester_ip: None,
+        requester_agent: None,
+        ..rotated
+    };
+    s.rotate_refresh_token(&old.hash, &rotated).await.unwrap();
+    // A newer family; an expired one; someone else's.
+    let (_, new) = refresh("new");
+    redeemed_with(&s, &new).await;
+    let (_, expired) = refresh("expired");
+    let expired = RefreshToken {
+        expires_at: NOW,
+        ..expired
+    };
+    redeemed_with(&s, &expired).await;
+    let (_, bobs) = refresh("bobs");
+    let bobs = RefreshToken {
+        subject: "u2".into(),
+        ..bobs
+    };
+    redeemed_with(&s, &bobs).await;
+    let listed = s.list_families(T, "u1", NOW).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![new.clone(), rotated.clone()],
+        "newest family first"
+    );
+    assert_eq!(listed[0].requester_ip.as_deref(), Some("203.0.113.7"));
+    assert_eq!(listed[0].requester_agent.as_deref(), Some("tv/1.0"));
+    // Another tenant has none of them; a revoked family is gone from the list.
+    assert_eq!(s.list_families("acme", "u1", NOW).await.unwrap(), vec![]);
+    s.revoke_refresh_family(T, "new", NOW).await.unwrap();
+    assert_eq!(s.list_families(T, "u1", NOW).await.unwrap(), vec![rotated]);
 }

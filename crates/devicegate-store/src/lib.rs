@@ -343,6 +343,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Records `id` (`jti:…` for one access token, `sid:…` for a family) revoked in `tenant`
     /// until `until` (a later `until` of the same id wins).
     async fn revoke_id(&self, tenant: &str, id: &str, until: Timestamp) -> Result<()>;
+    /// The person's devices: the live token (unused, unexpired) of each of their refresh
+    /// families in `tenant`, newest family first.
+    async fn list_families(
+        &self,
+        tenant: &str,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<RefreshToken>>;
     /// Whether any of `ids` is revoked in `tenant` at `now`.
     async fn any_revoked(&self, tenant: &str, ids: &[String], now: Timestamp) -> Result<bool>;
 

@@ -81,6 +81,10 @@ pub struct RefreshToken {
     pub expires_at: Timestamp,
     /// Already exchanged for a newer token.
     pub used: bool,
+    /// The address and user agent of the device the family was issued to (from its device
+    /// authorization request).
+    pub requester_ip: Option<String>,
+    pub requester_agent: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Eq)]

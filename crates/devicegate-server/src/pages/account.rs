@@ -520,3 +520,121 @@ pub(super) async fn follow_link(mut visit: Visit, body: Bytes) -> Response {
     }
     visit.see_other("/account/security")
 }
+
+/// The devices page with `notice` (or a confirmation to show instead of the list).
+async fn devices_page(
+    visit: &Visit,
+    person: &Person,
+    status: StatusCode,
+    notice: Option<&str>,
+    confirm: Option<Value>,
+) -> Response {
+    let t = &visit.pages().t;
+    let devices = match crate::devices::list(&visit.tenant, &person.user.id).await {
+        Ok(d) => d,
+        Err(e) => return visit.step_error(e),
+    };
+    let day = |ts: devicegate_core::Timestamp| {
+        let s = ts.to_rfc3339();
+        format!(
+            "{} UTC",
+            s.replace('T', " ").chars().take(16).collect::<String>()
+        )
+    };
+    let shown: Vec<Value> = devices
+        .iter()
+        .map(|d| {
+            let active = match d.last_refreshed_at() {
+                Some(at) => t.device_active.replace("{date}", &day(at)),
+                None => t.device_never_refreshed.to_owned(),
+            };
+            context! {
+                id => d.token.family_id,
+                name => d.client_name,
+                facts => t
+                    .device_facts
+                    .replace("{approved}", &day(d.token.family_started_at))
+                    .replace("{active}", &active)
+                    .replace("{ip}", d.token.requester_ip.as_deref().unwrap_or(t.unknown_device)),
+                agent => d.token.requester_agent,
+                scopes => super::in_reading_order(d.token.scopes.iter())
+                    .map(|s| t.scope(s))
+                    .collect::<Vec<_>>()
+                    .join(" · "),
+            }
+        })
+        .collect();
+    visit.render(
+        status,
+        "devices.html",
+        t.devices_title,
+        context! { signed_in_here => true, devices => shown, notice, confirm },
+        Some(&person.user.username),
+    )
+}
+
+/// `GET /account/devices[?done=signed-out]`: every device that holds access to the
+/// person's account.
+pub(super) async fn devices(mut visit: Visit, RawQuery(query): RawQuery) -> Response {
+    if visit.session.is_none() {
+        visit.session = Some(Session::start(&visit.state, &visit.tenant));
+    }
+    let t = &visit.pages().t;
+    let done = query.as_deref() == Some("done=signed-out");
+    match person(&visit).await {
+        Ok(Some(p)) => {
+            let notice = done.then_some(t.device_signed_out);
+            devices_page(&visit, &p, StatusCode::OK, notice, None).await
+        }
+        Ok(None) => visit.render(
+            StatusCode::OK,
+            "devices.html",
+            t.devices_title,
+            context! { signed_in_here => false, notice => t.account_signin_help },
+            None,
+        ),
+        Err(e) => visit.step_error(e),
+    }
+}
+
+/// `POST /account/devices/signout` with `id`: asks to confirm, then (with `confirm=yes`)
+/// signs that device out. Signing a device out protects the person, so it needs a signed-in
+/// session but not a fresh sign-on.
+pub(super) async fn sign_device_out(visit: Visit, body: Bytes) -> Response {
+    let form = PageForm::parse(&body);
+    if let Some(page) = visit.refusal(&form) {
+        return page;
+    }
+    let t = &visit.pages().t;
+    let person = match person(&visit).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return visit.see_other("/account/devices"),
+        Err(e) => return visit.step_error(e),
+    };
+    let id = form.get("id").unwrap_or("");
+    let devices = match crate::devices::list(&visit.tenant, &person.user.id).await {
+        Ok(d) => d,
+        Err(e) => return visit.step_error(e),
+    };
+    let Some(device) = devices.iter().find(|d| d.token.family_id == id) else {
+        return devices_page(
+            &visit,
+            &person,
+            StatusCode::NOT_FOUND,
+            Some(t.device_gone),
+            None,
+        )
+        .await;
+    };
+    if form.get("confirm") != Some("yes") {
+        let confirm = context! {
+            id => id,
+            question => t.device_confirm.replace("{name}", &device.client_name),
+        };
+        return devices_page(&visit, &person, StatusCode::OK, None, Some(confirm)).await;
+    }
+    match crate::devices::sign_out(&visit.state, &visit.tenant, &person.user.id, id).await {
+        Ok(_) => visit.see_other("/account/devices?done=signed-out"),
+        Err(e) => visit.step_error(e),
+    }
+}

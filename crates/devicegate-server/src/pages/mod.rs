@@ -37,7 +37,7 @@ use crate::{AppState, Settings, StartError, now};
 use session::{Session, SessionCookie};
 pub use strings::Strings;
 
-const TEMPLATES: [(&str, &str); 8] = [
+const TEMPLATES: [(&str, &str); 9] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("enter.html", include_str!("../../templates/enter.html")),
     ("signin.html", include_str!("../../templates/signin.html")),
@@ -46,6 +46,7 @@ const TEMPLATES: [(&str, &str); 8] = [
     ("message.html", include_str!("../../templates/message.html")),
     ("factor.html", include_str!("../../templates/factor.html")),
     ("account.html", include_str!("../../templates/account.html")),
+    ("devices.html", include_str!("../../templates/devices.html")),
 ];
 const STYLE: &str = include_str!("../../assets/style.css");
 const SCRIPT: &str = include_str!("../../assets/passkeys.js");
@@ -142,6 +143,8 @@ pub fn router(settings: &Settings) -> Router<AppState> {
         .route("/device/passkey/options", post(passkey::sign_in_options))
         .route("/account/security", get(account::page))
         .route("/account/signin", post(account::sign_in))
+        .route("/account/devices", get(account::devices))
+        .route("/account/devices/signout", post(account::sign_device_out))
         .route(
             "/account/enroll",
             get(account::link_page).post(account::follow_link),

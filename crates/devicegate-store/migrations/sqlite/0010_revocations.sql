@@ -7,3 +7,8 @@ CREATE TABLE revocations (
     until  INTEGER NOT NULL,
     PRIMARY KEY (tenant, id)
 ) STRICT;
+
+-- The address and user agent of the device a refresh token family was issued to (from its
+-- device authorization request), for the person's list of devices.
+ALTER TABLE refresh_tokens ADD COLUMN requester_ip TEXT;
+ALTER TABLE refresh_tokens ADD COLUMN requester_agent TEXT;

@@ -149,6 +149,8 @@ pub(super) fn refresh_from_row(r: &Row) -> Result<RefreshToken> {
         family_started_at: ts(get(r, 10)?),
         idp: get(r, 11)?,
         amr: get(r, 12)?,
+        requester_ip: get(r, 13)?,
+        requester_agent: get(r, 14)?,
     })
 }
 

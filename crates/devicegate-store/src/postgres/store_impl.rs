@@ -272,7 +272,7 @@ async fn insert_refresh_in(
 ) -> Result<()> {
     let stmt = tx
         .prepare_cached(&format!(
-            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .await
         .map_err(pg)?;
@@ -292,6 +292,8 @@ async fn insert_refresh_in(
             &t.family_started_at.as_millis(),
             &t.idp,
             &t.amr,
+            &t.requester_ip,
+            &t.requester_agent,
         ],
     )
     .await
@@ -1267,6 +1269,29 @@ impl Store for PostgresStore {
         revoke_id_in(&tx, tenant, &format!("sid:{family_id}"), until).await?;
         tx.commit().await.map_err(pg)?;
         Ok(n)
+    }
+
+    async fn list_families(
+        &self,
+        tenant: &str,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<RefreshToken>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE tenant = $1 AND subject = $2 \
+                 AND NOT used AND expires_at > $3 ORDER BY family_started_at DESC, family_id"
+            ))
+            .await
+            .map_err(pg)?;
+        client
+            .query(&stmt, &[&tenant, &subject, &now.as_millis()])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(refresh_from_row)
+            .collect()
     }
 
     async fn revoke_id(&self, tenant: &str, id: &str, until: Timestamp) -> Result<()> {

@@ -165,6 +165,8 @@ pub(super) fn refresh_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> 
         family_started_at: ts(row, 10)?,
         idp: row.get(11)?,
         amr: row.get(12)?,
+        requester_ip: row.get(13)?,
+        requester_agent: row.get(14)?,
     })
 }
 

@@ -259,7 +259,7 @@ pub(super) fn missing_or_conflict(
 
 pub(super) fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        "INSERT INTO refresh_tokens ({REFRESH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     ))
     .map_err(internal)?
     .execute(params![
@@ -275,7 +275,9 @@ pub(super) fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<(
         t.tenant,
         t.family_started_at.as_millis(),
         t.idp,
-        t.amr
+        t.amr,
+        t.requester_ip,
+        t.requester_agent
     ])
     .map_err(constraint)?;
     Ok(())

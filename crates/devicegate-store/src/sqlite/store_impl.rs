@@ -1072,6 +1072,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_families(
+        &self,
+        tenant: &str,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<RefreshToken>> {
+        let (tenant, subject) = (tenant.to_owned(), subject.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE tenant = ?1 AND subject = ?2 \
+                     AND used = 0 AND expires_at > ?3 ORDER BY family_started_at DESC, family_id"
+                ))
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(params![tenant, subject, now.as_millis()], refresh_from_row)
+                .map_err(internal)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+        })
+        .await
+    }
+
     async fn revoke_id(&self, tenant: &str, id: &str, until: Timestamp) -> Result<()> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.write(move |conn| revoke_id_in(conn, &tenant, &id, until))

@@ -492,3 +492,76 @@ async fn approve_through_the_organisations_provider() {
     assert_eq!(id["sub"], dave.id.as_str());
     b.finish().await;
 }
+
+#[tokio::test]
+async fn sign_out_a_device_from_the_list_of_devices() {
+    let (s, d) = server().await;
+    let b = Browser::start(DESKTOP).await;
+    b.enter_code(&s, d["user_code"].as_str().unwrap()).await;
+    b.sign_in("ann", PASSWORD).await;
+    b.decide("approve").await;
+    let (status, t) = poll(&s, &d).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let (status, renewed) = refresh(&s, t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+
+    // The list: the client's name, from where, what it may do, when it was last active.
+    b.goto(&s.url("/account/devices")).await;
+    b.shows(&[
+        "Your devices",
+        "tv app",
+        "from 127.0.0.1",
+        "last active",
+        "Stay signed in on the device",
+    ])
+    .await;
+    b.shot("account-devices").await;
+    b.click("form[action='/account/devices/signout'] button")
+        .await;
+    // Asked first: nothing is signed out yet.
+    b.shows(&["Sign out tv app? It loses access at once"]).await;
+    let (status, _) = refresh(&s, renewed["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "not yet");
+    // The refresh just made is the family's newest token: sign out revokes the family.
+    b.click("button[name=confirm][value=yes]").await;
+    assert_eq!(b.path().await, "/account/devices");
+    b.shows(&["The device is signed out.", "No device holds access"])
+        .await;
+    let sub = t_subject(&t);
+    let left = s
+        .store()
+        .list_families("default", &sub, devicegate_server::now())
+        .await
+        .unwrap();
+    assert_eq!(left, vec![]);
+    let res = s
+        .http
+        .get(s.url("/oauth2/userinfo"))
+        .bearer_auth(renewed["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    b.finish().await;
+}
+
+fn t_subject(t: &Value) -> String {
+    claims(t["access_token"].as_str().unwrap()).1["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn refresh(s: &TestServer, token: &str) -> (StatusCode, Value) {
+    let (status, _, body) = s
+        .form(
+            "/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "tv"),
+                ("refresh_token", token),
+            ],
+        )
+        .await;
+    (status, body)
+}

@@ -261,3 +261,86 @@ async fn a_device_code_presented_again_revokes_what_it_gave() {
         .await;
     assert_eq!(body, serde_json::json!({"active": false}));
 }
+
+#[tokio::test]
+async fn a_custom_ui_lists_and_signs_out_a_persons_devices_with_its_kept_session() {
+    let (s, _) = server().await;
+    s.user("bob").await;
+    let tv = s.tokens("tv", "openid offline_access", "ann").await;
+    let radio = s.tokens("radio", "openid offline_access", "ann").await;
+    let bobs = s.tokens("tv", "openid offline_access", "bob").await;
+    // Ann signs on in a custom UI, which keeps her session.
+    let flow = s.new_flow().await;
+    let (status, on) = s
+        .act(
+            &flow,
+            serde_json::json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{on}");
+    let session = text(&on, "session").to_owned();
+    let devices = async |session: &str| {
+        s.http
+            .get(s.url("/api/v1/account/devices"))
+            .bearer_auth(session)
+            .send()
+            .await
+            .unwrap()
+    };
+    let listed: Value = devices(&session).await.json().await.unwrap();
+    let listed = listed.as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["client"]["id"], "radio", "newest first");
+    assert_eq!(listed[1]["client"]["name"], "tv app");
+    assert_eq!(listed[1]["ip"], "127.0.0.1");
+    assert!(
+        listed[1]["scopes"]
+            .as_array()
+            .unwrap()
+            .contains(&"offline_access".into())
+    );
+    let sid = |t: &Value| {
+        claims(text(t, "access_token")).1["sid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(listed[1]["id"], sid(&tv).as_str());
+    // Without a kept session, or with a browser's, nothing.
+    assert_eq!(devices("dga_nope").await.status(), StatusCode::UNAUTHORIZED);
+    let res = s
+        .http
+        .get(s.url("/api/v1/account/devices"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Bob's device is not Ann's to sign out.
+    let delete = async |id: &str| {
+        s.http
+            .delete(s.url(&format!("/api/v1/account/devices/{id}")))
+            .bearer_auth(&session)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(delete(&sid(&bobs)).await, StatusCode::NOT_FOUND);
+    let (status, _) = refresh(&s, "tv", text(&bobs, "refresh_token")).await;
+    assert_eq!(status, StatusCode::OK);
+    // Her tv: signed out, its tokens refused; her radio stays.
+    assert_eq!(delete(&sid(&tv)).await, StatusCode::NO_CONTENT);
+    assert_eq!(delete(&sid(&tv)).await, StatusCode::NOT_FOUND);
+    let (status, _) = refresh(&s, "tv", text(&tv, "refresh_token")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        userinfo(&s, text(&tv, "access_token")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        userinfo(&s, text(&radio, "access_token")).await,
+        StatusCode::OK
+    );
+    let listed: Value = devices(&session).await.json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}
