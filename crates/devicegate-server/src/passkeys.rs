@@ -331,6 +331,12 @@ pub async fn sign_in_finish(
     ensure_can_use(&f)?;
     let paid = limits::pay_for_passkey(state, ip, now).await??;
     let passkey = check_assertion(webauthn, tenant, flow, credential, now).await?;
+    // The person must still be here, and not disabled.
+    match tenant.store.get_user(&passkey.user_id).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => return Err(StepError::InvalidCredentials),
+        Err(e) => return Err(e.into()),
+    }
     paid.refund(state).await;
     let method = if passkey.backup_eligible {
         "swk"

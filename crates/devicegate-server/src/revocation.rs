@@ -114,16 +114,23 @@ pub(crate) async fn access_token_person(
     if exp <= now.as_secs() {
         return Ok(None);
     }
+    let Some(sub) = str_claim(claims, "sub") else {
+        return Ok(None);
+    };
+    let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(0);
     if tenant
         .store
-        .access_token_revoked(str_claim(claims, "jti"), str_claim(claims, "sid"), now)
+        .access_token_revoked(
+            str_claim(claims, "jti"),
+            str_claim(claims, "sid"),
+            sub,
+            Timestamp::from_millis(iat * 1000),
+            now,
+        )
         .await?
     {
         return Ok(None);
     }
-    let Some(sub) = str_claim(claims, "sub") else {
-        return Ok(None);
-    };
     match tenant.store.get_user(sub).await {
         Ok(u) => Ok(Some(u)),
         Err(StoreError::NotFound) => Ok(None),

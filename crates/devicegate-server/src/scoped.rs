@@ -41,6 +41,14 @@ pub struct Held {
     pub flow_hash: Option<SecretHash>,
 }
 
+/// A disabled person reads as absent.
+fn enabled(user: Result<UserRecord>) -> Result<UserRecord> {
+    match user {
+        Ok(u) if u.disabled => Err(StoreError::NotFound),
+        other => other,
+    }
+}
+
 /// The store, for what belongs to no tenant; [`Shared::tenant`] for the rest.
 #[derive(Debug, Clone)]
 pub struct Shared(Arc<dyn Store>);
@@ -157,14 +165,19 @@ impl TenantStore {
         self.store.create_client(client).await
     }
 
+    /// The person, unless an operator disabled them: a disabled person is absent on every
+    /// surface (no sign-in, no session, no refresh, no redemption, no introspection), as
+    /// another tenant's is.
     pub async fn get_user(&self, id: &str) -> Result<UserRecord> {
-        self.here(self.store.get_user(id).await)
+        enabled(self.here(self.store.get_user(id).await))
     }
 
     pub async fn get_user_by_username(&self, username: &str) -> Result<UserRecord> {
-        self.store
-            .get_user_by_username(&self.tenant, username)
-            .await
+        enabled(
+            self.store
+                .get_user_by_username(&self.tenant, username)
+                .await,
+        )
     }
 
     pub async fn create_grant(&self, grant: &DeviceGrant) -> Result<()> {
@@ -249,7 +262,9 @@ impl TenantStore {
 
     /// The person's live refresh families (their devices), newest first.
     pub async fn list_families(&self, subject: &str, now: Timestamp) -> Result<Vec<RefreshToken>> {
-        self.store.list_families(&self.tenant, subject, now).await
+        self.store
+            .list_families(&self.tenant, Some(subject), None, now)
+            .await
     }
 
     /// Records one access token (`jti:…`) or family (`sid:…`) revoked until `until`.
@@ -257,24 +272,27 @@ impl TenantStore {
         self.store.revoke_id(&self.tenant, id, until).await
     }
 
-    /// Whether an access token with this `jti` and `sid` has been revoked.
+    /// Whether an access token issued at `issued_at` with this `jti`, `sid` and `sub` has
+    /// been revoked (the token, its device's family, or everything of its person issued
+    /// before an operator's `user revoke`).
     pub async fn access_token_revoked(
         &self,
         jti: Option<&str>,
         sid: Option<&str>,
+        sub: &str,
+        issued_at: Timestamp,
         now: Timestamp,
     ) -> Result<bool> {
-        let mut ids = Vec::with_capacity(2);
+        let mut ids = vec![format!("sub:{sub}")];
         if let Some(j) = jti {
             ids.push(format!("jti:{j}"));
         }
         if let Some(s) = sid {
             ids.push(format!("sid:{s}"));
         }
-        if ids.is_empty() {
-            return Ok(false);
-        }
-        self.store.any_revoked(&self.tenant, &ids, now).await
+        self.store
+            .any_revoked(&self.tenant, &ids, issued_at, now)
+            .await
     }
 
     pub async fn create_session(&self, session: &BrowserSession) -> Result<()> {

@@ -704,6 +704,7 @@ async fn account(
                 name: name.clone(),
                 email: email.clone(),
                 created_at: now,
+                disabled: false,
             };
             match tenant
                 .store
@@ -742,7 +743,12 @@ async fn linked(
     };
     match tenant.store.get_user(&link.user_id).await {
         Ok(u) => Ok(Some(u)),
-        Err(StoreError::NotFound) => Ok(None),
+        // Linked, but not to be had: an operator disabled the person (deleting one deletes
+        // their links). No new account is made for them either.
+        Err(StoreError::NotFound) => Err(because(
+            UpstreamError::NotAllowed,
+            "the linked account is disabled",
+        )),
         Err(e) => Err(e.into()),
     }
 }

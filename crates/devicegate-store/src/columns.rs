@@ -15,7 +15,7 @@ pub(crate) const FLOW_COLUMNS: &str = "id, secret_hash, status, grant_id, user_i
 pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_types, device_code_ttl_secs, poll_interval_secs, \
      created_at, tenant";
 pub(crate) const USER_COLUMNS: &str =
-    "id, username, password_hash, name, email, created_at, tenant";
+    "id, username, password_hash, name, email, created_at, tenant, disabled";
 pub(crate) const REFRESH_COLUMNS: &str = "hash, family_id, client_id, subject, scopes, auth_time, created_at, expires_at, used, \
      tenant, family_started_at, idp, amr, requester_ip, requester_agent";
 pub(crate) const SESSION_COLUMNS: &str =

@@ -211,6 +211,7 @@ fn user(name: &str) -> UserRecord {
         name: Some("Ann Example".into()),
         email: None,
         created_at: NOW,
+        disabled: false,
     }
 }
 
@@ -278,6 +279,43 @@ async fn clients(s: impl Store) {
     let c = client("a");
     s.create_client(&c).await.unwrap();
     assert_eq!(s.create_client(&c).await, Err(StoreError::AlreadyExists));
+    // An update changes what it names, and keeps the secret and the creation time.
+    let changed = ClientRecord {
+        name: "A renamed".into(),
+        scopes: Scopes::parse("openid").unwrap(),
+        grant_types: vec!["urn:ietf:params:oauth:grant-type:device_code".into()],
+        device_code_ttl_secs: Some(300),
+        poll_interval_secs: Some(9),
+        secret_hash: Some(SecretHash::of(b"ignored")),
+        created_at: NOW.plus(Duration::from_secs(5)),
+        ..c.clone()
+    };
+    s.update_client(&changed).await.unwrap();
+    assert_eq!(
+        s.get_client(T, "a").await.unwrap(),
+        ClientRecord {
+            secret_hash: c.secret_hash,
+            created_at: c.created_at,
+            ..changed.clone()
+        }
+    );
+    assert_eq!(
+        s.update_client(&ClientRecord {
+            id: "nope".into(),
+            ..changed.clone()
+        })
+        .await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.update_client(&ClientRecord {
+            tenant: "acme".into(),
+            ..changed
+        })
+        .await,
+        Err(StoreError::NotFound)
+    );
+    s.update_client(&c).await.unwrap();
     assert_eq!(s.get_client(T, "a").await.unwrap(), c);
     assert_eq!(s.get_client(T, "b").await, Err(StoreError::NotFound));
     let public = ClientRecord {
@@ -906,8 +944,8 @@ async fn changing_a_user_stops_what_they_had_under_way(s: impl Store) {
         .await
         .unwrap();
     let bobs_flow = signed_on_flow(&s, &bob.id).await;
-    for delete in [false, true] {
-        let ann = user(if delete { "ann-deleted" } else { "ann" });
+    for change in ["password", "delete", "revoke"] {
+        let ann = user(&format!("ann-{change}"));
         s.create_user(&ann).await.unwrap();
         // Approved through a flow that completed; not redeemed.
         let (_, approved) = grant("cli");
@@ -946,12 +984,35 @@ async fn changing_a_user_stops_what_they_had_under_way(s: impl Store) {
         let done = s.get_flow(&done.secret_hash).await.unwrap();
 
         let mut rx = s.subscribe();
-        if delete {
-            s.delete_user(T, &ann.username).await.unwrap();
-        } else {
-            s.set_password(T, &ann.username, "$argon2id$other")
+        let later = NOW.plus(Duration::from_secs(3600));
+        match change {
+            "delete" => s.delete_user(T, &ann.username).await.unwrap(),
+            "revoke" => {
+                s.revoke_user(T, &ann.username, true, NOW, later)
+                    .await
+                    .unwrap();
+                // Disabled, and the access tokens issued before now revoked (not later ones).
+                assert!(s.get_user(&ann.id).await.unwrap().disabled);
+                let sub = vec![format!("sub:{}", ann.id)];
+                let before = Timestamp::from_millis(NOW.as_millis() - 1);
+                assert!(s.any_revoked(T, &sub, before, NOW).await.unwrap());
+                assert!(!s.any_revoked(T, &sub, NOW, NOW).await.unwrap());
+                assert!(!s.any_revoked(T, &sub, before, later).await.unwrap());
+                assert!(!s.any_revoked("acme", &sub, before, NOW).await.unwrap());
+                // Enabled again: the revocation of what came before stands.
+                s.enable_user(T, &ann.username).await.unwrap();
+                assert!(!s.get_user(&ann.id).await.unwrap().disabled);
+                assert!(s.any_revoked(T, &sub, before, NOW).await.unwrap());
+                assert_eq!(s.enable_user(T, "nobody").await, Err(StoreError::NotFound));
+                assert_eq!(
+                    s.revoke_user(T, "nobody", false, NOW, later).await,
+                    Err(StoreError::NotFound)
+                );
+            }
+            _ => s
+                .set_password(T, &ann.username, "$argon2id$other")
                 .await
-                .unwrap();
+                .unwrap(),
         }
 
         let denied = s.get_grant(&approved.id).await.unwrap();
@@ -2701,25 +2762,33 @@ async fn revocations(s: impl Store) {
     let ids = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let later = NOW.plus(Duration::from_secs(60));
     assert!(
-        !s.any_revoked(T, &ids(&["jti:a", "sid:f"]), NOW)
+        !s.any_revoked(T, &ids(&["jti:a", "sid:f"]), NOW, NOW)
             .await
             .unwrap()
     );
     s.revoke_id(T, "jti:a", later).await.unwrap();
     assert!(
-        s.any_revoked(T, &ids(&["jti:a", "sid:f"]), NOW)
+        s.any_revoked(T, &ids(&["jti:a", "sid:f"]), NOW, NOW)
             .await
             .unwrap()
     );
-    assert!(s.any_revoked(T, &ids(&["jti:a"]), NOW).await.unwrap());
-    assert!(!s.any_revoked(T, &ids(&["jti:b"]), NOW).await.unwrap());
+    assert!(s.any_revoked(T, &ids(&["jti:a"]), NOW, NOW).await.unwrap());
+    assert!(!s.any_revoked(T, &ids(&["jti:b"]), NOW, NOW).await.unwrap());
     // Another tenant's revocation names nothing here, and the other way round.
-    assert!(!s.any_revoked("acme", &ids(&["jti:a"]), NOW).await.unwrap());
+    assert!(
+        !s.any_revoked("acme", &ids(&["jti:a"]), NOW, NOW)
+            .await
+            .unwrap()
+    );
     // Until `until`, then no longer; an earlier `until` does not shorten a later one.
-    assert!(!s.any_revoked(T, &ids(&["jti:a"]), later).await.unwrap());
+    assert!(
+        !s.any_revoked(T, &ids(&["jti:a"]), NOW, later)
+            .await
+            .unwrap()
+    );
     s.revoke_id(T, "jti:a", NOW).await.unwrap();
     assert!(
-        s.any_revoked(T, &ids(&["jti:a"]), NOW.plus(Duration::from_secs(30)))
+        s.any_revoked(T, &ids(&["jti:a"]), NOW, NOW.plus(Duration::from_secs(30)))
             .await
             .unwrap()
     );
@@ -2734,13 +2803,21 @@ async fn revocations(s: impl Store) {
         s.get_refresh_token(&mine.hash).await.is_ok(),
         "another tenant's family"
     );
-    assert!(!s.any_revoked(T, &ids(&["sid:fam"]), NOW).await.unwrap());
+    assert!(
+        !s.any_revoked(T, &ids(&["sid:fam"]), NOW, NOW)
+            .await
+            .unwrap()
+    );
     assert_eq!(s.revoke_refresh_family(T, "fam", later).await.unwrap(), 1);
     assert_eq!(
         s.get_refresh_token(&mine.hash).await,
         Err(StoreError::NotFound)
     );
-    assert!(s.any_revoked(T, &ids(&["sid:fam"]), NOW).await.unwrap());
+    assert!(
+        s.any_revoked(T, &ids(&["sid:fam"]), NOW, NOW)
+            .await
+            .unwrap()
+    );
     // The sweep removes what has run out.
     let counts = s
         .sweep(later.plus(Duration::from_secs(61)), NOW)
@@ -2748,14 +2825,17 @@ async fn revocations(s: impl Store) {
         .unwrap();
     assert!(counts.revocations >= 2, "{counts:?}");
     assert!(
-        !s.any_revoked(T, &ids(&["jti:a", "sid:fam"]), NOW)
+        !s.any_revoked(T, &ids(&["jti:a", "sid:fam"]), NOW, NOW)
             .await
             .unwrap()
     );
 }
 
 async fn a_persons_devices_are_their_live_families(s: impl Store) {
-    assert_eq!(s.list_families(T, "u1", NOW).await.unwrap(), vec![]);
+    assert_eq!(
+        s.list_families(T, Some("u1"), None, NOW).await.unwrap(),
+        vec![]
+    );
     // An older family, rotated once: only its newest token stands for it.
     let (_, old) = refresh("old");
     let old = RefreshToken {
@@ -2787,7 +2867,7 @@ async fn a_persons_devices_are_their_live_families(s: impl Store) {
         ..bobs
     };
     redeemed_with(&s, &bobs).await;
-    let listed = s.list_families(T, "u1", NOW).await.unwrap();
+    let listed = s.list_families(T, Some("u1"), None, NOW).await.unwrap();
     assert_eq!(
         listed,
         vec![new.clone(), rotated.clone()],
@@ -2796,7 +2876,28 @@ async fn a_persons_devices_are_their_live_families(s: impl Store) {
     assert_eq!(listed[0].requester_ip.as_deref(), Some("203.0.113.7"));
     assert_eq!(listed[0].requester_agent.as_deref(), Some("tv/1.0"));
     // Another tenant has none of them; a revoked family is gone from the list.
-    assert_eq!(s.list_families("acme", "u1", NOW).await.unwrap(), vec![]);
+    assert_eq!(
+        s.list_families("acme", Some("u1"), None, NOW)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    // Filtered by client, or listed for everyone.
+    assert_eq!(
+        s.list_families(T, None, Some("cli"), NOW)
+            .await
+            .unwrap()
+            .len(),
+        3,
+        "ann's two and bob's"
+    );
+    assert_eq!(
+        s.list_families(T, None, Some("other"), NOW).await.unwrap(),
+        vec![]
+    );
     s.revoke_refresh_family(T, "new", NOW).await.unwrap();
-    assert_eq!(s.list_families(T, "u1", NOW).await.unwrap(), vec![rotated]);
+    assert_eq!(
+        s.list_families(T, Some("u1"), None, NOW).await.unwrap(),
+        vec![rotated]
+    );
 }

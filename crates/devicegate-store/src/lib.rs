@@ -274,6 +274,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     async fn create_client(&self, client: &ClientRecord) -> Result<()>;
     async fn get_client(&self, tenant: &str, id: &str) -> Result<ClientRecord>;
+    /// Replaces the client's name, scopes, grant types and lifetimes (not its secret, nor
+    /// when it was made); `NotFound` for no such client.
+    async fn update_client(&self, client: &ClientRecord) -> Result<()>;
     async fn list_clients(&self, tenant: &str) -> Result<Vec<ClientRecord>>;
     /// Deletes the client with its grants and refresh tokens.
     async fn delete_client(&self, tenant: &str, id: &str) -> Result<()>;
@@ -343,16 +346,38 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Records `id` (`jti:…` for one access token, `sid:…` for a family) revoked in `tenant`
     /// until `until` (a later `until` of the same id wins).
     async fn revoke_id(&self, tenant: &str, id: &str, until: Timestamp) -> Result<()>;
-    /// The person's devices: the live token (unused, unexpired) of each of their refresh
-    /// families in `tenant`, newest family first.
+    /// Devices holding access: the live token (unused, unexpired) of each refresh family in
+    /// `tenant`, of `subject` and of `client_id` when given, newest family first.
     async fn list_families(
         &self,
         tenant: &str,
-        subject: &str,
+        subject: Option<&str>,
+        client_id: Option<&str>,
         now: Timestamp,
     ) -> Result<Vec<RefreshToken>>;
-    /// Whether any of `ids` is revoked in `tenant` at `now`.
-    async fn any_revoked(&self, tenant: &str, ids: &[String], now: Timestamp) -> Result<bool>;
+    /// Whether any of `ids` is revoked in `tenant` at `now` for a token issued at `issued_at`.
+    async fn any_revoked(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        issued_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Takes back everything of the person `username`, as a new password does (refresh
+    /// tokens and sessions end, approved grants not redeemed yet are denied, open flows
+    /// fail), and records them (`sub:{id}`) revoked for access tokens issued before
+    /// `issued_before`, until `until`; with `disable`, also disables them. One transaction.
+    /// `NotFound` for no such person.
+    async fn revoke_user(
+        &self,
+        tenant: &str,
+        username: &str,
+        disable: bool,
+        issued_before: Timestamp,
+        until: Timestamp,
+    ) -> Result<()>;
+    /// Enables a person an operator disabled (`NotFound` for no such person).
+    async fn enable_user(&self, tenant: &str, username: &str) -> Result<()>;
 
     /// Pending grants that have not expired at `now`, by user-code length.
     async fn count_pending_grants(&self, now: Timestamp) -> Result<PendingCodes>;

@@ -48,6 +48,8 @@ pub struct UserRecord {
     pub name: Option<String>,
     pub email: Option<String>,
     pub created_at: Timestamp,
+    /// Disabled by an operator: signs in nowhere, and nothing of theirs stands.
+    pub disabled: bool,
 }
 
 impl std::fmt::Debug for UserRecord {

@@ -59,6 +59,24 @@ pub enum ClientCommand {
     },
     /// Delete a client, its pending grants and its refresh tokens
     Delete { id: String },
+    /// Change a client's name, scopes, grant types or lifetimes (its id and secret stay)
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Scopes the client may ask for
+        #[arg(long)]
+        scope: Option<String>,
+        /// Grant types allowed (repeatable), replacing the present ones
+        #[arg(long = "grant-type", value_parser = ["device_code", "refresh_token"])]
+        grant_types: Vec<String>,
+        /// Device code lifetime for this client (0: the server's)
+        #[arg(long)]
+        device_code_ttl_secs: Option<u64>,
+        /// Poll interval for this client (0: the server's)
+        #[arg(long)]
+        poll_interval_secs: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,9 +116,46 @@ pub enum UserCommand {
         #[arg(long, default_value_t = 24)]
         hours: u64,
     },
+    /// Sign a user out everywhere: every device (refresh token family and the access tokens
+    /// issued to it), every browser and kept session, every flow under way; codes they
+    /// approved that no device redeemed yet are denied
+    Revoke { username: String },
+    /// Disable a user: they cannot sign in, and everything of theirs is revoked as by
+    /// `user revoke`
+    Disable { username: String },
+    /// Enable a disabled user again (what was revoked stays revoked)
+    Enable { username: String },
     /// Remove a user's passkeys and second factors (authenticator app and recovery codes) and
     /// end their sessions; they enrol again at their next sign-in if the tenant requires one
     ResetFactors { username: String },
+}
+
+/// `grant [--tenant T] …`: the devices that hold access.
+#[derive(Debug, clap::Args)]
+pub struct GrantArgs {
+    /// The tenant the grants belong to
+    #[arg(long, global = true, default_value = DEFAULT_TENANT)]
+    pub tenant: String,
+    #[command(subcommand)]
+    pub cmd: GrantCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// List the devices holding access (live refresh token families), newest first
+    List {
+        /// Only this user's (a username)
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this client's
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one (an id from `grant list`): its refresh tokens, and the access tokens issued
+    /// to it
+    Revoke { id: String },
 }
 
 fn store_err(e: StoreError) -> anyhow::Error {
@@ -772,13 +827,7 @@ pub async fn client(store: &dyn Store, args: ClientArgs) -> anyhow::Result<ExitC
             let grant_types = if grant_types.is_empty() {
                 GrantType::all_names()
             } else {
-                grant_types
-                    .iter()
-                    .map(|g| match g.as_str() {
-                        "device_code" => GrantType::DeviceCode.as_str().to_owned(),
-                        _ => GrantType::RefreshToken.as_str().to_owned(),
-                    })
-                    .collect()
+                grant_type_names(&grant_types)
             };
             let generated = secret.then(|| Secret::generate(SecretKind::ClientSecret));
             let record = ClientRecord {
@@ -835,6 +884,157 @@ pub async fn client(store: &dyn Store, args: ClientArgs) -> anyhow::Result<ExitC
             Err(StoreError::NotFound) => bail!("no client with id {id:?}"),
             Err(e) => return Err(store_err(e)),
         },
+        ClientCommand::Update {
+            id,
+            name,
+            scope,
+            grant_types,
+            device_code_ttl_secs,
+            poll_interval_secs,
+        } => {
+            let mut c = match store.get_client(&tenant, &id).await {
+                Ok(c) => c,
+                Err(StoreError::NotFound) => bail!("no client with id {id:?}"),
+                Err(e) => return Err(store_err(e)),
+            };
+            if let Some(name) = name {
+                c.name = name;
+            }
+            if let Some(scope) = scope {
+                c.scopes =
+                    Scopes::parse(&scope).context("the scope is malformed (RFC 6749 §3.3)")?;
+            }
+            if !grant_types.is_empty() {
+                c.grant_types = grant_type_names(&grant_types);
+            }
+            if let Some(ttl) = device_code_ttl_secs {
+                c.device_code_ttl_secs = match ttl {
+                    0 => None,
+                    s => Some(
+                        u32::try_from(s)
+                            .ok()
+                            .filter(|s| *s <= 86_400)
+                            .context("the device code lifetime must be at most 86400 seconds")?,
+                    ),
+                };
+            }
+            if let Some(interval) = poll_interval_secs {
+                c.poll_interval_secs = (interval > 0).then_some(interval);
+            }
+            match store.update_client(&c).await {
+                Ok(()) => println!("updated client {id}"),
+                Err(StoreError::NotFound) => bail!("no client with id {id:?}"),
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The grant types' names as stored, from the command line's short names.
+fn grant_type_names(short: &[String]) -> Vec<String> {
+    short
+        .iter()
+        .map(|g| match g.as_str() {
+            "device_code" => GrantType::DeviceCode.as_str().to_owned(),
+            _ => GrantType::RefreshToken.as_str().to_owned(),
+        })
+        .collect()
+}
+
+/// Everything of `username` taken back (and with `disable`, the person disabled): their
+/// access tokens issued up to now are refused until the last of them would have expired.
+async fn revoke_user(
+    store: &dyn Store,
+    tenant: &str,
+    username: &str,
+    disable: bool,
+    access_ttl: std::time::Duration,
+) -> anyhow::Result<()> {
+    let now = devicegate_server::now();
+    // Access tokens say when they were issued to the second (`iat`): every token of this
+    // second counts as issued before, so none slips through (one issued later in the same
+    // second is refused too).
+    let issued_before = devicegate_core::Timestamp::from_millis((now.as_secs() + 1) * 1000);
+    match store
+        .revoke_user(tenant, username, disable, issued_before, now.plus(access_ttl))
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(StoreError::NotFound) => bail!("no user named {username:?}"),
+        Err(e) => Err(store_err(e)),
+    }
+}
+
+/// `grant list|revoke`.
+pub async fn grant(
+    store: &dyn Store,
+    args: GrantArgs,
+    access_ttl: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let tenant = existing_tenant(store, &args.tenant).await?;
+    let now = devicegate_server::now();
+    match args.cmd {
+        GrantCommand::List { user, client, json } => {
+            let subject = match &user {
+                None => None,
+                Some(name) => match store.get_user_by_username(&tenant, name).await {
+                    Ok(u) => Some(u.id),
+                    Err(StoreError::NotFound) => bail!("no user named {name:?}"),
+                    Err(e) => return Err(store_err(e)),
+                },
+            };
+            let families = store
+                .list_families(&tenant, subject.as_deref(), client.as_deref(), now)
+                .await
+                .map_err(store_err)?;
+            let mut names = std::collections::HashMap::new();
+            for f in &families {
+                if !names.contains_key(&f.subject) {
+                    let name = match store.get_user(&f.subject).await {
+                        Ok(u) => u.username,
+                        Err(_) => f.subject.clone(),
+                    };
+                    names.insert(f.subject.clone(), name);
+                }
+            }
+            if json {
+                let rows: Vec<_> = families
+                    .iter()
+                    .map(|f| {
+                        json!({"id": f.family_id, "user": names[&f.subject], "subject": f.subject,
+                               "client_id": f.client_id, "scope": f.scopes.to_string(),
+                               "approved_at": f.family_started_at.to_rfc3339(),
+                               "last_refreshed_at": (f.created_at != f.family_started_at).then(|| f.created_at.to_rfc3339()),
+                               "expires_at": f.expires_at.to_rfc3339(),
+                               "ip": f.requester_ip, "user_agent": f.requester_agent})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for f in &families {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        f.family_id,
+                        names[&f.subject],
+                        f.client_id,
+                        f.family_started_at.to_rfc3339(),
+                        f.requester_ip.as_deref().unwrap_or("-"),
+                        f.scopes
+                    );
+                }
+            }
+        }
+        GrantCommand::Revoke { id } => {
+            let n = store
+                .revoke_refresh_family(&tenant, &id, now.plus(access_ttl))
+                .await
+                .map_err(store_err)?;
+            if n == 0 {
+                bail!("no device holds access as {id:?}");
+            }
+            println!("revoked {id}: its refresh tokens and access tokens");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -863,7 +1063,12 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     Ok(password)
 }
 
-pub async fn user(store: &dyn Store, args: UserArgs, issuer: &str) -> anyhow::Result<ExitCode> {
+pub async fn user(
+    store: &dyn Store,
+    args: UserArgs,
+    issuer: &str,
+    access_ttl: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
     let tenant = existing_tenant(store, &args.tenant).await?;
     match args.cmd {
         UserCommand::Create {
@@ -886,6 +1091,7 @@ pub async fn user(store: &dyn Store, args: UserArgs, issuer: &str) -> anyhow::Re
                 name,
                 email,
                 created_at: devicegate_server::now(),
+                disabled: false,
             };
             match store.create_user(&record).await {
                 Ok(()) => println!("created user {username} (subject {})", record.id),
@@ -949,6 +1155,19 @@ pub async fn user(store: &dyn Store, args: UserArgs, issuer: &str) -> anyhow::Re
                 secret.expose()
             );
         }
+        UserCommand::Revoke { username } => {
+            revoke_user(store, &tenant, &username, false, access_ttl).await?;
+            println!("signed {username} out everywhere");
+        }
+        UserCommand::Disable { username } => {
+            revoke_user(store, &tenant, &username, true, access_ttl).await?;
+            println!("disabled {username} and signed them out everywhere");
+        }
+        UserCommand::Enable { username } => match store.enable_user(&tenant, &username).await {
+            Ok(()) => println!("enabled {username}"),
+            Err(StoreError::NotFound) => bail!("no user named {username:?}"),
+            Err(e) => return Err(store_err(e)),
+        },
         UserCommand::ResetFactors { username } => {
             let user = match store.get_user_by_username(&tenant, &username).await {
                 Ok(u) => u,
@@ -1025,6 +1244,7 @@ pub async fn seed_demo(store: &dyn Store) -> anyhow::Result<()> {
         name: Some("Demo User".into()),
         email: Some("demo@example.com".into()),
         created_at: devicegate_server::now(),
+        disabled: false,
     };
     match store.create_user(&user).await {
         Ok(()) => {

@@ -54,6 +54,8 @@ pub enum Command {
     Client(admin::ClientArgs),
     /// Manage local users
     User(admin::UserArgs),
+    /// The devices holding access: list them, revoke one
+    Grant(admin::GrantArgs),
     /// Manage tenants (isolated clients, users, keys and issuer)
     #[command(subcommand)]
     Tenant(admin::TenantCommand),
@@ -101,7 +103,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::User(cmd) => {
             let issuer = keys.issuer()?;
-            rt.block_on(async { admin::user(open_store(&db).await?.as_ref(), cmd, &issuer).await })
+            let ttl = keys.settings()?.access_token_ttl;
+            rt.block_on(async {
+                admin::user(open_store(&db).await?.as_ref(), cmd, &issuer, ttl).await
+            })
+        }
+        Command::Grant(cmd) => {
+            let ttl = keys.settings()?.access_token_ttl;
+            rt.block_on(async { admin::grant(open_store(&db).await?.as_ref(), cmd, ttl).await })
         }
         Command::Tenant(cmd) => {
             rt.block_on(async { admin::tenant(open_store(&db).await?.as_ref(), cmd).await })

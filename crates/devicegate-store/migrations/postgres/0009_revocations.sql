@@ -6,6 +6,8 @@ CREATE TABLE revocations (
     tenant TEXT NOT NULL,
     id     TEXT NOT NULL,
     until  BIGINT NOT NULL,
+    -- For a person (`sub:…`): only tokens issued before this are revoked; NULL: all.
+    issued_before BIGINT,
     PRIMARY KEY (tenant, id)
 );
 
@@ -13,3 +15,6 @@ CREATE TABLE revocations (
 -- device authorization request), for the person's list of devices.
 ALTER TABLE refresh_tokens ADD COLUMN requester_ip TEXT;
 ALTER TABLE refresh_tokens ADD COLUMN requester_agent TEXT;
+
+-- A person an operator disabled: cannot sign in, and nothing of theirs stands.
+ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE;

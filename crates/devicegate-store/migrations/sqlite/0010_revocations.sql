@@ -5,6 +5,8 @@ CREATE TABLE revocations (
     tenant TEXT NOT NULL,
     id     TEXT NOT NULL,
     until  INTEGER NOT NULL,
+    -- For a person (`sub:…`): only tokens issued before this are revoked; NULL: all.
+    issued_before INTEGER,
     PRIMARY KEY (tenant, id)
 ) STRICT;
 
@@ -12,3 +14,6 @@ CREATE TABLE revocations (
 -- device authorization request), for the person's list of devices.
 ALTER TABLE refresh_tokens ADD COLUMN requester_ip TEXT;
 ALTER TABLE refresh_tokens ADD COLUMN requester_agent TEXT;
+
+-- A person an operator disabled: cannot sign in, and nothing of theirs stands.
+ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;

@@ -131,6 +131,7 @@ pub(super) fn user_from_row(r: &Row) -> Result<UserRecord> {
         email: get(r, 4)?,
         created_at: ts(get(r, 5)?),
         tenant: get(r, 6)?,
+        disabled: get(r, 7)?,
     })
 }
 

@@ -35,6 +35,12 @@ enum UserChange {
     Password,
     /// The user is gone, and so are their upstream links and second factors.
     Deleted,
+    /// An operator took everything back (and maybe disabled the person): their access
+    /// tokens issued before `issued_before` are revoked too, until `until`.
+    Revoked {
+        issued_before: Timestamp,
+        until: Timestamp,
+    },
 }
 
 impl PostgresStore {
@@ -61,6 +67,20 @@ impl PostgresStore {
                 .await
                 .map_err(pg)?;
             delete_factors_in(&tx, &tenant, &id).await?;
+        }
+        if let UserChange::Revoked {
+            issued_before,
+            until,
+        } = change
+        {
+            revoke_id_in(
+                &tx,
+                &tenant,
+                &format!("sub:{id}"),
+                until,
+                Some(issued_before),
+            )
+            .await?;
         }
         tx.execute("DELETE FROM refresh_tokens WHERE subject = $1", &[&id])
             .await
@@ -103,23 +123,35 @@ impl PostgresStore {
     }
 }
 
-/// Records `id` revoked until `until`, keeping the later `until` of two.
+/// Records `id` revoked until `until` (for tokens issued before `issued_before`, if given),
+/// keeping the later `until` and `issued_before` of two.
 async fn revoke_id_in(
     db: &impl deadpool_postgres::GenericClient,
     tenant: &str,
     id: &str,
     until: Timestamp,
+    issued_before: Option<Timestamp>,
 ) -> Result<()> {
     let stmt = db
         .prepare_cached(
-            "INSERT INTO revocations (tenant, id, until) VALUES ($1, $2, $3) \
-             ON CONFLICT (tenant, id) DO UPDATE SET until = GREATEST(revocations.until, EXCLUDED.until)",
+            "INSERT INTO revocations (tenant, id, until, issued_before) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant, id) DO UPDATE SET \
+             until = GREATEST(revocations.until, EXCLUDED.until), \
+             issued_before = GREATEST(revocations.issued_before, EXCLUDED.issued_before)",
         )
         .await
         .map_err(pg)?;
-    db.execute(&stmt, &[&tenant, &id, &until.as_millis()])
-        .await
-        .map_err(pg)?;
+    db.execute(
+        &stmt,
+        &[
+            &tenant,
+            &id,
+            &until.as_millis(),
+            &issued_before.map(|t| t.as_millis()),
+        ],
+    )
+    .await
+    .map_err(pg)?;
     Ok(())
 }
 
@@ -159,7 +191,7 @@ async fn missing_or_conflict(
 async fn insert_user_in(db: &impl deadpool_postgres::GenericClient, u: &UserRecord) -> Result<()> {
     let stmt = db
         .prepare_cached(&format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ))
         .await
         .map_err(pg)?;
@@ -173,6 +205,7 @@ async fn insert_user_in(db: &impl deadpool_postgres::GenericClient, u: &UserReco
             &u.email,
             &u.created_at.as_millis(),
             &u.tenant,
+            &u.disabled,
         ],
     )
     .await
@@ -911,6 +944,28 @@ impl Store for PostgresStore {
         .map(|_| ())
     }
 
+    async fn update_client(&self, c: &ClientRecord) -> Result<()> {
+        match self
+            .exec(
+                "UPDATE clients SET name = $3, scopes = $4, grant_types = $5, \
+                 device_code_ttl_secs = $6, poll_interval_secs = $7 WHERE tenant = $1 AND id = $2",
+                &[
+                    &c.tenant,
+                    &c.id,
+                    &c.name,
+                    &c.scopes.to_string(),
+                    &c.grant_types.join(" "),
+                    &c.device_code_ttl_secs.map(i64::from),
+                    &c.poll_interval_secs.map(i64::from),
+                ],
+            )
+            .await?
+        {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
     async fn get_client(&self, tenant: &str, id: &str) -> Result<ClientRecord> {
         self.one(
             &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE tenant = $1 AND id = $2"),
@@ -990,6 +1045,39 @@ impl Store for PostgresStore {
             user_from_row,
         )
         .await
+    }
+
+    async fn revoke_user(
+        &self,
+        tenant: &str,
+        username: &str,
+        disable: bool,
+        issued_before: Timestamp,
+        until: Timestamp,
+    ) -> Result<()> {
+        self.change_user(
+            UserChange::Revoked {
+                issued_before,
+                until,
+            },
+            "UPDATE users SET disabled = (disabled OR $3) WHERE tenant = $1 AND username = $2 \
+             RETURNING id, tenant",
+            &[&tenant, &username, &disable],
+        )
+        .await
+    }
+
+    async fn enable_user(&self, tenant: &str, username: &str) -> Result<()> {
+        match self
+            .exec(
+                "UPDATE users SET disabled = FALSE WHERE tenant = $1 AND username = $2",
+                &[&tenant, &username],
+            )
+            .await?
+        {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
     }
 
     async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {
@@ -1266,7 +1354,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        revoke_id_in(&tx, tenant, &format!("sid:{family_id}"), until).await?;
+        revoke_id_in(&tx, tenant, &format!("sid:{family_id}"), until, None).await?;
         tx.commit().await.map_err(pg)?;
         Ok(n)
     }
@@ -1274,19 +1362,21 @@ impl Store for PostgresStore {
     async fn list_families(
         &self,
         tenant: &str,
-        subject: &str,
+        subject: Option<&str>,
+        client_id: Option<&str>,
         now: Timestamp,
     ) -> Result<Vec<RefreshToken>> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE tenant = $1 AND subject = $2 \
-                 AND NOT used AND expires_at > $3 ORDER BY family_started_at DESC, family_id"
+                "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE tenant = $1 \
+                 AND ($2::TEXT IS NULL OR subject = $2) AND ($3::TEXT IS NULL OR client_id = $3) \
+                 AND NOT used AND expires_at > $4 ORDER BY family_started_at DESC, family_id"
             ))
             .await
             .map_err(pg)?;
         client
-            .query(&stmt, &[&tenant, &subject, &now.as_millis()])
+            .query(&stmt, &[&tenant, &subject, &client_id, &now.as_millis()])
             .await
             .map_err(pg)?
             .iter()
@@ -1296,14 +1386,21 @@ impl Store for PostgresStore {
 
     async fn revoke_id(&self, tenant: &str, id: &str, until: Timestamp) -> Result<()> {
         let client = self.client().await?;
-        revoke_id_in(&client, tenant, id, until).await
+        revoke_id_in(&client, tenant, id, until, None).await
     }
 
-    async fn any_revoked(&self, tenant: &str, ids: &[String], now: Timestamp) -> Result<bool> {
+    async fn any_revoked(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        issued_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
         let row = self
             .opt(
-                "SELECT 1 FROM revocations WHERE tenant = $1 AND id = ANY($2) AND until > $3",
-                &[&tenant, &ids, &now.as_millis()],
+                "SELECT 1 FROM revocations WHERE tenant = $1 AND id = ANY($2) AND until > $3 \
+                 AND (issued_before IS NULL OR $4 < issued_before)",
+                &[&tenant, &ids, &now.as_millis(), &issued_at.as_millis()],
             )
             .await?;
         Ok(row.is_some())

@@ -147,6 +147,7 @@ pub(super) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         email: row.get(4)?,
         created_at: ts(row, 5)?,
         tenant: row.get(6)?,
+        disabled: row.get(7)?,
     })
 }
 

@@ -124,7 +124,7 @@ pub(super) fn insert_grant_in(conn: &Connection, g: &DeviceGrant) -> Result<i64>
 
 pub(super) fn insert_user_in(conn: &Connection, u: &UserRecord) -> Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
     ))
     .map_err(internal)?
     .execute(params![
@@ -134,7 +134,8 @@ pub(super) fn insert_user_in(conn: &Connection, u: &UserRecord) -> Result<()> {
         u.name,
         u.email,
         u.created_at.as_millis(),
-        u.tenant
+        u.tenant,
+        u.disabled
     ])
     .map_err(constraint)?;
     Ok(())
@@ -163,6 +164,12 @@ pub(super) enum UserChange {
     Password,
     /// The user is gone, and so are their upstream links and second factors.
     Deleted,
+    /// An operator took everything back (and maybe disabled the person): their access
+    /// tokens issued before `issued_before` are revoked too, until `until`.
+    Revoked {
+        issued_before: Timestamp,
+        until: Timestamp,
+    },
 }
 
 /// Runs `sql`, which changes or deletes one user and returns its id and tenant (`NotFound`
@@ -187,6 +194,19 @@ pub(super) fn change_user_in(
         conn.execute("DELETE FROM upstream_links WHERE user_id = ?1", [&id])
             .map_err(internal)?;
         delete_factors_in(conn, &tenant, &id)?;
+    }
+    if let UserChange::Revoked {
+        issued_before,
+        until,
+    } = change
+    {
+        revoke_id_in(
+            conn,
+            &tenant,
+            &format!("sub:{id}"),
+            until,
+            Some(issued_before),
+        )?;
     }
     conn.execute("DELETE FROM refresh_tokens WHERE subject = ?1", [&id])
         .map_err(internal)?;
@@ -225,19 +245,27 @@ pub(super) fn delete_factors_in(conn: &Connection, tenant: &str, user_id: &str) 
     Ok(())
 }
 
-/// Records `id` revoked until `until`, keeping the later `until` of two.
+/// Records `id` revoked until `until` (for tokens issued before `issued_before`, if given),
+/// keeping the later `until` and `issued_before` of two.
 pub(super) fn revoke_id_in(
     conn: &Connection,
     tenant: &str,
     id: &str,
     until: Timestamp,
+    issued_before: Option<Timestamp>,
 ) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO revocations (tenant, id, until) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (tenant, id) DO UPDATE SET until = max(until, excluded.until)",
+        "INSERT INTO revocations (tenant, id, until, issued_before) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (tenant, id) DO UPDATE SET until = max(until, excluded.until), \
+         issued_before = max(issued_before, excluded.issued_before)",
     )
     .map_err(internal)?
-    .execute(rusqlite::params![tenant, id, until.as_millis()])
+    .execute(rusqlite::params![
+        tenant,
+        id,
+        until.as_millis(),
+        issued_before.map(|t| t.as_millis())
+    ])
     .map_err(internal)?;
     Ok(())
 }

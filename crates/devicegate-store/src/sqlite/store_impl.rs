@@ -732,6 +732,34 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_client(&self, c: &ClientRecord) -> Result<()> {
+        let c = c.clone();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE clients SET name = ?3, scopes = ?4, grant_types = ?5, \
+                     device_code_ttl_secs = ?6, poll_interval_secs = ?7 \
+                     WHERE tenant = ?1 AND id = ?2",
+                )
+                .map_err(internal)?
+                .execute(params![
+                    c.tenant,
+                    c.id,
+                    c.name,
+                    c.scopes.to_string(),
+                    c.grant_types.join(" "),
+                    c.device_code_ttl_secs,
+                    c.poll_interval_secs
+                ])
+                .map_err(internal)?;
+            match n {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
     async fn get_client(&self, tenant: &str, id: &str) -> Result<ClientRecord> {
         self.one(
             &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE tenant = ?1 AND id = ?2"),
@@ -810,6 +838,48 @@ impl Store for SqliteStore {
             tenant,
             user_from_row,
         )
+        .await
+    }
+
+    async fn revoke_user(
+        &self,
+        tenant: &str,
+        username: &str,
+        disable: bool,
+        issued_before: Timestamp,
+        until: Timestamp,
+    ) -> Result<()> {
+        let sql = if disable {
+            "UPDATE users SET disabled = 1 WHERE tenant = ?1 AND username = ?2 RETURNING id, tenant"
+        } else {
+            "UPDATE users SET disabled = disabled WHERE tenant = ?1 AND username = ?2 \
+             RETURNING id, tenant"
+        };
+        self.change_user(
+            UserChange::Revoked {
+                issued_before,
+                until,
+            },
+            sql,
+            vec![tenant.to_owned(), username.to_owned()],
+        )
+        .await
+    }
+
+    async fn enable_user(&self, tenant: &str, username: &str) -> Result<()> {
+        let args = [tenant.to_owned(), username.to_owned()];
+        self.write(move |conn| {
+            match conn
+                .execute(
+                    "UPDATE users SET disabled = 0 WHERE tenant = ?1 AND username = ?2",
+                    args,
+                )
+                .map_err(internal)?
+            {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
+        })
         .await
     }
 
@@ -1066,7 +1136,7 @@ impl Store for SqliteStore {
                 .map_err(internal)?
                 .execute([&tenant, &family_id])
                 .map_err(internal)?;
-            revoke_id_in(conn, &tenant, &format!("sid:{family_id}"), until)?;
+            revoke_id_in(conn, &tenant, &format!("sid:{family_id}"), until, None)?;
             Ok(n as u64)
         })
         .await
@@ -1075,19 +1145,28 @@ impl Store for SqliteStore {
     async fn list_families(
         &self,
         tenant: &str,
-        subject: &str,
+        subject: Option<&str>,
+        client_id: Option<&str>,
         now: Timestamp,
     ) -> Result<Vec<RefreshToken>> {
-        let (tenant, subject) = (tenant.to_owned(), subject.to_owned());
+        let (tenant, subject, client) = (
+            tenant.to_owned(),
+            subject.map(str::to_owned),
+            client_id.map(str::to_owned),
+        );
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE tenant = ?1 AND subject = ?2 \
-                     AND used = 0 AND expires_at > ?3 ORDER BY family_started_at DESC, family_id"
+                    "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE tenant = ?1 \
+                     AND (?2 IS NULL OR subject = ?2) AND (?3 IS NULL OR client_id = ?3) \
+                     AND used = 0 AND expires_at > ?4 ORDER BY family_started_at DESC, family_id"
                 ))
                 .map_err(internal)?;
             let rows = stmt
-                .query_map(params![tenant, subject, now.as_millis()], refresh_from_row)
+                .query_map(
+                    params![tenant, subject, client, now.as_millis()],
+                    refresh_from_row,
+                )
                 .map_err(internal)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
         })
@@ -1096,21 +1175,28 @@ impl Store for SqliteStore {
 
     async fn revoke_id(&self, tenant: &str, id: &str, until: Timestamp) -> Result<()> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.write(move |conn| revoke_id_in(conn, &tenant, &id, until))
+        self.write(move |conn| revoke_id_in(conn, &tenant, &id, until, None))
             .await
     }
 
-    async fn any_revoked(&self, tenant: &str, ids: &[String], now: Timestamp) -> Result<bool> {
+    async fn any_revoked(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        issued_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
         let (tenant, ids) = (tenant.to_owned(), ids.to_vec());
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT 1 FROM revocations WHERE tenant = ?1 AND id = ?2 AND until > ?3",
+                    "SELECT 1 FROM revocations WHERE tenant = ?1 AND id = ?2 AND until > ?3 \
+                     AND (issued_before IS NULL OR ?4 < issued_before)",
                 )
                 .map_err(internal)?;
             for id in &ids {
                 if stmt
-                    .exists(params![tenant, id, now.as_millis()])
+                    .exists(params![tenant, id, now.as_millis(), issued_at.as_millis()])
                     .map_err(internal)?
                 {
                     return Ok(true);

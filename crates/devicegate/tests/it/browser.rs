@@ -530,7 +530,7 @@ async fn sign_out_a_device_from_the_list_of_devices() {
     let sub = t_subject(&t);
     let left = s
         .store()
-        .list_families("default", &sub, devicegate_server::now())
+        .list_families("default", Some(&sub), None, devicegate_server::now())
         .await
         .unwrap();
     assert_eq!(left, vec![]);

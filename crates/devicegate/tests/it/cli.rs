@@ -972,6 +972,7 @@ link_by_email = true
             name: None,
             email: None,
             created_at: devicegate_server::now(),
+            disabled: false,
         };
         let link = devicegate_store::UpstreamLink {
             tenant: "default".into(),

@@ -50,6 +50,7 @@ async fn two_tenants() -> TestServer {
             name: Some(format!("{name} of Acme")),
             email: None,
             created_at: devicegate_server::now(),
+            disabled: false,
         };
         s.store().create_user(&u).await.unwrap();
     }

@@ -73,6 +73,7 @@ async fn acme(policy: &str) -> TestServer {
         name: None,
         email: None,
         created_at: devicegate_server::now(),
+        disabled: false,
     };
     s.store().create_user(&ann).await.unwrap();
     s

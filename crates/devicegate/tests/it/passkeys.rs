@@ -486,6 +486,7 @@ async fn a_passkey_as_the_second_step_and_alone_where_passwords_are_off() {
         name: None,
         email: None,
         created_at: devicegate_server::now(),
+        disabled: false,
     };
     s.store().create_user(&cat).await.unwrap();
     let (ok, out, err) = crate::cli::run(

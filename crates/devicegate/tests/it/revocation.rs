@@ -344,3 +344,120 @@ async fn a_custom_ui_lists_and_signs_out_a_persons_devices_with_its_kept_session
     let listed: Value = devices(&session).await.json().await.unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn operators_list_and_revoke_devices_revoke_and_disable_people_and_update_clients() {
+    let (s, rs_secret) = server().await;
+    let dir = s.dir.path().to_owned();
+    let cli = |args: &[&str]| {
+        let (ok, out, err) = crate::cli::run(&dir, args, None);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    let introspect = async |token: &str| {
+        let (_, _, body) = s
+            .form(
+                "/oauth2/introspect",
+                &[
+                    ("client_id", "rs"),
+                    ("client_secret", &rs_secret),
+                    ("token", token),
+                ],
+            )
+            .await;
+        body["active"] == true
+    };
+
+    // grant list / grant revoke.
+    let tv = s.tokens("tv", "openid offline_access", "ann").await;
+    let radio = s.tokens("radio", "openid offline_access", "ann").await;
+    let listed: Value = serde_json::from_str(&cli(&["grant", "list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let only_tv: Value =
+        serde_json::from_str(&cli(&["grant", "list", "--client", "tv", "--json"])).unwrap();
+    let only_tv = only_tv.as_array().unwrap();
+    assert_eq!(only_tv.len(), 1);
+    assert_eq!(only_tv[0]["user"], "ann");
+    assert_eq!(only_tv[0]["ip"], "127.0.0.1");
+    let id = only_tv[0]["id"].as_str().unwrap().to_owned();
+    cli(&["grant", "revoke", &id]);
+    assert!(!introspect(text(&tv, "access_token")).await);
+    let (status, _) = refresh(&s, "tv", text(&tv, "refresh_token")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        introspect(text(&radio, "access_token")).await,
+        "the radio stays"
+    );
+    let (ok, _, err) = crate::cli::run(&dir, &["grant", "revoke", &id], None);
+    assert!(!ok && err.contains(&id), "{err}");
+
+    // user revoke: every device, and a code ann approved that no device redeemed yet.
+    let d = s
+        .device_authorization("tv", Some("openid offline_access"))
+        .await;
+    s.decide(text(&d, "user_code"), "ann", true).await;
+    cli(&["user", "revoke", "ann"]);
+    let (status, body) = s.poll("tv", text(&d, "device_code")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "access_denied");
+    assert!(!introspect(text(&radio, "access_token")).await);
+    assert_eq!(
+        userinfo(&s, text(&radio, "access_token")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // She signs in again afterwards (past the second of the revocation, whose tokens all
+    // count as revoked), and that works.
+    sleep_ms(1_100).await;
+    let again = s.tokens("tv", "openid offline_access", "ann").await;
+    assert!(introspect(text(&again, "access_token")).await);
+
+    // user disable: nothing of hers stands, and she cannot sign in; enable lets her back.
+    cli(&["user", "disable", "ann"]);
+    assert!(!introspect(text(&again, "access_token")).await);
+    let (status, _) = refresh(&s, "tv", text(&again, "refresh_token")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let flow = s.new_flow().await;
+    let (status, body) = s
+        .act(
+            &flow,
+            serde_json::json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    cli(&["user", "enable", "ann"]);
+    let (status, body) = s
+        .act(
+            &flow,
+            serde_json::json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        !introspect(text(&again, "access_token")).await,
+        "what was revoked stays revoked"
+    );
+
+    // client update: a new name and a narrower scope, without delete and re-create.
+    cli(&[
+        "client",
+        "update",
+        "tv",
+        "--name",
+        "Living room TV",
+        "--scope",
+        "openid",
+    ]);
+    let clients: Value = serde_json::from_str(&cli(&["client", "list", "--json"])).unwrap();
+    let tv_client = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == "tv")
+        .unwrap()
+        .clone();
+    assert_eq!(tv_client["name"], "Living room TV");
+    assert_eq!(tv_client["scope"], "openid");
+    assert_eq!(tv_client["public"], true, "still public, no secret made");
+    let (ok, _, err) = crate::cli::run(&dir, &["client", "update", "nope", "--name", "x"], None);
+    assert!(!ok && err.contains("nope"), "{err}");
+}

@@ -119,6 +119,7 @@ impl TestServer {
             name: Some(format!("{username} Example")),
             email: Some(format!("{username}@example.com")),
             created_at: devicegate_server::now(),
+            disabled: false,
         };
         self.store().create_user(&u).await.unwrap();
         u.id

@@ -942,6 +942,7 @@ async fn local_alice(s: &TestServer) -> String {
         name: None,
         email: Some("Alice@Example.com".into()),
         created_at: devicegate_server::now(),
+        disabled: false,
     };
     s.store().create_user(&erin).await.unwrap();
     erin.id
