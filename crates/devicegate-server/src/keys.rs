@@ -1,5 +1,8 @@
-//! The signing keys in memory: parsed once at start, the newest key of the configured
-//! algorithm signs, and every stored key verifies and is published.
+//! The signing keys in memory, read again with the tenant (`tenant::CACHE_FOR`): of the
+//! configured algorithm, the newest key whose `signs_from` has come signs; every key is
+//! published (in the JWKS) and verifies from its creation, so a rotated-in key is in relying
+//! parties' cached key sets before it signs; a key another one replaced leaves once every
+//! token it signed has expired (`retired`).
 //!
 //! RSA signatures (about 0.2 ms each) run on the blocking pool; ES256 and EdDSA sign in place.
 
@@ -38,6 +41,7 @@ async fn create_key(
         alg,
         pkcs8: material.pkcs8,
         created_at: now,
+        signs_from: now,
     };
     // Instances starting together on one database agree on a single key.
     let records = store.ensure_key(&candidate).await?;
@@ -47,33 +51,67 @@ async fn create_key(
     Ok(records)
 }
 
+/// How long after its successor began signing a key may still have signed somewhere: the
+/// other instances read the keys again within `tenant::CACHE_FOR`; this leaves room for it.
+const SWITCH_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether `key` has left: a newer key of its algorithm has signed for longer than any
+/// token lives (`token_ttl`), so every token `key` signed has expired.
+pub fn retired(
+    key: &KeyRecord,
+    all: &[KeyRecord],
+    token_ttl: std::time::Duration,
+    now: Timestamp,
+) -> bool {
+    all.iter().any(|n| {
+        n.alg == key.alg
+            && n.id != key.id
+            && (n.signs_from, &n.created_at) > (key.signs_from, &key.created_at)
+            && n.signs_from.plus(token_ttl).plus(SWITCH_MARGIN) <= now
+    })
+}
+
+/// The key of `alg` that signs at `now`: the newest whose `signs_from` has come.
+pub fn signing<'a>(all: &'a [KeyRecord], alg: Algorithm, now: Timestamp) -> Option<&'a KeyRecord> {
+    all.iter()
+        .filter(|k| k.alg == alg && k.signs_from <= now)
+        .max_by_key(|k| (k.signs_from, k.created_at))
+}
+
 impl KeySet {
-    /// Loads every stored key; creates and stores a key of `alg` (ID tokens), and of
-    /// `access_alg` (access tokens) when it differs, where there is none.
+    /// Loads the stored keys still published; creates and stores a key of `alg` (ID
+    /// tokens), and of `access_alg` (access tokens) when it differs, where none signs yet.
     pub async fn load_or_create(
         store: &TenantStore,
         alg: Algorithm,
         access_alg: Algorithm,
+        token_ttl: std::time::Duration,
         now: Timestamp,
     ) -> Result<KeySet, crate::StartError> {
         let mut records = store.list_keys().await?;
         for alg in [alg, access_alg] {
-            if !records.iter().any(|r| r.alg == alg) {
+            if signing(&records, alg, now).is_none() {
                 records = create_key(store, alg, now).await?;
             }
         }
-        let mut signers = Vec::with_capacity(records.len());
-        for r in &records {
+        let published: Vec<KeyRecord> = records
+            .iter()
+            .filter(|k| !retired(k, &records, token_ttl, now))
+            .cloned()
+            .collect();
+        let mut signers = Vec::with_capacity(published.len());
+        for r in &published {
             signers.push(Signer::from_material(&KeyMaterial {
                 alg: r.alg,
                 pkcs8: r.pkcs8.clone(),
             })?);
         }
-        // Records come oldest first: the last key of an algorithm is its newest.
         let newest = |alg: Algorithm| {
-            records
+            let key = signing(&published, alg, now)
+                .ok_or(crate::StartError::Store(StoreError::NotFound))?;
+            published
                 .iter()
-                .rposition(|r| r.alg == alg)
+                .position(|r| r.id == key.id)
                 .ok_or(crate::StartError::Store(StoreError::NotFound))
         };
         Ok(KeySet {
@@ -150,5 +188,56 @@ impl KeySet {
             }
         }
         algs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn key(id: &str, alg: Algorithm, signs_from_secs: i64) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            tenant: "default".into(),
+            alg,
+            pkcs8: Vec::new(),
+            created_at: Timestamp::from_millis(0),
+            signs_from: Timestamp::from_millis(signs_from_secs * 1000),
+        }
+    }
+
+    #[test]
+    fn the_newest_key_that_may_sign_signs_and_a_replaced_one_leaves_after_its_tokens() {
+        let ttl = Duration::from_secs(3600);
+        let keys = [
+            key("old", Algorithm::Rs256, 0),
+            key("new", Algorithm::Rs256, 10_000),
+            key("next", Algorithm::Rs256, 20_000),
+            key("ec", Algorithm::Es256, 0),
+        ];
+        let at = |secs: i64| Timestamp::from_millis(secs * 1000);
+        // Before `new` may sign, `old` signs; `new` and `next` are published already.
+        assert_eq!(
+            signing(&keys, Algorithm::Rs256, at(9_999)).unwrap().id,
+            "old"
+        );
+        assert_eq!(
+            signing(&keys, Algorithm::Rs256, at(10_000)).unwrap().id,
+            "new"
+        );
+        assert_eq!(
+            signing(&keys, Algorithm::Es256, at(30_000)).unwrap().id,
+            "ec"
+        );
+        assert!(!retired(&keys[1], &keys, ttl, at(0)));
+        // `old` stays while tokens it signed may live (plus the margin), then leaves.
+        let leaves = 10_000 + 3600 + SWITCH_MARGIN.as_secs() as i64;
+        assert!(!retired(&keys[0], &keys, ttl, at(leaves - 1)));
+        assert!(retired(&keys[0], &keys, ttl, at(leaves)));
+        // Another algorithm's rotation retires nothing of this one.
+        assert!(!retired(&keys[3], &keys, ttl, at(1_000_000)));
+        // The newest never retires.
+        assert!(!retired(&keys[2], &keys, ttl, at(1_000_000)));
     }
 }

@@ -25,7 +25,7 @@ mod extract;
 pub mod factors;
 mod flows_api;
 mod json;
-mod keys;
+pub mod keys;
 pub mod limits;
 mod metadata;
 pub mod metrics;

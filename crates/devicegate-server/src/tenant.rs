@@ -6,8 +6,8 @@
 //! handlers take `Extension<Arc<Tenant>>` and read and write only through its
 //! [`Tenant::store`], which treats another tenant's records as absent (`scoped`).
 //!
-//! A loaded tenant is trusted for 30 s (`CACHE_FOR`), so a tenant deleted from the CLI
-//! disappears from running servers within that.
+//! A loaded tenant is trusted for 5 s (`CACHE_FOR`), so a tenant deleted from the CLI
+//! disappears from running servers within that, and a key rotation is followed as soon.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,8 +27,8 @@ use crate::scoped::TenantStore;
 use crate::{AppState, KeySet, StartError, now};
 
 /// How long a loaded tenant is trusted before it is looked up again (a tenant deleted from
-/// the CLI disappears from running servers within this).
-const CACHE_FOR: Duration = Duration::from_secs(30);
+/// the CLI disappears from running servers within this, and its keys are read again).
+pub(crate) const CACHE_FOR: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct Tenant {
@@ -131,6 +131,7 @@ pub async fn load(state: &AppState, record: TenantRecord) -> Result<Arc<Tenant>,
             .settings
             .access_token_signing_alg
             .unwrap_or(state.settings.signing_alg),
+        state.settings.access_token_ttl,
         now(),
     )
     .await?;

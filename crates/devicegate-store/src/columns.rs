@@ -20,7 +20,7 @@ pub(crate) const REFRESH_COLUMNS: &str = "hash, family_id, client_id, subject, s
      tenant, family_started_at, idp, amr, requester_ip, requester_agent";
 pub(crate) const SESSION_COLUMNS: &str =
     "id_hash, user_id, signed_on_at, flow_hash, created_at, expires_at, tenant, idp, amr";
-pub(crate) const KEY_COLUMNS: &str = "id, alg, pkcs8, created_at, tenant";
+pub(crate) const KEY_COLUMNS: &str = "id, alg, pkcs8, created_at, tenant, signs_from";
 pub(crate) const TENANT_COLUMNS: &str = "id, uuid, created_at, local_passwords, second_factor";
 pub(crate) const TOTP_COLUMNS: &str = "tenant, user_id, secret, confirmed, last_step, created_at";
 pub(crate) const PASSKEY_COLUMNS: &str = "tenant, id, user_id, credential_id, name, credential, sign_count, \

@@ -788,6 +788,7 @@ async fn tenants_are_isolated(s: impl Store) {
         alg: Algorithm::Es256,
         pkcs8: vec![1],
         created_at: NOW,
+        signs_from: NOW,
     };
     assert_eq!(s.ensure_key(&key).await.unwrap(), vec![key.clone()]);
     assert!(
@@ -812,6 +813,7 @@ async fn keys(s: impl Store) {
         alg: Algorithm::Es256,
         pkcs8: vec![1, 2, 3],
         created_at: NOW,
+        signs_from: NOW,
     };
     s.insert_key(&k).await.unwrap();
     assert_eq!(s.insert_key(&k).await, Err(StoreError::AlreadyExists));
@@ -830,6 +832,7 @@ async fn ensure_key_agrees(s: Arc<impl Store>) {
                 alg: Algorithm::EdDsa,
                 pkcs8: vec![i],
                 created_at: NOW,
+                signs_from: NOW,
             };
             s.ensure_key(&candidate).await.unwrap()
         }));
@@ -848,6 +851,7 @@ async fn ensure_key_agrees(s: Arc<impl Store>) {
         alg: Algorithm::Rs256,
         pkcs8: vec![9],
         created_at: NOW,
+        signs_from: NOW,
     };
     assert_eq!(
         s.ensure_key(&other).await.unwrap().len(),

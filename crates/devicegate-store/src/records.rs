@@ -96,6 +96,9 @@ pub struct KeyRecord {
     pub alg: Algorithm,
     pub pkcs8: Vec<u8>,
     pub created_at: Timestamp,
+    /// It is published from its creation and signs from this time on (a rotation publishes a
+    /// key `key_publish_secs` before it signs, so relying parties' cached key sets hold it).
+    pub signs_from: Timestamp,
 }
 
 /// A browser session of the verification pages. Its id is a secret stored as a hash.

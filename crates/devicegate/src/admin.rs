@@ -6,12 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Subcommand};
+use devicegate_core::keys::{Algorithm, KeyMaterial};
 use devicegate_core::password::hash_password;
 use devicegate_core::scope::Scopes;
 use devicegate_core::secret::{Secret, SecretKind, random_id};
 use devicegate_proto::GrantType;
 use devicegate_store::{
-    ClientRecord, DEFAULT_TENANT, Store, StoreError, TenantRecord, UpstreamRecord, UserRecord,
+    ClientRecord, DEFAULT_TENANT, KeyRecord, Store, StoreError, TenantRecord, UpstreamRecord,
+    UserRecord,
 };
 use serde_json::json;
 
@@ -156,6 +158,32 @@ pub enum GrantCommand {
     /// Revoke one (an id from `grant list`): its refresh tokens, and the access tokens issued
     /// to it
     Revoke { id: String },
+}
+
+/// `key [--tenant T] …`: signing keys.
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    /// The tenant whose keys these are
+    #[arg(long, global = true, default_value = DEFAULT_TENANT)]
+    pub tenant: String,
+    #[command(subcommand)]
+    pub cmd: KeyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the signing keys and what each does now (pending, signing, published, retired)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new signing key: published at once, signing after key_publish_secs; the key it
+    /// replaces stays published until every token it signed has expired
+    Rotate {
+        /// Its algorithm [default: signing_alg]
+        #[arg(long, value_parser = ["RS256", "ES256", "EdDSA"])]
+        alg: Option<String>,
+    },
 }
 
 fn store_err(e: StoreError) -> anyhow::Error {
@@ -957,7 +985,13 @@ async fn revoke_user(
     // second is refused too).
     let issued_before = devicegate_core::Timestamp::from_millis((now.as_secs() + 1) * 1000);
     match store
-        .revoke_user(tenant, username, disable, issued_before, now.plus(access_ttl))
+        .revoke_user(
+            tenant,
+            username,
+            disable,
+            issued_before,
+            now.plus(access_ttl),
+        )
         .await
     {
         Ok(()) => Ok(()),
@@ -1034,6 +1068,89 @@ pub async fn grant(
                 bail!("no device holds access as {id:?}");
             }
             println!("revoked {id}: its refresh tokens and access tokens");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `key list|rotate`.
+pub async fn key(
+    store: &dyn Store,
+    args: KeyArgs,
+    signing_alg: Algorithm,
+    publish: std::time::Duration,
+    token_ttl: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let tenant = existing_tenant(store, &args.tenant).await?;
+    let now = devicegate_server::now();
+    match args.cmd {
+        KeyCommand::List { json } => {
+            let keys = store.list_keys(&tenant).await.map_err(store_err)?;
+            let state = |k: &KeyRecord| {
+                use devicegate_server::keys::{retired, signing};
+                if retired(k, &keys, token_ttl, now) {
+                    "retired"
+                } else if k.signs_from > now {
+                    "pending"
+                } else if signing(&keys, k.alg, now).is_some_and(|s| s.id == k.id) {
+                    "signing"
+                } else {
+                    "published"
+                }
+            };
+            // The `kid` as the JWKS and the tokens' headers name the key.
+            let kid = |k: &KeyRecord| {
+                devicegate_core::keys::Signer::from_material(&KeyMaterial {
+                    alg: k.alg,
+                    pkcs8: k.pkcs8.clone(),
+                })
+                .map(|s| s.kid)
+                .unwrap_or_else(|_| "(unreadable)".to_owned())
+            };
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({"kid": kid(k), "alg": k.alg.as_str(), "state": state(k),
+                               "created_at": k.created_at.to_rfc3339(),
+                               "signs_from": k.signs_from.to_rfc3339()})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for k in &keys {
+                    println!(
+                        "{}\t{}\t{}\tsigns from {}",
+                        kid(k),
+                        k.alg.as_str(),
+                        state(k),
+                        k.signs_from.to_rfc3339()
+                    );
+                }
+            }
+        }
+        KeyCommand::Rotate { alg } => {
+            let alg = match alg {
+                Some(a) => Algorithm::parse(&a).context("unknown algorithm")?,
+                None => signing_alg,
+            };
+            let material = tokio::task::spawn_blocking(move || KeyMaterial::generate(alg))
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let key = KeyRecord {
+                id: random_id(),
+                tenant: tenant.clone(),
+                alg,
+                pkcs8: material.pkcs8,
+                created_at: now,
+                signs_from: now.plus(publish),
+            };
+            store.insert_key(&key).await.map_err(store_err)?;
+            println!(
+                "new {} key: published now, signs from {}",
+                alg.as_str(),
+                key.signs_from.to_rfc3339()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

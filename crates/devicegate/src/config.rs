@@ -68,6 +68,10 @@ pub struct Keys {
     /// Lifetime of access and ID tokens [default: 3600]
     #[arg(long, global = true, env = "DEVICEGATE_ACCESS_TOKEN_TTL_SECS")]
     pub access_token_ttl_secs: Option<u64>,
+    /// How long a rotated-in signing key is published before it signs, so that relying
+    /// parties' cached key sets hold it first [default: 3600]
+    #[arg(long, global = true, env = "DEVICEGATE_KEY_PUBLISH_SECS")]
+    pub key_publish_secs: Option<u64>,
     /// Lifetime of refresh tokens, renewed on every rotation [default: 2592000]
     #[arg(long, global = true, env = "DEVICEGATE_REFRESH_TOKEN_TTL_SECS")]
     pub refresh_token_ttl_secs: Option<u64>,
@@ -230,6 +234,7 @@ impl Keys {
             device_code_ttl_secs: self.device_code_ttl_secs.or(file.device_code_ttl_secs),
             poll_interval_secs: self.poll_interval_secs.or(file.poll_interval_secs),
             access_token_ttl_secs: self.access_token_ttl_secs.or(file.access_token_ttl_secs),
+            key_publish_secs: self.key_publish_secs.or(file.key_publish_secs),
             refresh_token_ttl_secs: self.refresh_token_ttl_secs.or(file.refresh_token_ttl_secs),
             refresh_token_max_lifetime_secs: self
                 .refresh_token_max_lifetime_secs
@@ -336,6 +341,11 @@ impl Keys {
 
     /// This server's issuer, validated, as `serve` uses it (the default tenant's; tenant T's
     /// is `{issuer}/t/T`).
+    /// How long a rotated-in key is published before it signs.
+    pub fn key_publish(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.key_publish_secs.unwrap_or(3600))
+    }
+
     pub fn issuer(&self) -> anyhow::Result<String> {
         let issuer = self
             .issuer

@@ -56,6 +56,8 @@ pub enum Command {
     User(admin::UserArgs),
     /// The devices holding access: list them, revoke one
     Grant(admin::GrantArgs),
+    /// Signing keys: list them, rotate
+    Key(admin::KeyArgs),
     /// Manage tenants (isolated clients, users, keys and issuer)
     #[command(subcommand)]
     Tenant(admin::TenantCommand),
@@ -106,6 +108,20 @@ pub fn run() -> anyhow::Result<ExitCode> {
             let ttl = keys.settings()?.access_token_ttl;
             rt.block_on(async {
                 admin::user(open_store(&db).await?.as_ref(), cmd, &issuer, ttl).await
+            })
+        }
+        Command::Key(cmd) => {
+            let settings = keys.settings()?;
+            let publish = keys.key_publish();
+            rt.block_on(async {
+                admin::key(
+                    open_store(&db).await?.as_ref(),
+                    cmd,
+                    settings.signing_alg,
+                    publish,
+                    settings.access_token_ttl,
+                )
+                .await
             })
         }
         Command::Grant(cmd) => {

@@ -18,3 +18,7 @@ ALTER TABLE refresh_tokens ADD COLUMN requester_agent TEXT;
 
 -- A person an operator disabled: cannot sign in, and nothing of theirs stands.
 ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- Key rotation: a key is published at once and signs from `signs_from` on (NULL: from
+-- `created_at`, as every key made before this version).
+ALTER TABLE signing_keys ADD COLUMN signs_from BIGINT;

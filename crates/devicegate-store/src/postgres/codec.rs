@@ -162,6 +162,7 @@ pub(super) fn key_from_row(r: &Row) -> Result<KeyRecord> {
         pkcs8: get(r, 2)?,
         created_at: ts(get(r, 3)?),
         tenant: get(r, 4)?,
+        signs_from: opt_ts(get(r, 5)?).unwrap_or(ts(get(r, 3)?)),
     })
 }
 

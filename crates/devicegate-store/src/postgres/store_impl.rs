@@ -241,7 +241,7 @@ async fn insert_upstream_link_in(
 async fn insert_key_in(db: &impl deadpool_postgres::GenericClient, k: &KeyRecord) -> Result<()> {
     let stmt = db
         .prepare_cached(&format!(
-            "INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+            "INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
         ))
         .await
         .map_err(pg)?;
@@ -253,6 +253,7 @@ async fn insert_key_in(db: &impl deadpool_postgres::GenericClient, k: &KeyRecord
             &k.pkcs8,
             &k.created_at.as_millis(),
             &k.tenant,
+            &k.signs_from.as_millis(),
         ],
     )
     .await

@@ -197,6 +197,7 @@ pub(super) fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         pkcs8: row.get(2)?,
         created_at: ts(row, 3)?,
         tenant: row.get(4)?,
+        signs_from: opt_ts(row, 5)?.unwrap_or(ts(row, 3)?),
     })
 }
 

@@ -313,13 +313,14 @@ pub(super) fn insert_refresh_in(conn: &Connection, t: &RefreshToken) -> Result<(
 
 pub(super) fn insert_key_in(conn: &Connection, k: &KeyRecord) -> Result<()> {
     conn.execute(
-        &format!("INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+        &format!("INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
         params![
             k.id,
             k.alg.as_str(),
             k.pkcs8,
             k.created_at.as_millis(),
-            k.tenant
+            k.tenant,
+            k.signs_from.as_millis()
         ],
     )
     .map_err(constraint)?;

@@ -460,4 +460,44 @@ async fn operators_list_and_revoke_devices_revoke_and_disable_people_and_update_
     assert_eq!(tv_client["public"], true, "still public, no secret made");
     let (ok, _, err) = crate::cli::run(&dir, &["client", "update", "nope", "--name", "x"], None);
     assert!(!ok && err.contains("nope"), "{err}");
+
+    // key rotate: published at once (pending), while the old key still signs.
+    let signing_kid = |t: &Value| claims(text(t, "access_token")).0["kid"].clone();
+    let before = s.tokens("radio", "openid", "ann").await;
+    cli(&["key", "rotate", "--key-publish-secs", "3600"]);
+    let keys: Value = serde_json::from_str(&cli(&["key", "list", "--json"])).unwrap();
+    let state_of = |kid: &Value| {
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| &k["kid"] == kid)
+            .map(|k| k["state"].clone())
+    };
+    assert_eq!(state_of(&signing_kid(&before)), Some("signing".into()));
+    let pending: Vec<_> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["state"] == "pending")
+        .collect();
+    assert_eq!(pending.len(), 1, "{keys}");
+    // Running servers read the keys again within seconds: the JWKS names it, nothing signs
+    // with it yet.
+    let mut published = false;
+    for _ in 0..70 {
+        let (_, _, jwks) = s.api("GET", "/oauth2/jwks", None).await;
+        if jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == pending[0]["kid"])
+        {
+            published = true;
+            break;
+        }
+        sleep_ms(100).await;
+    }
+    assert!(published, "the new key is never published");
+    let after = s.tokens("radio", "openid", "ann").await;
+    assert_eq!(signing_kid(&after), signing_kid(&before));
 }

@@ -627,3 +627,108 @@ pub async fn limits_hold_across_instances(ctx: Arc<Ctx>) {
         "{issued} codes for a client capped at 300 (+{refilled} refilled)"
     );
 }
+
+/// The `kid` a token was signed with.
+fn kid(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: Value = serde_json::from_slice(&header).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+async fn jwks_kids(http: &reqwest::Client, at: &Instance) -> Vec<String> {
+    let jwks: Value = http
+        .get(at.url("/oauth2/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn tokens_at(http: &reqwest::Client, at: &Instance) -> Value {
+    let d = authorize(http, at).await;
+    approve(http, at, &d).await;
+    let (status, t) = poll(http, at, &d).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    t
+}
+
+async fn userinfo_status(http: &reqwest::Client, at: &Instance, token: &str) -> StatusCode {
+    http.get(at.url("/oauth2/userinfo"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// A key rotated from the CLI reaches both running instances without a restart: published
+/// at once, signing after `key_publish_secs`; tokens signed before and after verify on both.
+pub async fn key_rotation_across_instances(ctx: Arc<Ctx>) {
+    let (db, inst, http) = cluster(&ctx, 2).await;
+    let before = tokens_at(&http, &inst[0]).await;
+    let old = kid(before["access_token"].as_str().unwrap());
+    cli(&db, &["key", "rotate", "--key-publish-secs", "3"], "");
+    let keys = {
+        let out = Command::new(env!("CARGO_BIN_EXE_devicegate"))
+            .args(["--database", &db, "key", "list", "--json"])
+            .env("DEVICEGATE_LOG", "error")
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let new = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "pending")
+        .expect("a pending key")["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new, old);
+    // Published on both within seconds, before it signs.
+    for i in inst.iter() {
+        let mut seen = false;
+        for _ in 0..70 {
+            if jwks_kids(&http, i).await.contains(&new) {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(seen, "{} never published the new key", i.base);
+        assert!(jwks_kids(&http, i).await.contains(&old));
+    }
+    // Then both sign with it.
+    for i in inst.iter() {
+        let mut signed = None;
+        for _ in 0..20 {
+            let t = tokens_at(&http, i).await;
+            if kid(t["access_token"].as_str().unwrap()) == new {
+                signed = Some(t);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let after = signed.unwrap_or_else(|| panic!("{} never signed with the new key", i.base));
+        // Tokens signed before and after the rotation verify on both instances.
+        for j in inst.iter() {
+            for t in [&before, &after] {
+                let token = t["access_token"].as_str().unwrap();
+                assert_eq!(userinfo_status(&http, j, token).await, StatusCode::OK);
+            }
+        }
+    }
+}

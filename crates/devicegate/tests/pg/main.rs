@@ -62,6 +62,9 @@ fn main() -> std::process::ExitCode {
         ("database_outage_gives_503_and_service_resumes", |c| {
             Box::pin(instances::outage(c))
         }),
+        ("key_rotation_reaches_every_instance", |c| {
+            Box::pin(instances::key_rotation_across_instances(c))
+        }),
     ];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
