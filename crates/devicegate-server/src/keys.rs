@@ -72,7 +72,7 @@ pub fn retired(
 }
 
 /// The key of `alg` that signs at `now`: the newest whose `signs_from` has come.
-pub fn signing<'a>(all: &'a [KeyRecord], alg: Algorithm, now: Timestamp) -> Option<&'a KeyRecord> {
+pub fn signing(all: &[KeyRecord], alg: Algorithm, now: Timestamp) -> Option<&KeyRecord> {
     all.iter()
         .filter(|k| k.alg == alg && k.signs_from <= now)
         .max_by_key(|k| (k.signs_from, k.created_at))
