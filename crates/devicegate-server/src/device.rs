@@ -172,6 +172,13 @@ pub async fn issue(
             Ok(()) => {
                 state.limits.issued(code_length, ttl);
                 state.metrics.code_issued();
+                crate::audit::Event::new(tenant, "code_issued")
+                    .actor(&grant.client_id)
+                    .client(&grant.client_id)
+                    .ip(ip)
+                    .user_agent(grant.requester.user_agent.as_deref())
+                    .grant(&grant.id)
+                    .record(state);
                 return Ok(Issued {
                     device_code,
                     grant,

@@ -90,6 +90,11 @@ pub async fn sign_out(
         .revoke_refresh_family(id, access_tokens_end(state, now()))
         .await?;
     tracing::info!(family_id = %id, user = %user_id, revoked = n, "a person signed a device out");
+    crate::audit::Event::new(tenant, "revoked")
+        .actor(user_id)
+        .family(id)
+        .detail("signed out from the device list")
+        .record(state);
     Ok(true)
 }
 

@@ -235,7 +235,7 @@ async fn act(
             verification::resume_kept(&tenant, &key, &session).await?
         }
         FlowAction::Consent { accept } => {
-            verification::consent(&state, &tenant, &key, accept).await?
+            verification::consent(&state, &tenant, &key, accept, ip).await?
         }
     };
     Ok(view(&tenant, &id, flow).await?.into_response())

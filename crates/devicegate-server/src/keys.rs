@@ -71,11 +71,15 @@ pub fn retired(
     })
 }
 
-/// The key of `alg` that signs at `now`: the newest whose `signs_from` has come.
+/// The key of `alg` that signs at `now`: the newest whose `signs_from` has come; while none
+/// has (the first key, made by another instance starting at the same moment with a clock a
+/// little ahead), the earliest.
 pub fn signing(all: &[KeyRecord], alg: Algorithm, now: Timestamp) -> Option<&KeyRecord> {
-    all.iter()
-        .filter(|k| k.alg == alg && k.signs_from <= now)
+    let of_alg = || all.iter().filter(|k| k.alg == alg);
+    of_alg()
+        .filter(|k| k.signs_from <= now)
         .max_by_key(|k| (k.signs_from, k.created_at))
+        .or_else(|| of_alg().min_by_key(|k| (k.signs_from, k.created_at)))
 }
 
 impl KeySet {
@@ -90,7 +94,7 @@ impl KeySet {
     ) -> Result<KeySet, crate::StartError> {
         let mut records = store.list_keys().await?;
         for alg in [alg, access_alg] {
-            if signing(&records, alg, now).is_none() {
+            if !records.iter().any(|r| r.alg == alg) {
                 records = create_key(store, alg, now).await?;
             }
         }
@@ -229,6 +233,11 @@ mod tests {
         assert_eq!(
             signing(&keys, Algorithm::Es256, at(30_000)).unwrap().id,
             "ec"
+        );
+        // Only keys yet to sign (another instance's first key, its clock ahead): the earliest.
+        assert_eq!(
+            signing(&keys[1..3], Algorithm::Rs256, at(0)).unwrap().id,
+            "new"
         );
         assert!(!retired(&keys[1], &keys, ttl, at(0)));
         // `old` stays while tokens it signed may live (plus the margin), then leaves.

@@ -12,6 +12,7 @@
 //! [`serve`] also sweeps expired records once a minute; expired grants and flows are kept an
 //! hour (`SWEEP_GRACE`), so that late polls still hear `expired_token`.
 
+pub mod audit;
 mod cas;
 mod client_auth;
 mod conn;
@@ -87,6 +88,8 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     /// The WebAuthn relying party id for passkeys; `None` is the issuer's host.
     pub webauthn_rp_id: Option<String>,
+    /// How long audit events are kept.
+    pub audit_retention: Duration,
     pub max_concurrent_hashes: usize,
     pub max_body_bytes: usize,
     /// Proxies whose `X-Forwarded-For` is believed; none by default.
@@ -140,6 +143,7 @@ impl Default for Settings {
             access_token_signing_alg: None,
             cors_allowed_origins: Vec::new(),
             webauthn_rp_id: None,
+            audit_retention: Duration::from_secs(90 * 86_400),
             max_concurrent_hashes: 2,
             max_body_bytes: 16 * 1024,
             trusted_proxies: Vec::new(),
@@ -164,6 +168,7 @@ pub struct Inner {
     pub(crate) store: scoped::Shared,
     pub passwords: Passwords,
     pub passkeys: passkeys::Passkeys,
+    pub audit: audit::Audit,
     pub limits: limits::Limits,
     pub metrics: Arc<metrics::Metrics>,
     providers: upstream::Providers,
@@ -183,6 +188,7 @@ impl AppState {
     /// Loads (or on first start creates) the default tenant and its signing keys.
     pub async fn new(settings: Settings, store: Arc<dyn Store>) -> Result<AppState, StartError> {
         tenant::ensure_default(store.as_ref()).await?;
+        let audit = audit::Audit::start(store.clone());
         let store = scoped::Shared::new(store);
         let passwords = Passwords::new(settings.max_concurrent_hashes);
         let limits = limits::Limits::default();
@@ -193,6 +199,7 @@ impl AppState {
             store,
             passwords,
             passkeys,
+            audit,
             limits,
             metrics: Arc::new(metrics::Metrics::new()),
             providers: upstream::Providers::default(),
@@ -343,7 +350,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let sweeper = tokio::spawn(sweep_forever(state.store.clone()));
+    let sweeper = tokio::spawn(sweep_forever(
+        state.store.clone(),
+        state.settings.audit_retention,
+    ));
     let limits = state.settings.connections.clone();
     let proxies = state.settings.trusted_proxies.clone();
     let metrics = state.metrics.clone();
@@ -356,7 +366,7 @@ pub async fn serve(
 /// `expired_token` rather than `invalid_grant`.
 const SWEEP_GRACE: Duration = Duration::from_secs(3600);
 
-async fn sweep_forever(store: scoped::Shared) {
+async fn sweep_forever(store: scoped::Shared, audit_retention: Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
@@ -371,6 +381,10 @@ async fn sweep_forever(store: scoped::Shared) {
                 "swept"
             ),
             Err(e) => tracing::warn!(error = %e, "sweep failed"),
+        }
+        let before = Timestamp::from_millis(now.as_millis() - audit_retention.as_millis() as i64);
+        if let Err(e) = store.sweep_audit(before).await {
+            tracing::warn!(error = %e, "audit sweep failed");
         }
     }
 }

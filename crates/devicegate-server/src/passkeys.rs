@@ -330,7 +330,18 @@ pub async fn sign_in_finish(
     let f = verification::load(tenant, flow, now).await?;
     ensure_can_use(&f)?;
     let paid = limits::pay_for_passkey(state, ip, now).await??;
-    let passkey = check_assertion(webauthn, tenant, flow, credential, now).await?;
+    let passkey = match check_assertion(webauthn, tenant, flow, credential, now).await {
+        Ok(p) => p,
+        Err(e) => {
+            if e == StepError::InvalidCredentials {
+                crate::audit::Event::new(tenant, "sign_in_failed")
+                    .ip(ip)
+                    .detail("method=passkey")
+                    .record(state);
+            }
+            return Err(e);
+        }
+    };
     // The person must still be here, and not disabled.
     match tenant.store.get_user(&passkey.user_id).await {
         Ok(_) => {}
@@ -338,6 +349,11 @@ pub async fn sign_in_finish(
         Err(e) => return Err(e.into()),
     }
     paid.refund(state).await;
+    crate::audit::Event::new(tenant, "sign_in")
+        .actor(&passkey.user_id)
+        .ip(ip)
+        .detail(format!("method=passkey passkey={}", passkey.id))
+        .record(state);
     let method = if passkey.backup_eligible {
         "swk"
     } else {

@@ -85,6 +85,12 @@ pub async fn revoke(
                 .revoke_refresh_family(&t.family_id, access_tokens_end(&state, now))
                 .await?;
             tracing::info!(family_id = %t.family_id, client = %client.id, revoked = n, "revoked a refresh token family");
+            crate::audit::Event::new(&tenant, "revoked")
+                .actor(&client.id)
+                .client(&client.id)
+                .family(&t.family_id)
+                .detail("refresh token (RFC 7009)")
+                .record(&state);
         }
         Read::Access(c) if str_claim(&c, "client_id") == Some(client.id.as_str()) => {
             let exp = c.get("exp").and_then(Value::as_i64).unwrap_or(0);
@@ -96,6 +102,14 @@ pub async fn revoke(
                     .revoke_id(&format!("jti:{jti}"), Timestamp::from_millis(exp * 1000))
                     .await?;
                 tracing::info!(client = %client.id, "revoked an access token");
+                let mut e = crate::audit::Event::new(&tenant, "revoked")
+                    .actor(&client.id)
+                    .client(&client.id)
+                    .detail("access token (RFC 7009)");
+                if let Some(sid) = str_claim(&c, "sid") {
+                    e = e.family(sid);
+                }
+                e.record(&state);
             }
         }
         _ => {}

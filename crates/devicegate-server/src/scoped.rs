@@ -94,6 +94,11 @@ impl Shared {
     pub async fn sweep(&self, now: Timestamp, grace_before: Timestamp) -> Result<SweepCounts> {
         self.0.sweep(now, grace_before).await
     }
+
+    /// Deletes audit events older than `before`.
+    pub async fn sweep_audit(&self, before: Timestamp) -> Result<u64> {
+        self.0.sweep_audit(before).await
+    }
 }
 
 /// The store seen through one tenant (module docs).

@@ -150,6 +150,13 @@ async fn replayed(
         .store
         .revoke_refresh_family(&grant.id, access_tokens_end(state, now))
         .await?;
+    crate::audit::Event::new(tenant, "revoked")
+        .actor(&client.id)
+        .client(&client.id)
+        .grant(&grant.id)
+        .family(&grant.id)
+        .detail("a redeemed device code was presented again")
+        .record(state);
     tracing::warn!(
         grant = %grant.id,
         client = %client.id,
@@ -296,6 +303,13 @@ pub(crate) async fn redeem(
         Err(StoreError::NotFound) => return Err(OAuthError::invalid_grant("unknown device code")),
         Err(e) => return Err(e.into()),
     }
+    crate::audit::Event::new(tenant, "redeemed")
+        .actor(&client.id)
+        .client(&client.id)
+        .grant(&grant.id)
+        .family(&grant.id)
+        .detail(format!("for {}", user.id))
+        .record(state);
     let tokens = issue_tokens(
         Ctx {
             state,
@@ -605,6 +619,17 @@ async fn revoke_family(
         .store
         .revoke_refresh_family(&token.family_id, access_tokens_end(state, now()))
         .await?;
+    let event = if why.contains("reuse") {
+        "refresh_reuse"
+    } else {
+        "revoked"
+    };
+    crate::audit::Event::new(tenant, event)
+        .actor(&token.client_id)
+        .client(&token.client_id)
+        .family(&token.family_id)
+        .detail(why)
+        .record(state);
     tracing::warn!(
         family_id = token.family_id,
         revoked = n,

@@ -546,6 +546,11 @@ pub async fn finish(
         .filter(|t| *t <= now)
         .unwrap_or(now);
     let user = account(tenant, &up, &claims, now).await?;
+    crate::audit::Event::new(tenant, "sign_in")
+        .actor(&user.id)
+        .ip(ip)
+        .detail(format!("method=upstream idp={}", up.id))
+        .record(state);
     let flow = verification::resume_session(
         tenant,
         &trip.flow_hash,

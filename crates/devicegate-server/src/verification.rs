@@ -13,6 +13,7 @@ use devicegate_core::{SecretHash, Timestamp};
 use devicegate_proto::{FlowClient, FlowStatus, FlowView, TotpEnrolment};
 use devicegate_store::{BrowserSession, StoreError, TotpFactor, UserRecord};
 
+use crate::audit::Event;
 use crate::cas::{self, Cas, Contended};
 use crate::error::Failure;
 use crate::factors;
@@ -219,7 +220,13 @@ pub async fn verify_user_code(
         limits::pay_for_code(state, ip, flow.user_id.as_deref(), code.as_ref(), now).await??;
     let result = enter_code(state, tenant, key, code.as_ref()).await;
     match &result {
-        Err(StepError::Flow(FlowError::WrongCode { .. })) => {}
+        Err(StepError::Flow(FlowError::WrongCode { .. })) => {
+            let mut e = Event::new(tenant, "wrong_code").ip(ip);
+            if let Some(user) = &flow.user_id {
+                e = e.actor(user);
+            }
+            e.record(state);
+        }
         // A code that exists was no blind guess, but still a code not to be entered here.
         Err(StepError::Flow(FlowError::CodeExpired | FlowError::CodeUsed)) => {
             paid.refund_only(state, BUDGET_KEY).await
@@ -303,9 +310,20 @@ pub async fn sign_on(
     let matches = state.passwords.verify(phc, password.to_owned()).await;
     let user = match user {
         Some(u) if matches => u,
-        _ => return Err(StepError::InvalidCredentials),
+        _ => {
+            Event::new(tenant, "sign_in_failed")
+                .ip(ip)
+                .detail(format!("method=password username={account}"))
+                .record(state);
+            return Err(StepError::InvalidCredentials);
+        }
     };
     paid.refund(state).await;
+    Event::new(tenant, "sign_in")
+        .actor(&user.id)
+        .ip(ip)
+        .detail("method=password")
+        .record(state);
     if second_factor_owed(tenant, &user.id).await? {
         return transition(tenant, key, |flow, now| {
             flow.sign_on_pending(&user.id, now, now)
@@ -506,12 +524,13 @@ pub async fn adopt(tenant: &Tenant, link: &SecretHash) -> Result<Flow, StepError
     .await
 }
 
-/// Approve (`accept`) or deny the grant this flow bound.
+/// Approve (`accept`) or deny the grant this flow bound, from `ip`.
 pub async fn consent(
     state: &AppState,
     tenant: &Tenant,
     key: &SecretHash,
     accept: bool,
+    ip: IpAddr,
 ) -> Result<Flow, StepError> {
     cas::retry(|| async move {
         let now = now();
@@ -532,6 +551,22 @@ pub async fn consent(
         let stored = commit(tenant, &next, Some(&grant)).await?;
         if matches!(stored, Cas::Done(())) {
             state.metrics.code_decided(accept, grant.created_at, now);
+            let mut e = Event::new(tenant, if accept { "approved" } else { "denied" })
+                .client(&grant.client_id)
+                .ip(ip)
+                .grant(&grant.id)
+                .detail(format!(
+                    "device at {}",
+                    grant
+                        .requester
+                        .ip
+                        .as_deref()
+                        .unwrap_or("an unknown address")
+                ));
+            if let Some(user) = &next.user_id {
+                e = e.actor(user);
+            }
+            e.record(state);
         }
         Ok(stored.then(next))
     })
@@ -665,8 +700,25 @@ pub async fn totp_verify(
     ip: IpAddr,
 ) -> Result<(Flow, Option<Vec<String>>), StepError> {
     let (_, user) = factor_person(tenant, key, now()).await?;
-    let recovery = check_totp_for(state, tenant, &user, code, ip).await?;
+    let recovery = match check_totp_for(state, tenant, &user, code, ip).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e == StepError::InvalidCredentials {
+                Event::new(tenant, "sign_in_failed")
+                    .actor(&user.id)
+                    .ip(ip)
+                    .detail("method=otp")
+                    .record(state);
+            }
+            return Err(e);
+        }
+    };
     let flow = second_factor(tenant, key, "otp").await?;
+    Event::new(tenant, "sign_in")
+        .actor(&user.id)
+        .ip(ip)
+        .detail("method=otp")
+        .record(state);
     Ok((flow, recovery))
 }
 
@@ -735,9 +787,19 @@ pub async fn recovery_verify(
         .use_recovery_code(&user.id, &factors::recovery_hash(code), now)
         .await?;
     if !used {
+        Event::new(tenant, "sign_in_failed")
+            .actor(&user.id)
+            .ip(ip)
+            .detail("method=recovery_code")
+            .record(state);
         return Err(StepError::InvalidCredentials);
     }
     paid.refund(state).await;
+    Event::new(tenant, "sign_in")
+        .actor(&user.id)
+        .ip(ip)
+        .detail("method=recovery_code")
+        .record(state);
     second_factor(tenant, key, "otp").await
 }
 

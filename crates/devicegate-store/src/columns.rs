@@ -25,6 +25,8 @@ pub(crate) const TENANT_COLUMNS: &str = "id, uuid, created_at, local_passwords, 
 pub(crate) const TOTP_COLUMNS: &str = "tenant, user_id, secret, confirmed, last_step, created_at";
 pub(crate) const PASSKEY_COLUMNS: &str = "tenant, id, user_id, credential_id, name, credential, sign_count, \
      backup_eligible, backup_state, created_at, last_used_at";
+pub(crate) const AUDIT_COLUMNS: &str =
+    "at, tenant, event, actor, client_id, ip, user_agent, grant_id, family_id, detail";
 pub(crate) const CEREMONY_COLUMNS: &str = "tenant, key_hash, purpose, user_id, state, expires_at";
 pub(crate) const UPSTREAM_COLUMNS: &str = "tenant, id, name, issuer, client_id, client_secret, auth_method, scopes, \
      allowed_domains, require_claims, link_by_email, max_age_secs, force_login, created_at";

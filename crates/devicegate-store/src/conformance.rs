@@ -24,9 +24,9 @@ use devicegate_core::{SecretHash, Timestamp};
 use devicegate_proto::FlowStatus;
 
 use crate::{
-    Admission, BrowserSession, ClientRecord, DEFAULT_TENANT, HeldPoll, KeyRecord, LimitTake,
-    PasskeyRecord, PollBy, RefreshToken, Store, StoreError, TenantRecord, TotpFactor, UpstreamLink,
-    UpstreamRecord, UpstreamState, UserRecord, WebauthnCeremony,
+    Admission, AuditEvent, AuditQuery, BrowserSession, ClientRecord, DEFAULT_TENANT, HeldPoll,
+    KeyRecord, LimitTake, PasskeyRecord, PollBy, RefreshToken, Store, StoreError, TenantRecord,
+    TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord, WebauthnCeremony,
 };
 
 const T: &str = DEFAULT_TENANT;
@@ -44,7 +44,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let cases: [(&str, Case<S>); 48] = [
+    let cases: [(&str, Case<S>); 49] = [
         ("clients", |s| Box::pin(clients(s))),
         ("users", |s| Box::pin(users(s))),
         ("grants", |s| Box::pin(grants(s))),
@@ -155,6 +155,7 @@ where
         ("a_persons_devices_are_their_live_families", |s| {
             Box::pin(a_persons_devices_are_their_live_families(s))
         }),
+        ("audit_events", |s| Box::pin(audit_events(s))),
     ];
     let mut failed = Vec::new();
     for (name, case) in cases {
@@ -2903,5 +2904,80 @@ async fn a_persons_devices_are_their_live_families(s: impl Store) {
     assert_eq!(
         s.list_families(T, Some("u1"), None, NOW).await.unwrap(),
         vec![rotated]
+    );
+}
+
+async fn audit_events(s: impl Store) {
+    let at = |secs: u64| NOW.plus(Duration::from_secs(secs));
+    let event = |secs: u64, tenant: &str, event: &str, actor: &str, client: &str| AuditEvent {
+        at: at(secs),
+        tenant: tenant.into(),
+        event: event.into(),
+        actor: Some(actor.into()),
+        client_id: Some(client.into()),
+        ip: Some("203.0.113.7".into()),
+        user_agent: Some("tv/1.0".into()),
+        grant_id: Some("g1".into()),
+        family_id: None,
+        detail: Some("detail".into()),
+    };
+    let all = [
+        event(1, T, "code_issued", "tv", "tv"),
+        event(2, T, "approved", "ann", "tv"),
+        event(2, T, "redeemed", "tv", "tv"),
+        event(3, T, "approved", "bob", "radio"),
+        event(4, "acme", "approved", "ann", "tv"),
+    ];
+    s.append_audit(&all[..2]).await.unwrap();
+    s.append_audit(&all[2..]).await.unwrap();
+    let q = |f: fn(&mut AuditQuery)| {
+        let mut q = AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+    // In order (two at the same time in the order written), this tenant's only.
+    assert_eq!(
+        s.list_audit(T, &q(|_| {})).await.unwrap(),
+        all[..4].to_vec()
+    );
+    assert_eq!(
+        s.list_audit("acme", &q(|_| {})).await.unwrap(),
+        all[4..].to_vec()
+    );
+    // Filters.
+    assert_eq!(
+        s.list_audit(T, &q(|q| q.actor = Some("ann".into())))
+            .await
+            .unwrap(),
+        vec![all[1].clone()]
+    );
+    assert_eq!(
+        s.list_audit(T, &q(|q| q.client_id = Some("radio".into())))
+            .await
+            .unwrap(),
+        vec![all[3].clone()]
+    );
+    assert_eq!(
+        s.list_audit(T, &q(|q| q.event = Some("approved".into())))
+            .await
+            .unwrap(),
+        vec![all[1].clone(), all[3].clone()]
+    );
+    let since = s
+        .list_audit(T, &q(|q| q.since = Some(NOW.plus(Duration::from_secs(2)))))
+        .await
+        .unwrap();
+    assert_eq!(since, all[1..4].to_vec());
+    // A limit keeps the newest, still oldest first.
+    let newest = s.list_audit(T, &q(|q| q.limit = 2)).await.unwrap();
+    assert_eq!(newest, all[2..4].to_vec());
+    // Retention.
+    assert_eq!(s.sweep_audit(at(3)).await.unwrap(), 3);
+    assert_eq!(
+        s.list_audit(T, &q(|_| {})).await.unwrap(),
+        vec![all[3].clone()]
     );
 }

@@ -27,9 +27,9 @@ use devicegate_core::{SecretHash, Timestamp};
 pub use limits::{Admission, LimitTake};
 pub use postgres::PostgresStore;
 pub use records::{
-    BrowserSession, ClientRecord, DEFAULT_TENANT, KeyRecord, PasskeyRecord, RefreshToken,
-    SweepCounts, TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
-    WebauthnCeremony,
+    AuditEvent, AuditQuery, BrowserSession, ClientRecord, DEFAULT_TENANT, KeyRecord, PasskeyRecord,
+    RefreshToken, SweepCounts, TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord,
+    UpstreamState, UserRecord, WebauthnCeremony,
 };
 pub use sqlite::SqliteStore;
 
@@ -89,7 +89,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Tables whose rows belong to a tenant (deleted with it).
-pub const TENANT_TABLES: [&str; 15] = [
+pub const TENANT_TABLES: [&str; 16] = [
     "clients",
     "users",
     "device_grants",
@@ -105,6 +105,7 @@ pub const TENANT_TABLES: [&str; 15] = [
     "passkeys",
     "webauthn_ceremonies",
     "revocations",
+    "audit_events",
 ];
 
 /// A grant changed state (bound, approved, denied, polled, redeemed). Announced to every
@@ -376,6 +377,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         issued_before: Timestamp,
         until: Timestamp,
     ) -> Result<()>;
+    /// Appends events to the audit trail.
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<()>;
+    /// The tenant's audit events matching `query`, oldest first (at most `limit`, the newest
+    /// of those).
+    async fn list_audit(&self, tenant: &str, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+    /// Deletes audit events older than `before`; returns how many.
+    async fn sweep_audit(&self, before: Timestamp) -> Result<u64>;
     /// Enables a person an operator disabled (`NotFound` for no such person).
     async fn enable_user(&self, tenant: &str, username: &str) -> Result<()>;
 

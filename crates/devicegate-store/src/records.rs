@@ -189,6 +189,35 @@ impl std::fmt::Debug for TotpFactor {
     }
 }
 
+/// One security event of the audit trail. Never a secret: ids, names, addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditEvent {
+    pub at: Timestamp,
+    pub tenant: String,
+    /// `code_issued`, `wrong_code`, `sign_in`, `sign_in_failed`, `approved`, `denied`,
+    /// `redeemed`, `refresh_reuse`, `revoked`, `key_rotated`, `admin`.
+    pub event: String,
+    /// Who acted: a user id, `admin`, or a client id.
+    pub actor: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub grant_id: Option<String>,
+    pub family_id: Option<String>,
+    /// What else there is to say, in words (`method=passkey`, `client update tv`, …).
+    pub detail: Option<String>,
+}
+
+/// Which audit events to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub since: Option<Timestamp>,
+    pub actor: Option<String>,
+    pub client_id: Option<String>,
+    pub event: Option<String>,
+    pub limit: u32,
+}
+
 /// A person's passkey (a WebAuthn credential), for signing in without a password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasskeyRecord {

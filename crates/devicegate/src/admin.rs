@@ -1375,3 +1375,186 @@ pub async fn seed_demo(store: &dyn Store) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The audit event of an administrative command line, if it changes something: the tenant
+/// it acts on, `admin` (or `key_rotated`), and the command line itself with every value that
+/// could be a secret left out (passwords and secrets arrive on stdin or from the
+/// environment; a database URL may hold a password).
+pub fn change_from_args(args: &[String]) -> Option<devicegate_store::AuditEvent> {
+    const COMMANDS: [&str; 6] = ["client", "user", "tenant", "upstream", "grant", "key"];
+    // Global options that take a value, wherever they stand.
+    let valued = |a: &str| {
+        a.starts_with("--")
+            && !a.contains('=')
+            && !matches!(
+                a,
+                "--json"
+                    | "--public"
+                    | "--secret"
+                    | "--password-stdin"
+                    | "--link-by-email"
+                    | "--force-login"
+                    | "--demo"
+            )
+    };
+    let mut words = Vec::new();
+    let mut shown = Vec::new();
+    let mut tenant = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a.starts_with("--") {
+            let name = a.split('=').next().unwrap_or(a);
+            let secret = ["secret", "password", "database", "config"]
+                .iter()
+                .any(|s| name.contains(s));
+            let value = if a.contains('=') {
+                a.split_once('=').map(|(_, v)| v.to_owned())
+            } else if valued(a) {
+                i += 1;
+                args.get(i).cloned()
+            } else {
+                None
+            };
+            if name == "--tenant" {
+                tenant = value.clone();
+            }
+            if !matches!(name, "--database" | "--config" | "--log") {
+                match (value, secret) {
+                    (Some(_), true) => shown.push(format!("{name}=***")),
+                    (Some(v), false) => shown.push(format!("{name}={v}")),
+                    (None, _) => shown.push(name.to_owned()),
+                }
+            }
+        } else {
+            words.push(a.clone());
+            shown.push(a.clone());
+        }
+        i += 1;
+    }
+    let command = words.first()?;
+    if !COMMANDS.contains(&command.as_str()) {
+        return None;
+    }
+    let sub = words.get(1).map(String::as_str).unwrap_or("");
+    if matches!(sub, "list" | "show" | "") {
+        return None;
+    }
+    let tenant = match (command.as_str(), tenant) {
+        (_, Some(t)) => t,
+        ("tenant", None) => words
+            .get(2)
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_TENANT.into()),
+        _ => DEFAULT_TENANT.into(),
+    };
+    let event = if (command.as_str(), sub) == ("key", "rotate") {
+        "key_rotated"
+    } else {
+        "admin"
+    };
+    Some(devicegate_store::AuditEvent {
+        at: devicegate_server::now(),
+        tenant,
+        event: event.into(),
+        actor: Some("admin".into()),
+        detail: Some(shown.join(" ")),
+        ..Default::default()
+    })
+}
+
+/// `audit [--tenant T] [--since 1h] [--user U] [--client C] [--event E] [--json]`.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    #[arg(long, default_value = DEFAULT_TENANT)]
+    pub tenant: String,
+    /// Only events this recent: 90s, 15m, 1h, 7d
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events this user did (a username, or `admin`)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only events of this client
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Only events of this kind (code_issued, sign_in, approved, redeemed, revoked, …)
+    #[arg(long)]
+    pub event: Option<String>,
+    /// At most this many (the newest)
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_age(s: &str) -> anyhow::Result<std::time::Duration> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .context("--since is a number and a unit: 90s, 15m, 1h, 7d")?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("--since is a number and a unit: 90s, 15m, 1h, 7d"),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// `audit`: the tenant's security events, oldest first.
+pub async fn audit(store: &dyn Store, args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let tenant = existing_tenant(store, &args.tenant).await?;
+    let since = match &args.since {
+        None => None,
+        Some(s) => {
+            let age = parse_age(s)?;
+            let now = devicegate_server::now();
+            Some(devicegate_core::Timestamp::from_millis(
+                now.as_millis() - age.as_millis() as i64,
+            ))
+        }
+    };
+    let actor = match args.user.as_deref() {
+        None => None,
+        Some("admin") => Some("admin".to_owned()),
+        Some(name) => match store.get_user_by_username(&tenant, name).await {
+            Ok(u) => Some(u.id),
+            Err(StoreError::NotFound) => bail!("no user named {name:?}"),
+            Err(e) => return Err(store_err(e)),
+        },
+    };
+    let query = devicegate_store::AuditQuery {
+        since,
+        actor,
+        client_id: args.client,
+        event: args.event,
+        limit: args.limit,
+    };
+    let events = store.list_audit(&tenant, &query).await.map_err(store_err)?;
+    if args.json {
+        let rows: Vec<_> = events
+            .iter()
+            .map(|e| {
+                json!({"at": e.at.to_rfc3339(), "event": e.event, "actor": e.actor,
+                       "client_id": e.client_id, "ip": e.ip, "user_agent": e.user_agent,
+                       "grant_id": e.grant_id, "family_id": e.family_id, "detail": e.detail})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        for e in &events {
+            let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            println!(
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                e.at.to_rfc3339(),
+                e.event,
+                dash(&e.actor),
+                dash(&e.client_id),
+                dash(&e.ip),
+                dash(&e.detail)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -68,6 +68,9 @@ pub struct Keys {
     /// Lifetime of access and ID tokens [default: 3600]
     #[arg(long, global = true, env = "DEVICEGATE_ACCESS_TOKEN_TTL_SECS")]
     pub access_token_ttl_secs: Option<u64>,
+    /// How long audit events are kept, in days [default: 90]
+    #[arg(long, global = true, env = "DEVICEGATE_AUDIT_RETENTION_DAYS")]
+    pub audit_retention_days: Option<u64>,
     /// How long a rotated-in signing key is published before it signs, so that relying
     /// parties' cached key sets hold it first [default: 3600]
     #[arg(long, global = true, env = "DEVICEGATE_KEY_PUBLISH_SECS")]
@@ -235,6 +238,7 @@ impl Keys {
             poll_interval_secs: self.poll_interval_secs.or(file.poll_interval_secs),
             access_token_ttl_secs: self.access_token_ttl_secs.or(file.access_token_ttl_secs),
             key_publish_secs: self.key_publish_secs.or(file.key_publish_secs),
+            audit_retention_days: self.audit_retention_days.or(file.audit_retention_days),
             refresh_token_ttl_secs: self.refresh_token_ttl_secs.or(file.refresh_token_ttl_secs),
             refresh_token_max_lifetime_secs: self
                 .refresh_token_max_lifetime_secs
@@ -435,6 +439,11 @@ impl Keys {
             access_token_signing_alg,
             cors_allowed_origins: self.cors_allowed_origins.clone().unwrap_or_default(),
             webauthn_rp_id: self.webauthn_rp_id.clone(),
+            audit_retention: std::time::Duration::from_secs(
+                self.audit_retention_days
+                    .unwrap_or(90)
+                    .saturating_mul(86_400),
+            ),
             max_concurrent_hashes: self.max_concurrent_hashes.unwrap_or(cpus).max(1),
             max_body_bytes: d.max_body_bytes,
             trusted_proxies: self

@@ -58,6 +58,8 @@ pub enum Command {
     Grant(admin::GrantArgs),
     /// Signing keys: list them, rotate
     Key(admin::KeyArgs),
+    /// The audit trail: security events, newest last
+    Audit(admin::AuditArgs),
     /// Manage tenants (isolated clients, users, keys and issuer)
     #[command(subcommand)]
     Tenant(admin::TenantCommand),
@@ -84,6 +86,31 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let change = admin::change_from_args(&std::env::args().skip(1).collect::<Vec<_>>());
+    let outcome = dispatch(command, &keys, &db, &rt);
+    // Every administrative change that succeeded is in the audit trail.
+    if let (Ok(ExitCode::SUCCESS), Some(event)) = (&outcome, change) {
+        rt.block_on(async {
+            open_store(&db)
+                .await?
+                .append_audit(&[event])
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .map_err(|e| {
+            anyhow::anyhow!("the change is made, but its audit event could not be stored: {e}")
+        })?;
+    }
+    outcome
+}
+
+fn dispatch(
+    command: Command,
+    keys: &config::Keys,
+    db: &Database,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
+    let db = db.clone();
     match command {
         Command::Account(_) => unreachable!("handled above"),
         Command::Migrate => {
@@ -124,6 +151,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 .await
             })
         }
+        Command::Audit(cmd) => {
+            rt.block_on(async { admin::audit(open_store(&db).await?.as_ref(), cmd).await })
+        }
         Command::Grant(cmd) => {
             let ttl = keys.settings()?.access_token_ttl;
             rt.block_on(async { admin::grant(open_store(&db).await?.as_ref(), cmd, ttl).await })
@@ -138,7 +168,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 admin::upstream(store.as_ref(), cmd, &issuer, keys.issuer.is_some()).await
             })
         }
-        Command::Serve { demo } => rt.block_on(serve(&keys, &db, demo)),
+        Command::Serve { demo } => rt.block_on(serve(keys, &db, demo)),
     }
 }
 

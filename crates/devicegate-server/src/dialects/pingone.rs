@@ -391,7 +391,7 @@ async fn act(
         }
     } else {
         match body.get("accept").and_then(Value::as_bool) {
-            Some(accept) => verification::consent(&state, &tenant, &k, accept).await,
+            Some(accept) => verification::consent(&state, &tenant, &k, accept, ip).await,
             None => {
                 return error(
                     StatusCode::BAD_REQUEST,

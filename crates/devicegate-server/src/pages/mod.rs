@@ -1145,7 +1145,7 @@ async fn decide(visit: Visit, body: Bytes) -> Response {
     let Some(key) = visit.flow_key() else {
         return visit.see_other("/device");
     };
-    match verification::consent(&visit.state, &visit.tenant, &key, accept).await {
+    match verification::consent(&visit.state, &visit.tenant, &key, accept, visit.ip).await {
         Ok(_) => visit.see_other("/device/done"),
         Err(e) => visit.step_error(e),
     }

@@ -22,3 +22,19 @@ ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE;
 -- Key rotation: a key is published at once and signs from `signs_from` on (NULL: from
 -- `created_at`, as every key made before this version).
 ALTER TABLE signing_keys ADD COLUMN signs_from BIGINT;
+
+-- The audit trail: one row per security event (never a secret), kept audit_retention_days.
+CREATE TABLE audit_events (
+    id BIGSERIAL PRIMARY KEY,
+    at         BIGINT NOT NULL,
+    tenant     TEXT NOT NULL,
+    event      TEXT NOT NULL,
+    actor      TEXT,
+    client_id  TEXT,
+    ip         TEXT,
+    user_agent TEXT,
+    grant_id   TEXT,
+    family_id  TEXT,
+    detail     TEXT
+);
+CREATE INDEX audit_events_at ON audit_events (tenant, at);

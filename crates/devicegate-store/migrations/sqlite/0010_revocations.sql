@@ -21,3 +21,19 @@ ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 -- Key rotation: a key is published at once and signs from `signs_from` on (NULL: from
 -- `created_at`, as every key made before this version).
 ALTER TABLE signing_keys ADD COLUMN signs_from INTEGER;
+
+-- The audit trail: one row per security event (never a secret), kept audit_retention_days.
+CREATE TABLE audit_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at         INTEGER NOT NULL,
+    tenant     TEXT NOT NULL,
+    event      TEXT NOT NULL,
+    actor      TEXT,
+    client_id  TEXT,
+    ip         TEXT,
+    user_agent TEXT,
+    grant_id   TEXT,
+    family_id  TEXT,
+    detail     TEXT
+) STRICT;
+CREATE INDEX audit_events_at ON audit_events (tenant, at);

@@ -12,8 +12,8 @@ use tokio_postgres::error::SqlState;
 
 use crate::columns::{claims, domains, flow_result, grant_status};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken, TenantRecord, TotpFactor,
-    UpstreamLink, UpstreamRecord, UpstreamState, UserRecord, WebauthnCeremony,
+    AuditEvent, BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken, TenantRecord,
+    TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord, WebauthnCeremony,
 };
 use crate::{Result, StoreError};
 
@@ -216,6 +216,21 @@ pub(super) fn passkey_from_row(r: &Row) -> Result<PasskeyRecord> {
         backup_state: get(r, 8)?,
         created_at: ts(get(r, 9)?),
         last_used_at: opt_ts(get(r, 10)?),
+    })
+}
+
+pub(super) fn audit_from_row(r: &Row) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        at: ts(get(r, 0)?),
+        tenant: get(r, 1)?,
+        event: get(r, 2)?,
+        actor: get(r, 3)?,
+        client_id: get(r, 4)?,
+        ip: get(r, 5)?,
+        user_agent: get(r, 6)?,
+        grant_id: get(r, 7)?,
+        family_id: get(r, 8)?,
+        detail: get(r, 9)?,
     })
 }
 

@@ -20,8 +20,8 @@ use super::migrate::KEY_LOCK;
 use crate::columns::*;
 use crate::limits::{Admission, LimitTake};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken, SweepCounts,
-    TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    AuditEvent, AuditQuery, BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken,
+    SweepCounts, TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
     WebauthnCeremony,
 };
 use crate::{
@@ -1064,6 +1064,76 @@ impl Store for PostgresStore {
             "UPDATE users SET disabled = (disabled OR $3) WHERE tenant = $1 AND username = $2 \
              RETURNING id, tenant",
             &[&tenant, &username, &disable],
+        )
+        .await
+    }
+
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "INSERT INTO audit_events ({AUDIT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ))
+            .await
+            .map_err(pg)?;
+        for e in events {
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        &e.at.as_millis(),
+                        &e.tenant,
+                        &e.event,
+                        &e.actor,
+                        &e.client_id,
+                        &e.ip,
+                        &e.user_agent,
+                        &e.grant_id,
+                        &e.family_id,
+                        &e.detail,
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+        }
+        Ok(())
+    }
+
+    async fn list_audit(&self, tenant: &str, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM (SELECT id, {AUDIT_COLUMNS} FROM audit_events \
+                 WHERE tenant = $1 AND at >= $2 AND ($3::TEXT IS NULL OR actor = $3) \
+                 AND ($4::TEXT IS NULL OR client_id = $4) AND ($5::TEXT IS NULL OR event = $5) \
+                 ORDER BY at DESC, id DESC LIMIT $6) AS newest ORDER BY at, id"
+            ))
+            .await
+            .map_err(pg)?;
+        client
+            .query(
+                &stmt,
+                &[
+                    &tenant,
+                    &q.since.map_or(i64::MIN, |t| t.as_millis()),
+                    &q.actor,
+                    &q.client_id,
+                    &q.event,
+                    &i64::from(q.limit),
+                ],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    async fn sweep_audit(&self, before: Timestamp) -> Result<u64> {
+        self.exec(
+            "DELETE FROM audit_events WHERE at < $1",
+            &[&before.as_millis()],
         )
         .await
     }

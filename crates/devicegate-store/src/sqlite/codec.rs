@@ -13,8 +13,8 @@ use rusqlite::types::Type;
 use crate::StoreError;
 use crate::columns::{claims, domains, flow_result, grant_status};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken, TenantRecord, TotpFactor,
-    UpstreamLink, UpstreamRecord, UpstreamState, UserRecord, WebauthnCeremony,
+    AuditEvent, BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken, TenantRecord,
+    TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord, WebauthnCeremony,
 };
 
 pub(super) fn internal(e: rusqlite::Error) -> StoreError {
@@ -235,6 +235,21 @@ pub(super) fn passkey_from_row(row: &Row<'_>) -> rusqlite::Result<PasskeyRecord>
         backup_state: row.get(8)?,
         created_at: ts(row, 9)?,
         last_used_at: opt_ts(row, 10)?,
+    })
+}
+
+pub(super) fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent {
+        at: ts(row, 0)?,
+        tenant: row.get(1)?,
+        event: row.get(2)?,
+        actor: row.get(3)?,
+        client_id: row.get(4)?,
+        ip: row.get(5)?,
+        user_agent: row.get(6)?,
+        grant_id: row.get(7)?,
+        family_id: row.get(8)?,
+        detail: row.get(9)?,
     })
 }
 

@@ -16,8 +16,8 @@ use crate::TENANT_TABLES;
 use crate::columns::*;
 use crate::limits::{Admission, LimitTake};
 use crate::records::{
-    BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken, SweepCounts,
-    TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    AuditEvent, AuditQuery, BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken,
+    SweepCounts, TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
     WebauthnCeremony,
 };
 use crate::{GrantChanged, HeldPoll, PendingCodes, PollBy, Result, Store, StoreError};
@@ -863,6 +863,77 @@ impl Store for SqliteStore {
             sql,
             vec![tenant.to_owned(), username.to_owned()],
         )
+        .await
+    }
+
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        let events = events.to_vec();
+        self.write(move |conn| {
+            let mut insert = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO audit_events ({AUDIT_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                ))
+                .map_err(internal)?;
+            for e in &events {
+                insert
+                    .execute(params![
+                        e.at.as_millis(),
+                        e.tenant,
+                        e.event,
+                        e.actor,
+                        e.client_id,
+                        e.ip,
+                        e.user_agent,
+                        e.grant_id,
+                        e.family_id,
+                        e.detail
+                    ])
+                    .map_err(internal)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_audit(&self, tenant: &str, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let (tenant, q) = (tenant.to_owned(), q.clone());
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM (SELECT id, {AUDIT_COLUMNS} FROM audit_events \
+                     WHERE tenant = ?1 AND at >= ?2 AND (?3 IS NULL OR actor = ?3) \
+                     AND (?4 IS NULL OR client_id = ?4) AND (?5 IS NULL OR event = ?5) \
+                     ORDER BY at DESC, id DESC LIMIT ?6) ORDER BY at, id"
+                ))
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        tenant,
+                        q.since.map_or(i64::MIN, |t| t.as_millis()),
+                        q.actor,
+                        q.client_id,
+                        q.event,
+                        q.limit
+                    ],
+                    audit_from_row,
+                )
+                .map_err(internal)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+        })
+        .await
+    }
+
+    async fn sweep_audit(&self, before: Timestamp) -> Result<u64> {
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM audit_events WHERE at < ?1",
+                [before.as_millis()],
+            )
+            .map(|n| n as u64)
+            .map_err(internal)
+        })
         .await
     }
 

@@ -2,6 +2,7 @@
 //! real HTTP to a real server on 127.0.0.1 with a temporary SQLite file.
 
 mod abuse;
+mod audit;
 mod browser;
 mod cli;
 mod connections;
