@@ -732,3 +732,49 @@ pub async fn key_rotation_across_instances(ctx: Arc<Ctx>) {
         }
     }
 }
+
+/// What one instance revokes, every other refuses at once: a refresh token revoked at one
+/// (with its family's access tokens) is dead at the other; a person revoked from the CLI
+/// too.
+pub async fn revocation_across_instances(ctx: Arc<Ctx>) {
+    let (db, inst, http) = cluster(&ctx, 2).await;
+    let t = tokens_at(&http, &inst[0]).await;
+    let access = t["access_token"].as_str().unwrap();
+    assert_eq!(userinfo_status(&http, &inst[1], access).await, StatusCode::OK);
+    let (status, _) = form(
+        &http,
+        inst[1].url("/oauth2/revoke"),
+        &[
+            ("client_id", "tv"),
+            ("token", t["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for i in inst.iter() {
+        assert_eq!(
+            userinfo_status(&http, i, access).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (status, body) = form(
+        &http,
+        inst[0].url("/oauth2/token"),
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "tv"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A person revoked from the CLI: their tokens are refused by both.
+    let again = tokens_at(&http, &inst[1]).await;
+    cli(&db, &["user", "revoke", "ann"], "");
+    for i in inst.iter() {
+        assert_eq!(
+            userinfo_status(&http, i, again["access_token"].as_str().unwrap()).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}

@@ -65,6 +65,9 @@ fn main() -> std::process::ExitCode {
         ("key_rotation_reaches_every_instance", |c| {
             Box::pin(instances::key_rotation_across_instances(c))
         }),
+        ("revocation_holds_across_instances", |c| {
+            Box::pin(instances::revocation_across_instances(c))
+        }),
     ];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
