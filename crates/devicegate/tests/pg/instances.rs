@@ -740,7 +740,10 @@ pub async fn revocation_across_instances(ctx: Arc<Ctx>) {
     let (db, inst, http) = cluster(&ctx, 2).await;
     let t = tokens_at(&http, &inst[0]).await;
     let access = t["access_token"].as_str().unwrap();
-    assert_eq!(userinfo_status(&http, &inst[1], access).await, StatusCode::OK);
+    assert_eq!(
+        userinfo_status(&http, &inst[1], access).await,
+        StatusCode::OK
+    );
     let (status, _) = form(
         &http,
         inst[1].url("/oauth2/revoke"),
