@@ -1,11 +1,12 @@
 //! The audit trail: who did what to which device, from where. Each event is one JSON log
 //! line (target `audit`) and one `audit_events` row, kept `audit_retention_days` and swept.
 //!
-//! Events are written by one task per instance, in batches (one store write for all the
-//! events waiting), so that the device authorization and token endpoints do not pay a
-//! write of their own for them. An event is not in the same transaction as the change it
-//! records: an instance that dies can lose the events of its last moments (its log lines
-//! are out already). Never a secret: ids, names, addresses, user agents.
+//! An event that records a change is written in the same transaction as the change (the
+//! store methods take the events: `create_grant`, `update_flow`, `redeem_grant`,
+//! `revoke_refresh_family`), riding the same group commit on SQLite and the same statement
+//! or transaction on PostgreSQL, and logged once committed. An event with no change of its
+//! own (a failed sign-in) is queued to one writer task per instance, which appends in
+//! batches. Never a secret: ids, names, addresses, user agents.
 
 use std::net::IpAddr;
 
@@ -42,23 +43,28 @@ impl Audit {
     }
 
     fn send(&self, e: AuditEvent) {
-        tracing::info!(
-            target: "audit",
-            event = %e.event,
-            tenant = %e.tenant,
-            actor = e.actor.as_deref().unwrap_or(""),
-            client = e.client_id.as_deref().unwrap_or(""),
-            ip = e.ip.as_deref().unwrap_or(""),
-            user_agent = e.user_agent.as_deref().unwrap_or(""),
-            grant = e.grant_id.as_deref().unwrap_or(""),
-            family = e.family_id.as_deref().unwrap_or(""),
-            detail = e.detail.as_deref().unwrap_or(""),
-            "audit"
-        );
+        log(&e);
         if self.queue.try_send(e).is_err() {
             tracing::error!("the audit queue is full: an event was not stored");
         }
     }
+}
+
+/// The event's JSON log line (target `audit`).
+pub fn log(e: &AuditEvent) {
+    tracing::info!(
+        target: "audit",
+        event = %e.event,
+        tenant = %e.tenant,
+        actor = e.actor.as_deref().unwrap_or(""),
+        client = e.client_id.as_deref().unwrap_or(""),
+        ip = e.ip.as_deref().unwrap_or(""),
+        user_agent = e.user_agent.as_deref().unwrap_or(""),
+        grant = e.grant_id.as_deref().unwrap_or(""),
+        family = e.family_id.as_deref().unwrap_or(""),
+        detail = e.detail.as_deref().unwrap_or(""),
+        "audit"
+    );
 }
 
 /// One event being described.
@@ -115,8 +121,15 @@ impl Event {
         self
     }
 
-    /// Logs the event and queues it for the store.
+    /// Logs the event and queues it for the store: for an event with no change of its own
+    /// to ride with (a failed sign-in).
     pub fn record(self, state: &crate::AppState) {
         state.audit.send(self.0);
+    }
+
+    /// The event as a record, to store in the same transaction as its change (then
+    /// [`log`] it once that committed).
+    pub fn done(self) -> AuditEvent {
+        self.0
     }
 }

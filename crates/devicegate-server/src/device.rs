@@ -168,17 +168,24 @@ pub async fn issue(
             context: context.clone(),
             version: 0,
         };
-        match tenant.store.create_grant(&grant).await {
+        // The event rides the grant's own write (the same group commit on SQLite, the same
+        // statement on PostgreSQL).
+        let event = crate::audit::Event::new(tenant, "code_issued")
+            .actor(&grant.client_id)
+            .client(&grant.client_id)
+            .ip(ip)
+            .user_agent(grant.requester.user_agent.as_deref())
+            .grant(&grant.id)
+            .done();
+        match tenant
+            .store
+            .create_grant(&grant, std::slice::from_ref(&event))
+            .await
+        {
             Ok(()) => {
                 state.limits.issued(code_length, ttl);
                 state.metrics.code_issued();
-                crate::audit::Event::new(tenant, "code_issued")
-                    .actor(&grant.client_id)
-                    .client(&grant.client_id)
-                    .ip(ip)
-                    .user_agent(grant.requester.user_agent.as_deref())
-                    .grant(&grant.id)
-                    .record(state);
+                crate::audit::log(&event);
                 return Ok(Issued {
                     device_code,
                     grant,

@@ -85,16 +85,21 @@ pub async fn sign_out(
     if !theirs {
         return Ok(false);
     }
-    let n = tenant
-        .store
-        .revoke_refresh_family(id, access_tokens_end(state, now()))
-        .await?;
-    tracing::info!(family_id = %id, user = %user_id, revoked = n, "a person signed a device out");
-    crate::audit::Event::new(tenant, "revoked")
+    let event = crate::audit::Event::new(tenant, "revoked")
         .actor(user_id)
         .family(id)
         .detail("signed out from the device list")
-        .record(state);
+        .done();
+    let n = tenant
+        .store
+        .revoke_refresh_family(
+            id,
+            access_tokens_end(state, now()),
+            std::slice::from_ref(&event),
+        )
+        .await?;
+    crate::audit::log(&event);
+    tracing::info!(family_id = %id, user = %user_id, revoked = n, "a person signed a device out");
     Ok(true)
 }
 

@@ -349,11 +349,12 @@ pub async fn sign_in_finish(
         Err(e) => return Err(e.into()),
     }
     paid.refund(state).await;
-    crate::audit::Event::new(tenant, "sign_in")
+    let signed_in = crate::audit::Event::new(tenant, "sign_in")
         .actor(&passkey.user_id)
         .ip(ip)
         .detail(format!("method=passkey passkey={}", passkey.id))
-        .record(state);
+        .done();
+    let audit = std::slice::from_ref(&signed_in);
     let method = if passkey.backup_eligible {
         "swk"
     } else {
@@ -367,7 +368,7 @@ pub async fn sign_in_finish(
             );
             return Err(StepError::InvalidCredentials);
         }
-        return verification::second_factor(tenant, flow, method).await;
+        return verification::second_factor(tenant, flow, method, audit).await;
     }
     let amr = format!("{method} mfa");
     verification::resume_session(
@@ -379,6 +380,7 @@ pub async fn sign_in_finish(
             idp: None,
             amr: Some(&amr),
         },
+        audit,
     )
     .await
 }

@@ -80,17 +80,22 @@ pub async fn revoke(
     let now = now();
     match read(&tenant, token).await? {
         Read::Refresh(t) if t.client_id == client.id => {
-            let n = tenant
-                .store
-                .revoke_refresh_family(&t.family_id, access_tokens_end(&state, now))
-                .await?;
-            tracing::info!(family_id = %t.family_id, client = %client.id, revoked = n, "revoked a refresh token family");
-            crate::audit::Event::new(&tenant, "revoked")
+            let event = crate::audit::Event::new(&tenant, "revoked")
                 .actor(&client.id)
                 .client(&client.id)
                 .family(&t.family_id)
                 .detail("refresh token (RFC 7009)")
-                .record(&state);
+                .done();
+            let n = tenant
+                .store
+                .revoke_refresh_family(
+                    &t.family_id,
+                    access_tokens_end(&state, now),
+                    std::slice::from_ref(&event),
+                )
+                .await?;
+            crate::audit::log(&event);
+            tracing::info!(family_id = %t.family_id, client = %client.id, revoked = n, "revoked a refresh token family");
         }
         Read::Access(c) if str_claim(&c, "client_id") == Some(client.id.as_str()) => {
             let exp = c.get("exp").and_then(Value::as_i64).unwrap_or(0);

@@ -23,9 +23,9 @@ use devicegate_core::secret::{Secret, SecretKind};
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 use devicegate_store::{
-    Admission, BrowserSession, ClientRecord, GrantChanged, HeldPoll, KeyRecord, LimitTake,
-    PasskeyRecord, PendingCodes, PollBy, RefreshToken, Result, Store, StoreError, SweepCounts,
-    TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    Admission, AuditEvent, BrowserSession, ClientRecord, GrantChanged, HeldPoll, KeyRecord,
+    LimitTake, PasskeyRecord, PendingCodes, PollBy, RefreshToken, Result, Store, StoreError,
+    SweepCounts, TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
     WebauthnCeremony,
 };
 
@@ -185,9 +185,11 @@ impl TenantStore {
         )
     }
 
-    pub async fn create_grant(&self, grant: &DeviceGrant) -> Result<()> {
+    /// Stores a new grant with its audit events, in one transaction.
+    pub async fn create_grant(&self, grant: &DeviceGrant, audit: &[AuditEvent]) -> Result<()> {
         self.own(&grant.tenant)?;
-        self.store.create_grant(grant).await
+        self.own_events(audit)?;
+        self.store.create_grant(grant, audit).await
     }
 
     pub async fn get_grant(&self, id: &str) -> Result<DeviceGrant> {
@@ -221,12 +223,14 @@ impl TenantStore {
         &self,
         grant: &DeviceGrant,
         refresh: Option<&RefreshToken>,
+        audit: &[AuditEvent],
     ) -> Result<()> {
         self.own(&grant.tenant)?;
         if let Some(r) = refresh {
             self.own(&r.tenant)?;
         }
-        self.store.redeem_grant(grant, refresh).await
+        self.own_events(audit)?;
+        self.store.redeem_grant(grant, refresh, audit).await
     }
 
     pub async fn create_flow(&self, flow: &Flow) -> Result<()> {
@@ -238,12 +242,18 @@ impl TenantStore {
         self.here(self.store.get_flow(hash).await)
     }
 
-    pub async fn update_flow(&self, flow: &Flow, grant: Option<&DeviceGrant>) -> Result<()> {
+    pub async fn update_flow(
+        &self,
+        flow: &Flow,
+        grant: Option<&DeviceGrant>,
+        audit: &[AuditEvent],
+    ) -> Result<()> {
         self.own(&flow.tenant)?;
         if let Some(g) = grant {
             self.own(&g.tenant)?;
         }
-        self.store.update_flow(flow, grant).await
+        self.own_events(audit)?;
+        self.store.update_flow(flow, grant, audit).await
     }
 
     pub async fn get_refresh_token(&self, hash: &SecretHash) -> Result<RefreshToken> {
@@ -259,10 +269,24 @@ impl TenantStore {
     /// Deletes every refresh token of family `family_id` here and records the family
     /// revoked until `until` (its access tokens are refused till then); returns how many
     /// tokens went.
-    pub async fn revoke_refresh_family(&self, family_id: &str, until: Timestamp) -> Result<u64> {
+    pub async fn revoke_refresh_family(
+        &self,
+        family_id: &str,
+        until: Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64> {
+        self.own_events(audit)?;
         self.store
-            .revoke_refresh_family(&self.tenant, family_id, until)
+            .revoke_refresh_family(&self.tenant, family_id, until, audit)
             .await
+    }
+
+    /// Audit events written with this tenant's change are this tenant's.
+    fn own_events(&self, audit: &[AuditEvent]) -> Result<()> {
+        for e in audit {
+            self.own(&e.tenant)?;
+        }
+        Ok(())
     }
 
     /// The person's live refresh families (their devices), newest first.

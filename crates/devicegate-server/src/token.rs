@@ -146,17 +146,22 @@ async fn replayed(
     if grant.client_id != client.id || now < redeemed_at.plus(REPLAY_GRACE) {
         return Ok(());
     }
-    let n = tenant
-        .store
-        .revoke_refresh_family(&grant.id, access_tokens_end(state, now))
-        .await?;
-    crate::audit::Event::new(tenant, "revoked")
+    let event = crate::audit::Event::new(tenant, "revoked")
         .actor(&client.id)
         .client(&client.id)
         .grant(&grant.id)
         .family(&grant.id)
         .detail("a redeemed device code was presented again")
-        .record(state);
+        .done();
+    let n = tenant
+        .store
+        .revoke_refresh_family(
+            &grant.id,
+            access_tokens_end(state, now),
+            std::slice::from_ref(&event),
+        )
+        .await?;
+    crate::audit::log(&event);
     tracing::warn!(
         grant = %grant.id,
         client = %client.id,
@@ -293,9 +298,20 @@ pub(crate) async fn redeem(
             now,
         )
     });
+    let event = crate::audit::Event::new(tenant, "redeemed")
+        .actor(&client.id)
+        .client(&client.id)
+        .grant(&grant.id)
+        .family(&grant.id)
+        .detail(format!("for {}", user.id))
+        .done();
     match tenant
         .store
-        .redeem_grant(&next, refresh.as_ref().map(|(_, r)| r))
+        .redeem_grant(
+            &next,
+            refresh.as_ref().map(|(_, r)| r),
+            std::slice::from_ref(&event),
+        )
         .await
     {
         Ok(()) => {}
@@ -303,13 +319,7 @@ pub(crate) async fn redeem(
         Err(StoreError::NotFound) => return Err(OAuthError::invalid_grant("unknown device code")),
         Err(e) => return Err(e.into()),
     }
-    crate::audit::Event::new(tenant, "redeemed")
-        .actor(&client.id)
-        .client(&client.id)
-        .grant(&grant.id)
-        .family(&grant.id)
-        .detail(format!("for {}", user.id))
-        .record(state);
+    crate::audit::log(&event);
     let tokens = issue_tokens(
         Ctx {
             state,
@@ -615,21 +625,26 @@ async fn revoke_family(
     token: &RefreshToken,
     why: &str,
 ) -> Result<(), OAuthError> {
-    let n = tenant
-        .store
-        .revoke_refresh_family(&token.family_id, access_tokens_end(state, now()))
-        .await?;
-    let event = if why.contains("reuse") {
+    let kind = if why.contains("reuse") {
         "refresh_reuse"
     } else {
         "revoked"
     };
-    crate::audit::Event::new(tenant, event)
+    let event = crate::audit::Event::new(tenant, kind)
         .actor(&token.client_id)
         .client(&token.client_id)
         .family(&token.family_id)
         .detail(why)
-        .record(state);
+        .done();
+    let n = tenant
+        .store
+        .revoke_refresh_family(
+            &token.family_id,
+            access_tokens_end(state, now()),
+            std::slice::from_ref(&event),
+        )
+        .await?;
+    crate::audit::log(&event);
     tracing::warn!(
         family_id = token.family_id,
         revoked = n,

@@ -546,11 +546,11 @@ pub async fn finish(
         .filter(|t| *t <= now)
         .unwrap_or(now);
     let user = account(tenant, &up, &claims, now).await?;
-    crate::audit::Event::new(tenant, "sign_in")
+    let signed_in = crate::audit::Event::new(tenant, "sign_in")
         .actor(&user.id)
         .ip(ip)
         .detail(format!("method=upstream idp={}", up.id))
-        .record(state);
+        .done();
     let flow = verification::resume_session(
         tenant,
         &trip.flow_hash,
@@ -560,6 +560,7 @@ pub async fn finish(
             idp: Some(&up.id),
             amr: None,
         },
+        std::slice::from_ref(&signed_in),
     )
     .await?;
     Ok(Finished {

@@ -11,7 +11,7 @@ use devicegate_core::secret::{Secret, SecretKind, random_id};
 use devicegate_core::user_code::UserCode;
 use devicegate_core::{SecretHash, Timestamp};
 use devicegate_proto::{FlowClient, FlowStatus, FlowView, TotpEnrolment};
-use devicegate_store::{BrowserSession, StoreError, TotpFactor, UserRecord};
+use devicegate_store::{AuditEvent, BrowserSession, StoreError, TotpFactor, UserRecord};
 
 use crate::audit::Event;
 use crate::cas::{self, Cas, Contended};
@@ -181,14 +181,19 @@ pub async fn describe(tenant: &Tenant, flow: Flow) -> Result<Described, StepErro
     })
 }
 
-/// Stores a step's result; [`Cas::Lost`] means another request changed the flow first.
+/// Stores a step's result, with its audit events in the same transaction (logged once it
+/// committed); [`Cas::Lost`] means another request changed the flow first.
 async fn commit(
     tenant: &Tenant,
     flow: &Flow,
     grant: Option<&DeviceGrant>,
+    audit: &[AuditEvent],
 ) -> Result<Cas<()>, StepError> {
-    match tenant.store.update_flow(flow, grant).await {
-        Ok(()) => Ok(Cas::Done(())),
+    match tenant.store.update_flow(flow, grant, audit).await {
+        Ok(()) => {
+            audit.iter().for_each(crate::audit::log);
+            Ok(Cas::Done(()))
+        }
         Err(StoreError::Conflict) => Ok(Cas::Lost),
         // The grant went (swept, or its client deleted) between our read and our write.
         Err(StoreError::NotFound) if grant.is_some() => Err(FlowError::CodeExpired.into()),
@@ -218,15 +223,9 @@ pub async fn verify_user_code(
     // User ids are unique across tenants, so they key the account limit as they are.
     let paid =
         limits::pay_for_code(state, ip, flow.user_id.as_deref(), code.as_ref(), now).await??;
-    let result = enter_code(state, tenant, key, code.as_ref()).await;
+    let result = enter_code(state, tenant, key, code.as_ref(), ip).await;
     match &result {
-        Err(StepError::Flow(FlowError::WrongCode { .. })) => {
-            let mut e = Event::new(tenant, "wrong_code").ip(ip);
-            if let Some(user) = &flow.user_id {
-                e = e.actor(user);
-            }
-            e.record(state);
-        }
+        Err(StepError::Flow(FlowError::WrongCode { .. })) => {}
         // A code that exists was no blind guess, but still a code not to be entered here.
         Err(StepError::Flow(FlowError::CodeExpired | FlowError::CodeUsed)) => {
             paid.refund_only(state, BUDGET_KEY).await
@@ -242,6 +241,7 @@ async fn enter_code(
     tenant: &Tenant,
     key: &SecretHash,
     code: Option<&UserCode>,
+    ip: IpAddr,
 ) -> Result<Flow, StepError> {
     cas::retry(|| async move {
         let now = now();
@@ -256,17 +256,25 @@ async fn enter_code(
         };
         match flow.verify_user_code(found.as_ref(), now) {
             Ok((next, grant)) => {
-                let stored = commit(tenant, &next, Some(&grant)).await?;
+                let stored = commit(tenant, &next, Some(&grant), &[]).await?;
                 if matches!(stored, Cas::Done(())) {
                     state.metrics.code_verified();
                 }
                 Ok(stored.then(next))
             }
             Err(Refusal { error, next }) => match next {
-                Some(next) if matches!(commit(tenant, &next, None).await?, Cas::Lost) => {
-                    Ok(Cas::Lost)
+                Some(next) => {
+                    // The wrong code counts against the flow, and is in the trail with it.
+                    let mut e = Event::new(tenant, "wrong_code").ip(ip);
+                    if let Some(user) = &next.user_id {
+                        e = e.actor(user);
+                    }
+                    match commit(tenant, &next, None, &[e.done()]).await? {
+                        Cas::Lost => Ok(Cas::Lost),
+                        Cas::Done(()) => Err(error.into()),
+                    }
                 }
-                _ => Err(error.into()),
+                None => Err(error.into()),
             },
         }
     })
@@ -319,18 +327,21 @@ pub async fn sign_on(
         }
     };
     paid.refund(state).await;
-    Event::new(tenant, "sign_in")
+    let signed_in = Event::new(tenant, "sign_in")
         .actor(&user.id)
         .ip(ip)
         .detail("method=password")
-        .record(state);
+        .done();
     if second_factor_owed(tenant, &user.id).await? {
-        return transition(tenant, key, |flow, now| {
-            flow.sign_on_pending(&user.id, now, now)
-        })
+        return transition(
+            tenant,
+            key,
+            |flow, now| flow.sign_on_pending(&user.id, now, now),
+            std::slice::from_ref(&signed_in),
+        )
         .await;
     }
-    attach_user(
+    resume_session(
         tenant,
         key,
         SignOn {
@@ -339,17 +350,26 @@ pub async fn sign_on(
             idp: None,
             amr: Some("pwd"),
         },
+        std::slice::from_ref(&signed_in),
     )
     .await
 }
 
-/// A browser session whose person signed on at `auth_time` walks a new flow.
+/// The person of `on` (a browser session's, or a sign-in just made, whose `audit` event goes
+/// with the flow's change) signs the flow behind `key` on.
 pub async fn resume_session(
     tenant: &Tenant,
     key: &SecretHash,
     on: SignOn<'_>,
+    audit: &[AuditEvent],
 ) -> Result<Flow, StepError> {
-    attach_user(tenant, key, on).await
+    transition(
+        tenant,
+        key,
+        |flow, now| flow.sign_on_at(on.user_id, on.auth_time, on.idp, on.amr, now),
+        audit,
+    )
+    .await
 }
 
 /// Keeps the sign-on of `flow` (just signed on) as a session for the flows API: a custom UI
@@ -444,6 +464,7 @@ pub async fn resume_kept(
             idp: session.idp.as_deref(),
             amr: session.amr.as_deref(),
         },
+        &[],
     )
     .await
 }
@@ -488,25 +509,19 @@ pub struct SignOn<'a> {
     pub amr: Option<&'a str>,
 }
 
-async fn attach_user(tenant: &Tenant, key: &SecretHash, on: SignOn<'_>) -> Result<Flow, StepError> {
-    transition(tenant, key, |flow, now| {
-        flow.sign_on_at(on.user_id, on.auth_time, on.idp, on.amr, now)
-    })
-    .await
-}
-
-/// Loads the flow behind `key`, applies the core's transition `step` and stores the result,
-/// reading again while another request changes the flow first.
+/// Loads the flow behind `key`, applies the core's transition `step` and stores the result
+/// (with `audit`), reading again while another request changes the flow first.
 async fn transition(
     tenant: &Tenant,
     key: &SecretHash,
     step: impl Fn(Flow, Timestamp) -> Result<Flow, FlowError>,
+    audit: &[AuditEvent],
 ) -> Result<Flow, StepError> {
     let step = &step;
     cas::retry(|| async move {
         let now = now();
         let next = step(load(tenant, key, now).await?, now)?;
-        Ok(commit(tenant, &next, None).await?.then(next))
+        Ok(commit(tenant, &next, None, audit).await?.then(next))
     })
     .await
 }
@@ -518,7 +533,7 @@ async fn transition(
 pub async fn adopt(tenant: &Tenant, link: &SecretHash) -> Result<Flow, StepError> {
     // A browser adopting the flow at the same time wins or loses the compare-and-swap; the
     // loser reads again and finds no flow behind the link.
-    transition(tenant, link, |flow, now| {
+    transition_plain(tenant, link, |flow, now| {
         flow.adopt(Secret::generate(SecretKind::FlowId).hash(), now)
     })
     .await
@@ -548,25 +563,24 @@ pub async fn consent(
             Err(e) => return Err(e.into()),
         };
         let (next, grant) = flow.consent(&grant, accept, now)?;
-        let stored = commit(tenant, &next, Some(&grant)).await?;
+        let mut event = Event::new(tenant, if accept { "approved" } else { "denied" })
+            .client(&grant.client_id)
+            .ip(ip)
+            .grant(&grant.id)
+            .detail(format!(
+                "device at {}",
+                grant
+                    .requester
+                    .ip
+                    .as_deref()
+                    .unwrap_or("an unknown address")
+            ));
+        if let Some(user) = &next.user_id {
+            event = event.actor(user);
+        }
+        let stored = commit(tenant, &next, Some(&grant), &[event.done()]).await?;
         if matches!(stored, Cas::Done(())) {
             state.metrics.code_decided(accept, grant.created_at, now);
-            let mut e = Event::new(tenant, if accept { "approved" } else { "denied" })
-                .client(&grant.client_id)
-                .ip(ip)
-                .grant(&grant.id)
-                .detail(format!(
-                    "device at {}",
-                    grant
-                        .requester
-                        .ip
-                        .as_deref()
-                        .unwrap_or("an unknown address")
-                ));
-            if let Some(user) = &next.user_id {
-                e = e.actor(user);
-            }
-            e.record(state);
         }
         Ok(stored.then(next))
     })
@@ -713,12 +727,12 @@ pub async fn totp_verify(
             return Err(e);
         }
     };
-    let flow = second_factor(tenant, key, "otp").await?;
-    Event::new(tenant, "sign_in")
+    let signed_in = Event::new(tenant, "sign_in")
         .actor(&user.id)
         .ip(ip)
         .detail("method=otp")
-        .record(state);
+        .done();
+    let flow = second_factor(tenant, key, "otp", std::slice::from_ref(&signed_in)).await?;
     Ok((flow, recovery))
 }
 
@@ -795,12 +809,12 @@ pub async fn recovery_verify(
         return Err(StepError::InvalidCredentials);
     }
     paid.refund(state).await;
-    Event::new(tenant, "sign_in")
+    let signed_in = Event::new(tenant, "sign_in")
         .actor(&user.id)
         .ip(ip)
         .detail("method=recovery_code")
-        .record(state);
-    second_factor(tenant, key, "otp").await
+        .done();
+    second_factor(tenant, key, "otp", std::slice::from_ref(&signed_in)).await
 }
 
 /// The second factor owed by the flow behind `key` was given, by RFC 8176 `method`.
@@ -808,11 +822,24 @@ pub async fn second_factor(
     tenant: &Tenant,
     key: &SecretHash,
     method: &str,
+    audit: &[AuditEvent],
 ) -> Result<Flow, StepError> {
-    transition(tenant, key, |flow, now| {
-        flow.second_factor_done(method, now)
-    })
+    transition(
+        tenant,
+        key,
+        |flow, now| flow.second_factor_done(method, now),
+        audit,
+    )
     .await
+}
+
+/// [`transition`] without an audit event.
+async fn transition_plain(
+    tenant: &Tenant,
+    key: &SecretHash,
+    step: impl Fn(Flow, Timestamp) -> Result<Flow, FlowError>,
+) -> Result<Flow, StepError> {
+    transition(tenant, key, step, &[]).await
 }
 
 /// Whether an earlier sign-on (a browser's or a kept session) may still sign a new flow on:

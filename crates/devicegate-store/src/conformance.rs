@@ -44,7 +44,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = S>,
 {
-    let cases: [(&str, Case<S>); 49] = [
+    let cases: [(&str, Case<S>); 50] = [
         ("clients", |s| Box::pin(clients(s))),
         ("users", |s| Box::pin(users(s))),
         ("grants", |s| Box::pin(grants(s))),
@@ -156,6 +156,9 @@ where
             Box::pin(a_persons_devices_are_their_live_families(s))
         }),
         ("audit_events", |s| Box::pin(audit_events(s))),
+        ("audit_events_ride_their_change", |s| {
+            Box::pin(audit_events_ride_their_change(s))
+        }),
     ];
     let mut failed = Vec::new();
     for (name, case) in cases {
@@ -245,12 +248,12 @@ fn grant(client_id: &str) -> (Secret, DeviceGrant) {
 /// A new grant of client `cli`, approved by `token`'s subject and redeemed, storing `token`.
 async fn redeemed_with(s: &impl Store, token: &RefreshToken) {
     let (_, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
+    s.create_grant(&g, &[]).await.unwrap();
     let redeemed = DeviceGrant {
         status: GrantStatus::Redeemed,
         ..g.approve(&token.subject, NOW, None, None, NOW).unwrap()
     };
-    s.redeem_grant(&redeemed, Some(token)).await.unwrap();
+    s.redeem_grant(&redeemed, Some(token), &[]).await.unwrap();
 }
 
 fn refresh(family: &str) -> (Secret, RefreshToken) {
@@ -327,7 +330,7 @@ async fn clients(s: impl Store) {
     assert_eq!(s.list_clients(T).await.unwrap(), vec![c, public]);
     // Deleting a client takes its grants with it.
     let (code, g) = grant("a");
-    s.create_grant(&g).await.unwrap();
+    s.create_grant(&g, &[]).await.unwrap();
     s.delete_client(T, "a").await.unwrap();
     assert_eq!(s.delete_client(T, "a").await, Err(StoreError::NotFound));
     assert_eq!(
@@ -379,7 +382,7 @@ async fn users(s: impl Store) {
 
 async fn grants(s: impl Store) {
     let (code, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
+    s.create_grant(&g, &[]).await.unwrap();
     assert_eq!(s.get_grant_by_device_code(&code.hash()).await.unwrap(), g);
     assert_eq!(s.get_grant_by_user_code(&g.user_code).await.unwrap(), g);
     assert_eq!(s.get_grant(&g.id).await.unwrap(), g);
@@ -391,7 +394,10 @@ async fn grants(s: impl Store) {
     // A user code is unique among stored grants.
     let (_, mut dup) = grant("cli");
     dup.user_code = g.user_code.clone();
-    assert_eq!(s.create_grant(&dup).await, Err(StoreError::AlreadyExists));
+    assert_eq!(
+        s.create_grant(&dup, &[]).await,
+        Err(StoreError::AlreadyExists)
+    );
     // Every field survives a round trip, approved state included.
     let approved = g.approve("u1", NOW, None, None, NOW).unwrap();
     s.update_grant(&approved).await.unwrap();
@@ -407,7 +413,7 @@ async fn grants(s: impl Store) {
 
 async fn grant_update_is_compare_and_swap(s: impl Store) {
     let (_, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
+    s.create_grant(&g, &[]).await.unwrap();
     let PollDecision::Pending { next } = g.on_poll("cli", NOW) else {
         panic!()
     };
@@ -426,7 +432,7 @@ async fn grant_update_is_compare_and_swap(s: impl Store) {
 async fn held_polls_never_hide_a_decision<S: Store>(s: Arc<S>) {
     use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
     let (code, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
+    s.create_grant(&g, &[]).await.unwrap();
     // A poll through the database, as the token endpoint makes when nothing is held here.
     let read = s.get_grant_by_device_code(&code.hash()).await.unwrap();
     let PollDecision::Pending { next } = read.on_poll("cli", NOW) else {
@@ -483,7 +489,7 @@ async fn held_polls_never_hide_a_decision<S: Store>(s: Arc<S>) {
 
 async fn polls_race_and_decisions_see_them(s: Arc<impl Store>) {
     let (code, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
+    s.create_grant(&g, &[]).await.unwrap();
     // Many polls from one read: one is recorded, the others must re-read.
     let read = s.get_grant_by_device_code(&code.hash()).await.unwrap();
     let mut tasks = Vec::new();
@@ -530,7 +536,7 @@ async fn polls_race_and_decisions_see_them(s: Arc<impl Store>) {
 
 async fn concurrent_redemption_has_one_winner(s: Arc<impl Store>) {
     let (code, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
+    s.create_grant(&g, &[]).await.unwrap();
     let approved = g.approve("u1", NOW, None, None, NOW).unwrap();
     s.update_grant(&approved).await.unwrap();
     let read = s.get_grant_by_device_code(&code.hash()).await.unwrap();
@@ -542,7 +548,7 @@ async fn concurrent_redemption_has_one_winner(s: Arc<impl Store>) {
                 panic!()
             };
             let (_, token) = refresh(&format!("family-{i}"));
-            s.redeem_grant(&next, Some(&token)).await
+            s.redeem_grant(&next, Some(&token), &[]).await
         }));
     }
     assert_one_winner(tasks).await;
@@ -554,7 +560,7 @@ async fn concurrent_redemption_has_one_winner(s: Arc<impl Store>) {
 
 async fn concurrent_approve_and_deny_have_one_winner(s: Arc<impl Store>) {
     let (_, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
+    s.create_grant(&g, &[]).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..20 {
         let (s, g) = (s.clone(), g.clone());
@@ -595,14 +601,14 @@ async fn flows(s: impl Store) {
     );
     // Binding a code updates flow and grant together, or neither.
     let (_, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
+    s.create_grant(&g, &[]).await.unwrap();
     let (next_flow, next_grant) = f.verify_user_code(Some(&g), NOW).unwrap();
     let stale_grant = DeviceGrant {
         version: 7,
         ..next_grant.clone()
     };
     assert_eq!(
-        s.update_flow(&next_flow, Some(&stale_grant)).await,
+        s.update_flow(&next_flow, Some(&stale_grant), &[]).await,
         Err(StoreError::Conflict)
     );
     assert_eq!(
@@ -610,7 +616,9 @@ async fn flows(s: impl Store) {
         f,
         "flow update rolled back"
     );
-    s.update_flow(&next_flow, Some(&next_grant)).await.unwrap();
+    s.update_flow(&next_flow, Some(&next_grant), &[])
+        .await
+        .unwrap();
     let stored = s.get_flow(&secret.hash()).await.unwrap();
     assert_eq!(
         stored,
@@ -624,7 +632,7 @@ async fn flows(s: impl Store) {
         Some(f.id.clone())
     );
     assert_eq!(
-        s.update_flow(&next_flow, None).await,
+        s.update_flow(&next_flow, None, &[]).await,
         Err(StoreError::Conflict)
     );
     // A new capability: the flow is found by it, and no longer by the old one.
@@ -632,7 +640,7 @@ async fn flows(s: impl Store) {
         secret_hash: SecretHash::of(b"new capability"),
         ..stored
     };
-    s.update_flow(&rekeyed, None).await.unwrap();
+    s.update_flow(&rekeyed, None, &[]).await.unwrap();
     assert_eq!(s.get_flow(&secret.hash()).await, Err(StoreError::NotFound));
     assert_eq!(
         s.get_flow(&rekeyed.secret_hash).await.unwrap().version,
@@ -651,7 +659,7 @@ async fn concurrent_wrong_codes_are_all_counted(s: Arc<impl Store>) {
             loop {
                 let f = s.get_flow(&hash).await.unwrap();
                 let next = *f.verify_user_code(None, NOW).unwrap_err().next.unwrap();
-                match s.update_flow(&next, None).await {
+                match s.update_flow(&next, None, &[]).await {
                     Ok(()) => return,
                     Err(StoreError::Conflict) => continue,
                     Err(e) => panic!("{e}"),
@@ -698,7 +706,7 @@ async fn refresh_tokens(s: impl Store) {
     let (_, other) = refresh("other");
     redeemed_with(&s, &other).await;
     assert_eq!(
-        s.revoke_refresh_family(T, "fam", NOW.plus(Duration::from_secs(60)))
+        s.revoke_refresh_family(T, "fam", NOW.plus(Duration::from_secs(60)), &[])
             .await
             .unwrap(),
         2
@@ -738,7 +746,7 @@ async fn concurrent_rotation_has_one_winner(s: Arc<impl Store>) {
     }
     assert_one_winner(tasks).await;
     assert_eq!(
-        s.revoke_refresh_family(T, "fam", NOW).await.unwrap(),
+        s.revoke_refresh_family(T, "fam", NOW, &[]).await.unwrap(),
         2,
         "the old token and one new one"
     );
@@ -864,7 +872,7 @@ async fn ensure_key_agrees(s: Arc<impl Store>) {
 async fn grant_changes_are_announced(s: impl Store) {
     let mut rx = s.subscribe();
     let (_, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
+    s.create_grant(&g, &[]).await.unwrap();
     s.update_grant(&g.approve("u1", NOW, None, None, NOW).unwrap())
         .await
         .unwrap();
@@ -944,7 +952,7 @@ async fn changing_a_user_stops_what_they_had_under_way(s: impl Store) {
     let bob = user("bob");
     s.create_user(&bob).await.unwrap();
     let (_, bobs) = grant("cli");
-    s.create_grant(&bobs).await.unwrap();
+    s.create_grant(&bobs, &[]).await.unwrap();
     s.update_grant(&bobs.approve(&bob.id, NOW, None, None, NOW).unwrap())
         .await
         .unwrap();
@@ -954,37 +962,38 @@ async fn changing_a_user_stops_what_they_had_under_way(s: impl Store) {
         s.create_user(&ann).await.unwrap();
         // Approved through a flow that completed; not redeemed.
         let (_, approved) = grant("cli");
-        s.create_grant(&approved).await.unwrap();
+        s.create_grant(&approved, &[]).await.unwrap();
         let done = signed_on_flow(&s, &ann.id).await;
         let (f, g) = done.verify_user_code(Some(&approved), NOW).unwrap();
-        s.update_flow(&f, Some(&g)).await.unwrap();
+        s.update_flow(&f, Some(&g), &[]).await.unwrap();
         let (f, g) = s
             .get_flow(&f.secret_hash)
             .await
             .unwrap()
             .consent(&s.get_grant(&g.id).await.unwrap(), true, NOW)
             .unwrap();
-        s.update_flow(&f, Some(&g)).await.unwrap();
+        s.update_flow(&f, Some(&g), &[]).await.unwrap();
         let approved = s.get_grant(&approved.id).await.unwrap();
         // Redeemed.
         let (_, redeemed) = grant("cli");
-        s.create_grant(&redeemed).await.unwrap();
+        s.create_grant(&redeemed, &[]).await.unwrap();
         s.redeem_grant(
             &DeviceGrant {
                 status: GrantStatus::Redeemed,
                 ..redeemed.approve(&ann.id, NOW, None, None, NOW).unwrap()
             },
             None,
+            &[],
         )
         .await
         .unwrap();
         let redeemed = s.get_grant(&redeemed.id).await.unwrap();
         // Waiting at consent.
         let (_, waiting) = grant("cli");
-        s.create_grant(&waiting).await.unwrap();
+        s.create_grant(&waiting, &[]).await.unwrap();
         let open = signed_on_flow(&s, &ann.id).await;
         let (f, g) = open.verify_user_code(Some(&waiting), NOW).unwrap();
-        s.update_flow(&f, Some(&g)).await.unwrap();
+        s.update_flow(&f, Some(&g), &[]).await.unwrap();
         let open = s.get_flow(&open.secret_hash).await.unwrap();
         let done = s.get_flow(&done.secret_hash).await.unwrap();
 
@@ -1028,7 +1037,7 @@ async fn changing_a_user_stops_what_they_had_under_way(s: impl Store) {
             ..approved.clone()
         };
         assert_eq!(
-            s.redeem_grant(&redemption, None).await,
+            s.redeem_grant(&redemption, None, &[]).await,
             Err(StoreError::Conflict)
         );
         assert_eq!(s.get_grant(&redeemed.id).await.unwrap(), redeemed);
@@ -1046,7 +1055,10 @@ async fn changing_a_user_stops_what_they_had_under_way(s: impl Store) {
         let (f, g) = open
             .consent(&s.get_grant(&waiting.id).await.unwrap(), true, NOW)
             .unwrap();
-        assert_eq!(s.update_flow(&f, Some(&g)).await, Err(StoreError::Conflict));
+        assert_eq!(
+            s.update_flow(&f, Some(&g), &[]).await,
+            Err(StoreError::Conflict)
+        );
         assert_eq!(
             s.get_grant(&waiting.id).await.unwrap().status,
             GrantStatus::Pending
@@ -1074,7 +1086,7 @@ async fn changing_a_user_stops_what_they_had_under_way(s: impl Store) {
 async fn signed_on_flow(s: &impl Store, user_id: &str) -> Flow {
     let (_, f) = flow();
     s.create_flow(&f).await.unwrap();
-    s.update_flow(&f.sign_on(user_id, NOW).unwrap(), None)
+    s.update_flow(&f.sign_on(user_id, NOW).unwrap(), None, &[])
         .await
         .unwrap();
     s.get_flow(&f.secret_hash).await.unwrap()
@@ -1091,7 +1103,7 @@ async fn pending_count(s: impl Store) {
         ..long
     };
     for g in [&a, &b, &c, &long] {
-        s.create_grant(g).await.unwrap();
+        s.create_grant(g, &[]).await.unwrap();
     }
     s.update_grant(&b.deny(NOW).unwrap()).await.unwrap();
     let counts = s.count_pending_grants(NOW).await.unwrap();
@@ -1210,8 +1222,8 @@ async fn sweep(s: impl Store) {
         ..old
     };
     let (_, live) = grant("cli");
-    s.create_grant(&old).await.unwrap();
-    s.create_grant(&live).await.unwrap();
+    s.create_grant(&old, &[]).await.unwrap();
+    s.create_grant(&live, &[]).await.unwrap();
     let (_, stale_flow) = flow();
     let stale_flow = Flow {
         expires_at: NOW,
@@ -1800,7 +1812,7 @@ async fn flow_sign_on_facts_round_trip(s: impl Store) {
                 amr: v.amr(),
                 ..read.clone()
             };
-            s.update_flow(&changed, None).await.unwrap();
+            s.update_flow(&changed, None, &[]).await.unwrap();
             assert_eq!(
                 s.get_flow(&secret.hash()).await.unwrap(),
                 Flow {
@@ -1813,7 +1825,7 @@ async fn flow_sign_on_facts_round_trip(s: impl Store) {
         let (secret, f) = flow();
         s.create_flow(&f).await.unwrap();
         let signed_on = f.sign_on_at("u1", NOW, want.idp, want.amr, NOW).unwrap();
-        s.update_flow(&signed_on, None).await.unwrap();
+        s.update_flow(&signed_on, None, &[]).await.unwrap();
         let back = s.get_flow(&secret.hash()).await.unwrap();
         assert_eq!(
             back,
@@ -1824,15 +1836,17 @@ async fn flow_sign_on_facts_round_trip(s: impl Store) {
         );
         // Binding and consenting keep them, and the grant approved through the flow gets them.
         let (_, g) = grant("cli");
-        s.create_grant(&g).await.unwrap();
+        s.create_grant(&g, &[]).await.unwrap();
         let (bound, bound_grant) = back.verify_user_code(Some(&g), NOW).unwrap();
-        s.update_flow(&bound, Some(&bound_grant)).await.unwrap();
+        s.update_flow(&bound, Some(&bound_grant), &[])
+            .await
+            .unwrap();
         let bound = s.get_flow(&secret.hash()).await.unwrap();
         assert_eq!(flow_facts(&bound), facts(want));
         let read = s.get_grant(&g.id).await.unwrap();
         let (done, approved) = bound.consent(&read, true, NOW).unwrap();
         assert_eq!(grant_facts(&approved), facts(want));
-        s.update_flow(&done, Some(&approved)).await.unwrap();
+        s.update_flow(&done, Some(&approved), &[]).await.unwrap();
         assert_eq!(
             flow_facts(&s.get_flow(&secret.hash()).await.unwrap()),
             facts(want)
@@ -1850,7 +1864,7 @@ async fn flow_sign_on_facts_round_trip(s: impl Store) {
             status: GrantStatus::Redeemed,
             ..stored
         };
-        s.redeem_grant(&redeemed, Some(&token)).await.unwrap();
+        s.redeem_grant(&redeemed, Some(&token), &[]).await.unwrap();
         let kept = s.get_refresh_token(&token_secret.hash()).await.unwrap();
         assert_eq!((kept.idp, kept.amr), facts(want));
     }
@@ -1860,7 +1874,7 @@ async fn flow_sign_on_facts_round_trip(s: impl Store) {
 /// the grant as read after the polls.
 async fn polled_grant(s: &impl Store) -> (Secret, DeviceGrant) {
     let (code, g) = grant("cli");
-    s.create_grant(&g).await.unwrap();
+    s.create_grant(&g, &[]).await.unwrap();
     let mut polled = s.get_grant(&g.id).await.unwrap();
     for i in 0..3 {
         let now = NOW.plus(Duration::from_secs(10 * i));
@@ -1881,7 +1895,7 @@ async fn grant_sign_on_facts_round_trip(s: Arc<impl Store>) {
         // Every read of an approved grant has them.
         let (code, g) = grant("cli");
         let created = approved_with(&g, want);
-        s.create_grant(&created).await.unwrap();
+        s.create_grant(&created, &[]).await.unwrap();
         let read = s.get_grant(&g.id).await.unwrap();
         assert_eq!(read, created, "create_grant");
         assert_eq!(s.get_grant_by_user_code(&g.user_code).await.unwrap(), read);
@@ -1891,7 +1905,7 @@ async fn grant_sign_on_facts_round_trip(s: Arc<impl Store>) {
         );
         // update_grant replaces them with the grant's own.
         let (_, g) = grant("cli");
-        s.create_grant(&g).await.unwrap();
+        s.create_grant(&g, &[]).await.unwrap();
         s.update_grant(&approved_with(&g, other)).await.unwrap();
         assert_eq!(
             grant_facts(&s.get_grant(&g.id).await.unwrap()),
@@ -1925,7 +1939,7 @@ async fn grant_sign_on_facts_round_trip(s: Arc<impl Store>) {
             if through_flow {
                 let (_, f) = flow();
                 s.create_flow(&f).await.unwrap();
-                s.update_flow(&f, Some(&approved)).await.unwrap();
+                s.update_flow(&f, Some(&approved), &[]).await.unwrap();
             } else {
                 s.update_grant(&approved).await.unwrap();
             }
@@ -1945,9 +1959,9 @@ async fn grant_sign_on_facts_round_trip(s: Arc<impl Store>) {
         // redeem_grant stores the status it is given (an approved one keeps its facts; the
         // redeemed state has none).
         let (_, g) = grant("cli");
-        s.create_grant(&g).await.unwrap();
+        s.create_grant(&g, &[]).await.unwrap();
         let approved = approved_with(&g, want);
-        s.redeem_grant(&approved, None).await.unwrap();
+        s.redeem_grant(&approved, None, &[]).await.unwrap();
         assert_eq!(
             s.get_grant(&g.id).await.unwrap().status,
             approved.status,
@@ -1958,7 +1972,7 @@ async fn grant_sign_on_facts_round_trip(s: Arc<impl Store>) {
             version: approved.version + 1,
             ..approved.clone()
         };
-        s.redeem_grant(&redeemed, None).await.unwrap();
+        s.redeem_grant(&redeemed, None, &[]).await.unwrap();
         assert_eq!(
             s.get_grant(&g.id).await.unwrap().status,
             GrantStatus::Redeemed
@@ -1971,7 +1985,7 @@ async fn grant_sign_on_facts_round_trip(s: Arc<impl Store>) {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let (_, g) = grant("cli");
-            s.create_grant(&g).await.unwrap();
+            s.create_grant(&g, &[]).await.unwrap();
             let own = (i % 3 != 0).then(|| (format!("corp-{i}"), format!("pwd otp mfa {i}")));
             let (idp, amr) = own.clone().unzip();
             let approved = g
@@ -2801,7 +2815,9 @@ async fn revocations(s: impl Store) {
     let (_, mine) = refresh("fam");
     redeemed_with(&s, &mine).await;
     assert_eq!(
-        s.revoke_refresh_family("acme", "fam", later).await.unwrap(),
+        s.revoke_refresh_family("acme", "fam", later, &[])
+            .await
+            .unwrap(),
         0
     );
     assert!(
@@ -2813,7 +2829,10 @@ async fn revocations(s: impl Store) {
             .await
             .unwrap()
     );
-    assert_eq!(s.revoke_refresh_family(T, "fam", later).await.unwrap(), 1);
+    assert_eq!(
+        s.revoke_refresh_family(T, "fam", later, &[]).await.unwrap(),
+        1
+    );
     assert_eq!(
         s.get_refresh_token(&mine.hash).await,
         Err(StoreError::NotFound)
@@ -2900,7 +2919,7 @@ async fn a_persons_devices_are_their_live_families(s: impl Store) {
         s.list_families(T, None, Some("other"), NOW).await.unwrap(),
         vec![]
     );
-    s.revoke_refresh_family(T, "new", NOW).await.unwrap();
+    s.revoke_refresh_family(T, "new", NOW, &[]).await.unwrap();
     assert_eq!(
         s.list_families(T, Some("u1"), None, NOW).await.unwrap(),
         vec![rotated]
@@ -2980,4 +2999,71 @@ async fn audit_events(s: impl Store) {
         s.list_audit(T, &q(|_| {})).await.unwrap(),
         vec![all[3].clone()]
     );
+}
+
+/// An event written with a change is stored only if the change is: a refused write (a
+/// duplicate, a lost compare-and-swap) leaves no event behind.
+async fn audit_events_ride_their_change(s: impl Store) {
+    let ev = |event: &str| AuditEvent {
+        at: NOW,
+        tenant: T.into(),
+        event: event.into(),
+        ..AuditEvent::default()
+    };
+    let all = || AuditQuery {
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    let (_, g) = grant("cli");
+    s.create_grant(&g, &[ev("code_issued")]).await.unwrap();
+    assert_eq!(
+        s.create_grant(&g, &[ev("duplicate")]).await,
+        Err(StoreError::AlreadyExists)
+    );
+    // A flow step that loses its compare-and-swap.
+    let f = Flow::new(
+        T,
+        random_id(),
+        SecretHash::of(b"f"),
+        NOW,
+        Duration::from_secs(600),
+    );
+    s.create_flow(&f).await.unwrap();
+    let failed = Flow {
+        failed_attempts: 1,
+        ..f.clone()
+    };
+    s.update_flow(&failed, None, &[ev("wrong_code")])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.update_flow(&failed, None, &[ev("stale")]).await,
+        Err(StoreError::Conflict)
+    );
+    // A redemption that loses.
+    let approved = g.approve("u1", NOW, None, None, NOW).unwrap();
+    s.update_grant(&approved).await.unwrap();
+    let approved = s.get_grant(&g.id).await.unwrap();
+    let redeemed = DeviceGrant {
+        status: GrantStatus::Redeemed,
+        ..approved.clone()
+    };
+    s.redeem_grant(&redeemed, None, &[ev("redeemed")])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.redeem_grant(&redeemed, None, &[ev("twice")]).await,
+        Err(StoreError::Conflict)
+    );
+    s.revoke_refresh_family(T, "fam", NOW, &[ev("revoked")])
+        .await
+        .unwrap();
+    let events: Vec<String> = s
+        .list_audit(T, &all())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(events, ["code_issued", "wrong_code", "redeemed", "revoked"]);
 }

@@ -296,7 +296,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_password(&self, tenant: &str, username: &str, password_hash: &str) -> Result<()>;
 
     /// `AlreadyExists` when the device code or user code is taken.
-    async fn create_grant(&self, grant: &DeviceGrant) -> Result<()>;
+    /// Stores a new grant, with its `audit` events in the same transaction.
+    async fn create_grant(&self, grant: &DeviceGrant, audit: &[AuditEvent]) -> Result<()>;
     async fn get_grant(&self, id: &str) -> Result<DeviceGrant>;
     /// By the hash of a device code without a selector (issued before device codes named
     /// their grant: new codes are found with `get_grant(id)`). SQLite indexes only those
@@ -321,15 +322,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
     /// Like `update_grant` (to the redeemed state), storing the refresh token in the same
     /// transaction so that a redemption never loses its token.
-    async fn redeem_grant(&self, grant: &DeviceGrant, refresh: Option<&RefreshToken>)
-    -> Result<()>;
+    async fn redeem_grant(
+        &self,
+        grant: &DeviceGrant,
+        refresh: Option<&RefreshToken>,
+        audit: &[AuditEvent],
+    ) -> Result<()>;
 
     async fn create_flow(&self, flow: &Flow) -> Result<()>;
     async fn get_flow(&self, hash: &SecretHash) -> Result<Flow>;
     /// Stores `flow` (and `grant`, when given) if both stored versions are still the ones
     /// read, in one transaction. The flow is found by its `id`: its capability's hash may
     /// change (a browser adopting the flow gives it a new one).
-    async fn update_flow(&self, flow: &Flow, grant: Option<&DeviceGrant>) -> Result<()>;
+    async fn update_flow(
+        &self,
+        flow: &Flow,
+        grant: Option<&DeviceGrant>,
+        audit: &[AuditEvent],
+    ) -> Result<()>;
 
     async fn get_refresh_token(&self, hash: &SecretHash) -> Result<RefreshToken>;
     /// Marks `old` used if it was not, and stores `new`, in one transaction; `Conflict` if
@@ -343,6 +353,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         tenant: &str,
         family_id: &str,
         until: Timestamp,
+        audit: &[AuditEvent],
     ) -> Result<u64>;
     /// Records `id` (`jti:…` for one access token, `sid:…` for a family) revoked in `tenant`
     /// until `until` (a later `until` of the same id wins).

@@ -1060,8 +1060,17 @@ pub async fn grant(
             }
         }
         GrantCommand::Revoke { id } => {
+            let event = devicegate_store::AuditEvent {
+                at: now,
+                tenant: tenant.clone(),
+                event: "revoked".into(),
+                actor: Some("admin".into()),
+                family_id: Some(id.clone()),
+                detail: Some("grant revoke".into()),
+                ..Default::default()
+            };
             let n = store
-                .revoke_refresh_family(&tenant, &id, now.plus(access_ttl))
+                .revoke_refresh_family(&tenant, &id, now.plus(access_ttl), &[event])
                 .await
                 .map_err(store_err)?;
             if n == 0 {

@@ -700,7 +700,7 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
             idp: s.record.idp.as_deref(),
             amr: s.record.amr.as_deref(),
         };
-        verification::resume_session(&visit.tenant, &key, on).await?;
+        verification::resume_session(&visit.tenant, &key, on, &[]).await?;
     }
     Ok(Usable::Enter(key))
 }

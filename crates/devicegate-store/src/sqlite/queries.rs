@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::codec::*;
 use crate::columns::{
-    GRANT_COLUMNS, KEY_COLUMNS, REFRESH_COLUMNS, UPSTREAM_LINK_COLUMNS, USER_COLUMNS,
-    grant_status_columns,
+    AUDIT_COLUMNS, GRANT_COLUMNS, KEY_COLUMNS, REFRESH_COLUMNS, UPSTREAM_LINK_COLUMNS,
+    USER_COLUMNS, grant_status_columns,
 };
 use crate::pending::OwnerIndex;
 use crate::records::{KeyRecord, RefreshToken, UpstreamLink, UserRecord};
@@ -267,6 +267,35 @@ pub(super) fn revoke_id_in(
         issued_before.map(|t| t.as_millis())
     ])
     .map_err(internal)?;
+    Ok(())
+}
+
+/// Appends audit events (in the caller's transaction).
+pub(super) fn insert_audit_in(conn: &Connection, events: &[crate::AuditEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn
+        .prepare_cached(&format!(
+            "INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))
+        .map_err(internal)?;
+    for e in events {
+        insert
+            .execute(params![
+                e.at.as_millis(),
+                e.tenant,
+                e.event,
+                e.actor,
+                e.client_id,
+                e.ip,
+                e.user_agent,
+                e.grant_id,
+                e.family_id,
+                e.detail
+            ])
+            .map_err(internal)?;
+    }
     Ok(())
 }
 

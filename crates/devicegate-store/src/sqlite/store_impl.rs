@@ -868,32 +868,7 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
         let events = events.to_vec();
-        self.write(move |conn| {
-            let mut insert = conn
-                .prepare_cached(&format!(
-                    "INSERT INTO audit_events ({AUDIT_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-                ))
-                .map_err(internal)?;
-            for e in &events {
-                insert
-                    .execute(params![
-                        e.at.as_millis(),
-                        e.tenant,
-                        e.event,
-                        e.actor,
-                        e.client_id,
-                        e.ip,
-                        e.user_agent,
-                        e.grant_id,
-                        e.family_id,
-                        e.detail
-                    ])
-                    .map_err(internal)?;
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |conn| insert_audit_in(conn, &events)).await
     }
 
     async fn list_audit(&self, tenant: &str, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
@@ -977,10 +952,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_grant(&self, g: &DeviceGrant) -> Result<()> {
+    async fn create_grant(&self, g: &DeviceGrant, audit: &[AuditEvent]) -> Result<()> {
         let (g, inner, held) = (g.clone(), self.inner.pending.clone(), g.clone());
+        let audit = audit.to_vec();
         self.write_then(
-            move |conn| insert_grant_in(conn, &g),
+            move |conn| {
+                let row = insert_grant_in(conn, &g)?;
+                insert_audit_in(conn, &audit)?;
+                Ok(row)
+            },
             move |row| inner.written(&held, held.version, Some(*row)),
         )
         .await
@@ -1056,15 +1036,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn redeem_grant(&self, g: &DeviceGrant, refresh: Option<&RefreshToken>) -> Result<()> {
+    async fn redeem_grant(
+        &self,
+        g: &DeviceGrant,
+        refresh: Option<&RefreshToken>,
+        audit: &[AuditEvent],
+    ) -> Result<()> {
         let (grant, refresh, inner) = (g.clone(), refresh.cloned(), self.inner.pending.clone());
         let (held, after) = (g.clone(), self.inner.pending.clone());
+        let audit = audit.to_vec();
         self.write_then(
             move |conn| {
                 let stored = update_grant_in(conn, &inner, &grant)?;
                 if let Some(t) = &refresh {
                     insert_refresh_in(conn, t)?;
                 }
+                insert_audit_in(conn, &audit)?;
                 Ok(stored)
             },
             move |stored| after.written(&held, *stored, None),
@@ -1112,7 +1099,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_flow(&self, f: &Flow, grant: Option<&DeviceGrant>) -> Result<()> {
+    async fn update_flow(
+        &self,
+        f: &Flow,
+        grant: Option<&DeviceGrant>,
+        audit: &[AuditEvent],
+    ) -> Result<()> {
+        let audit = audit.to_vec();
         let grant_id = grant.map(|g| g.id.clone());
         let (f, grant, inner) = (f.clone(), grant.cloned(), self.inner.pending.clone());
         let (held, after) = (grant.clone(), self.inner.pending.clone());
@@ -1142,10 +1135,12 @@ impl Store for SqliteStore {
                 if n != 1 {
                     return Err(missing_or_conflict(conn, "flows", "id", &f.id));
                 }
-                match &grant {
+                let stored = match &grant {
                     Some(g) => update_grant_in(conn, &inner, g).map(Some),
                     None => Ok(None),
-                }
+                }?;
+                insert_audit_in(conn, &audit)?;
+                Ok(stored)
             },
             move |stored| {
                 if let (Some(g), Some(stored)) = (&held, stored) {
@@ -1199,9 +1194,11 @@ impl Store for SqliteStore {
         tenant: &str,
         family_id: &str,
         until: Timestamp,
+        audit: &[AuditEvent],
     ) -> Result<u64> {
-        let (tenant, family_id) = (tenant.to_owned(), family_id.to_owned());
+        let (tenant, family_id, audit) = (tenant.to_owned(), family_id.to_owned(), audit.to_vec());
         self.write(move |conn| {
+            insert_audit_in(conn, &audit)?;
             let n = conn
                 .prepare_cached("DELETE FROM refresh_tokens WHERE tenant = ?1 AND family_id = ?2")
                 .map_err(internal)?

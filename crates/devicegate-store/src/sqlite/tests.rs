@@ -25,7 +25,7 @@ async fn pending_grant(s: &super::SqliteStore) -> DeviceGrant {
         device_code_hash: SecretHash::of(b"dgd_x"),
         ..DeviceGrant::example_pending("cli", NOW)
     };
-    s.create_grant(&g).await.unwrap();
+    s.create_grant(&g, &[]).await.unwrap();
     g
 }
 
@@ -75,7 +75,7 @@ async fn pending_polls_are_answered_from_memory_until_a_decision() {
         user_code: devicegate_core::user_code::UserCode::from_canonical("CDFGHJKL".into()),
         ..DeviceGrant::example_pending("cli", NOW)
     };
-    s.create_grant(&late).await.unwrap();
+    s.create_grant(&late, &[]).await.unwrap();
     assert_eq!(poll(&s, &late, late.expires_at), Some(HeldPoll::Expired));
 }
 
