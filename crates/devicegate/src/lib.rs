@@ -90,6 +90,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let outcome = dispatch(command, &keys, &db, &rt);
     // Every administrative change that succeeded is in the audit trail.
     if let (Ok(ExitCode::SUCCESS), Some(event)) = (&outcome, change) {
+        devicegate_server::audit::log(&event);
         rt.block_on(async {
             open_store(&db)
                 .await?

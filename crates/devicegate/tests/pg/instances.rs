@@ -771,8 +771,54 @@ pub async fn revocation_across_instances(ctx: Arc<Ctx>) {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A resource server asking either instance hears the same.
+    let out = Command::new(env!("CARGO_BIN_EXE_devicegate"))
+        .args([
+            "--database",
+            &db,
+            "client",
+            "create",
+            "--id",
+            "rs",
+            "--name",
+            "RS",
+            "--secret",
+            "--json",
+        ])
+        .env("DEVICEGATE_LOG", "error")
+        .output()
+        .unwrap();
+    let rs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret = rs["client_secret"].as_str().unwrap().to_owned();
+    for i in inst.iter() {
+        let (status, body) = form(
+            &http,
+            i.url("/oauth2/introspect"),
+            &[
+                ("client_id", "rs"),
+                ("client_secret", &secret),
+                ("token", access),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, json!({"active": false}));
+    }
     // A person revoked from the CLI: their tokens are refused by both.
     let again = tokens_at(&http, &inst[1]).await;
+    for i in inst.iter() {
+        let (_, body) = form(
+            &http,
+            i.url("/oauth2/introspect"),
+            &[
+                ("client_id", "rs"),
+                ("client_secret", &secret),
+                ("token", again["access_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+        assert_eq!(body["active"], true, "{body}");
+    }
     cli(&db, &["user", "revoke", "ann"], "");
     for i in inst.iter() {
         assert_eq!(
