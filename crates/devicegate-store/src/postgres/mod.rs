@@ -187,6 +187,14 @@ impl PostgresStore {
             .collect()
     }
 
+    /// `exec`, which must change a row (`NotFound` otherwise).
+    pub(super) async fn exec_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+        match self.exec(sql, params).await? {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
     pub(super) async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(pg)?;

@@ -725,29 +725,19 @@ impl Store for PostgresStore {
         id: &str,
         name: &str,
     ) -> Result<()> {
-        let n = self
-            .exec(
-                "UPDATE passkeys SET name = $4 WHERE tenant = $1 AND user_id = $2 AND id = $3",
-                &[&tenant, &user_id, &id, &name],
-            )
-            .await?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.exec_one(
+            "UPDATE passkeys SET name = $4 WHERE tenant = $1 AND user_id = $2 AND id = $3",
+            &[&tenant, &user_id, &id, &name],
+        )
+        .await
     }
 
     async fn delete_passkey(&self, tenant: &str, user_id: &str, id: &str) -> Result<()> {
-        let n = self
-            .exec(
-                "DELETE FROM passkeys WHERE tenant = $1 AND user_id = $2 AND id = $3",
-                &[&tenant, &user_id, &id],
-            )
-            .await?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.exec_one(
+            "DELETE FROM passkeys WHERE tenant = $1 AND user_id = $2 AND id = $3",
+            &[&tenant, &user_id, &id],
+        )
+        .await
     }
 
     async fn put_ceremony(&self, c: &WebauthnCeremony) -> Result<()> {
@@ -983,25 +973,20 @@ impl Store for PostgresStore {
     }
 
     async fn update_client(&self, c: &ClientRecord) -> Result<()> {
-        match self
-            .exec(
-                "UPDATE clients SET name = $3, scopes = $4, grant_types = $5, \
-                 device_code_ttl_secs = $6, poll_interval_secs = $7 WHERE tenant = $1 AND id = $2",
-                &[
-                    &c.tenant,
-                    &c.id,
-                    &c.name,
-                    &c.scopes.to_string(),
-                    &c.grant_types.join(" "),
-                    &c.device_code_ttl_secs.map(i64::from),
-                    &c.poll_interval_secs.map(i64::from),
-                ],
-            )
-            .await?
-        {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
-        }
+        self.exec_one(
+            "UPDATE clients SET name = $3, scopes = $4, grant_types = $5, \
+             device_code_ttl_secs = $6, poll_interval_secs = $7 WHERE tenant = $1 AND id = $2",
+            &[
+                &c.tenant,
+                &c.id,
+                &c.name,
+                &c.scopes.to_string(),
+                &c.grant_types.join(" "),
+                &c.device_code_ttl_secs.map(i64::from),
+                &c.poll_interval_secs.map(i64::from),
+            ],
+        )
+        .await
     }
 
     async fn get_client(&self, tenant: &str, id: &str) -> Result<ClientRecord> {
@@ -1149,16 +1134,11 @@ impl Store for PostgresStore {
     }
 
     async fn enable_user(&self, tenant: &str, username: &str) -> Result<()> {
-        match self
-            .exec(
-                "UPDATE users SET disabled = FALSE WHERE tenant = $1 AND username = $2",
-                &[&tenant, &username],
-            )
-            .await?
-        {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
-        }
+        self.exec_one(
+            "UPDATE users SET disabled = FALSE WHERE tenant = $1 AND username = $2",
+            &[&tenant, &username],
+        )
+        .await
     }
 
     async fn delete_user(&self, tenant: &str, username: &str) -> Result<()> {

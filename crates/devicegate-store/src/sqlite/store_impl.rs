@@ -49,6 +49,23 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// One statement on the writer with text parameters, which must change a row
+    /// (`NotFound` otherwise).
+    async fn write_one(&self, sql: &'static str, args: Vec<String>) -> Result<()> {
+        self.write(move |conn| {
+            match conn
+                .prepare_cached(sql)
+                .map_err(internal)?
+                .execute(rusqlite::params_from_iter(args))
+                .map_err(internal)?
+            {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
     /// Announces a committed change; nobody listening is fine.
     fn announce(&self, grant_id: &str) {
         let _ = self.inner.grants.send(GrantChanged {
@@ -436,38 +453,18 @@ impl Store for SqliteStore {
         id: &str,
         name: &str,
     ) -> Result<()> {
-        let args = [tenant, user_id, id, name].map(str::to_owned);
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE passkeys SET name = ?4 WHERE tenant = ?1 AND user_id = ?2 AND id = ?3",
-                )
-                .map_err(internal)?
-                .execute(args)
-                .map_err(internal)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(())
-        })
+        self.write_one(
+            "UPDATE passkeys SET name = ?4 WHERE tenant = ?1 AND user_id = ?2 AND id = ?3",
+            [tenant, user_id, id, name].map(str::to_owned).to_vec(),
+        )
         .await
     }
 
     async fn delete_passkey(&self, tenant: &str, user_id: &str, id: &str) -> Result<()> {
-        let args = [tenant, user_id, id].map(str::to_owned);
-        self.write(move |conn| {
-            let n = conn
-                .prepare_cached(
-                    "DELETE FROM passkeys WHERE tenant = ?1 AND user_id = ?2 AND id = ?3",
-                )
-                .map_err(internal)?
-                .execute(args)
-                .map_err(internal)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(())
-        })
+        self.write_one(
+            "DELETE FROM passkeys WHERE tenant = ?1 AND user_id = ?2 AND id = ?3",
+            [tenant, user_id, id].map(str::to_owned).to_vec(),
+        )
         .await
     }
 
@@ -913,19 +910,10 @@ impl Store for SqliteStore {
     }
 
     async fn enable_user(&self, tenant: &str, username: &str) -> Result<()> {
-        let args = [tenant.to_owned(), username.to_owned()];
-        self.write(move |conn| {
-            match conn
-                .execute(
-                    "UPDATE users SET disabled = 0 WHERE tenant = ?1 AND username = ?2",
-                    args,
-                )
-                .map_err(internal)?
-            {
-                0 => Err(StoreError::NotFound),
-                _ => Ok(()),
-            }
-        })
+        self.write_one(
+            "UPDATE users SET disabled = 0 WHERE tenant = ?1 AND username = ?2",
+            vec![tenant.to_owned(), username.to_owned()],
+        )
         .await
     }
 

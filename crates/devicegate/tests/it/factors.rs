@@ -3,7 +3,7 @@
 //! policy, sign-in, replays refused, wrong codes limited like passwords, recovery codes used
 //! once, `amr` in the ID token for each method, and `user reset-factors`.
 
-use devicegate_store::{ClientRecord, TenantRecord};
+use devicegate_store::ClientRecord;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -48,16 +48,7 @@ fn now_secs() -> u64 {
 /// A server with tenant `acme` under `policy`, its client `tv` and user `ann`.
 async fn acme(policy: &str) -> TestServer {
     let s = TestServer::start().await;
-    s.store()
-        .create_tenant(&TenantRecord {
-            id: "acme".into(),
-            uuid: "1f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b".into(),
-            local_passwords: true,
-            second_factor: "off".into(),
-            created_at: devicegate_server::now(),
-        })
-        .await
-        .unwrap();
+    s.tenant("acme").await;
     s.store().set_second_factor("acme", policy).await.unwrap();
     s.client(ClientRecord {
         tenant: "acme".into(),

@@ -190,16 +190,7 @@ async fn revoke_and_introspect_with_the_oauth2_crate() {
     assert_eq!(body["error"], "invalid_request");
 
     // Another tenant's resource server learns nothing of this tenant's tokens.
-    s.store()
-        .create_tenant(&devicegate_store::TenantRecord {
-            id: "acme".into(),
-            uuid: "1f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b".into(),
-            local_passwords: true,
-            second_factor: "off".into(),
-            created_at: devicegate_server::now(),
-        })
-        .await
-        .unwrap();
+    s.tenant("acme").await;
     let acme_secret =
         devicegate_core::Secret::generate(devicegate_core::secret::SecretKind::ClientSecret);
     s.client(devicegate_store::ClientRecord {

@@ -85,6 +85,20 @@ impl TestServer {
         (base, running)
     }
 
+    /// A tenant `id` (passwords on, no second factor), with a fixed UUID of its own.
+    pub async fn tenant(&self, id: &str) {
+        self.store()
+            .create_tenant(&devicegate_store::TenantRecord {
+                id: id.into(),
+                uuid: "1f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b".into(),
+                local_passwords: true,
+                second_factor: "off".into(),
+                created_at: devicegate_server::now(),
+            })
+            .await
+            .unwrap();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
