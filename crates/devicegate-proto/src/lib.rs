@@ -360,10 +360,27 @@ pub struct FlowView {
     /// provider. It comes back to devicegate's callback, then to `return_to`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_url: Option<String>,
+    /// Once a code is entered: where the device asked from, and where the caller is seen from
+    /// it (RFC 10027 proximity), for a custom UI to show beside the code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<FlowDevice>,
     /// Returned by `webauthn.options`: the WebAuthn request options (`{"publicKey": …}`, with
     /// binary fields in base64url) for `navigator.credentials.get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webauthn_options: Option<serde_json::Value>,
+}
+
+/// The device of a flow, as its approver should see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowDevice {
+    /// The address the device asked for its code from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// `same_address`, `same_network`, `elsewhere` or `unknown`.
+    pub relation: String,
+    /// The client's proximity policy: `off`, `warn`, `same_network` (approval refused from
+    /// elsewhere).
+    pub proximity: String,
 }
 
 /// A device a person approved that still holds access (`GET /api/v1/account/devices`): one

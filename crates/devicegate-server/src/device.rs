@@ -82,6 +82,18 @@ impl Asker {
     }
 }
 
+/// Whether `ip` is in one of `networks` (CIDR; an address alone is its own network). An
+/// unreadable entry matches nothing (the CLI refuses to store one).
+pub fn in_networks(ip: IpAddr, networks: &[String]) -> bool {
+    let ip = ip.to_canonical();
+    networks.iter().any(|n| {
+        n.parse::<ipnet::IpNet>()
+            .map(|net| net.contains(&ip))
+            .or_else(|_| n.parse::<IpAddr>().map(|a| a == ip))
+            .unwrap_or(false)
+    })
+}
+
 /// A device code just issued.
 #[derive(Debug)]
 pub struct Issued {
@@ -118,6 +130,27 @@ pub async fn issue(
     asker: Asker,
     context: Option<String>,
 ) -> Result<Issued, OAuthError> {
+    // RFC 10027 mitigations, per client: where its devices may ask from, and the most a
+    // device grant may get.
+    let policy = &client.device_policy;
+    if !policy.networks.is_empty() && !in_networks(asker.ip, &policy.networks) {
+        return Err(OAuthError::bad(
+            ErrorCode::UnauthorizedClient,
+            "this client's devices may not ask for a code from this network",
+        ));
+    }
+    if let Some(ceiling) = &policy.scope_ceiling {
+        let refused: Vec<&str> = scopes.not_in(ceiling).collect();
+        if !refused.is_empty() {
+            return Err(OAuthError::bad(
+                ErrorCode::InvalidScope,
+                format!(
+                    "scope not allowed for this client's devices: {}",
+                    refused.join(" ")
+                ),
+            ));
+        }
+    }
     let ttl = client
         .device_code_ttl_secs
         .map(|s| Duration::from_secs(u64::from(s)))
@@ -203,15 +236,27 @@ pub async fn issue(
 /// RFC 6749 §3.3: no `scope` means the client's default scopes; every scope asked for must
 /// be allowed for the client.
 pub fn requested_scopes(client: &ClientRecord, scope: Option<&str>) -> Result<Scopes, OAuthError> {
+    // The client's scopes, within its device grants' ceiling.
+    let default = || match &client.device_policy.scope_ceiling {
+        None => client.scopes.clone(),
+        Some(ceiling) => {
+            let within: Vec<&str> = client
+                .scopes
+                .iter()
+                .filter(|s| ceiling.contains(s))
+                .collect();
+            Scopes::parse(&within.join(" ")).unwrap_or_default()
+        }
+    };
     let Some(raw) = scope else {
-        return Ok(client.scopes.clone());
+        return Ok(default());
     };
     let asked = Scopes::parse(raw).ok_or_else(|| {
         OAuthError::bad(ErrorCode::InvalidScope, "the scope parameter is malformed")
     })?;
     // Only spaces: as good as no scope parameter.
     if asked.is_empty() {
-        return Ok(client.scopes.clone());
+        return Ok(default());
     }
     let refused: Vec<&str> = asked.not_in(&client.scopes).collect();
     if !refused.is_empty() {

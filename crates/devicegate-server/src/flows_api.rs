@@ -64,6 +64,7 @@ impl From<StepError> for OAuthError {
             StepError::PasswordsOff | StepError::PasskeysOff => {
                 (StatusCode::FORBIDDEN, ErrorCode::InvalidAction)
             }
+            StepError::FarAway => (StatusCode::FORBIDDEN, ErrorCode::AccessDenied),
             StepError::Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::TemporarilyUnavailable,
@@ -114,9 +115,20 @@ async fn view(
     tenant: &Tenant,
     flow_id: &str,
     flow: devicegate_core::flow::Flow,
+    ip: std::net::IpAddr,
 ) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
     let offered = verification::factors_offered(tenant, &flow).await?;
-    let mut view = verification::describe(tenant, flow).await?.view(flow_id);
+    let described = verification::describe(tenant, flow).await?;
+    let mut view = described.view(flow_id);
+    if let Some(g) = &described.grant {
+        view.device = Some(devicegate_proto::FlowDevice {
+            ip: g.requester.ip.clone(),
+            relation: crate::proximity::relate(g.requester.ip.as_deref(), ip)
+                .as_str()
+                .to_owned(),
+            proximity: described.proximity.clone(),
+        });
+    }
     if !offered.is_empty() {
         view.second_factors = Some(offered);
     }
@@ -136,7 +148,7 @@ async fn create(
     }
     let (secret, flow) = verification::start(&state, &tenant, ip).await?;
     let id = secret.expose();
-    let body = view(&tenant, id, flow).await?;
+    let body = view(&tenant, id, flow, ip).await?;
     let location = HeaderValue::from_str(&format!("{}/api/v1/flows/{id}", tenant.base))
         .map_err(|_| OAuthError::internal())?;
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], body).into_response())
@@ -144,11 +156,12 @@ async fn create(
 
 async fn read(
     Extension(tenant): Extension<Arc<Tenant>>,
+    ClientAddr(ip): ClientAddr,
     Path(params): Path<HashMap<String, String>>,
 ) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
     let id = params.get("id").cloned().unwrap_or_default();
     let flow = verification::load(&tenant, &key(&id), now()).await?;
-    view(&tenant, &id, flow).await
+    view(&tenant, &id, flow, ip).await
 }
 
 /// `{"session": "dga_…"}`: ends a session a `sign_on` kept. 204 whether or not it existed.
@@ -192,18 +205,18 @@ async fn act(
         FlowAction::SignOn { username, password } => {
             let flow = verification::sign_on(&state, &tenant, &key, &username, &password, ip, None)
                 .await?;
-            return Ok(Json(kept(&state, &tenant, &id, flow).await?).into_response());
+            return Ok(Json(kept(&state, &tenant, &id, flow, ip).await?).into_response());
         }
         FlowAction::TotpEnroll {} => {
             let (flow, enrolment) = verification::totp_enroll(&tenant, &key).await?;
-            let Json(mut body) = view(&tenant, &id, flow).await?;
+            let Json(mut body) = view(&tenant, &id, flow, ip).await?;
             body.totp_enrolment = Some(enrolment);
             return Ok(Json(body).into_response());
         }
         FlowAction::TotpVerify { code } => {
             let (flow, recovery) =
                 verification::totp_verify(&state, &tenant, &key, &code, ip).await?;
-            let mut res = kept(&state, &tenant, &id, flow).await?;
+            let mut res = kept(&state, &tenant, &id, flow, ip).await?;
             if let Some(codes) = recovery {
                 res.recovery_codes = Some(codes);
             }
@@ -211,12 +224,12 @@ async fn act(
         }
         FlowAction::RecoveryCodeVerify { code } => {
             let flow = verification::recovery_verify(&state, &tenant, &key, &code, ip).await?;
-            return Ok(Json(kept(&state, &tenant, &id, flow).await?).into_response());
+            return Ok(Json(kept(&state, &tenant, &id, flow, ip).await?).into_response());
         }
         FlowAction::WebauthnOptions {} => {
             let options = crate::passkeys::sign_in_options(&state, &tenant, &key).await?;
             let flow = verification::load(&tenant, &key, now()).await?;
-            let Json(mut body) = view(&tenant, &id, flow).await?;
+            let Json(mut body) = view(&tenant, &id, flow, ip).await?;
             body.webauthn_options =
                 Some(serde_json::to_value(options).map_err(|_| OAuthError::internal())?);
             return Ok(Json(body).into_response());
@@ -229,7 +242,7 @@ async fn act(
             })?;
             let flow =
                 crate::passkeys::sign_in_finish(&state, &tenant, &key, &credential, ip).await?;
-            return Ok(Json(kept(&state, &tenant, &id, flow).await?).into_response());
+            return Ok(Json(kept(&state, &tenant, &id, flow, ip).await?).into_response());
         }
         FlowAction::SessionResume { session } => {
             verification::resume_kept(&tenant, &key, &session).await?
@@ -238,7 +251,7 @@ async fn act(
             verification::consent(&state, &tenant, &key, accept, ip).await?
         }
     };
-    Ok(view(&tenant, &id, flow).await?.into_response())
+    Ok(view(&tenant, &id, flow, ip).await?.into_response())
 }
 
 /// The flow after a completed sign-on, with the session kept for later flows
@@ -248,13 +261,14 @@ async fn kept(
     tenant: &Tenant,
     id: &str,
     flow: devicegate_core::flow::Flow,
+    ip: std::net::IpAddr,
 ) -> Result<devicegate_proto::FlowView, OAuthError> {
     let owed = flow.status == devicegate_proto::FlowStatus::SecondFactorRequired;
     let session = match owed {
         true => None,
         false => Some(verification::keep_sign_on(state, tenant, &flow).await?),
     };
-    let Json(mut body) = view(tenant, id, flow).await?;
+    let Json(mut body) = view(tenant, id, flow, ip).await?;
     body.session = session.map(|s| s.expose().to_owned());
     Ok(body)
 }
@@ -295,7 +309,7 @@ async fn upstream_start(
             ),
         })?;
     let flow = verification::load(tenant, key, now()).await?;
-    let Json(mut body) = view(tenant, id, flow).await?;
+    let Json(mut body) = view(tenant, id, flow, ip).await?;
     body.authorization_url = Some(started.authorization_url);
     let mut res = Json(body).into_response();
     res.headers_mut().append(

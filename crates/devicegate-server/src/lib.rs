@@ -33,6 +33,7 @@ pub mod metrics;
 pub(crate) mod pages;
 pub mod passkeys;
 mod passwords;
+pub mod proximity;
 mod revocation;
 mod scoped;
 pub mod tenant;

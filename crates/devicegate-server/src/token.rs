@@ -274,7 +274,10 @@ pub(crate) async fn redeem(
         }
         Err(e) => return Err(e.into()),
     };
-    let refresh = (shape.id_and_refresh && wants_refresh(client, &grant.scopes)).then(|| {
+    let refresh = (shape.id_and_refresh
+        && client.device_policy.refresh_tokens
+        && wants_refresh(client, &grant.scopes))
+    .then(|| {
         new_refresh_token(
             state,
             client,
@@ -455,7 +458,14 @@ async fn issue_tokens(
         now,
         shape,
     } = signed;
-    let access_ttl_secs = state.settings.access_token_ttl.as_secs();
+    // A client may give its devices shorter-lived access tokens (never longer: revocations
+    // are kept for the server's lifetime).
+    let access_ttl_secs = client
+        .device_policy
+        .access_ttl_secs
+        .map(u64::from)
+        .unwrap_or(u64::MAX)
+        .min(state.settings.access_token_ttl.as_secs());
     let issue = Issue {
         issuer: &tenant.issuer,
         audience: access_token_audience(state, tenant),

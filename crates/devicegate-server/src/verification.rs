@@ -36,6 +36,10 @@ pub enum StepError {
     /// The tenant signs people on only through its upstream providers.
     #[error("password sign-on is off here; sign on through the organisation's provider")]
     PasswordsOff,
+    /// The client's devices must be approved from the device's own network
+    /// (`proximity = same_network`), and this approval comes from elsewhere.
+    #[error("this device must be approved from the network it is on")]
+    FarAway,
     /// This server cannot be a WebAuthn relying party (`passkeys`).
     #[error("passkeys are not available on this server")]
     PasskeysOff,
@@ -87,6 +91,8 @@ pub struct Described {
     pub flow: Flow,
     pub grant: Option<DeviceGrant>,
     pub client_name: Option<String>,
+    /// The client's `proximity` policy (`off`, `warn`, `same_network`).
+    pub proximity: String,
     pub username: Option<String>,
 }
 
@@ -112,6 +118,7 @@ impl Described {
             totp_enrolment: None,
             recovery_codes: None,
             second_factors: None,
+            device: None,
             webauthn_options: None,
         }
     }
@@ -157,14 +164,18 @@ pub async fn describe(tenant: &Tenant, flow: Flow) -> Result<Described, StepErro
             Err(e) => return Err(e.into()),
         },
     };
-    let client_name = match &grant {
+    let client = match &grant {
         None => None,
         Some(g) => match tenant.store.get_client(&g.client_id).await {
-            Ok(c) => Some(c.name),
+            Ok(c) => Some(c),
             Err(StoreError::NotFound) => None,
             Err(e) => return Err(e.into()),
         },
     };
+    let proximity = client
+        .as_ref()
+        .map_or_else(|| "off".to_owned(), |c| c.device_policy.proximity.clone());
+    let client_name = client.map(|c| c.name);
     let username = match &flow.user_id {
         None => None,
         Some(id) => match tenant.store.get_user(id).await {
@@ -177,6 +188,7 @@ pub async fn describe(tenant: &Tenant, flow: Flow) -> Result<Described, StepErro
         flow,
         grant,
         client_name,
+        proximity,
         username,
     })
 }
@@ -562,18 +574,40 @@ pub async fn consent(
             Err(StoreError::NotFound) => return Err(FlowError::CodeExpired.into()),
             Err(e) => return Err(e.into()),
         };
+        // Is the approver near the device (RFC 10027)? Per client: `same_network` refuses an
+        // approval from elsewhere; every approval from elsewhere is logged and audited.
+        let relation = crate::proximity::relate(grant.requester.ip.as_deref(), ip);
+        if accept && relation == crate::proximity::Relation::Elsewhere {
+            let policy = match tenant.store.get_client(&grant.client_id).await {
+                Ok(c) => c.device_policy.proximity,
+                Err(StoreError::NotFound) => return Err(FlowError::CodeExpired.into()),
+                Err(e) => return Err(e.into()),
+            };
+            tracing::warn!(
+                grant = %grant.id,
+                client = %grant.client_id,
+                device = grant.requester.ip.as_deref().unwrap_or(""),
+                approver = %ip,
+                refused = policy == "same_network",
+                "an approval from elsewhere than the device"
+            );
+            if policy == "same_network" {
+                return Err(StepError::FarAway);
+            }
+        }
         let (next, grant) = flow.consent(&grant, accept, now)?;
         let mut event = Event::new(tenant, if accept { "approved" } else { "denied" })
             .client(&grant.client_id)
             .ip(ip)
             .grant(&grant.id)
             .detail(format!(
-                "device at {}",
+                "device at {}; approver {}",
                 grant
                     .requester
                     .ip
                     .as_deref()
-                    .unwrap_or("an unknown address")
+                    .unwrap_or("an unknown address"),
+                relation.as_str()
             ));
         if let Some(user) = &next.user_id {
             event = event.actor(user);

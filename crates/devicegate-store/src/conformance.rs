@@ -203,6 +203,7 @@ pub(crate) fn client(id: &str) -> ClientRecord {
         device_code_ttl_secs: Some(60),
         poll_interval_secs: None,
         created_at: NOW,
+        device_policy: Default::default(),
     }
 }
 
@@ -290,6 +291,13 @@ async fn clients(s: impl Store) {
         grant_types: vec!["urn:ietf:params:oauth:grant-type:device_code".into()],
         device_code_ttl_secs: Some(300),
         poll_interval_secs: Some(9),
+        device_policy: crate::DevicePolicy {
+            networks: vec!["198.51.100.0/24".into(), "2001:db8::/32".into()],
+            refresh_tokens: false,
+            scope_ceiling: Some(Scopes::parse("openid").unwrap()),
+            access_ttl_secs: Some(600),
+            proximity: "same_network".into(),
+        },
         secret_hash: Some(SecretHash::of(b"ignored")),
         created_at: NOW.plus(Duration::from_secs(5)),
         ..c.clone()

@@ -27,9 +27,9 @@ use devicegate_core::{SecretHash, Timestamp};
 pub use limits::{Admission, LimitTake};
 pub use postgres::PostgresStore;
 pub use records::{
-    AuditEvent, AuditQuery, BrowserSession, ClientRecord, DEFAULT_TENANT, KeyRecord, PasskeyRecord,
-    RefreshToken, SweepCounts, TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord,
-    UpstreamState, UserRecord, WebauthnCeremony,
+    AuditEvent, AuditQuery, BrowserSession, ClientRecord, DEFAULT_TENANT, DevicePolicy, KeyRecord,
+    PasskeyRecord, RefreshToken, SweepCounts, TenantRecord, TotpFactor, UpstreamLink,
+    UpstreamRecord, UpstreamState, UserRecord, WebauthnCeremony,
 };
 pub use sqlite::SqliteStore;
 

@@ -36,6 +36,36 @@ pub struct ClientRecord {
     pub device_code_ttl_secs: Option<u32>,
     pub poll_interval_secs: Option<u32>,
     pub created_at: Timestamp,
+    /// Where its device flows may start and what they may get (RFC 10027 mitigations).
+    pub device_policy: DevicePolicy,
+}
+
+/// A client's defences against device-code phishing (RFC 10027, BCP 247).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePolicy {
+    /// Networks (CIDR) device authorizations may come from; empty: anywhere.
+    pub networks: Vec<String>,
+    /// Whether device grants get refresh tokens (RFC 10027 §6.1.9).
+    pub refresh_tokens: bool,
+    /// The most a device grant may get; `None`: the client's scopes.
+    pub scope_ceiling: Option<Scopes>,
+    /// Access-token lifetime for device grants; `None`: the server's.
+    pub access_ttl_secs: Option<u32>,
+    /// `off`, `warn` (an approval from elsewhere is warned against) or `same_network` (it is
+    /// refused).
+    pub proximity: String,
+}
+
+impl Default for DevicePolicy {
+    fn default() -> Self {
+        DevicePolicy {
+            networks: Vec::new(),
+            refresh_tokens: true,
+            scope_ceiling: None,
+            access_ttl_secs: None,
+            proximity: "off".into(),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq)]

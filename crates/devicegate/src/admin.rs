@@ -50,6 +50,8 @@ pub enum ClientCommand {
         /// Poll interval for this client, overriding the server's
         #[arg(long)]
         poll_interval_secs: Option<u32>,
+        #[command(flatten)]
+        policy: DevicePolicyArgs,
         /// Print {"client_id":…,"client_secret":…}
         #[arg(long)]
         json: bool,
@@ -78,7 +80,64 @@ pub enum ClientCommand {
         /// Poll interval for this client (0: the server's)
         #[arg(long)]
         poll_interval_secs: Option<u32>,
+        #[command(flatten)]
+        policy: DevicePolicyArgs,
     },
+}
+
+/// A client's defences against device-code phishing (RFC 10027); each left out stays as it is.
+#[derive(Debug, clap::Args)]
+pub struct DevicePolicyArgs {
+    /// Networks its devices may ask for codes from, comma-separated CIDRs ("" for anywhere)
+    #[arg(long)]
+    device_networks: Option<String>,
+    /// Whether its device grants get refresh tokens
+    #[arg(long)]
+    device_refresh_tokens: Option<bool>,
+    /// The most a device grant may get ("" for the client's scopes)
+    #[arg(long)]
+    device_scope: Option<String>,
+    /// Access-token lifetime for its devices, at most the server's (0: the server's)
+    #[arg(long)]
+    device_access_token_ttl_secs: Option<u32>,
+    /// An approval from elsewhere than the device: off, warn, or same_network (refused)
+    #[arg(long, value_parser = ["off", "warn", "same_network"])]
+    proximity: Option<String>,
+}
+
+impl DevicePolicyArgs {
+    fn apply(self, p: &mut devicegate_store::DevicePolicy) -> anyhow::Result<()> {
+        if let Some(nets) = self.device_networks {
+            let nets: Vec<String> = nets
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect();
+            for n in &nets {
+                if n.parse::<ipnet::IpNet>().is_err() && n.parse::<std::net::IpAddr>().is_err() {
+                    bail!("{n:?} is not a network (CIDR, like 192.0.2.0/24) or an address");
+                }
+            }
+            p.networks = nets;
+        }
+        if let Some(r) = self.device_refresh_tokens {
+            p.refresh_tokens = r;
+        }
+        if let Some(scope) = self.device_scope {
+            p.scope_ceiling = match scope.trim() {
+                "" => None,
+                s => Some(Scopes::parse(s).context("the device scope is malformed")?),
+            };
+        }
+        if let Some(ttl) = self.device_access_token_ttl_secs {
+            p.access_ttl_secs = (ttl > 0).then_some(ttl);
+        }
+        if let Some(proximity) = self.proximity {
+            p.proximity = proximity;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -836,6 +895,7 @@ pub async fn client(store: &dyn Store, args: ClientArgs) -> anyhow::Result<ExitC
             grant_types,
             device_code_ttl_secs,
             poll_interval_secs,
+            policy,
             json,
         } => {
             if id.is_empty()
@@ -858,7 +918,10 @@ pub async fn client(store: &dyn Store, args: ClientArgs) -> anyhow::Result<ExitC
                 grant_type_names(&grant_types)
             };
             let generated = secret.then(|| Secret::generate(SecretKind::ClientSecret));
+            let mut device_policy = devicegate_store::DevicePolicy::default();
+            policy.apply(&mut device_policy)?;
             let record = ClientRecord {
+                device_policy,
                 tenant: tenant.clone(),
                 id: id.clone(),
                 name,
@@ -890,9 +953,13 @@ pub async fn client(store: &dyn Store, args: ClientArgs) -> anyhow::Result<ExitC
                 let rows: Vec<_> = clients
                     .iter()
                     .map(|c| {
+                        let p = &c.device_policy;
                         json!({"client_id": c.id, "name": c.name, "public": c.secret_hash.is_none(),
                                "scope": c.scopes.to_string(), "grant_types": c.grant_types,
-                               "device_code_ttl_secs": c.device_code_ttl_secs, "poll_interval_secs": c.poll_interval_secs})
+                               "device_code_ttl_secs": c.device_code_ttl_secs, "poll_interval_secs": c.poll_interval_secs,
+                               "device_networks": p.networks, "device_refresh_tokens": p.refresh_tokens,
+                               "device_scope": p.scope_ceiling.as_ref().map(|s| s.to_string()),
+                               "device_access_token_ttl_secs": p.access_ttl_secs, "proximity": p.proximity})
                     })
                     .collect();
                 println!("{}", serde_json::Value::Array(rows));
@@ -903,7 +970,20 @@ pub async fn client(store: &dyn Store, args: ClientArgs) -> anyhow::Result<ExitC
                     } else {
                         "public"
                     };
-                    println!("{}\t{}\t{kind}\t{}", c.id, c.name, c.scopes);
+                    let p = &c.device_policy;
+                    let nets = if p.networks.is_empty() {
+                        "anywhere".to_owned()
+                    } else {
+                        p.networks.join(",")
+                    };
+                    println!(
+                        "{}\t{}\t{kind}\t{}\tdevices from {nets}, refresh tokens {}, proximity {}",
+                        c.id,
+                        c.name,
+                        c.scopes,
+                        if p.refresh_tokens { "on" } else { "off" },
+                        p.proximity
+                    );
                 }
             }
         }
@@ -919,6 +999,7 @@ pub async fn client(store: &dyn Store, args: ClientArgs) -> anyhow::Result<ExitC
             grant_types,
             device_code_ttl_secs,
             poll_interval_secs,
+            policy,
         } => {
             let mut c = match store.get_client(&tenant, &id).await {
                 Ok(c) => c,
@@ -949,6 +1030,7 @@ pub async fn client(store: &dyn Store, args: ClientArgs) -> anyhow::Result<ExitC
             if let Some(interval) = poll_interval_secs {
                 c.poll_interval_secs = (interval > 0).then_some(interval);
             }
+            policy.apply(&mut c.device_policy)?;
             match store.update_client(&c).await {
                 Ok(()) => println!("updated client {id}"),
                 Err(StoreError::NotFound) => bail!("no client with id {id:?}"),
@@ -1351,6 +1433,7 @@ pub async fn seed_demo(store: &dyn Store) -> anyhow::Result<()> {
         device_code_ttl_secs: None,
         poll_interval_secs: None,
         created_at: devicegate_server::now(),
+        device_policy: Default::default(),
     };
     match store.create_client(&client).await {
         Ok(()) => eprintln!("demo: created public client {DEMO_CLIENT}"),

@@ -244,6 +244,7 @@ async fn client(tenant: &Tenant) -> Result<ClientRecord, OcientError> {
         device_code_ttl_secs: None,
         poll_interval_secs: None,
         created_at: crate::now(),
+        device_policy: Default::default(),
     };
     match tenant.store.create_client(&record).await {
         Ok(()) | Err(StoreError::AlreadyExists) => {}

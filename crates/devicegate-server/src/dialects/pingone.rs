@@ -127,6 +127,7 @@ fn step_error(e: StepError) -> Response {
         StepError::PasswordsOff | StepError::PasskeysOff => {
             error(StatusCode::BAD_REQUEST, "REQUEST_FAILED", &msg, None)
         }
+        StepError::FarAway => error(StatusCode::FORBIDDEN, "REQUEST_FAILED", &msg, None),
         // PingOne's flows have no kept sessions; the variant comes from the flows API only.
         StepError::InvalidCredentials | StepError::InvalidSession => error(
             StatusCode::BAD_REQUEST,

@@ -354,6 +354,9 @@ impl Visit {
             StepError::PasskeysOff => {
                 self.message(StatusCode::BAD_REQUEST, t.signin_title, t.passkeys_off)
             }
+            StepError::FarAway => {
+                self.message(StatusCode::FORBIDDEN, t.consent_title, t.proximity_refused)
+            }
             StepError::PasswordsOff => {
                 self.message(StatusCode::BAD_REQUEST, t.signin_title, t.passwords_off)
             }
@@ -1100,7 +1103,29 @@ fn consent_form(visit: &Visit, d: &Described) -> Response {
         .clone()
         .unwrap_or_else(|| t.unknown_device.to_owned());
     let code = grant.user_code.display();
+    // Where the approver is, seen from the device (RFC 10027 proximity).
+    let relation = crate::proximity::relate(grant.requester.ip.as_deref(), visit.ip);
+    let (near, far) = match relation {
+        crate::proximity::Relation::SameAddress => {
+            (Some(t.proximity_same_address.replace("{ip}", &ip)), false)
+        }
+        crate::proximity::Relation::SameNetwork => {
+            (Some(t.proximity_same_network.replace("{ip}", &ip)), false)
+        }
+        crate::proximity::Relation::Elsewhere => (
+            Some(
+                t.proximity_elsewhere
+                    .replace("{ip}", &ip)
+                    .replace("{you}", &visit.ip.to_canonical().to_string()),
+            ),
+            true,
+        ),
+        crate::proximity::Relation::Unknown => (None, false),
+    };
     let ctx = context! {
+        proximity_note => near,
+        far_warn => far && d.proximity == "warn",
+        far_refused => far && d.proximity == "same_network",
         client_name => d.client_name.clone().unwrap_or_else(|| grant.client_id.clone()),
         user_code => code,
         user_code_spelled => grant.user_code.canonical().chars().map(String::from).collect::<Vec<_>>().join(" "),

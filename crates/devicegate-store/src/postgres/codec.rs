@@ -12,8 +12,9 @@ use tokio_postgres::error::SqlState;
 
 use crate::columns::{claims, domains, flow_result, grant_status};
 use crate::records::{
-    AuditEvent, BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken, TenantRecord,
-    TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord, WebauthnCeremony,
+    AuditEvent, BrowserSession, ClientRecord, DevicePolicy, KeyRecord, PasskeyRecord, RefreshToken,
+    TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    WebauthnCeremony,
 };
 use crate::{Result, StoreError};
 
@@ -119,6 +120,13 @@ pub(super) fn client_from_row(r: &Row) -> Result<ClientRecord> {
         poll_interval_secs: secs(get(r, 6)?)?,
         created_at: ts(get(r, 7)?),
         tenant: get(r, 8)?,
+        device_policy: DevicePolicy {
+            networks: domains(get(r, 9)?),
+            refresh_tokens: get(r, 10)?,
+            scope_ceiling: get::<Option<&str>>(r, 11)?.map(scopes).transpose()?,
+            access_ttl_secs: secs(get(r, 12)?)?,
+            proximity: get(r, 13)?,
+        },
     })
 }
 

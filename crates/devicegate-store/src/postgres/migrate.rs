@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0007_second_factors.sql"),
     include_str!("../../migrations/postgres/0008_passkeys.sql"),
     include_str!("../../migrations/postgres/0009_revocations.sql"),
+    include_str!("../../migrations/postgres/0010_device_policy.sql"),
 ];
 /// Taken while migrating, so that instances starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6465_7669_6365_6761;

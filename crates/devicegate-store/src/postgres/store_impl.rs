@@ -954,7 +954,8 @@ impl Store for PostgresStore {
     async fn create_client(&self, c: &ClientRecord) -> Result<()> {
         self.exec(
             &format!(
-                "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                "INSERT INTO clients ({CLIENT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             ),
             &[
                 &c.id,
@@ -966,6 +967,14 @@ impl Store for PostgresStore {
                 &c.poll_interval_secs.map(i64::from),
                 &c.created_at.as_millis(),
                 &c.tenant,
+                &domains_column(&c.device_policy.networks),
+                &c.device_policy.refresh_tokens,
+                &c.device_policy
+                    .scope_ceiling
+                    .as_ref()
+                    .map(|s| s.to_string()),
+                &c.device_policy.access_ttl_secs.map(i64::from),
+                &c.device_policy.proximity,
             ],
         )
         .await
@@ -975,7 +984,9 @@ impl Store for PostgresStore {
     async fn update_client(&self, c: &ClientRecord) -> Result<()> {
         self.exec_one(
             "UPDATE clients SET name = $3, scopes = $4, grant_types = $5, \
-             device_code_ttl_secs = $6, poll_interval_secs = $7 WHERE tenant = $1 AND id = $2",
+             device_code_ttl_secs = $6, poll_interval_secs = $7, device_networks = $8, \
+             device_refresh_tokens = $9, device_scopes = $10, device_access_ttl_secs = $11, \
+             proximity = $12 WHERE tenant = $1 AND id = $2",
             &[
                 &c.tenant,
                 &c.id,
@@ -984,6 +995,14 @@ impl Store for PostgresStore {
                 &c.grant_types.join(" "),
                 &c.device_code_ttl_secs.map(i64::from),
                 &c.poll_interval_secs.map(i64::from),
+                &domains_column(&c.device_policy.networks),
+                &c.device_policy.refresh_tokens,
+                &c.device_policy
+                    .scope_ceiling
+                    .as_ref()
+                    .map(|s| s.to_string()),
+                &c.device_policy.access_ttl_secs.map(i64::from),
+                &c.device_policy.proximity,
             ],
         )
         .await

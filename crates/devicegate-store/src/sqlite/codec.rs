@@ -13,8 +13,9 @@ use rusqlite::types::Type;
 use crate::StoreError;
 use crate::columns::{claims, domains, flow_result, grant_status};
 use crate::records::{
-    AuditEvent, BrowserSession, ClientRecord, KeyRecord, PasskeyRecord, RefreshToken, TenantRecord,
-    TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord, WebauthnCeremony,
+    AuditEvent, BrowserSession, ClientRecord, DevicePolicy, KeyRecord, PasskeyRecord, RefreshToken,
+    TenantRecord, TotpFactor, UpstreamLink, UpstreamRecord, UpstreamState, UserRecord,
+    WebauthnCeremony,
 };
 
 pub(super) fn internal(e: rusqlite::Error) -> StoreError {
@@ -135,6 +136,16 @@ pub(super) fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ClientRecord> {
         poll_interval_secs: row.get(6)?,
         created_at: ts(row, 7)?,
         tenant: row.get(8)?,
+        device_policy: DevicePolicy {
+            networks: domains(&row.get::<_, String>(9)?),
+            refresh_tokens: row.get(10)?,
+            scope_ceiling: match row.get::<_, Option<String>>(11)? {
+                None => None,
+                Some(s) => Some(Scopes::parse(&s).ok_or_else(|| bad(11, "scopes"))?),
+            },
+            access_ttl_secs: row.get(12)?,
+            proximity: row.get(13)?,
+        },
     })
 }
 

@@ -18,6 +18,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_second_factors.sql"),
     include_str!("../../migrations/sqlite/0009_passkeys.sql"),
     include_str!("../../migrations/sqlite/0010_revocations.sql"),
+    include_str!("../../migrations/sqlite/0011_device_policy.sql"),
 ];
 
 /// Applies the migrations the database lacks; returns how many ran.

@@ -709,7 +709,8 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             conn.execute(
                 &format!(
-                    "INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                    "INSERT INTO clients ({CLIENT_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                 ),
                 params![
                     c.id,
@@ -720,7 +721,15 @@ impl Store for SqliteStore {
                     c.device_code_ttl_secs,
                     c.poll_interval_secs,
                     c.created_at.as_millis(),
-                    c.tenant
+                    c.tenant,
+                    domains_column(&c.device_policy.networks),
+                    c.device_policy.refresh_tokens,
+                    c.device_policy
+                        .scope_ceiling
+                        .as_ref()
+                        .map(|s| s.to_string()),
+                    c.device_policy.access_ttl_secs,
+                    c.device_policy.proximity
                 ],
             )
             .map_err(constraint)?;
@@ -735,7 +744,9 @@ impl Store for SqliteStore {
             let n = conn
                 .prepare_cached(
                     "UPDATE clients SET name = ?3, scopes = ?4, grant_types = ?5, \
-                     device_code_ttl_secs = ?6, poll_interval_secs = ?7 \
+                     device_code_ttl_secs = ?6, poll_interval_secs = ?7, device_networks = ?8, \
+                     device_refresh_tokens = ?9, device_scopes = ?10, \
+                     device_access_ttl_secs = ?11, proximity = ?12 \
                      WHERE tenant = ?1 AND id = ?2",
                 )
                 .map_err(internal)?
@@ -746,7 +757,15 @@ impl Store for SqliteStore {
                     c.scopes.to_string(),
                     c.grant_types.join(" "),
                     c.device_code_ttl_secs,
-                    c.poll_interval_secs
+                    c.poll_interval_secs,
+                    domains_column(&c.device_policy.networks),
+                    c.device_policy.refresh_tokens,
+                    c.device_policy
+                        .scope_ceiling
+                        .as_ref()
+                        .map(|s| s.to_string()),
+                    c.device_policy.access_ttl_secs,
+                    c.device_policy.proximity
                 ])
                 .map_err(internal)?;
             match n {

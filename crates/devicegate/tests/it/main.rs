@@ -16,6 +16,7 @@ mod oauth;
 mod oidc_provider;
 mod pages;
 mod passkeys;
+mod phishing;
 mod revocation;
 mod support;
 mod upstream;

@@ -77,7 +77,12 @@ fn assert_page_headers(p: &Page) {
 }
 
 /// Walks code → sign-in → consent in `b`; returns the consent page.
-async fn to_consent(s: &TestServer, b: &reqwest::Client, code: &str, username: &str) -> Page {
+pub(crate) async fn to_consent(
+    s: &TestServer,
+    b: &reqwest::Client,
+    code: &str,
+    username: &str,
+) -> Page {
     let entry = get(b, s.url("/device")).await;
     let p = post(
         b,

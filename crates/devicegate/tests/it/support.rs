@@ -273,6 +273,7 @@ pub fn client_record(id: &str, secret: Option<devicegate_core::SecretHash>) -> C
         device_code_ttl_secs: None,
         poll_interval_secs: None,
         created_at: devicegate_server::now(),
+        device_policy: Default::default(),
     }
 }
 

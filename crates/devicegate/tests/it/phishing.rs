@@ -1,0 +1,293 @@
+//! Device-code phishing defences (RFC 10027) over real HTTP, with trusted-proxy headers
+//! standing in for distant addresses: where a client's devices may ask from, what device
+//! grants may get, and whether the approver is near the device.
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::pages::{Page, to_consent};
+use crate::support::*;
+
+const DEVICE: &str = "198.51.100.7";
+const NEIGHBOUR: &str = "198.51.100.99";
+const FAR: &str = "203.0.113.50";
+
+/// A server that believes `X-Forwarded-For` from 127.0.0.1, with client `tv` and `ann`.
+async fn server() -> TestServer {
+    let s =
+        TestServer::start_with(|c| c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    s.public_client("tv", 1).await;
+    s.user("ann").await;
+    s
+}
+
+/// An HTTP client (with its own cookies) seen by the server at `ip`.
+fn at(ip: &str) -> reqwest::Client {
+    let mut h = HeaderMap::new();
+    h.insert("x-forwarded-for", HeaderValue::from_str(ip).unwrap());
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(h)
+        .build()
+        .unwrap()
+}
+
+async fn authorize(s: &TestServer, from: &str, scope: Option<&str>) -> (StatusCode, Value) {
+    let mut form = vec![("client_id", "tv")];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    let res = at(from)
+        .post(s.url("/oauth2/device_authorization"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = split(res).await;
+    (status, body)
+}
+
+async fn act(c: &reqwest::Client, s: &TestServer, flow: &str, body: Value) -> (StatusCode, Value) {
+    let res = c
+        .post(s.url(&format!("/api/v1/flows/{flow}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = split(res).await;
+    (status, body)
+}
+
+/// Walks a flows-API flow from `from` to consent for `d`; returns the flow id and the view.
+async fn to_consent_api(s: &TestServer, from: &str, d: &Value) -> (String, Value) {
+    let c = at(from);
+    let res = c
+        .post(s.url("/api/v1/flows"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let (_, _, f) = split(res).await;
+    let flow = f["id"].as_str().unwrap().to_owned();
+    act(
+        &c,
+        s,
+        &flow,
+        json!({"action": "user_code.verify", "user_code": d["user_code"]}),
+    )
+    .await;
+    let (status, view) = act(
+        &c,
+        s,
+        &flow,
+        json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    (flow, view)
+}
+
+fn cli(s: &TestServer, args: &[&str]) -> String {
+    let (ok, out, err) = crate::cli::run(s.dir.path(), args, None);
+    assert!(ok, "{args:?}: {err}");
+    out
+}
+
+#[tokio::test]
+async fn a_clients_device_policy_limits_where_codes_start_and_what_they_get() {
+    let s = server().await;
+    cli(
+        &s,
+        &[
+            "client",
+            "update",
+            "tv",
+            "--device-networks",
+            "198.51.100.0/24, 2001:db8::/32",
+            "--device-refresh-tokens",
+            "false",
+            "--device-scope",
+            "openid profile",
+            "--device-access-token-ttl-secs",
+            "600",
+        ],
+    );
+    let listed: Value = serde_json::from_str(&cli(&s, &["client", "list", "--json"])).unwrap();
+    let tv = &listed[0];
+    assert_eq!(
+        tv["device_networks"],
+        json!(["198.51.100.0/24", "2001:db8::/32"])
+    );
+    assert_eq!(tv["device_refresh_tokens"], false);
+    assert_eq!(tv["device_scope"], "openid profile");
+    assert_eq!(tv["device_access_token_ttl_secs"], 600);
+    let (ok, _, err) = crate::cli::run(
+        s.dir.path(),
+        &["client", "update", "tv", "--device-networks", "nope"],
+        None,
+    );
+    assert!(!ok && err.contains("nope"), "{err}");
+
+    // From elsewhere: refused with a clear OAuth error.
+    let (status, body) = authorize(&s, FAR, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "unauthorized_client");
+    // Beyond the ceiling: refused; no scope: the client's scopes within the ceiling.
+    let (status, body) = authorize(&s, DEVICE, Some("openid offline_access")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_scope");
+    let (status, d) = authorize(&s, DEVICE, None).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    s.decide(d["user_code"].as_str().unwrap(), "ann", true)
+        .await;
+    let (status, t) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    assert_eq!(t["scope"], "openid profile");
+    assert!(t.get("refresh_token").is_none(), "no refresh token: {t}");
+    assert_eq!(t["expires_in"], 600);
+    let (_, claims) = claims(t["access_token"].as_str().unwrap());
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        600
+    );
+}
+
+#[tokio::test]
+async fn an_approval_from_elsewhere_is_shown_warned_against_or_refused() {
+    let s = server().await;
+    // off: the facts are reported, the approval goes through, and it is in the trail.
+    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
+    let (flow, view) = to_consent_api(&s, FAR, &d).await;
+    assert_eq!(
+        view["device"],
+        json!({"ip": DEVICE, "relation": "elsewhere", "proximity": "off"})
+    );
+    let (status, _) = act(
+        &at(FAR),
+        &s,
+        &flow,
+        json!({"action": "consent", "accept": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, d2) = authorize(&s, DEVICE, Some("openid")).await;
+    let (_, near) = to_consent_api(&s, NEIGHBOUR, &d2).await;
+    assert_eq!(near["device"]["relation"], "same_network");
+
+    // warn: the consent page says where each is, warns, and puts Deny first.
+    cli(&s, &["client", "update", "tv", "--proximity", "warn"]);
+    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
+    let far = at(FAR);
+    let page: Page = to_consent(&s, &far, d["user_code"].as_str().unwrap(), "ann").await;
+    assert!(
+        page.html
+            .contains(&format!("it asked from {DEVICE}, and you are at {FAR}")),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html.contains("You are not near this device."),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html
+            .contains(r#"value="deny" class="primary" autofocus"#),
+        "{}",
+        page.html
+    );
+    // …and still lets the person approve.
+    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
+    let (flow, _) = to_consent_api(&s, FAR, &d).await;
+    let (status, _) = act(
+        &at(FAR),
+        &s,
+        &flow,
+        json!({"action": "consent", "accept": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // same_network: refused from elsewhere (the API and the pages), allowed next door.
+    cli(
+        &s,
+        &["client", "update", "tv", "--proximity", "same_network"],
+    );
+    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
+    let (flow, view) = to_consent_api(&s, FAR, &d).await;
+    assert_eq!(view["device"]["proximity"], "same_network");
+    let (status, body) = act(
+        &at(FAR),
+        &s,
+        &flow,
+        json!({"action": "consent", "accept": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "access_denied");
+    let (status, view) = act(
+        &at(FAR),
+        &s,
+        &flow,
+        json!({"action": "consent", "accept": false}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "denying is always allowed: {view}");
+    let (status, body) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::BAD_REQUEST, &json!("access_denied"))
+    );
+    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
+    let far = at(FAR);
+    let page = to_consent(&s, &far, d["user_code"].as_str().unwrap(), "ann").await;
+    assert!(
+        page.html
+            .contains("can only be approved from the network it is on")
+    );
+    assert!(!page.html.contains(r#"value="approve""#), "{}", page.html);
+    let refused = crate::pages::post(
+        &far,
+        s.url("/device/consent"),
+        &[("csrf", &page.csrf()), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.html);
+    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
+    let (flow, _) = to_consent_api(&s, NEIGHBOUR, &d).await;
+    let (status, body) = act(
+        &at(NEIGHBOUR),
+        &s,
+        &flow,
+        json!({"action": "consent", "accept": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Every approval from elsewhere is in the audit trail as such.
+    let mut approved = Vec::new();
+    for _ in 0..50 {
+        let out = cli(&s, &["audit", "--json", "--event", "approved"]);
+        approved = serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone();
+        if approved.len() >= 3 {
+            break;
+        }
+        sleep_ms(50).await;
+    }
+    let far_ones = approved
+        .iter()
+        .filter(|e| {
+            e["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("approver elsewhere")
+        })
+        .count();
+    assert_eq!(far_ones, 2, "{approved:?}");
+}
