@@ -42,6 +42,9 @@ pub struct Flow {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub version: i64,
+    /// The code was entered from a link (`verification_uri_complete`), the usual phishing
+    /// vector: approving asks the person to confirm the code on the device in front of them.
+    pub from_link: bool,
 }
 
 /// Why a flow step was refused.
@@ -108,6 +111,7 @@ impl Flow {
             created_at: now,
             expires_at: now.plus(ttl),
             version: 0,
+            from_link: false,
         }
     }
 

@@ -65,6 +65,7 @@ impl From<StepError> for OAuthError {
                 (StatusCode::FORBIDDEN, ErrorCode::InvalidAction)
             }
             StepError::FarAway => (StatusCode::FORBIDDEN, ErrorCode::AccessDenied),
+            StepError::CodeNotConfirmed => (StatusCode::BAD_REQUEST, ErrorCode::InvalidAction),
             StepError::Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::TemporarilyUnavailable,
@@ -200,7 +201,7 @@ async fn act(
             return upstream_start(&state, &tenant, (&id, &key), &upstream, return_to, ip).await;
         }
         FlowAction::VerifyUserCode { user_code } => {
-            verification::verify_user_code(&state, &tenant, &key, &user_code, ip).await?
+            verification::verify_user_code(&state, &tenant, &key, &user_code, ip, false).await?
         }
         FlowAction::SignOn { username, password } => {
             let flow = verification::sign_on(&state, &tenant, &key, &username, &password, ip, None)
@@ -248,7 +249,7 @@ async fn act(
             verification::resume_kept(&tenant, &key, &session).await?
         }
         FlowAction::Consent { accept } => {
-            verification::consent(&state, &tenant, &key, accept, ip).await?
+            verification::consent(&state, &tenant, &key, accept, ip, true).await?
         }
     };
     Ok(view(&tenant, &id, flow, ip).await?.into_response())

@@ -40,6 +40,10 @@ pub enum StepError {
     /// (`proximity = same_network`), and this approval comes from elsewhere.
     #[error("this device must be approved from the network it is on")]
     FarAway,
+    /// The code came in a link, and the person did not confirm it is the one on the device
+    /// in front of them.
+    #[error("confirm that the code matches the one on your device")]
+    CodeNotConfirmed,
     /// This server cannot be a WebAuthn relying party (`passkeys`).
     #[error("passkeys are not available on this server")]
     PasskeysOff,
@@ -225,6 +229,7 @@ pub async fn verify_user_code(
     key: &SecretHash,
     input: &str,
     ip: IpAddr,
+    from_link: bool,
 ) -> Result<Flow, StepError> {
     let code = UserCode::parse(input);
     let now = now();
@@ -235,7 +240,7 @@ pub async fn verify_user_code(
     // User ids are unique across tenants, so they key the account limit as they are.
     let paid =
         limits::pay_for_code(state, ip, flow.user_id.as_deref(), code.as_ref(), now).await??;
-    let result = enter_code(state, tenant, key, code.as_ref(), ip).await;
+    let result = enter_code(state, tenant, key, code.as_ref(), ip, from_link).await;
     match &result {
         Err(StepError::Flow(FlowError::WrongCode { .. })) => {}
         // A code that exists was no blind guess, but still a code not to be entered here.
@@ -254,6 +259,7 @@ async fn enter_code(
     key: &SecretHash,
     code: Option<&UserCode>,
     ip: IpAddr,
+    from_link: bool,
 ) -> Result<Flow, StepError> {
     cas::retry(|| async move {
         let now = now();
@@ -267,7 +273,8 @@ async fn enter_code(
             },
         };
         match flow.verify_user_code(found.as_ref(), now) {
-            Ok((next, grant)) => {
+            Ok((mut next, grant)) => {
+                next.from_link = from_link;
                 let stored = commit(tenant, &next, Some(&grant), &[]).await?;
                 if matches!(stored, Cas::Done(())) {
                     state.metrics.code_verified();
@@ -551,13 +558,16 @@ pub async fn adopt(tenant: &Tenant, link: &SecretHash) -> Result<Flow, StepError
     .await
 }
 
-/// Approve (`accept`) or deny the grant this flow bound, from `ip`.
+/// Approve (`accept`) or deny the grant this flow bound, from `ip`. A flow whose code came in
+/// a link is approved only with `code_confirmed` (the person said the code is the one on the
+/// device in front of them): never approved from a link alone.
 pub async fn consent(
     state: &AppState,
     tenant: &Tenant,
     key: &SecretHash,
     accept: bool,
     ip: IpAddr,
+    code_confirmed: bool,
 ) -> Result<Flow, StepError> {
     cas::retry(|| async move {
         let now = now();
@@ -576,6 +586,9 @@ pub async fn consent(
         };
         // Is the approver near the device (RFC 10027)? Per client: `same_network` refuses an
         // approval from elsewhere; every approval from elsewhere is logged and audited.
+        if accept && flow.from_link && !code_confirmed {
+            return Err(StepError::CodeNotConfirmed);
+        }
         let relation = crate::proximity::relate(grant.requester.ip.as_deref(), ip);
         if accept && relation == crate::proximity::Relation::Elsewhere {
             let policy = match tenant.store.get_client(&grant.client_id).await {

@@ -11,7 +11,7 @@ pub(crate) const GRANT_COLUMNS: &str = "id, device_code_hash, user_code, client_
      created_at, expires_at, interval_secs, last_poll_at, flow_id, flow_expires_at, requester_ip, requester_agent, \
      version, tenant, context, idp, amr";
 pub(crate) const FLOW_COLUMNS: &str = "id, secret_hash, status, grant_id, user_id, signed_on_at, failed_attempts, result, \
-     created_at, expires_at, version, tenant, idp, amr";
+     created_at, expires_at, version, tenant, idp, amr, from_link";
 pub(crate) const CLIENT_COLUMNS: &str = "id, name, secret_hash, scopes, grant_types, device_code_ttl_secs, poll_interval_secs, \
      created_at, tenant, device_networks, device_refresh_tokens, device_scopes, device_access_ttl_secs, proximity";
 pub(crate) const USER_COLUMNS: &str =

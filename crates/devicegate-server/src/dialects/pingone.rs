@@ -128,6 +128,7 @@ fn step_error(e: StepError) -> Response {
             error(StatusCode::BAD_REQUEST, "REQUEST_FAILED", &msg, None)
         }
         StepError::FarAway => error(StatusCode::FORBIDDEN, "REQUEST_FAILED", &msg, None),
+        StepError::CodeNotConfirmed => error(StatusCode::BAD_REQUEST, "REQUEST_FAILED", &msg, None),
         // PingOne's flows have no kept sessions; the variant comes from the flows API only.
         StepError::InvalidCredentials | StepError::InvalidSession => error(
             StatusCode::BAD_REQUEST,
@@ -382,7 +383,7 @@ async fn act(
     let k = key(&flow_id);
     let result = if is(USER_CODE_VERIFY) {
         match field(&body, "userCode") {
-            Ok(code) => verification::verify_user_code(&state, &tenant, &k, code, ip).await,
+            Ok(code) => verification::verify_user_code(&state, &tenant, &k, code, ip, false).await,
             Err(name) => return required(name),
         }
     } else if is(USERNAME_PASSWORD_CHECK) {
@@ -392,7 +393,7 @@ async fn act(
         }
     } else {
         match body.get("accept").and_then(Value::as_bool) {
-            Some(accept) => verification::consent(&state, &tenant, &k, accept, ip).await,
+            Some(accept) => verification::consent(&state, &tenant, &k, accept, ip, true).await,
             None => {
                 return error(
                     StatusCode::BAD_REQUEST,

@@ -354,6 +354,11 @@ impl Visit {
             StepError::PasskeysOff => {
                 self.message(StatusCode::BAD_REQUEST, t.signin_title, t.passkeys_off)
             }
+            StepError::CodeNotConfirmed => self.message(
+                StatusCode::BAD_REQUEST,
+                t.consent_title,
+                t.confirm_code_missing,
+            ),
             StepError::FarAway => {
                 self.message(StatusCode::FORBIDDEN, t.consent_title, t.proximity_refused)
             }
@@ -408,11 +413,14 @@ impl Visit {
     fn enter(&self, status: StatusCode, error: Option<&str>, user_code: &str) -> Response {
         let t = &self.pages().t;
         let signed_in = self.session.as_ref().and_then(|s| s.username.as_deref());
+        // A code that came in a link (`verification_uri_complete`) is marked so, and its
+        // approval asks the person to confirm it against the device.
+        let from_link = !user_code.is_empty() && error.is_none();
         self.render(
             status,
             "enter.html",
             t.enter_title,
-            context! { error, user_code },
+            context! { error, user_code, from_link },
             signed_in,
         )
     }
@@ -627,8 +635,15 @@ async fn enter_code(mut visit: Visit, body: Bytes) -> Response {
         Ok(Usable::Enter(key)) => key,
         Err(e) => return visit.step_error(e),
     };
-    let result =
-        verification::verify_user_code(&visit.state, &visit.tenant, &key, &input, visit.ip).await;
+    let result = verification::verify_user_code(
+        &visit.state,
+        &visit.tenant,
+        &key,
+        &input,
+        visit.ip,
+        form.get("from_link") == Some("1"),
+    )
+    .await;
     if let Some(s) = visit.session.as_mut()
         && s.record.flow_hash != Some(key)
     {
@@ -1092,6 +1107,15 @@ async fn consent_page(visit: Visit) -> Response {
 }
 
 fn consent_form(visit: &Visit, d: &Described) -> Response {
+    consent_form_with(visit, d, StatusCode::OK, None)
+}
+
+fn consent_form_with(
+    visit: &Visit,
+    d: &Described,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
     let t = &visit.pages().t;
     let Some(grant) = &d.grant else {
         return visit.message(StatusCode::GONE, t.expired_code_title, t.expired_code);
@@ -1123,6 +1147,8 @@ fn consent_form(visit: &Visit, d: &Described) -> Response {
         crate::proximity::Relation::Unknown => (None, false),
     };
     let ctx = context! {
+        error,
+        from_link => d.flow.from_link,
         proximity_note => near,
         far_warn => far && d.proximity == "warn",
         far_refused => far && d.proximity == "same_network",
@@ -1134,7 +1160,7 @@ fn consent_form(visit: &Visit, d: &Described) -> Response {
         user_agent => grant.requester.user_agent.clone().unwrap_or_default(),
     };
     visit.render(
-        StatusCode::OK,
+        status,
         "consent.html",
         t.consent_title,
         ctx,
@@ -1170,8 +1196,33 @@ async fn decide(visit: Visit, body: Bytes) -> Response {
     let Some(key) = visit.flow_key() else {
         return visit.see_other("/device");
     };
-    match verification::consent(&visit.state, &visit.tenant, &key, accept, visit.ip).await {
+    let confirmed = form.get("confirm_code") == Some("yes");
+    match verification::consent(
+        &visit.state,
+        &visit.tenant,
+        &key,
+        accept,
+        visit.ip,
+        confirmed,
+    )
+    .await
+    {
         Ok(_) => visit.see_other("/device/done"),
+        Err(StepError::CodeNotConfirmed) => match visit.current_flow().await {
+            Some(flow) => match verification::describe(&visit.tenant, flow).await {
+                Ok(d) => {
+                    let t = &visit.pages().t;
+                    consent_form_with(
+                        &visit,
+                        &d,
+                        StatusCode::BAD_REQUEST,
+                        Some(t.confirm_code_missing),
+                    )
+                }
+                Err(e) => visit.step_error(e),
+            },
+            None => visit.see_other("/device"),
+        },
         Err(e) => visit.step_error(e),
     }
 }

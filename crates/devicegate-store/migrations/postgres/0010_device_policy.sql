@@ -8,3 +8,6 @@ ALTER TABLE clients ADD COLUMN device_refresh_tokens BOOLEAN NOT NULL DEFAULT TR
 ALTER TABLE clients ADD COLUMN device_scopes TEXT;
 ALTER TABLE clients ADD COLUMN device_access_ttl_secs BIGINT;
 ALTER TABLE clients ADD COLUMN proximity TEXT NOT NULL DEFAULT 'off';
+
+-- A flow whose code came in a link: its approval asks to confirm the code on the device.
+ALTER TABLE flows ADD COLUMN from_link BOOLEAN NOT NULL DEFAULT FALSE;

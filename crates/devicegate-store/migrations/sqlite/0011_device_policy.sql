@@ -8,3 +8,6 @@ ALTER TABLE clients ADD COLUMN device_refresh_tokens INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE clients ADD COLUMN device_scopes TEXT;
 ALTER TABLE clients ADD COLUMN device_access_ttl_secs INTEGER;
 ALTER TABLE clients ADD COLUMN proximity TEXT NOT NULL DEFAULT 'off';
+
+-- A flow whose code came in a link: its approval asks to confirm the code on the device.
+ALTER TABLE flows ADD COLUMN from_link INTEGER NOT NULL DEFAULT 0;

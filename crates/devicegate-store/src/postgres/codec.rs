@@ -100,6 +100,7 @@ pub(super) fn flow_from_row(r: &Row) -> Result<Flow> {
         tenant: get(r, 11)?,
         idp: get(r, 12)?,
         amr: get(r, 13)?,
+        from_link: get(r, 14)?,
     })
 }
 

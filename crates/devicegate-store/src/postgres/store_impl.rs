@@ -1370,7 +1370,7 @@ impl Store for PostgresStore {
 
     async fn create_flow(&self, f: &Flow) -> Result<()> {
         self.exec(
-            &format!("INSERT INTO flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"),
+            &format!("INSERT INTO flows ({FLOW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"),
             &[
                 &f.id,
                 &f.secret_hash.as_bytes().as_slice(),
@@ -1386,6 +1386,7 @@ impl Store for PostgresStore {
                 &f.tenant,
                 &f.idp,
                 &f.amr,
+                &f.from_link,
             ],
         )
         .await
@@ -1412,7 +1413,8 @@ impl Store for PostgresStore {
         let stmt = tx
             .prepare_cached(
                 "UPDATE flows SET status = $1, grant_id = $2, user_id = $3, signed_on_at = $4, \
-                 failed_attempts = $5, result = $6, secret_hash = $9, idp = $10, amr = $11, version = version + 1 \
+                 failed_attempts = $5, result = $6, secret_hash = $9, idp = $10, amr = $11, \
+                 from_link = $12, version = version + 1 \
                  WHERE id = $7 AND version = $8",
             )
             .await
@@ -1432,6 +1434,7 @@ impl Store for PostgresStore {
                     &f.secret_hash.as_bytes().as_slice(),
                     &f.idp,
                     &f.amr,
+                    &f.from_link,
                 ],
             )
             .await

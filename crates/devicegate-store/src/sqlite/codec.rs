@@ -117,6 +117,7 @@ pub(super) fn flow_from_row(row: &Row<'_>) -> rusqlite::Result<Flow> {
         tenant: row.get(11)?,
         idp: row.get(12)?,
         amr: row.get(13)?,
+        from_link: row.get(14)?,
     })
 }
 

@@ -1072,7 +1072,7 @@ impl Store for SqliteStore {
         let f = f.clone();
         self.write(move |conn| {
             conn.prepare_cached(&format!(
-                "INSERT INTO flows ({FLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                "INSERT INTO flows ({FLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ))
             .map_err(internal)?
             .execute(params![
@@ -1089,7 +1089,8 @@ impl Store for SqliteStore {
                 f.version,
                 f.tenant,
                 f.idp,
-                f.amr
+                f.amr,
+                f.from_link
             ])
             .map_err(constraint)?;
             Ok(())
@@ -1121,7 +1122,8 @@ impl Store for SqliteStore {
                 let n = conn
                 .prepare_cached(
                     "UPDATE flows SET status = ?1, grant_id = ?2, user_id = ?3, signed_on_at = ?4, \
-                     failed_attempts = ?5, result = ?6, secret_hash = ?9, idp = ?10, amr = ?11, version = version + 1 \
+                     failed_attempts = ?5, result = ?6, secret_hash = ?9, idp = ?10, amr = ?11, \
+                     from_link = ?12, version = version + 1 \
                      WHERE id = ?7 AND version = ?8",
                 )
                 .map_err(internal)?
@@ -1136,7 +1138,8 @@ impl Store for SqliteStore {
                     f.version,
                     f.secret_hash.as_bytes(),
                     f.idp,
-                    f.amr
+                    f.amr,
+                    f.from_link
                 ])
                 .map_err(internal)?;
                 if n != 1 {

@@ -275,6 +275,21 @@ async fn approve_through_the_prefilled_link() {
     assert_eq!(poll(&s, &d).await.1["error"], "authorization_pending");
     b.click("form[action='/device'] button[type=submit]").await;
     b.sign_in("ann", PASSWORD).await;
+    // The code came in a link, the usual phishing vector: the page says so, and approving
+    // needs the person to confirm the code against the device in front of them.
+    b.shows(&["This code came in a link."]).await;
+    b.shot("consent-from-a-link").await;
+    b.decide("approve").await;
+    assert_eq!(b.path().await, "/device/consent");
+    b.shows(&["Check it against the device in front of you"])
+        .await;
+    b.client
+        .find(Locator::Css("input[name=confirm_code]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     b.decide("approve").await;
     assert_eq!(b.path().await, "/device/done");
     assert_eq!(poll(&s, &d).await.0, StatusCode::OK);
