@@ -89,6 +89,24 @@ async fn to_consent_api(s: &TestServer, from: &str, d: &Value) -> (String, Value
     (flow, view)
 }
 
+/// The person at `from` approves (`accept`) or denies the flow's device.
+async fn consent(s: &TestServer, from: &str, flow: &str, accept: bool) -> (StatusCode, Value) {
+    act(
+        &at(from),
+        s,
+        flow,
+        json!({"action": "consent", "accept": accept}),
+    )
+    .await
+}
+
+/// A new code of the device, walked to consent through the flows API from `from`.
+async fn fresh_consent(s: &TestServer, from: &str) -> (Value, String, Value) {
+    let (_, d) = authorize(s, DEVICE, Some("openid")).await;
+    let (flow, view) = to_consent_api(s, from, &d).await;
+    (d, flow, view)
+}
+
 fn cli(s: &TestServer, args: &[&str]) -> String {
     let (ok, out, err) = crate::cli::run(s.dir.path(), args, None);
     assert!(ok, "{args:?}: {err}");
@@ -158,19 +176,12 @@ async fn a_clients_device_policy_limits_where_codes_start_and_what_they_get() {
 async fn an_approval_from_elsewhere_is_shown_warned_against_or_refused() {
     let s = server().await;
     // off: the facts are reported, the approval goes through, and it is in the trail.
-    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
-    let (flow, view) = to_consent_api(&s, FAR, &d).await;
+    let (_, flow, view) = fresh_consent(&s, FAR).await;
     assert_eq!(
         view["device"],
         json!({"ip": DEVICE, "relation": "elsewhere", "proximity": "off"})
     );
-    let (status, _) = act(
-        &at(FAR),
-        &s,
-        &flow,
-        json!({"action": "consent", "accept": true}),
-    )
-    .await;
+    let (status, _) = consent(&s, FAR, &flow, true).await;
     assert_eq!(status, StatusCode::OK);
     let (_, d2) = authorize(&s, DEVICE, Some("openid")).await;
     let (_, near) = to_consent_api(&s, NEIGHBOUR, &d2).await;
@@ -199,15 +210,8 @@ async fn an_approval_from_elsewhere_is_shown_warned_against_or_refused() {
         page.html
     );
     // …and still lets the person approve.
-    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
-    let (flow, _) = to_consent_api(&s, FAR, &d).await;
-    let (status, _) = act(
-        &at(FAR),
-        &s,
-        &flow,
-        json!({"action": "consent", "accept": true}),
-    )
-    .await;
+    let (_, flow, _) = fresh_consent(&s, FAR).await;
+    let (status, _) = consent(&s, FAR, &flow, true).await;
     assert_eq!(status, StatusCode::OK);
 
     // same_network: refused from elsewhere (the API and the pages), allowed next door.
@@ -215,25 +219,12 @@ async fn an_approval_from_elsewhere_is_shown_warned_against_or_refused() {
         &s,
         &["client", "update", "tv", "--proximity", "same_network"],
     );
-    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
-    let (flow, view) = to_consent_api(&s, FAR, &d).await;
+    let (d, flow, view) = fresh_consent(&s, FAR).await;
     assert_eq!(view["device"]["proximity"], "same_network");
-    let (status, body) = act(
-        &at(FAR),
-        &s,
-        &flow,
-        json!({"action": "consent", "accept": true}),
-    )
-    .await;
+    let (status, body) = consent(&s, FAR, &flow, true).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"], "access_denied");
-    let (status, view) = act(
-        &at(FAR),
-        &s,
-        &flow,
-        json!({"action": "consent", "accept": false}),
-    )
-    .await;
+    let (status, view) = consent(&s, FAR, &flow, false).await;
     assert_eq!(status, StatusCode::OK, "denying is always allowed: {view}");
     let (status, body) = s.poll("tv", d["device_code"].as_str().unwrap()).await;
     assert_eq!(
@@ -255,15 +246,8 @@ async fn an_approval_from_elsewhere_is_shown_warned_against_or_refused() {
     )
     .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.html);
-    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
-    let (flow, _) = to_consent_api(&s, NEIGHBOUR, &d).await;
-    let (status, body) = act(
-        &at(NEIGHBOUR),
-        &s,
-        &flow,
-        json!({"action": "consent", "accept": true}),
-    )
-    .await;
+    let (_, flow, _) = fresh_consent(&s, NEIGHBOUR).await;
+    let (status, body) = consent(&s, NEIGHBOUR, &flow, true).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // Every approval from elsewhere is in the audit trail as such.
