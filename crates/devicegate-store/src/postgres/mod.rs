@@ -159,15 +159,7 @@ impl PostgresStore {
     }
 
     pub(super) async fn all<T>(&self, sql: &str, map: fn(&Row) -> Result<T>) -> Result<Vec<T>> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(pg)?;
-        client
-            .query(&stmt, &[])
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(map)
-            .collect()
+        self.all_with(sql, &[], map).await
     }
 
     pub(super) async fn all_for<T>(
@@ -176,10 +168,20 @@ impl PostgresStore {
         param: &str,
         map: fn(&Row) -> Result<T>,
     ) -> Result<Vec<T>> {
+        self.all_with(sql, &[&param], map).await
+    }
+
+    /// Every row `sql` finds with `params`.
+    pub(super) async fn all_with<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        map: fn(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(pg)?;
         client
-            .query(&stmt, &[&param])
+            .query(&stmt, params)
             .await
             .map_err(pg)?
             .iter()

@@ -648,21 +648,15 @@ impl Store for PostgresStore {
     }
 
     async fn list_passkeys(&self, tenant: &str, user_id: &str) -> Result<Vec<PasskeyRecord>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
+        self.all_with(
+            &format!(
                 "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE tenant = $1 AND user_id = $2 \
                  ORDER BY created_at, id"
-            ))
-            .await
-            .map_err(pg)?;
-        client
-            .query(&stmt, &[&tenant, &user_id])
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(passkey_from_row)
-            .collect()
+            ),
+            &[&tenant, &user_id],
+            passkey_from_row,
+        )
+        .await
     }
 
     async fn get_passkey(&self, tenant: &str, credential_id: &[u8]) -> Result<PasskeyRecord> {
@@ -1115,33 +1109,24 @@ impl Store for PostgresStore {
     }
 
     async fn list_audit(&self, tenant: &str, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
+        self.all_with(
+            &format!(
                 "SELECT {AUDIT_COLUMNS} FROM (SELECT id, {AUDIT_COLUMNS} FROM audit_events \
                  WHERE tenant = $1 AND at >= $2 AND ($3::TEXT IS NULL OR actor = $3) \
                  AND ($4::TEXT IS NULL OR client_id = $4) AND ($5::TEXT IS NULL OR event = $5) \
                  ORDER BY at DESC, id DESC LIMIT $6) AS newest ORDER BY at, id"
-            ))
-            .await
-            .map_err(pg)?;
-        client
-            .query(
-                &stmt,
-                &[
-                    &tenant,
-                    &q.since.map_or(i64::MIN, |t| t.as_millis()),
-                    &q.actor,
-                    &q.client_id,
-                    &q.event,
-                    &i64::from(q.limit),
-                ],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(audit_from_row)
-            .collect()
+            ),
+            &[
+                &tenant,
+                &q.since.map_or(i64::MIN, |t| t.as_millis()),
+                &q.actor,
+                &q.client_id,
+                &q.event,
+                &i64::from(q.limit),
+            ],
+            audit_from_row,
+        )
+        .await
     }
 
     async fn sweep_audit(&self, before: Timestamp) -> Result<u64> {
@@ -1510,22 +1495,16 @@ impl Store for PostgresStore {
         client_id: Option<&str>,
         now: Timestamp,
     ) -> Result<Vec<RefreshToken>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
+        self.all_with(
+            &format!(
                 "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE tenant = $1 \
                  AND ($2::TEXT IS NULL OR subject = $2) AND ($3::TEXT IS NULL OR client_id = $3) \
                  AND NOT used AND expires_at > $4 ORDER BY family_started_at DESC, family_id"
-            ))
-            .await
-            .map_err(pg)?;
-        client
-            .query(&stmt, &[&tenant, &subject, &client_id, &now.as_millis()])
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(refresh_from_row)
-            .collect()
+            ),
+            &[&tenant, &subject, &client_id, &now.as_millis()],
+            refresh_from_row,
+        )
+        .await
     }
 
     async fn revoke_id(&self, tenant: &str, id: &str, until: Timestamp) -> Result<()> {

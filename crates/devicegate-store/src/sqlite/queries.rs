@@ -33,9 +33,7 @@ pub(super) fn get_all<T>(
     sql: &str,
     map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>> {
-    let mut stmt = conn.prepare_cached(sql).map_err(internal)?;
-    let rows = stmt.query_map([], map).map_err(internal)?;
-    rows.collect::<rusqlite::Result<Vec<T>>>().map_err(internal)
+    get_all_with(conn, sql, [], map)
 }
 
 /// All rows of a query with one parameter (a tenant).
@@ -45,8 +43,18 @@ pub(super) fn get_all_for<T>(
     param: &str,
     map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>> {
+    get_all_with(conn, sql, [param], map)
+}
+
+/// All rows of a query with `params`.
+pub(super) fn get_all_with<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql).map_err(internal)?;
-    let rows = stmt.query_map([param], map).map_err(internal)?;
+    let rows = stmt.query_map(params, map).map_err(internal)?;
     rows.collect::<rusqlite::Result<Vec<T>>>().map_err(internal)
 }
 

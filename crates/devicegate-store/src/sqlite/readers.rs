@@ -5,7 +5,7 @@ use devicegate_core::grant::DeviceGrant;
 use rusqlite::{Connection, Params, Row};
 
 use super::codec::grant_from_row;
-use super::queries::{get_all, get_all_for, get_one};
+use super::queries::{get_all, get_all_for, get_all_with, get_one};
 use super::{Inner, SqliteStore, lock, open_connection};
 use crate::Result;
 
@@ -53,6 +53,16 @@ impl SqliteStore {
         map: fn(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>> {
         read_now(&self.inner, |conn| get_all_for(conn, sql, param, map))
+    }
+
+    /// Every row `sql` finds with `params`, read like `read`.
+    pub(super) async fn all_with<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        map: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        read_now(&self.inner, |conn| get_all_with(conn, sql, params, map))
     }
 
     /// The grant `sql` finds, with the polls held in memory applied.

@@ -373,19 +373,14 @@ impl Store for SqliteStore {
     }
 
     async fn list_passkeys(&self, tenant: &str, user_id: &str) -> Result<Vec<PasskeyRecord>> {
-        let (tenant, user_id) = (tenant.to_owned(), user_id.to_owned());
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE tenant = ?1 AND user_id = ?2 \
-                     ORDER BY created_at, id"
-                ))
-                .map_err(internal)?;
-            let rows = stmt
-                .query_map([&tenant, &user_id], passkey_from_row)
-                .map_err(internal)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
-        })
+        self.all_with(
+            &format!(
+                "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE tenant = ?1 AND user_id = ?2 \
+                 ORDER BY created_at, id"
+            ),
+            [tenant, user_id],
+            passkey_from_row,
+        )
         .await
     }
 
@@ -888,31 +883,23 @@ impl Store for SqliteStore {
     }
 
     async fn list_audit(&self, tenant: &str, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
-        let (tenant, q) = (tenant.to_owned(), q.clone());
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {AUDIT_COLUMNS} FROM (SELECT id, {AUDIT_COLUMNS} FROM audit_events \
-                     WHERE tenant = ?1 AND at >= ?2 AND (?3 IS NULL OR actor = ?3) \
-                     AND (?4 IS NULL OR client_id = ?4) AND (?5 IS NULL OR event = ?5) \
-                     ORDER BY at DESC, id DESC LIMIT ?6) ORDER BY at, id"
-                ))
-                .map_err(internal)?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        tenant,
-                        q.since.map_or(i64::MIN, |t| t.as_millis()),
-                        q.actor,
-                        q.client_id,
-                        q.event,
-                        q.limit
-                    ],
-                    audit_from_row,
-                )
-                .map_err(internal)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
-        })
+        self.all_with(
+            &format!(
+                "SELECT {AUDIT_COLUMNS} FROM (SELECT id, {AUDIT_COLUMNS} FROM audit_events \
+                 WHERE tenant = ?1 AND at >= ?2 AND (?3 IS NULL OR actor = ?3) \
+                 AND (?4 IS NULL OR client_id = ?4) AND (?5 IS NULL OR event = ?5) \
+                 ORDER BY at DESC, id DESC LIMIT ?6) ORDER BY at, id"
+            ),
+            (
+                tenant,
+                q.since.map_or(i64::MIN, |t| t.as_millis()),
+                q.actor.as_deref(),
+                q.client_id.as_deref(),
+                q.event.as_deref(),
+                q.limit,
+            ),
+            audit_from_row,
+        )
         .await
     }
 
@@ -1227,27 +1214,15 @@ impl Store for SqliteStore {
         client_id: Option<&str>,
         now: Timestamp,
     ) -> Result<Vec<RefreshToken>> {
-        let (tenant, subject, client) = (
-            tenant.to_owned(),
-            subject.map(str::to_owned),
-            client_id.map(str::to_owned),
-        );
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE tenant = ?1 \
-                     AND (?2 IS NULL OR subject = ?2) AND (?3 IS NULL OR client_id = ?3) \
-                     AND used = 0 AND expires_at > ?4 ORDER BY family_started_at DESC, family_id"
-                ))
-                .map_err(internal)?;
-            let rows = stmt
-                .query_map(
-                    params![tenant, subject, client, now.as_millis()],
-                    refresh_from_row,
-                )
-                .map_err(internal)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
-        })
+        self.all_with(
+            &format!(
+                "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE tenant = ?1 \
+                 AND (?2 IS NULL OR subject = ?2) AND (?3 IS NULL OR client_id = ?3) \
+                 AND used = 0 AND expires_at > ?4 ORDER BY family_started_at DESC, family_id"
+            ),
+            (tenant, subject, client_id, now.as_millis()),
+            refresh_from_row,
+        )
         .await
     }
 
