@@ -546,7 +546,14 @@ async fn refresh(
         return Err(invalid());
     }
     if token.used {
-        revoke_family(state, tenant, &token, "reuse of a rotated refresh token").await?;
+        revoke_family(
+            state,
+            tenant,
+            &token,
+            Revoked::Reuse,
+            "reuse of a rotated refresh token",
+        )
+        .await?;
         return Err(invalid());
     }
     // The access token may narrow the scope; the new refresh token keeps the original
@@ -572,7 +579,14 @@ async fn refresh(
     let user = match tenant.store.get_user(&token.subject).await {
         Ok(u) => u,
         Err(StoreError::NotFound) => {
-            revoke_family(state, tenant, &token, "the user no longer exists").await?;
+            revoke_family(
+                state,
+                tenant,
+                &token,
+                Revoked::Other,
+                "the user no longer exists",
+            )
+            .await?;
             return Err(invalid());
         }
         Err(e) => return Err(e.into()),
@@ -602,7 +616,14 @@ async fn refresh(
         Err(StoreError::NotFound) => return Err(invalid()),
         // Someone rotated it between our read and our write: the same token twice.
         Err(StoreError::Conflict) => {
-            revoke_family(state, tenant, &token, "concurrent reuse of a refresh token").await?;
+            revoke_family(
+                state,
+                tenant,
+                &token,
+                Revoked::Reuse,
+                "concurrent reuse of a refresh token",
+            )
+            .await?;
             return Err(invalid());
         }
         Err(e) => return Err(e.into()),
@@ -629,16 +650,24 @@ async fn refresh(
     .await
 }
 
+/// Why a family is revoked, as the audit trail tells it.
+#[derive(Debug, Clone, Copy)]
+enum Revoked {
+    /// A refresh token was used twice: someone else holds a copy.
+    Reuse,
+    Other,
+}
+
 async fn revoke_family(
     state: &AppState,
     tenant: &Tenant,
     token: &RefreshToken,
+    kind: Revoked,
     why: &str,
 ) -> Result<(), OAuthError> {
-    let kind = if why.contains("reuse") {
-        "refresh_reuse"
-    } else {
-        "revoked"
+    let kind = match kind {
+        Revoked::Reuse => "refresh_reuse",
+        Revoked::Other => "revoked",
     };
     let event = crate::audit::Event::new(tenant, kind)
         .actor(&token.client_id)

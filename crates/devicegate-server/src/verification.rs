@@ -435,22 +435,15 @@ async fn kept_sign_on(
     else {
         return Err(StepError::InvalidSession);
     };
-    let (Some(user_id), Some(auth_time)) = (session.user_id.as_deref(), session.signed_on_at)
-    else {
+    let Some(on) = SignOn::of(&session) else {
         return Err(StepError::InvalidSession);
-    };
-    let on = SignOn {
-        user_id,
-        auth_time,
-        idp: session.idp.as_deref(),
-        amr: session.amr.as_deref(),
     };
     if !carries_over(tenant, on, now()).await? {
         return Err(StepError::InvalidSession);
     }
     // The person must still exist here (deleting a user or setting a password also deletes
     // their sessions).
-    let user = match tenant.store.get_user(user_id).await {
+    let user = match tenant.store.get_user(on.user_id).await {
         Ok(u) => u,
         Err(StoreError::NotFound) => return Err(StepError::InvalidSession),
         Err(e) => return Err(e.into()),
@@ -469,23 +462,9 @@ pub async fn resume_kept(
     key: &SecretHash,
     presented: &str,
 ) -> Result<Flow, StepError> {
-    let (session, user) = kept_sign_on(tenant, presented).await?;
-    let Some(auth_time) = session.signed_on_at else {
-        return Err(StepError::InvalidSession);
-    };
-    let user_id = user.id;
-    resume_session(
-        tenant,
-        key,
-        SignOn {
-            user_id: &user_id,
-            auth_time,
-            idp: session.idp.as_deref(),
-            amr: session.amr.as_deref(),
-        },
-        &[],
-    )
-    .await
+    let (session, _) = kept_sign_on(tenant, presented).await?;
+    let on = SignOn::of(&session).ok_or(StepError::InvalidSession)?;
+    resume_session(tenant, key, on, &[]).await
 }
 
 /// Ends a kept session (`POST /api/v1/sessions/end`); unknown ones are already ended.
@@ -526,6 +505,25 @@ pub struct SignOn<'a> {
     pub auth_time: Timestamp,
     pub idp: Option<&'a str>,
     pub amr: Option<&'a str>,
+}
+
+impl<'a> SignOn<'a> {
+    /// The sign-on a session (a browser's or a kept one) holds, if it holds one.
+    pub fn of(session: &'a BrowserSession) -> Option<SignOn<'a>> {
+        Some(SignOn {
+            user_id: session.user_id.as_deref()?,
+            auth_time: session.signed_on_at?,
+            idp: session.idp.as_deref(),
+            amr: session.amr.as_deref(),
+        })
+    }
+
+    /// Whether the sign-on was made with RFC 8176 `method` (or is marked with it: `mfa`,
+    /// `link`).
+    pub fn had(&self, method: &str) -> bool {
+        self.amr
+            .is_some_and(|a| a.split_whitespace().any(|m| m == method))
+    }
 }
 
 /// Loads the flow behind `key`, applies the core's transition `step` and stores the result
@@ -900,20 +898,16 @@ pub async fn carries_over(
     if on.idp.is_some() {
         return Ok(crate::upstream::still_good(tenant, on.idp, on.auth_time, now).await?);
     }
-    let methods = || on.amr.into_iter().flat_map(str::split_whitespace);
     // An operator's enrolment link signs in to the account page only.
-    if methods().any(|m| m == "link") {
+    if on.had("link") {
         return Ok(false);
     }
     // A passkey sign-on (no password in it) stands whatever the password rules.
-    if methods().any(|m| m == "hwk" || m == "swk") && !methods().any(|m| m == "pwd") {
+    if (on.had("hwk") || on.had("swk")) && !on.had("pwd") {
         return Ok(true);
     }
     if !tenant.local_passwords {
         return Ok(false);
     }
-    let had_factor = on
-        .amr
-        .is_some_and(|a| a.split_whitespace().any(|m| m == "mfa"));
-    Ok(had_factor || !second_factor_owed(tenant, on.user_id).await?)
+    Ok(on.had("mfa") || !second_factor_owed(tenant, on.user_id).await?)
 }

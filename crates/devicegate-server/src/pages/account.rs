@@ -41,31 +41,22 @@ async fn person(visit: &Visit) -> Result<Option<Person>, StepError> {
     let Some(s) = visit.session.as_ref().filter(|s| s.is_stored()) else {
         return Ok(None);
     };
-    let (Some(user_id), Some(at)) = (&s.record.user_id, s.record.signed_on_at) else {
+    let Some(on) = SignOn::of(&s.record) else {
         return Ok(None);
-    };
-    let on = SignOn {
-        user_id,
-        auth_time: at,
-        idp: s.record.idp.as_deref(),
-        amr: s.record.amr.as_deref(),
     };
     let now = now();
     // An enrolment link's session is for this page alone, for its session lifetime.
-    let by_link = on
-        .amr
-        .is_some_and(|a| a.split_whitespace().any(|m| m == "link"));
-    if !by_link && !verification::carries_over(&visit.tenant, on, now).await? {
+    if !on.had("link") && !verification::carries_over(&visit.tenant, on, now).await? {
         return Ok(None);
     }
-    let user = match visit.tenant.store.get_user(user_id).await {
+    let user = match visit.tenant.store.get_user(on.user_id).await {
         Ok(u) => u,
         Err(StoreError::NotFound) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     Ok(Some(Person {
         user,
-        fresh: at.plus(FRESH_FOR) > now,
+        fresh: on.auth_time.plus(FRESH_FOR) > now,
     }))
 }
 

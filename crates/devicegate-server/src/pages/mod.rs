@@ -698,26 +698,12 @@ async fn usable_flow(visit: &Visit, input: &str) -> Result<Usable, StepError> {
     // The session's sign-on carries over only while it would still be accepted now (a
     // provider that wants a fresh sign-in for every device, passwords switched off, …);
     // otherwise the person signs on again.
-    if let Some(s) = &visit.session
-        && let (Some(user), Some(at)) = (&s.record.user_id, s.record.signed_on_at)
-        && verification::carries_over(
-            &visit.tenant,
-            verification::SignOn {
-                user_id: user,
-                auth_time: at,
-                idp: s.record.idp.as_deref(),
-                amr: s.record.amr.as_deref(),
-            },
-            now(),
-        )
-        .await?
+    if let Some(on) = visit
+        .session
+        .as_ref()
+        .and_then(|s| verification::SignOn::of(&s.record))
+        && verification::carries_over(&visit.tenant, on, now()).await?
     {
-        let on = verification::SignOn {
-            user_id: user,
-            auth_time: at,
-            idp: s.record.idp.as_deref(),
-            amr: s.record.amr.as_deref(),
-        };
         verification::resume_session(&visit.tenant, &key, on, &[]).await?;
     }
     Ok(Usable::Enter(key))
