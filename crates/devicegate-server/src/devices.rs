@@ -78,10 +78,13 @@ pub async fn sign_out(
     user_id: &str,
     id: &str,
 ) -> Result<bool, StepError> {
-    let theirs = list(tenant, user_id)
+    // Theirs: one of their live families (no client names needed for that).
+    let theirs = tenant
+        .store
+        .list_families(user_id, now())
         .await?
         .iter()
-        .any(|d| d.token.family_id == id);
+        .any(|t| t.family_id == id);
     if !theirs {
         return Ok(false);
     }

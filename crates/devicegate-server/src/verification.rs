@@ -652,13 +652,18 @@ pub struct PersonFactors {
 }
 
 pub async fn person_factors(tenant: &Tenant, user_id: &str) -> Result<PersonFactors, StepError> {
-    let totp = match tenant.store.get_totp(user_id).await {
-        Ok(t) => t.confirmed,
-        Err(StoreError::NotFound) => false,
-        Err(e) => return Err(e.into()),
-    };
+    let totp = totp_confirmed(tenant, user_id).await?;
     let passkeys = !tenant.store.list_passkeys(user_id).await?.is_empty();
     Ok(PersonFactors { totp, passkeys })
+}
+
+/// Whether the person has a confirmed one-time-code authenticator.
+pub async fn totp_confirmed(tenant: &Tenant, user_id: &str) -> Result<bool, StepError> {
+    match tenant.store.get_totp(user_id).await {
+        Ok(t) => Ok(t.confirmed),
+        Err(StoreError::NotFound) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The second factors a flow waiting for one may be answered with: `totp` and

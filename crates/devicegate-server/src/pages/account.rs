@@ -97,9 +97,9 @@ struct Shown<'a> {
 async fn render(visit: &Visit, person: &Person, status: StatusCode, shown: Shown<'_>) -> Response {
     let t = &visit.pages().t;
     let store = &visit.tenant.store;
-    let (passkeys, held, left) = match (
+    let (passkeys, totp_on, left) = match (
         store.list_passkeys(&person.user.id).await,
-        verification::person_factors(&visit.tenant, &person.user.id).await,
+        verification::totp_confirmed(&visit.tenant, &person.user.id).await,
         store.count_recovery_codes(&person.user.id).await,
     ) {
         (Ok(p), Ok(h), Ok(n)) => (p, h, n),
@@ -133,8 +133,8 @@ async fn render(visit: &Visit, person: &Person, status: StatusCode, shown: Shown
         notice => shown.notice,
         error => shown.error,
         passkey_list => passkeys,
-        totp_on => held.totp,
-        totp_status => if held.totp { t.totp_on.replace("{n}", &left.to_string()) } else { t.totp_off.to_owned() },
+        totp_on,
+        totp_status => if totp_on { t.totp_on.replace("{n}", &left.to_string()) } else { t.totp_off.to_owned() },
         enrolment => shown.enrolment.as_ref().map(|e| context! { secret => e.secret }),
         qr => qr.map(Value::from_safe_string),
         recovery_codes => shown.recovery_codes,
@@ -404,8 +404,8 @@ pub(super) async fn new_recovery_codes(visit: Visit, body: Bytes) -> Response {
         Ok(p) => p,
         Err(page) => return page,
     };
-    match verification::person_factors(&visit.tenant, &person.user.id).await {
-        Ok(h) if h.totp => {}
+    match verification::totp_confirmed(&visit.tenant, &person.user.id).await {
+        Ok(true) => {}
         Ok(_) => return visit.see_other("/account/security"),
         Err(e) => return visit.step_error(e),
     }
