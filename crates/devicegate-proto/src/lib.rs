@@ -381,6 +381,24 @@ pub struct FlowDevice {
     /// The client's proximity policy: `off`, `warn`, `same_network` (approval refused from
     /// elsewhere).
     pub proximity: String,
+    /// Where the device is, when the server has a GeoIP database that knows its address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Place>,
+    /// Where the person asking is, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_location: Option<Place>,
+}
+
+/// A place from the server's GeoIP database, named in the request's language.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Place {
+    /// ISO 3166-1 alpha-2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
 }
 
 /// A device a person approved that still holds access (`GET /api/v1/account/devices`): one

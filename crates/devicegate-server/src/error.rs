@@ -18,6 +18,8 @@ pub struct OAuthError {
     pub www_authenticate: Option<String>,
     /// Seconds for `Retry-After` on 429s.
     pub retry_after: Option<u64>,
+    /// The description is already in the request's language (see [`crate::i18n`]).
+    pub localized: bool,
 }
 
 impl OAuthError {
@@ -27,6 +29,7 @@ impl OAuthError {
             body: ErrorResponse::new(code, description),
             www_authenticate: None,
             retry_after: None,
+            localized: false,
         }
     }
 
@@ -135,7 +138,15 @@ impl From<StoreError> for OAuthError {
 }
 
 impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        // Where the request chose a language (the flows API), a description written for
+        // developers becomes one the person can read.
+        if !self.localized
+            && let Some(t) = crate::i18n::current()
+        {
+            self.body.error_description =
+                Some(t.describe(self.body.error, self.body.error_description.as_deref()));
+        }
         let mut res = (self.status, Json(self.body)).into_response();
         if let Some(v) = self
             .www_authenticate

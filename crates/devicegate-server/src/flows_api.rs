@@ -24,15 +24,20 @@ use crate::extract::ClientAddr;
 use crate::tenant::Tenant;
 use crate::upstream::{self, UpstreamError};
 use crate::verification::{self, StepError};
-use crate::{AppState, Settings, now};
+use crate::{AppState, now};
 
-pub fn router(settings: &Settings) -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
+    let settings = &state.settings;
     let routes = Router::new()
         .route("/api/v1/flows", post(create))
         .route("/api/v1/flows/{id}", post(act).get(read))
         .route("/api/v1/sessions/end", post(end_session))
         .merge(crate::devices::router())
-        .method_not_allowed_fallback(crate::error::method_not_allowed);
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            speak_the_asked_language,
+        ));
     // No CORS unless the operator lists origins: the API then serves exactly those.
     let origins: Vec<HeaderValue> = settings
         .cors_allowed_origins
@@ -53,8 +58,27 @@ pub fn router(settings: &Settings) -> Router<AppState> {
     }
 }
 
+/// Answers the request in the language its `Accept-Language` asks for (the operator's pin
+/// first): the API's `error_description`s are for the person, shown by custom UIs.
+async fn speak_the_asked_language(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let t = state.i18n.pick(req.headers().get(header::ACCEPT_LANGUAGE));
+    let lang = HeaderValue::from_str(&t.lang).ok();
+    let mut res = crate::i18n::speaking(t, next.run(req)).await;
+    if let Some(lang) = lang {
+        res.headers_mut().insert(header::CONTENT_LANGUAGE, lang);
+    }
+    res.headers_mut()
+        .append(header::VARY, HeaderValue::from_static("accept-language"));
+    res
+}
+
 impl From<StepError> for OAuthError {
     fn from(e: StepError) -> Self {
+        let t = crate::i18n::current();
         let (status, code) = match &e {
             StepError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             StepError::InvalidCredentials => {
@@ -76,19 +100,16 @@ impl From<StepError> for OAuthError {
                 retry_after,
                 sign_on_first,
             } => {
-                let mut err = if *sign_on_first {
-                    OAuthError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        ErrorCode::SignOnRequired,
-                        "code entry is paused for anyone not signed on; sign on first, then enter the code",
-                    )
-                } else {
-                    OAuthError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        ErrorCode::SlowDown,
-                        e.to_string(),
-                    )
+                let code = match sign_on_first {
+                    true => ErrorCode::SignOnRequired,
+                    false => ErrorCode::SlowDown,
                 };
+                let mut err = OAuthError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    code,
+                    describe(&e, t.as_deref()),
+                );
+                err.localized = true;
                 err.retry_after = Some(retry_after.as_secs().max(1));
                 return err;
             }
@@ -98,7 +119,9 @@ impl From<StepError> for OAuthError {
                     (StatusCode::CONFLICT, ErrorCode::InvalidAction)
                 }
                 FlowError::WrongCode { attempts_left } => {
-                    let mut err = OAuthError::bad(ErrorCode::InvalidUserCode, e.to_string());
+                    let mut err =
+                        OAuthError::bad(ErrorCode::InvalidUserCode, describe(&e, t.as_deref()));
+                    err.localized = true;
                     err.body.attempts_left = Some(*attempts_left);
                     return err;
                 }
@@ -108,11 +131,48 @@ impl From<StepError> for OAuthError {
                 }
             },
         };
-        OAuthError::new(status, code, e.to_string())
+        let mut err = OAuthError::new(status, code, describe(&e, t.as_deref()));
+        err.localized = true;
+        err
+    }
+}
+
+/// A step's error in the request's language (the flows API's), English otherwise.
+fn describe(e: &StepError, t: Option<&crate::i18n::Strings>) -> String {
+    let Some(t) = t else {
+        return e.to_string();
+    };
+    match e {
+        StepError::NotFound => t.api_not_found.clone(),
+        StepError::InvalidCredentials => t.bad_credentials.clone(),
+        StepError::InvalidSession => t.api_invalid_session.clone(),
+        StepError::PasswordsOff => t.passwords_off.clone(),
+        StepError::PasskeysOff => t.passkeys_off.clone(),
+        StepError::FarAway => t.proximity_refused.clone(),
+        StepError::CodeNotConfirmed => t.confirm_code_missing.clone(),
+        StepError::Busy => t.api_busy.clone(),
+        StepError::Unavailable => t.unavailable.clone(),
+        StepError::Internal => t.internal.clone(),
+        StepError::Limited {
+            sign_on_first: true,
+            ..
+        } => t.api_sign_on_first.clone(),
+        StepError::Limited { retry_after, .. } => t.too_many(retry_after.as_secs().max(1)),
+        StepError::Flow(f) => match f {
+            FlowError::Expired => t.expired_flow.clone(),
+            FlowError::WrongStatus(_) | FlowError::Held => t.api_not_now.clone(),
+            FlowError::WrongCode { attempts_left } => {
+                t.then(&t.wrong_code, &t.attempts_left(*attempts_left))
+            }
+            FlowError::CodeExpired => t.expired_code.clone(),
+            FlowError::CodeUsed => t.used_code.clone(),
+            FlowError::CodeClaimed => t.claimed_code.clone(),
+        },
     }
 }
 
 async fn view(
+    state: &AppState,
     tenant: &Tenant,
     flow_id: &str,
     flow: devicegate_core::flow::Flow,
@@ -122,12 +182,18 @@ async fn view(
     let described = verification::describe(tenant, flow).await?;
     let mut view = described.view(flow_id);
     if let Some(g) = &described.grant {
+        let lang = crate::i18n::current().map_or_else(|| "en".to_owned(), |t| t.lang.clone());
         view.device = Some(devicegate_proto::FlowDevice {
             ip: g.requester.ip.clone(),
             relation: crate::proximity::relate(g.requester.ip.as_deref(), ip)
                 .as_str()
                 .to_owned(),
             proximity: described.proximity.clone(),
+            location: g.requester.ip.as_deref().and_then(|d| {
+                let d = d.parse().ok()?;
+                state.geoip.locate(d, &lang)
+            }),
+            approver_location: state.geoip.locate(ip, &lang),
         });
     }
     if !offered.is_empty() {
@@ -149,20 +215,21 @@ async fn create(
     }
     let (secret, flow) = verification::start(&state, &tenant, ip).await?;
     let id = secret.expose();
-    let body = view(&tenant, id, flow, ip).await?;
+    let body = view(&state, &tenant, id, flow, ip).await?;
     let location = HeaderValue::from_str(&format!("{}/api/v1/flows/{id}", tenant.base))
         .map_err(|_| OAuthError::internal())?;
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], body).into_response())
 }
 
 async fn read(
+    State(state): State<AppState>,
     Extension(tenant): Extension<Arc<Tenant>>,
     ClientAddr(ip): ClientAddr,
     Path(params): Path<HashMap<String, String>>,
 ) -> Result<Json<devicegate_proto::FlowView>, OAuthError> {
     let id = params.get("id").cloned().unwrap_or_default();
     let flow = verification::load(&tenant, &key(&id), now()).await?;
-    view(&tenant, &id, flow, ip).await
+    view(&state, &tenant, &id, flow, ip).await
 }
 
 /// `{"session": "dga_…"}`: ends a session a `sign_on` kept. 204 whether or not it existed.
@@ -210,7 +277,7 @@ async fn act(
         }
         FlowAction::TotpEnroll {} => {
             let (flow, enrolment) = verification::totp_enroll(&tenant, &key).await?;
-            let Json(mut body) = view(&tenant, &id, flow, ip).await?;
+            let Json(mut body) = view(&state, &tenant, &id, flow, ip).await?;
             body.totp_enrolment = Some(enrolment);
             return Ok(Json(body).into_response());
         }
@@ -230,7 +297,7 @@ async fn act(
         FlowAction::WebauthnOptions {} => {
             let options = crate::passkeys::sign_in_options(&state, &tenant, &key).await?;
             let flow = verification::load(&tenant, &key, now()).await?;
-            let Json(mut body) = view(&tenant, &id, flow, ip).await?;
+            let Json(mut body) = view(&state, &tenant, &id, flow, ip).await?;
             body.webauthn_options =
                 Some(serde_json::to_value(options).map_err(|_| OAuthError::internal())?);
             return Ok(Json(body).into_response());
@@ -252,7 +319,7 @@ async fn act(
             verification::consent(&state, &tenant, &key, accept, ip, true).await?
         }
     };
-    Ok(view(&tenant, &id, flow, ip).await?.into_response())
+    Ok(view(&state, &tenant, &id, flow, ip).await?.into_response())
 }
 
 /// The flow after a completed sign-on, with the session kept for later flows
@@ -269,7 +336,7 @@ async fn kept(
         true => None,
         false => Some(verification::keep_sign_on(state, tenant, &flow).await?),
     };
-    let Json(mut body) = view(tenant, id, flow, ip).await?;
+    let Json(mut body) = view(state, tenant, id, flow, ip).await?;
     body.session = session.map(|s| s.expose().to_owned());
     Ok(body)
 }
@@ -310,7 +377,7 @@ async fn upstream_start(
             ),
         })?;
     let flow = verification::load(tenant, key, now()).await?;
-    let Json(mut body) = view(tenant, id, flow, ip).await?;
+    let Json(mut body) = view(state, tenant, id, flow, ip).await?;
     body.authorization_url = Some(started.authorization_url);
     let mut res = Json(body).into_response();
     res.headers_mut().append(

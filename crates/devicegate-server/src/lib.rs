@@ -25,6 +25,7 @@ mod error;
 mod extract;
 pub mod factors;
 mod flows_api;
+pub mod i18n;
 mod json;
 pub mod keys;
 pub mod limits;
@@ -103,6 +104,13 @@ pub struct Settings {
     pub branding: Branding,
     /// A directory whose templates replace the built-in ones of the same name.
     pub templates_dir: Option<std::path::PathBuf>,
+    /// One language for every page and flows-API message, whatever the browser asks for.
+    pub language: Option<String>,
+    /// A directory of `<lang>.ftl` files whose messages replace or add to the built-in ones.
+    pub locales_dir: Option<std::path::PathBuf>,
+    /// A MaxMind-format (GeoIP2 / GeoLite2 City or Country) database: where devices and
+    /// approvers are, in words, on the consent page and in the flows API.
+    pub geoip_database: Option<std::path::PathBuf>,
     /// Timeouts and the per-address cap of client connections, and the shutdown drain.
     pub connections: ConnectionLimits,
 }
@@ -152,6 +160,9 @@ impl Default for Settings {
             limits: limits::LimitSettings::default(),
             branding: Branding::default(),
             templates_dir: None,
+            language: None,
+            locales_dir: None,
+            geoip_database: None,
             connections: ConnectionLimits::default(),
         }
     }
@@ -176,6 +187,8 @@ pub struct Inner {
     clients: client_auth::ClientCache,
     tenants: tenant::Tenants,
     pages: pages::Pages,
+    pub i18n: i18n::Catalog,
+    pub geoip: proximity::GeoIp,
 }
 
 impl std::ops::Deref for AppState {
@@ -195,6 +208,11 @@ impl AppState {
         let limits = limits::Limits::default();
         let pages = pages::Pages::new(&settings)?;
         let passkeys = passkeys::Passkeys::new(&settings);
+        let i18n = i18n::Catalog::new(
+            settings.language.as_deref(),
+            settings.locales_dir.as_deref(),
+        )?;
+        let geoip = proximity::GeoIp::open(settings.geoip_database.as_deref())?;
         let state = AppState(Arc::new(Inner {
             settings,
             store,
@@ -207,6 +225,8 @@ impl AppState {
             clients: client_auth::ClientCache::default(),
             tenants: tenant::Tenants::default(),
             pages,
+            i18n,
+            geoip,
         }));
         let default = state
             .store
@@ -230,6 +250,10 @@ pub enum StartError {
     Keys(#[from] devicegate_core::keys::KeyError),
     #[error("templates: {0}")]
     Templates(String),
+    #[error("languages: {0}")]
+    Languages(String),
+    #[error("GeoIP database: {0}")]
+    GeoIp(String),
 }
 
 /// The wall clock, read only here.
@@ -241,7 +265,8 @@ pub fn now() -> Timestamp {
 }
 
 /// The routes every tenant has, under its own prefix.
-fn tenant_routes(settings: &Settings) -> Router<AppState> {
+fn tenant_routes(state: &AppState) -> Router<AppState> {
+    let settings = &state.settings;
     let no_store = SetResponseHeaderLayer::overriding(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-store"),
@@ -260,7 +285,7 @@ fn tenant_routes(settings: &Settings) -> Router<AppState> {
         .merge(dialects::idcs::router())
         .merge(dialects::ocient::router())
         .method_not_allowed_fallback(error::method_not_allowed)
-        .merge(flows_api::router(settings))
+        .merge(flows_api::router(state))
         .layer(pragma)
         .layer(no_store);
     Router::new()
@@ -287,7 +312,7 @@ fn tenant_routes(settings: &Settings) -> Router<AppState> {
 /// `/t/{tenant}`, and the PingOne dialect's under `/{envID}`.
 pub fn router(state: AppState) -> Router {
     use axum::middleware::from_fn_with_state;
-    let scoped = tenant_routes(&state.settings);
+    let scoped = tenant_routes(&state);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

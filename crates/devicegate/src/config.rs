@@ -144,6 +144,18 @@ pub struct Keys {
     /// Directory of templates replacing the built-in pages of the same name [default: none]
     #[arg(long, global = true, env = "DEVICEGATE_TEMPLATES_DIR")]
     pub templates_dir: Option<std::path::PathBuf>,
+    /// One language for every page and flows-API message, whatever the browser asks for
+    /// (en, de, fr, es, pt, ja, or one added in locales_dir) [default: the browser's]
+    #[arg(long, global = true, env = "DEVICEGATE_LANGUAGE")]
+    pub language: Option<String>,
+    /// Directory of <lang>.ftl files whose messages replace the built-in ones, or add a
+    /// language [default: none]
+    #[arg(long, global = true, env = "DEVICEGATE_LOCALES_DIR")]
+    pub locales_dir: Option<std::path::PathBuf>,
+    /// A MaxMind-format GeoIP2/GeoLite2 City or Country database: the consent page and the
+    /// flows API say where the device and the approver are [default: none]
+    #[arg(long, global = true, env = "DEVICEGATE_GEOIP_DATABASE")]
+    pub geoip_database: Option<std::path::PathBuf>,
     /// Seconds a client has to send a request head, from connecting or from the request's
     /// first byte; slower clients are disconnected [default: 10]
     #[arg(long, global = true, env = "DEVICEGATE_HEADER_READ_TIMEOUT_SECS")]
@@ -264,6 +276,9 @@ impl Keys {
             logo_file: self.logo_file.or(file.logo_file),
             accent_color: self.accent_color.or(file.accent_color),
             templates_dir: self.templates_dir.or(file.templates_dir),
+            language: self.language.or(file.language),
+            locales_dir: self.locales_dir.or(file.locales_dir),
+            geoip_database: self.geoip_database.or(file.geoip_database),
             header_read_timeout_secs: self
                 .header_read_timeout_secs
                 .or(file.header_read_timeout_secs),
@@ -475,6 +490,14 @@ impl Keys {
                 }
                 other => other.clone(),
             },
+            language: self.language.clone(),
+            locales_dir: match &self.locales_dir {
+                Some(dir) if !dir.is_dir() => {
+                    bail!("locales_dir {} is not a directory", dir.display())
+                }
+                other => other.clone(),
+            },
+            geoip_database: self.geoip_database.clone(),
             connections: ConnectionLimits {
                 header_read_timeout: secs(
                     self.header_read_timeout_secs,

@@ -95,7 +95,7 @@ struct Shown<'a> {
 }
 
 async fn render(visit: &Visit, person: &Person, status: StatusCode, shown: Shown<'_>) -> Response {
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     let store = &visit.tenant.store;
     let (passkeys, totp_on, left) = match (
         store.list_passkeys(&person.user.id).await,
@@ -111,18 +111,18 @@ async fn render(visit: &Visit, person: &Person, status: StatusCode, shown: Shown
         .iter()
         .map(|p| {
             let used = match p.last_used_at {
-                Some(at) => t.passkey_used.replace("{date}", &day(at)),
+                Some(at) => t.passkey_used(day(at)),
                 None => t.passkey_never_used.to_owned(),
             };
             let kind = if p.backup_eligible {
-                t.passkey_synced
+                &t.passkey_synced
             } else {
-                t.passkey_device_bound
+                &t.passkey_device_bound
             };
             context! {
                 id => p.id,
                 name => p.name,
-                facts => format!("{} · {used} · {kind}", t.passkey_created.replace("{date}", &day(p.created_at))),
+                facts => format!("{} · {used} · {kind}", t.passkey_created(day(p.created_at))),
             }
         })
         .collect();
@@ -134,7 +134,7 @@ async fn render(visit: &Visit, person: &Person, status: StatusCode, shown: Shown
         error => shown.error,
         passkey_list => passkeys,
         totp_on,
-        totp_status => if totp_on { t.totp_on.replace("{n}", &left.to_string()) } else { t.totp_off.to_owned() },
+        totp_status => if totp_on { t.totp_on(left) } else { t.totp_off.to_owned() },
         enrolment => shown.enrolment.as_ref().map(|e| context! { secret => e.secret }),
         qr => qr.map(Value::from_safe_string),
         recovery_codes => shown.recovery_codes,
@@ -142,7 +142,7 @@ async fn render(visit: &Visit, person: &Person, status: StatusCode, shown: Shown
     visit.render(
         status,
         "account.html",
-        t.account_title,
+        &t.account_title,
         ctx,
         Some(&person.user.username),
     )
@@ -151,11 +151,11 @@ async fn render(visit: &Visit, person: &Person, status: StatusCode, shown: Shown
 /// The page for a browser not signed in (or signed in too long ago for a change): a button
 /// that starts a sign-in for this page.
 fn sign_in_first(visit: &Visit, status: StatusCode, notice: &str) -> Response {
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     visit.render(
         status,
         "account.html",
-        t.account_title,
+        &t.account_title,
         context! { signed_in_here => false, notice },
         None,
     )
@@ -167,19 +167,19 @@ pub(super) async fn page(mut visit: Visit, RawQuery(query): RawQuery) -> Respons
         // A pre-session: the sign-in button's anti-CSRF token, nothing stored.
         visit.session = Some(Session::start(&visit.state, &visit.tenant));
     }
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     let person = match person(&visit).await {
         Ok(Some(p)) => p,
-        Ok(None) => return sign_in_first(&visit, StatusCode::OK, t.account_signin_help),
+        Ok(None) => return sign_in_first(&visit, StatusCode::OK, &t.account_signin_help),
         Err(e) => return visit.step_error(e),
     };
     let done = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "done")
         .map(|(_, v)| v.into_owned());
     let notice = match done.as_deref() {
-        Some("added") => Some(t.passkey_added),
-        Some("removed") => Some(t.passkey_removed),
-        Some("renamed") => Some(t.passkey_renamed),
+        Some("added") => Some(t.passkey_added.as_str()),
+        Some("removed") => Some(t.passkey_removed.as_str()),
+        Some("renamed") => Some(t.passkey_renamed.as_str()),
         _ => None,
     };
     let shown = Shown {
@@ -217,14 +217,18 @@ async fn changer(visit: &Visit, form: &PageForm) -> Result<Person, Response> {
     if let Some(page) = visit.refusal(form) {
         return Err(page);
     }
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     match person(visit).await {
         Ok(Some(p)) if p.fresh => Ok(p),
-        Ok(Some(_)) => Err(sign_in_first(visit, StatusCode::FORBIDDEN, t.account_stale)),
+        Ok(Some(_)) => Err(sign_in_first(
+            visit,
+            StatusCode::FORBIDDEN,
+            &t.account_stale,
+        )),
         Ok(None) => Err(sign_in_first(
             visit,
             StatusCode::UNAUTHORIZED,
-            t.account_signin_help,
+            &t.account_signin_help,
         )),
         Err(e) => Err(visit.step_error(e)),
     }
@@ -275,7 +279,7 @@ pub(super) async fn add_passkey(mut visit: Visit, body: Bytes) -> Response {
         }
         Err(_) => Err(StepError::InvalidCredentials),
     };
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     match result {
         Ok(p) => {
             let method = if p.backup_eligible { "swk" } else { "hwk" };
@@ -286,7 +290,7 @@ pub(super) async fn add_passkey(mut visit: Visit, body: Bytes) -> Response {
         }
         Err(StepError::InvalidCredentials) => {
             let shown = Shown {
-                error: Some(t.passkey_add_failed),
+                error: Some(&t.passkey_add_failed),
                 ..Shown::default()
             };
             render(&visit, &person, StatusCode::BAD_REQUEST, shown).await
@@ -369,7 +373,7 @@ pub(super) async fn totp_confirm(mut visit: Visit, body: Bytes) -> Response {
         Err(page) => return page,
     };
     let code = form.get("code").unwrap_or("");
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     match verification::check_totp_for(&visit.state, &visit.tenant, &person.user, code, visit.ip)
         .await
     {
@@ -377,9 +381,9 @@ pub(super) async fn totp_confirm(mut visit: Visit, body: Bytes) -> Response {
             if let Err(e) = add_to_sign_on(&mut visit, "otp").await {
                 return visit.step_error(e);
             }
-            let t = &visit.pages().t;
+            let t = visit.t.clone();
             let shown = Shown {
-                notice: Some(t.totp_enrolled),
+                notice: Some(&t.totp_enrolled),
                 recovery_codes,
                 ..Shown::default()
             };
@@ -387,7 +391,7 @@ pub(super) async fn totp_confirm(mut visit: Visit, body: Bytes) -> Response {
         }
         Err(StepError::InvalidCredentials) => {
             let shown = Shown {
-                error: Some(t.wrong_factor),
+                error: Some(&t.wrong_factor),
                 ..Shown::default()
             };
             render(&visit, &person, StatusCode::UNAUTHORIZED, shown).await
@@ -455,19 +459,19 @@ pub(super) async fn link_page(mut visit: Visit, RawQuery(query): RawQuery) -> Re
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     match link(&visit, &token).await {
         Ok(Some((_, user))) => visit.render(
             StatusCode::OK,
             "account.html",
-            t.link_title,
+            &t.link_title,
             context! {
                 link_token => token,
-                notice => t.link_help.replace("{name}", &user.username),
+                notice => t.link_help(user.username.clone()),
             },
             None,
         ),
-        Ok(None) => visit.message(StatusCode::GONE, t.link_title, t.link_dead),
+        Ok(None) => visit.message(StatusCode::GONE, &t.link_title, &t.link_dead),
         Err(e) => visit.step_error(e),
     }
 }
@@ -480,16 +484,16 @@ pub(super) async fn follow_link(mut visit: Visit, body: Bytes) -> Response {
     if let Some(page) = visit.refusal(&form) {
         return page;
     }
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     let (record, user) = match link(&visit, form.get("token").unwrap_or("")).await {
         Ok(Some(found)) => found,
-        Ok(None) => return visit.message(StatusCode::GONE, t.link_title, t.link_dead),
+        Ok(None) => return visit.message(StatusCode::GONE, &t.link_title, &t.link_dead),
         Err(e) => return visit.step_error(e),
     };
     match visit.tenant.store.delete_session(&record).await {
         Ok(()) => {}
         Err(StoreError::NotFound) => {
-            return visit.message(StatusCode::GONE, t.link_title, t.link_dead);
+            return visit.message(StatusCode::GONE, &t.link_title, &t.link_dead);
         }
         Err(e) => return visit.step_error(e.into()),
     }
@@ -520,7 +524,7 @@ async fn devices_page(
     notice: Option<&str>,
     confirm: Option<Value>,
 ) -> Response {
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     let devices = match crate::devices::list(&visit.tenant, &person.user.id).await {
         Ok(d) => d,
         Err(e) => return visit.step_error(e),
@@ -536,17 +540,17 @@ async fn devices_page(
         .iter()
         .map(|d| {
             let active = match d.last_refreshed_at() {
-                Some(at) => t.device_active.replace("{date}", &day(at)),
+                Some(at) => t.device_active(day(at)),
                 None => t.device_never_refreshed.to_owned(),
             };
             context! {
                 id => d.token.family_id,
                 name => d.client_name,
-                facts => t
-                    .device_facts
-                    .replace("{approved}", &day(d.token.family_started_at))
-                    .replace("{active}", &active)
-                    .replace("{ip}", d.token.requester_ip.as_deref().unwrap_or(t.unknown_device)),
+                facts => t.device_facts(
+                    day(d.token.family_started_at),
+                    active,
+                    d.token.requester_ip.clone().unwrap_or_else(|| t.unknown_device.clone()),
+                ),
                 agent => d.token.requester_agent,
                 scopes => super::in_reading_order(d.token.scopes.iter())
                     .map(|s| t.scope(s))
@@ -558,7 +562,7 @@ async fn devices_page(
     visit.render(
         status,
         "devices.html",
-        t.devices_title,
+        &t.devices_title,
         context! { signed_in_here => true, devices => shown, notice, confirm },
         Some(&person.user.username),
     )
@@ -570,18 +574,18 @@ pub(super) async fn devices(mut visit: Visit, RawQuery(query): RawQuery) -> Resp
     if visit.session.is_none() {
         visit.session = Some(Session::start(&visit.state, &visit.tenant));
     }
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     let done = query.as_deref() == Some("done=signed-out");
     match person(&visit).await {
         Ok(Some(p)) => {
-            let notice = done.then_some(t.device_signed_out);
+            let notice = done.then_some(t.device_signed_out.as_str());
             devices_page(&visit, &p, StatusCode::OK, notice, None).await
         }
         Ok(None) => visit.render(
             StatusCode::OK,
             "devices.html",
-            t.devices_title,
-            context! { signed_in_here => false, notice => t.account_signin_help },
+            &t.devices_title,
+            context! { signed_in_here => false, notice => &t.account_signin_help },
             None,
         ),
         Err(e) => visit.step_error(e),
@@ -596,7 +600,7 @@ pub(super) async fn sign_device_out(visit: Visit, body: Bytes) -> Response {
     if let Some(page) = visit.refusal(&form) {
         return page;
     }
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     let person = match person(&visit).await {
         Ok(Some(p)) => p,
         Ok(None) => return visit.see_other("/account/devices"),
@@ -612,7 +616,7 @@ pub(super) async fn sign_device_out(visit: Visit, body: Bytes) -> Response {
             &visit,
             &person,
             StatusCode::NOT_FOUND,
-            Some(t.device_gone),
+            Some(&t.device_gone),
             None,
         )
         .await;
@@ -620,7 +624,7 @@ pub(super) async fn sign_device_out(visit: Visit, body: Bytes) -> Response {
     if form.get("confirm") != Some("yes") {
         let confirm = context! {
             id => id,
-            question => t.device_confirm.replace("{name}", &device.client_name),
+            question => t.device_confirm(device.client_name.clone()),
         };
         return devices_page(&visit, &person, StatusCode::OK, None, Some(confirm)).await;
     }

@@ -9,7 +9,6 @@
 mod account;
 mod passkey;
 mod session;
-mod strings;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -30,12 +29,12 @@ use minijinja::{Environment, Value, context};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::extract::{ClientAddr, MAX_FORM_PARAMS};
+use crate::i18n::Strings;
 use crate::tenant::Tenant;
 use crate::upstream::{self, UpstreamError};
 use crate::verification::{self, Described, StepError};
 use crate::{AppState, Settings, StartError, now};
 use session::{Session, SessionCookie};
-pub use strings::Strings;
 
 const TEMPLATES: [(&str, &str); 9] = [
     ("base.html", include_str!("../../templates/base.html")),
@@ -58,7 +57,6 @@ pub struct Pages {
     env: Environment<'static>,
     css: String,
     logo: (Vec<u8>, String),
-    t: Strings,
     https: bool,
 }
 
@@ -85,7 +83,6 @@ impl Pages {
             env,
             css: STYLE.replace("__ACCENT__", &brand.accent_color),
             logo,
-            t: Strings::en(),
             https: settings.issuer.starts_with("https://"),
         })
     }
@@ -171,6 +168,8 @@ struct Visit {
     cookie: SessionCookie,
     session: Option<Session>,
     ip: IpAddr,
+    /// The person's words, in the language their browser asks for.
+    t: Arc<Strings>,
     /// Origins this page's forms may lead to (`allow_providers`).
     upstream_origins: Vec<String>,
     /// The person is signing in for the account page (`?then=account`), not for a device:
@@ -188,12 +187,14 @@ impl Visit {
     ) -> Result<Visit, Response> {
         let cookie = SessionCookie::new(state.pages.https, &tenant.id);
         let session = Session::load(&state, &tenant, &cookie, headers).await;
+        let t = state.i18n.pick(headers.get(header::ACCEPT_LANGUAGE));
         let mut visit = Visit {
             state,
             tenant,
             cookie,
             session: None,
             ip,
+            t,
             upstream_origins: Vec::new(),
             for_account: false,
         };
@@ -225,7 +226,7 @@ impl Visit {
             logo => true,
         };
         let full = context! {
-            t => Value::from_serialize(&p.t),
+            t => Value::from_serialize(&*self.t),
             brand,
             title,
             csrf => self.session.as_ref().map(Session::csrf),
@@ -244,6 +245,11 @@ impl Visit {
                     html,
                 )
                     .into_response();
+                if let Ok(lang) = HeaderValue::from_str(&self.t.lang) {
+                    res.headers_mut().insert(header::CONTENT_LANGUAGE, lang);
+                }
+                res.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("accept-language"));
                 if let Some(s) = &self.session
                     && let Some(cookie) = s.set_cookie(&self.cookie)
                 {
@@ -284,19 +290,23 @@ impl Visit {
     /// A refusal page unless the POST is a form of at most [`MAX_FORM_PARAMS`] fields (400
     /// otherwise) from a session with its anti-CSRF token.
     fn refusal(&self, form: &PageForm) -> Option<Response> {
-        let t = &self.pages().t;
+        let t = self.t.clone();
         if form.too_many_fields {
-            return Some(self.message(StatusCode::BAD_REQUEST, t.bad_form_title, t.bad_form));
+            return Some(self.message(StatusCode::BAD_REQUEST, &t.bad_form_title, &t.bad_form));
         }
         let Some(s) = &self.session else {
             return Some(self.message(
                 StatusCode::BAD_REQUEST,
-                t.session_lost_title,
-                t.session_lost,
+                &t.session_lost_title,
+                &t.session_lost,
             ));
         };
         if !s.csrf_matches(form.get("csrf").unwrap_or("")) {
-            return Some(self.message(StatusCode::FORBIDDEN, t.session_lost_title, t.session_lost));
+            return Some(self.message(
+                StatusCode::FORBIDDEN,
+                &t.session_lost_title,
+                &t.session_lost,
+            ));
         }
         None
     }
@@ -307,38 +317,34 @@ impl Visit {
 
     /// The page for a step error.
     fn step_error(&self, e: StepError) -> Response {
-        let t = &self.pages().t;
+        let t = self.t.clone();
         match e {
             // The flow is over; a new one starts with the next code typed (the limits per
             // address and account still apply), and the page says so.
             StepError::Flow(FlowError::WrongCode { attempts_left: 0 }) => {
-                self.enter(StatusCode::BAD_REQUEST, Some(t.flow_failed), "")
+                self.enter(StatusCode::BAD_REQUEST, Some(&t.flow_failed), "")
             }
             StepError::Flow(FlowError::WrongCode { attempts_left }) => {
-                let error = format!(
-                    "{} {}",
-                    t.wrong_code,
-                    t.attempts_left.replace("{n}", &attempts_left.to_string())
-                );
+                let error = t.then(&t.wrong_code, &t.attempts_left(attempts_left));
                 self.enter(StatusCode::BAD_REQUEST, Some(&error), "")
             }
             StepError::Flow(FlowError::CodeExpired) => self.message(
                 StatusCode::BAD_REQUEST,
-                t.expired_code_title,
-                t.expired_code,
+                &t.expired_code_title,
+                &t.expired_code,
             ),
             StepError::Flow(FlowError::CodeUsed) => {
-                self.message(StatusCode::BAD_REQUEST, t.used_code_title, t.used_code)
+                self.message(StatusCode::BAD_REQUEST, &t.used_code_title, &t.used_code)
             }
             StepError::Flow(FlowError::CodeClaimed) => {
-                self.message(StatusCode::BAD_REQUEST, t.used_code_title, t.claimed_code)
+                self.message(StatusCode::BAD_REQUEST, &t.used_code_title, &t.claimed_code)
             }
             StepError::Flow(FlowError::Expired) | StepError::NotFound => {
-                self.message(StatusCode::GONE, t.expired_flow_title, t.expired_flow)
+                self.message(StatusCode::GONE, &t.expired_flow_title, &t.expired_flow)
             }
             StepError::Flow(FlowError::WrongStatus(status)) => self.see_other(step_path(status)),
             StepError::Flow(FlowError::Held) => {
-                self.message(StatusCode::GONE, t.dead_link_title, t.dead_link)
+                self.message(StatusCode::GONE, &t.dead_link_title, &t.dead_link)
             }
             StepError::Limited {
                 sign_on_first: true,
@@ -352,31 +358,35 @@ impl Visit {
             }
             StepError::Limited { retry_after, .. } => self.too_many(retry_after),
             StepError::PasskeysOff => {
-                self.message(StatusCode::BAD_REQUEST, t.signin_title, t.passkeys_off)
+                self.message(StatusCode::BAD_REQUEST, &t.signin_title, &t.passkeys_off)
             }
             StepError::CodeNotConfirmed => self.message(
                 StatusCode::BAD_REQUEST,
-                t.consent_title,
-                t.confirm_code_missing,
+                &t.consent_title,
+                &t.confirm_code_missing,
             ),
-            StepError::FarAway => {
-                self.message(StatusCode::FORBIDDEN, t.consent_title, t.proximity_refused)
-            }
+            StepError::FarAway => self.message(
+                StatusCode::FORBIDDEN,
+                &t.consent_title,
+                &t.proximity_refused,
+            ),
             StepError::PasswordsOff => {
-                self.message(StatusCode::BAD_REQUEST, t.signin_title, t.passwords_off)
+                self.message(StatusCode::BAD_REQUEST, &t.signin_title, &t.passwords_off)
             }
-            StepError::InvalidCredentials | StepError::InvalidSession => {
-                self.message(StatusCode::UNAUTHORIZED, t.signin_title, t.bad_credentials)
-            }
+            StepError::InvalidCredentials | StepError::InvalidSession => self.message(
+                StatusCode::UNAUTHORIZED,
+                &t.signin_title,
+                &t.bad_credentials,
+            ),
             StepError::Busy | StepError::Unavailable => self.message(
                 StatusCode::SERVICE_UNAVAILABLE,
-                t.unavailable_title,
-                t.unavailable,
+                &t.unavailable_title,
+                &t.unavailable,
             ),
             StepError::Internal => self.message(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                t.internal_title,
-                t.internal,
+                &t.internal_title,
+                &t.internal,
             ),
         }
     }
@@ -384,26 +394,26 @@ impl Visit {
     /// The page for a failed sign-in at an upstream provider: the flow is as it was, so the
     /// person can try again; the reason is in the log only.
     fn upstream_error(&self, e: UpstreamError) -> Response {
-        let t = &self.pages().t;
+        let t = self.t.clone();
         let (status, message) = match e {
             UpstreamError::Step(e) => return self.step_error(e),
-            UpstreamError::Unknown => (StatusCode::NOT_FOUND, t.upstream_unknown),
-            UpstreamError::BadState => (StatusCode::BAD_REQUEST, t.upstream_bad_state),
-            UpstreamError::Refused => (StatusCode::FORBIDDEN, t.upstream_refused),
-            UpstreamError::Unreachable => (StatusCode::BAD_GATEWAY, t.upstream_unreachable),
-            UpstreamError::Invalid => (StatusCode::BAD_GATEWAY, t.upstream_invalid),
-            UpstreamError::NotAllowed => (StatusCode::FORBIDDEN, t.upstream_not_allowed),
+            UpstreamError::Unknown => (StatusCode::NOT_FOUND, &t.upstream_unknown),
+            UpstreamError::BadState => (StatusCode::BAD_REQUEST, &t.upstream_bad_state),
+            UpstreamError::Refused => (StatusCode::FORBIDDEN, &t.upstream_refused),
+            UpstreamError::Unreachable => (StatusCode::BAD_GATEWAY, &t.upstream_unreachable),
+            UpstreamError::Invalid => (StatusCode::BAD_GATEWAY, &t.upstream_invalid),
+            UpstreamError::NotAllowed => (StatusCode::FORBIDDEN, &t.upstream_not_allowed),
         };
-        self.message(status, t.upstream_failed_title, message)
+        self.message(status, &t.upstream_failed_title, message)
     }
 
     fn too_many(&self, retry_after: Duration) -> Response {
-        let t = &self.pages().t;
+        let t = self.t.clone();
         let secs = retry_after.as_secs().max(1);
         let mut res = self.message(
             StatusCode::TOO_MANY_REQUESTS,
-            t.too_many_title,
-            &t.too_many.replace("{secs}", &secs.to_string()),
+            &t.too_many_title,
+            &t.too_many(secs),
         );
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -411,7 +421,7 @@ impl Visit {
     }
 
     fn enter(&self, status: StatusCode, error: Option<&str>, user_code: &str) -> Response {
-        let t = &self.pages().t;
+        let t = self.t.clone();
         let signed_in = self.session.as_ref().and_then(|s| s.username.as_deref());
         // A code that came in a link (`verification_uri_complete`) is marked so, and its
         // approval asks the person to confirm it against the device.
@@ -419,7 +429,7 @@ impl Visit {
         self.render(
             status,
             "enter.html",
-            t.enter_title,
+            &t.enter_title,
             context! { error, user_code, from_link },
             signed_in,
         )
@@ -591,8 +601,8 @@ pub async fn adopt_flow(
             if let Some(own) = visit.current_flow().await {
                 return visit.see_other(step_path(own.status));
             }
-            let t = &visit.pages().t;
-            return visit.message(StatusCode::GONE, t.dead_link_title, t.dead_link);
+            let t = visit.t.clone();
+            return visit.message(StatusCode::GONE, &t.dead_link_title, &t.dead_link);
         }
         Err(e) => return visit.step_error(e),
     };
@@ -719,7 +729,8 @@ async fn signin_page(mut visit: Visit) -> Response {
         // Signing in for the account page, or before a code while anonymous code entry is
         // paused (the way on then).
         Some(flow) if flow.status == FlowStatus::UserCodeRequired && flow.user_id.is_none() => {
-            let notice = (!visit.for_account).then_some(visit.pages().t.sign_in_first);
+            let t = visit.t.clone();
+            let notice = (!visit.for_account).then_some(t.sign_in_first.as_str());
             signin_form(&visit, flow, StatusCode::OK, notice, "").await
         }
         Some(flow) => visit.see_other(step_path(flow.status)),
@@ -742,7 +753,7 @@ async fn signin_form(
         Ok(u) => u,
         Err(e) => return visit.step_error(e.into()),
     };
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     let ctx = context! {
         error,
         username,
@@ -751,10 +762,10 @@ async fn signin_form(
         passwords => visit.tenant.local_passwords,
         upstreams => upstreams
             .iter()
-            .map(|u| context! { id => u.id, label => t.continue_with.replace("{name}", &u.name) })
+            .map(|u| context! { id => u.id, label => t.continue_with(u.name.clone()) })
             .collect::<Vec<_>>(),
     };
-    visit.render(status, "signin.html", t.signin_title, ctx, None)
+    visit.render(status, "signin.html", &t.signin_title, ctx, None)
 }
 
 /// `POST /device/signin`: on success the browser gets a new session id, and a mark that it
@@ -769,8 +780,8 @@ async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
         return visit.see_other("/device");
     };
     if !visit.tenant.local_passwords {
-        let t = &visit.pages().t;
-        return visit.message(StatusCode::BAD_REQUEST, t.signin_title, t.passwords_off);
+        let t = visit.t.clone();
+        return visit.message(StatusCode::BAD_REQUEST, &t.signin_title, &t.passwords_off);
     }
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("");
@@ -812,12 +823,12 @@ async fn signin(mut visit: Visit, headers: HeaderMap, body: Bytes) -> Response {
         }
         Err(StepError::InvalidCredentials) => match visit.current_flow().await {
             Some(flow) => {
-                let t = &visit.pages().t;
+                let t = visit.t.clone();
                 signin_form(
                     &visit,
                     flow,
                     StatusCode::UNAUTHORIZED,
-                    Some(t.bad_credentials),
+                    Some(&t.bad_credentials),
                     &username,
                 )
                 .await
@@ -854,7 +865,7 @@ async fn factor_form(visit: &Visit, flow: Flow, status: StatusCode, p: FactorPag
         Err(e) => return visit.step_error(e),
     };
     let qr = p.enrolment.as_ref().and_then(|e| qr_svg(&e.uri));
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     let ctx = context! {
         error => p.error,
         enroll => offered.iter().any(|o| o == "totp.enroll") || p.enrolment.is_some(),
@@ -865,7 +876,7 @@ async fn factor_form(visit: &Visit, flow: Flow, status: StatusCode, p: FactorPag
         recovery_codes => p.recovery_codes,
         next => p.next,
     };
-    visit.render(status, "factor.html", t.factor_title, ctx, None)
+    visit.render(status, "factor.html", &t.factor_title, ctx, None)
 }
 
 /// An authenticator's `otpauth://` URI as an inline SVG QR code (no script, no image fetch).
@@ -947,9 +958,9 @@ async fn factor(mut visit: Visit, body: Bytes) -> Response {
         }
         Err(StepError::InvalidCredentials) => match visit.current_flow().await {
             Some(flow) => {
-                let t = &visit.pages().t;
+                let t = visit.t.clone();
                 let p = FactorPage {
-                    error: Some(t.wrong_factor),
+                    error: Some(&t.wrong_factor),
                     ..FactorPage::default()
                 };
                 factor_form(&visit, flow, StatusCode::UNAUTHORIZED, p).await
@@ -1070,8 +1081,8 @@ async fn upstream_callback(
             }
             other => {
                 visit.session = other;
-                let t = &visit.pages().t;
-                visit.message(StatusCode::OK, t.upstream_done_title, t.upstream_done)
+                let t = visit.t.clone();
+                visit.message(StatusCode::OK, &t.upstream_done_title, &t.upstream_done)
             }
         }
     };
@@ -1102,9 +1113,9 @@ fn consent_form_with(
     status: StatusCode,
     error: Option<&str>,
 ) -> Response {
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     let Some(grant) = &d.grant else {
-        return visit.message(StatusCode::GONE, t.expired_code_title, t.expired_code);
+        return visit.message(StatusCode::GONE, &t.expired_code_title, &t.expired_code);
     };
     let ago = t.ago(grant.created_at.until(now()).as_secs());
     let ip = grant
@@ -1115,43 +1126,55 @@ fn consent_form_with(
     let code = grant.user_code.display();
     // Where the approver is, seen from the device (RFC 10027 proximity).
     let relation = crate::proximity::relate(grant.requester.ip.as_deref(), visit.ip);
+    use crate::proximity::Relation;
     let (near, far) = match relation {
-        crate::proximity::Relation::SameAddress => {
-            (Some(t.proximity_same_address.replace("{ip}", &ip)), false)
-        }
-        crate::proximity::Relation::SameNetwork => {
-            (Some(t.proximity_same_network.replace("{ip}", &ip)), false)
-        }
-        crate::proximity::Relation::Elsewhere => (
-            Some(
-                t.proximity_elsewhere
-                    .replace("{ip}", &ip)
-                    .replace("{you}", &visit.ip.to_canonical().to_string()),
-            ),
+        Relation::SameAddress => (Some(t.proximity_same_address(ip.clone())), false),
+        Relation::SameNetwork => (Some(t.proximity_same_network(ip.clone())), false),
+        Relation::Elsewhere => (
+            Some(t.proximity_elsewhere(ip.clone(), visit.ip.to_canonical().to_string())),
             true,
         ),
-        crate::proximity::Relation::Unknown => (None, false),
+        Relation::Unknown => (None, false),
+    };
+    // Where both are, in words, when the operator's GeoIP database knows (not needed when
+    // they share a network).
+    let places = match relation {
+        Relation::SameAddress | Relation::SameNetwork => None,
+        Relation::Elsewhere | Relation::Unknown => places(visit, grant.requester.ip.as_deref()),
     };
     let ctx = context! {
         error,
         from_link => d.flow.from_link,
         proximity_note => near,
+        places,
         far_warn => far && d.proximity == "warn",
         far_refused => far && d.proximity == "same_network",
         client_name => d.client_name.clone().unwrap_or_else(|| grant.client_id.clone()),
         user_code => code,
         user_code_spelled => grant.user_code.canonical().chars().map(String::from).collect::<Vec<_>>().join(" "),
         scopes => in_reading_order(grant.scopes.iter()).map(|s| t.scope(s)).collect::<Vec<_>>(),
-        origin => t.consent_origin.replace("{ago}", &ago).replace("{ip}", &ip),
+        origin => t.consent_origin(ago, ip.clone()),
         user_agent => grant.requester.user_agent.clone().unwrap_or_default(),
     };
     visit.render(
         status,
         "consent.html",
-        t.consent_title,
+        &t.consent_title,
         ctx,
         d.username.as_deref(),
     )
+}
+
+/// "This device is in Lisbon, Portugal. You are in Oslo, Norway.", from the GeoIP database;
+/// `None` when it does not know where the device is.
+fn places(visit: &Visit, device: Option<&str>) -> Option<String> {
+    let geo = &visit.state.geoip;
+    let device = device.and_then(|d| d.parse::<IpAddr>().ok())?;
+    let t = &visit.t;
+    let there = t.place(&geo.locate(device, &t.lang)?)?;
+    let here = geo.locate(visit.ip, &t.lang).and_then(|p| t.place(&p));
+    let here = here.map_or_else(|| t.geo_unknown.clone(), |h| t.geo_you_in(h));
+    Some(t.then(&t.geo_device_in(there), &here))
 }
 
 /// Identity first, then what the device may read, then how long it stays; others after.
@@ -1197,12 +1220,12 @@ async fn decide(visit: Visit, body: Bytes) -> Response {
         Err(StepError::CodeNotConfirmed) => match visit.current_flow().await {
             Some(flow) => match verification::describe(&visit.tenant, flow).await {
                 Ok(d) => {
-                    let t = &visit.pages().t;
+                    let t = visit.t.clone();
                     consent_form_with(
                         &visit,
                         &d,
                         StatusCode::BAD_REQUEST,
-                        Some(t.confirm_code_missing),
+                        Some(&t.confirm_code_missing),
                     )
                 }
                 Err(e) => visit.step_error(e),
@@ -1225,10 +1248,10 @@ async fn done_page(visit: Visit) -> Response {
         Err(StoreError::NotFound) => return visit.see_other("/device"),
         Err(e) => return visit.step_error(e.into()),
     };
-    let t = &visit.pages().t;
+    let t = visit.t.clone();
     let (title, result) = match flow.result {
-        Some(FlowResult::Approved) => (t.approved_title, "approved"),
-        _ => (t.denied_title, "denied"),
+        Some(FlowResult::Approved) => (&t.approved_title, "approved"),
+        _ => (&t.denied_title, "denied"),
     };
     let signed_in = visit.session.as_ref().and_then(|s| s.username.as_deref());
     visit.render(

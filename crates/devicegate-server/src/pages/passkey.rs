@@ -82,11 +82,11 @@ pub(super) async fn sign_in(mut visit: Visit, body: Bytes) -> Response {
             visit.see_other(&visit.next(flow.status))
         }
         Err(StepError::InvalidCredentials) => {
-            let t = &visit.pages().t;
+            let t = visit.t.clone();
             match visit.current_flow().await {
                 Some(flow) if flow.status == FlowStatus::SecondFactorRequired => {
                     let p = FactorPage {
-                        error: Some(t.passkey_failed),
+                        error: Some(&t.passkey_failed),
                         ..FactorPage::default()
                     };
                     factor_form(&visit, flow, StatusCode::UNAUTHORIZED, p).await
@@ -96,7 +96,7 @@ pub(super) async fn sign_in(mut visit: Visit, body: Bytes) -> Response {
                         &visit,
                         flow,
                         StatusCode::UNAUTHORIZED,
-                        Some(t.passkey_failed),
+                        Some(&t.passkey_failed),
                         "",
                     )
                     .await

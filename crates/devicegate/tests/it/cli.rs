@@ -18,6 +18,14 @@ fn devicegate(dir: &std::path::Path) -> Command {
     c
 }
 
+/// `serve` with `flags`, expected to refuse to start; its error output.
+pub(crate) fn refused_start(dir: &std::path::Path, flags: &[&str]) -> String {
+    let args = [flags, &["serve", "--listen", "127.0.0.1:0"]].concat();
+    let (ok, _, err) = run(dir, &args, None);
+    assert!(!ok, "{flags:?} started");
+    err
+}
+
 pub(crate) fn run(
     dir: &std::path::Path,
     args: &[&str],

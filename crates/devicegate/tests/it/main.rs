@@ -10,6 +10,7 @@ mod dialects;
 mod factors;
 mod flows;
 mod interop;
+mod languages;
 mod login;
 mod metrics;
 mod oauth;

@@ -9,9 +9,22 @@ use crate::support::*;
 
 /// A browser: its own cookie jar, no redirects followed.
 pub fn browser() -> reqwest::Client {
+    browser_sending(&[])
+}
+
+/// A browser that sends `headers` with every request.
+pub fn browser_sending(headers: &[(&'static str, &str)]) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    for (name, value) in headers {
+        h.insert(
+            *name,
+            reqwest::header::HeaderValue::from_str(value).unwrap(),
+        );
+    }
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
+        .default_headers(h)
         .build()
         .unwrap()
 }

@@ -3,7 +3,6 @@
 //! grants may get, and whether the approver is near the device.
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::pages::{Page, to_consent};
@@ -24,14 +23,12 @@ async fn server() -> TestServer {
 
 /// An HTTP client (with its own cookies) seen by the server at `ip`.
 fn at(ip: &str) -> reqwest::Client {
-    let mut h = HeaderMap::new();
-    h.insert("x-forwarded-for", HeaderValue::from_str(ip).unwrap());
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers(h)
-        .build()
-        .unwrap()
+    at_in(ip, "en")
+}
+
+/// …whose browser asks for `lang`.
+fn at_in(ip: &str, lang: &str) -> reqwest::Client {
+    crate::pages::browser_sending(&[("x-forwarded-for", ip), ("accept-language", lang)])
 }
 
 async fn authorize(s: &TestServer, from: &str, scope: Option<&str>) -> (StatusCode, Value) {
@@ -62,7 +59,10 @@ async fn act(c: &reqwest::Client, s: &TestServer, flow: &str, body: Value) -> (S
 
 /// Walks a flows-API flow from `from` to consent for `d`; returns the flow id and the view.
 async fn to_consent_api(s: &TestServer, from: &str, d: &Value) -> (String, Value) {
-    let c = at(from);
+    to_consent_api_in(s, &at(from), d).await
+}
+
+async fn to_consent_api_in(s: &TestServer, c: &reqwest::Client, d: &Value) -> (String, Value) {
     let res = c
         .post(s.url("/api/v1/flows"))
         .json(&json!({}))
@@ -72,14 +72,14 @@ async fn to_consent_api(s: &TestServer, from: &str, d: &Value) -> (String, Value
     let (_, _, f) = split(res).await;
     let flow = f["id"].as_str().unwrap().to_owned();
     act(
-        &c,
+        c,
         s,
         &flow,
         json!({"action": "user_code.verify", "user_code": d["user_code"]}),
     )
     .await;
     let (status, view) = act(
-        &c,
+        c,
         s,
         &flow,
         json!({"action": "sign_on", "username": "ann", "password": PASSWORD}),
@@ -274,4 +274,99 @@ async fn an_approval_from_elsewhere_is_shown_warned_against_or_refused() {
         })
         .count();
     assert_eq!(far_ones, 2, "{approved:?}");
+}
+
+#[tokio::test]
+async fn where_the_device_and_the_approver_are_in_words_from_a_geoip_database() {
+    let geo = tempfile::tempdir().unwrap();
+    let db = geo.path().join("GeoLite2-City.mmdb");
+    geoip_database(&db);
+    let s = TestServer::start_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        c.geoip_database = Some(db.clone());
+    })
+    .await;
+    s.public_client("tv", 1).await;
+    s.user("ann").await;
+    cli(&s, &["client", "update", "tv", "--proximity", "warn"]);
+
+    // The consent page, in the words of the person's language, beside the warning.
+    for (lang, expected) in [
+        (
+            "en",
+            "This device is in Lisbon, Portugal. You are in Oslo, Norway.",
+        ),
+        (
+            "de",
+            "Standort dieses Geräts: Lissabon, Portugal. Ihr Standort: Oslo, Norwegen.",
+        ),
+        (
+            "ja",
+            "このデバイスの所在地：ポルトガル、リスボン。あなたの所在地：ノルウェー、オスロ。",
+        ),
+    ] {
+        let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
+        let page = to_consent(
+            &s,
+            &at_in(FAR, lang),
+            d["user_code"].as_str().unwrap(),
+            "ann",
+        )
+        .await;
+        assert!(page.html.contains(expected), "{lang}: {}", page.html);
+        let warning = page.html.find(r#"class="error-box""#).unwrap();
+        let buttons = page.html.find(r#"name="decision""#).unwrap();
+        let place = page.html.find(expected).unwrap();
+        assert!(place < warning && warning < buttons, "{}", page.html);
+    }
+    // An approver the database does not know about.
+    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
+    let page = to_consent(
+        &s,
+        &at("192.0.2.1"),
+        d["user_code"].as_str().unwrap(),
+        "ann",
+    )
+    .await;
+    assert!(
+        page.html
+            .contains("This device is in Lisbon, Portugal. We cannot tell where you are."),
+        "{}",
+        page.html
+    );
+    // Next door: the network says enough.
+    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
+    let page = to_consent(&s, &at(NEIGHBOUR), d["user_code"].as_str().unwrap(), "ann").await;
+    assert!(page.html.contains("same network"), "{}", page.html);
+    assert!(!page.html.contains("Lisbon"), "{}", page.html);
+
+    // The flows API: the same facts, names in the asked language, and ISO country codes.
+    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
+    let (_, view) = to_consent_api_in(&s, &at_in(FAR, "pt-BR"), &d).await;
+    assert_eq!(
+        view["device"],
+        json!({
+            "ip": DEVICE,
+            "relation": "elsewhere",
+            "proximity": "warn",
+            "location": {"country_code": "PT", "country": "Portugal", "city": "Lisboa"},
+            "approver_location": {"country_code": "NO", "country": "Noruega", "city": "Oslo"},
+        })
+    );
+    let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
+    let (_, view) = to_consent_api_in(&s, &at("192.0.2.1"), &d).await;
+    assert_eq!(view["device"]["location"]["city"], "Lisbon");
+    assert!(view["device"].get("approver_location").is_none(), "{view}");
+}
+
+#[tokio::test]
+async fn a_geoip_database_that_cannot_be_read_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.mmdb");
+    std::fs::write(&bad, b"not a MaxMind database").unwrap();
+    let err = crate::cli::refused_start(dir.path(), &["--geoip-database", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("GeoIP database") && err.contains("broken.mmdb"),
+        "{err}"
+    );
 }

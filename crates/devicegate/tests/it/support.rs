@@ -364,3 +364,79 @@ pub async fn https_front(backend: std::net::SocketAddr) -> (String, Vec<u8>) {
     });
     (base, cert)
 }
+
+/// A small GeoIP2-City-shaped database in the MaxMind format, built with `mmdb-writer` and
+/// read by the server with `maxminddb`, as an operator's GeoLite2 file would be:
+/// 198.51.100.0/24 is in Lisbon, 203.0.113.0/24 in Oslo, and so is 127.0.0.0/8 (where the
+/// tests' browser is). Names in the six languages devicegate speaks, as MaxMind gives them.
+pub fn geoip_database(path: &std::path::Path) {
+    use std::collections::BTreeMap;
+
+    #[derive(serde::Serialize)]
+    struct Named {
+        geoname_id: u32,
+        names: BTreeMap<&'static str, &'static str>,
+    }
+    #[derive(serde::Serialize)]
+    struct Country {
+        geoname_id: u32,
+        iso_code: &'static str,
+        names: BTreeMap<&'static str, &'static str>,
+    }
+    #[derive(serde::Serialize)]
+    struct City {
+        city: Named,
+        country: Country,
+    }
+    const LANGS: [&str; 6] = ["en", "de", "fr", "es", "pt-BR", "ja"];
+    let names = |n: [&'static str; 6]| LANGS.into_iter().zip(n).collect();
+    let lisbon = City {
+        city: Named {
+            geoname_id: 2_267_057,
+            names: names([
+                "Lisbon",
+                "Lissabon",
+                "Lisbonne",
+                "Lisboa",
+                "Lisboa",
+                "リスボン",
+            ]),
+        },
+        country: Country {
+            geoname_id: 2_264_397,
+            iso_code: "PT",
+            names: names([
+                "Portugal",
+                "Portugal",
+                "Portugal",
+                "Portugal",
+                "Portugal",
+                "ポルトガル",
+            ]),
+        },
+    };
+    let oslo = || City {
+        city: Named {
+            geoname_id: 3_143_244,
+            names: names(["Oslo", "Oslo", "Oslo", "Oslo", "Oslo", "オスロ"]),
+        },
+        country: Country {
+            geoname_id: 3_144_096,
+            iso_code: "NO",
+            names: names([
+                "Norway",
+                "Norwegen",
+                "Norvège",
+                "Noruega",
+                "Noruega",
+                "ノルウェー",
+            ]),
+        },
+    };
+    let mut w = mmdb_writer::Writer::new("GeoIP2-City");
+    let net = |n: &str| n.parse::<ipnet::IpNet>().unwrap();
+    w.insert(net("198.51.100.0/24"), &lisbon).unwrap();
+    w.insert(net("203.0.113.0/24"), &oslo()).unwrap();
+    w.insert(net("127.0.0.0/8"), &oslo()).unwrap();
+    std::fs::write(path, w.to_bytes().unwrap()).unwrap();
+}
