@@ -22,7 +22,12 @@ pub(crate) struct Browser {
 }
 
 impl Browser {
-    pub(crate) async fn start((width, height): (u32, u32)) -> Browser {
+    pub(crate) async fn start(size: (u32, u32)) -> Browser {
+        Self::start_in(size, "en-US").await
+    }
+
+    /// A browser whose language (its `Accept-Language`) is `lang`.
+    pub(crate) async fn start_in((width, height): (u32, u32), lang: &str) -> Browser {
         // Two TLS backends are linked (ring through reqwest, aws-lc-rs through fantoccini's
         // hyper-rustls); choose one. The WebDriver connection itself is plain HTTP.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -50,12 +55,18 @@ impl Browser {
             "--disable-sync".into(),
             "--hide-scrollbars".into(),
             format!("--window-size={width},{height}"),
+            format!("--lang={lang}"),
+            format!("--accept-lang={lang}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({"binary": "/usr/bin/chromium", "args": args}),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": args,
+                "prefs": {"intl.accept_languages": lang},
+            }),
         );
         let url = format!("http://127.0.0.1:{port}");
         let mut last_err = None;
@@ -579,4 +590,78 @@ async fn refresh(s: &TestServer, token: &str) -> (StatusCode, Value) {
         )
         .await;
     (status, body)
+}
+
+/// The consent page in the browser's own language, with the warning that the person is not
+/// near the device: the device asked from Lisbon (through the trusted proxy), the browser is
+/// in Oslo (127.0.0.1 in the tests' GeoIP database), and the client warns.
+#[tokio::test]
+async fn consent_in_the_browsers_language_warns_when_the_device_is_elsewhere() {
+    let geo = tempfile::tempdir().unwrap();
+    let db = geo.path().join("GeoLite2-City.mmdb");
+    geoip_database(&db);
+    let s = TestServer::start_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        c.geoip_database = Some(db.clone());
+    })
+    .await;
+    s.public_client("tv", 1).await;
+    s.user("ann").await;
+    let (ok, _, err) = crate::cli::run(
+        s.dir.path(),
+        &["client", "update", "tv", "--proximity", "warn"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let cases = [
+        (
+            "de-DE",
+            "Dieses Gerät zulassen?",
+            "Sie befinden sich nicht in der Nähe dieses Geräts.",
+            "Standort dieses Geräts: Lissabon, Portugal. Ihr Standort: Oslo, Norwegen.",
+        ),
+        (
+            "ja",
+            "このデバイスを承認しますか？",
+            "あなたはこのデバイスの近くにいません。",
+            "このデバイスの所在地：ポルトガル、リスボン。あなたの所在地：ノルウェー、オスロ。",
+        ),
+    ];
+    for (lang, title, warning, places) in cases {
+        let res = reqwest::Client::new()
+            .post(s.url("/oauth2/device_authorization"))
+            .header("x-forwarded-for", "198.51.100.7")
+            .form(&[("client_id", "tv"), ("scope", "openid profile")])
+            .send()
+            .await
+            .unwrap();
+        let d: Value = res.json().await.unwrap();
+        let b = Browser::start_in(PHONE, lang).await;
+        b.enter_code(&s, d["user_code"].as_str().unwrap()).await;
+        b.sign_in("ann", PASSWORD).await;
+        assert_eq!(b.path().await, "/device/consent");
+        b.shows(&[title, warning, places, "198.51.100.7"]).await;
+        // Deny is the focused choice.
+        let focused = b
+            .client
+            .execute("return document.activeElement.value", vec![])
+            .await
+            .unwrap();
+        assert_eq!(focused, json!("deny"));
+        let lang = &lang[..2];
+        b.shot(&format!("consent-elsewhere-{lang}-phone")).await;
+        b.client
+            .set_window_size(DESKTOP.0, DESKTOP.1)
+            .await
+            .unwrap();
+        b.shot(&format!("consent-elsewhere-{lang}-desktop")).await;
+        b.decide("deny").await;
+        assert_eq!(b.path().await, "/device/done");
+        let (status, body) = poll(&s, &d).await;
+        assert_eq!(
+            (status, &body["error"]),
+            (StatusCode::BAD_REQUEST, &json!("access_denied"))
+        );
+        b.finish().await;
+    }
 }
