@@ -597,22 +597,7 @@ async fn refresh(s: &TestServer, token: &str) -> (StatusCode, Value) {
 /// in Oslo (127.0.0.1 in the tests' GeoIP database), and the client warns.
 #[tokio::test]
 async fn consent_in_the_browsers_language_warns_when_the_device_is_elsewhere() {
-    let geo = tempfile::tempdir().unwrap();
-    let db = geo.path().join("GeoLite2-City.mmdb");
-    geoip_database(&db);
-    let s = TestServer::start_with(|c| {
-        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-        c.geoip_database = Some(db.clone());
-    })
-    .await;
-    s.public_client("tv", 1).await;
-    s.user("ann").await;
-    let (ok, _, err) = crate::cli::run(
-        s.dir.path(),
-        &["client", "update", "tv", "--proximity", "warn"],
-        None,
-    );
-    assert!(ok, "{err}");
+    let (s, _geo) = geoip_server().await;
     let cases = [
         (
             "de-DE",

@@ -278,17 +278,7 @@ async fn an_approval_from_elsewhere_is_shown_warned_against_or_refused() {
 
 #[tokio::test]
 async fn where_the_device_and_the_approver_are_in_words_from_a_geoip_database() {
-    let geo = tempfile::tempdir().unwrap();
-    let db = geo.path().join("GeoLite2-City.mmdb");
-    geoip_database(&db);
-    let s = TestServer::start_with(|c| {
-        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-        c.geoip_database = Some(db.clone());
-    })
-    .await;
-    s.public_client("tv", 1).await;
-    s.user("ann").await;
-    cli(&s, &["client", "update", "tv", "--proximity", "warn"]);
+    let (s, _geo) = geoip_server().await;
 
     // The consent page, in the words of the person's language, beside the warning.
     for (lang, expected) in [

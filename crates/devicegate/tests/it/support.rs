@@ -365,6 +365,29 @@ pub async fn https_front(backend: std::net::SocketAddr) -> (String, Vec<u8>) {
     (base, cert)
 }
 
+/// A server with [`geoip_database`] that believes `X-Forwarded-For` from 127.0.0.1, with
+/// user `ann` and client `tv`, which warns when approved from elsewhere; and the database's
+/// directory, to keep.
+pub async fn geoip_server() -> (TestServer, tempfile::TempDir) {
+    let geo = tempfile::tempdir().unwrap();
+    let db = geo.path().join("GeoLite2-City.mmdb");
+    geoip_database(&db);
+    let s = TestServer::start_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        c.geoip_database = Some(db);
+    })
+    .await;
+    s.public_client("tv", 1).await;
+    s.user("ann").await;
+    let (ok, _, err) = crate::cli::run(
+        s.dir.path(),
+        &["client", "update", "tv", "--proximity", "warn"],
+        None,
+    );
+    assert!(ok, "{err}");
+    (s, geo)
+}
+
 /// A small GeoIP2-City-shaped database in the MaxMind format, built with `mmdb-writer` and
 /// read by the server with `maxminddb`, as an operator's GeoLite2 file would be:
 /// 198.51.100.0/24 is in Lisbon, 203.0.113.0/24 in Oslo, and so is 127.0.0.0/8 (where the
