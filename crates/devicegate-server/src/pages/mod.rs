@@ -263,11 +263,8 @@ impl Visit {
             }
             Err(e) => {
                 tracing::error!(error = %e, template = name, "template failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the page could not be rendered",
-                )
-                    .into_response()
+                // The operator's template may be what failed: plain text, in the person's words.
+                (StatusCode::INTERNAL_SERVER_ERROR, self.t.internal.clone()).into_response()
             }
         }
     }
