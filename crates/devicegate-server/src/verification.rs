@@ -611,14 +611,11 @@ pub async fn consent(
             .client(&grant.client_id)
             .ip(ip)
             .grant(&grant.id)
-            .detail(format!(
-                "device at {}; approver {}",
-                grant
-                    .requester
-                    .ip
-                    .as_deref()
-                    .unwrap_or("an unknown address"),
-                relation.as_str()
+            .detail(decision_detail(
+                state,
+                grant.requester.ip.as_deref(),
+                ip,
+                relation,
             ));
         if let Some(user) = &next.user_id {
             event = event.actor(user);
@@ -630,6 +627,34 @@ pub async fn consent(
         Ok(stored.then(next))
     })
     .await
+}
+
+/// Where an approval or denial came from, for the audit trail: "device at 198.51.100.7 in
+/// Lisbon, PT; approver in Oslo, NO; approver elsewhere" (places when the GeoIP database
+/// knows them).
+fn decision_detail(
+    state: &AppState,
+    device: Option<&str>,
+    approver: IpAddr,
+    relation: crate::proximity::Relation,
+) -> String {
+    let place = |ip: IpAddr| {
+        let p = state.geoip.locate(ip, "en")?;
+        let country = p.country_code.or(p.country)?;
+        Some(match p.city {
+            Some(city) => format!("{city}, {country}"),
+            None => country,
+        })
+    };
+    let mut out = format!("device at {}", device.unwrap_or("an unknown address"));
+    if let Some(p) = device.and_then(|d| d.parse().ok()).and_then(place) {
+        out.push_str(&format!(" in {p}"));
+    }
+    if let Some(p) = place(approver) {
+        out.push_str(&format!("; approver in {p}"));
+    }
+    out.push_str(&format!("; approver {}", relation.as_str()));
+    out
 }
 
 /// Whether a password sign-on of `user_id` owes a second factor: under `optional` when the

@@ -332,7 +332,7 @@ async fn where_the_device_and_the_approver_are_in_words_from_a_geoip_database() 
 
     // The flows API: the same facts, names in the asked language, and ISO country codes.
     let (_, d) = authorize(&s, DEVICE, Some("openid")).await;
-    let (_, view) = to_consent_api_in(&s, &at_in(FAR, "pt-BR"), &d).await;
+    let (flow, view) = to_consent_api_in(&s, &at_in(FAR, "pt-BR"), &d).await;
     assert_eq!(
         view["device"],
         json!({
@@ -347,6 +347,16 @@ async fn where_the_device_and_the_approver_are_in_words_from_a_geoip_database() 
     let (_, view) = to_consent_api_in(&s, &at("192.0.2.1"), &d).await;
     assert_eq!(view["device"]["location"]["city"], "Lisbon");
     assert!(view["device"].get("approver_location").is_none(), "{view}");
+
+    // The audit trail names both places, for operators, in English.
+    let (status, _) = consent(&s, FAR, &flow, true).await;
+    assert_eq!(status, StatusCode::OK);
+    let out = cli(&s, &["audit", "--json", "--event", "approved"]);
+    let events: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        events[0]["detail"],
+        format!("device at {DEVICE} in Lisbon, PT; approver in Oslo, NO; approver elsewhere")
+    );
 }
 
 #[tokio::test]
