@@ -32,6 +32,9 @@ include!(concat!(env!("OUT_DIR"), "/locales.rs"));
 const ENGLISH: &str = "en";
 /// Languages read from one `Accept-Language`: a browser sends a handful; more is noise.
 const MAX_ASKED: usize = 16;
+/// Bytes of it read: browsers send under 100; parsing a header of many kilobytes would cost
+/// more than the request it rides on (measured in `benches/i18n.rs`).
+const MAX_HEADER: usize = 512;
 
 /// Every language the server speaks, prepared at start.
 #[derive(Debug)]
@@ -119,6 +122,12 @@ impl Catalog {
         }
         let asked: Vec<LanguageIdentifier> = accept_language
             .and_then(|v| v.to_str().ok())
+            .map(|v| match v.get(..MAX_HEADER) {
+                // Up to the last whole entry (the header is visible ASCII, so any byte is a
+                // character boundary).
+                Some(head) => head.rsplit_once(',').map_or(head, |(whole, _)| whole),
+                None => v,
+            })
             .map(|v| {
                 fluent_langneg::accepted_languages::parse(v)
                     .into_iter()
@@ -282,6 +291,10 @@ mod tests {
         assert_eq!(pick("en-GB,fr;q=0.8"), "en");
         assert_eq!(pick("*"), "en");
         assert_eq!(pick(";;;,,,q=x"), "en");
+        // Only the first entries of an overlong header count.
+        let noise = vec!["xx-XX"; 200].join(",");
+        assert_eq!(pick(&format!("ja,{noise}")), "ja");
+        assert_eq!(pick(&format!("{noise},ja")), "en");
     }
 
     #[test]

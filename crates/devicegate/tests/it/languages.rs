@@ -141,7 +141,7 @@ async fn an_operator_pins_a_language_or_replaces_its_words() {
     .unwrap();
     std::fs::write(
         words.path().join("nl.ftl"),
-        "enter_title = Een apparaat koppelen\n",
+        "enter_title = Een apparaat koppelen\nenter_help = <script>alert(1)</script> Voer de code in.\n",
     )
     .unwrap();
     let dir = words.path().to_owned();
@@ -154,8 +154,11 @@ async fn an_operator_pins_a_language_or_replaces_its_words() {
     let (lang, html) = page(&s, "nl-BE").await;
     assert_eq!(lang, "nl");
     assert!(html.contains("Een apparaat koppelen"), "{html}");
+    assert!(html.contains(">Continue<"), "{html}");
+    // Words are text, never markup: a translation cannot put script on the page.
+    assert!(!html.contains("<script>alert"), "{html}");
     assert!(
-        html.contains("Enter the code shown on your device."),
+        html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt; Voer de code in."),
         "{html}"
     );
 
