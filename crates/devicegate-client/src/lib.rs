@@ -222,9 +222,9 @@ impl Endpoints {
     }
 }
 
-/// OpenID Connect appends its well-known path to the issuer; RFC 8414 §3.1 inserts its own
-/// between the host and the issuer's path.
-fn well_known_urls(issuer: &str) -> [String; 2] {
+/// Where `issuer`'s metadata may be: OpenID Connect appends its well-known path to the
+/// issuer; RFC 8414 §3.1 inserts its own between the host and the issuer's path.
+pub fn well_known_urls(issuer: &str) -> [String; 2] {
     let openid = format!("{issuer}/.well-known/openid-configuration");
     let after_scheme = issuer.find("://").map_or(0, |i| i + 3);
     let (origin, path) = match issuer[after_scheme..].find('/') {
@@ -643,24 +643,38 @@ impl Client {
 
     /// A form POST with the client's authentication (RFC 6749 §2.3.1).
     async fn post(&self, url: &str, mut form: Vec<(String, String)>) -> Result<reqwest::Response> {
-        let mut req = self.http.post(url).header("accept", "application/json");
-        match &self.auth {
-            ClientAuth::None => form.insert(0, ("client_id".into(), self.client_id.clone())),
-            ClientAuth::SecretPost(secret) => {
-                form.insert(0, ("client_id".into(), self.client_id.clone()));
-                form.insert(1, ("client_secret".into(), secret.expose().to_owned()));
-            }
-            ClientAuth::SecretBasic(secret) => {
-                // §2.3.1: both are form-urlencoded before they go into the Basic header.
-                let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect();
-                req = req
-                    .basic_auth::<String, String>(enc(&self.client_id), Some(enc(secret.expose())));
-            }
-        }
+        let req = self.http.post(url).header("accept", "application/json");
+        let req = authenticate(req, &self.client_id, &self.auth, &mut form);
         req.form(&form).send().await.map_err(|source| Error::Http {
             url: url.to_owned(),
             source,
         })
+    }
+}
+
+/// Adds a client's authentication (RFC 6749 §2.3.1) to a form request: `client_id` (and
+/// `client_secret`) first in `form`, or an HTTP Basic header.
+pub fn authenticate(
+    req: reqwest::RequestBuilder,
+    client_id: &str,
+    auth: &ClientAuth,
+    form: &mut Vec<(String, String)>,
+) -> reqwest::RequestBuilder {
+    match auth {
+        ClientAuth::None => {
+            form.insert(0, ("client_id".into(), client_id.to_owned()));
+            req
+        }
+        ClientAuth::SecretPost(secret) => {
+            form.insert(0, ("client_id".into(), client_id.to_owned()));
+            form.insert(1, ("client_secret".into(), secret.expose().to_owned()));
+            req
+        }
+        ClientAuth::SecretBasic(secret) => {
+            // §2.3.1: both are form-urlencoded before they go into the Basic header.
+            let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect();
+            req.basic_auth::<String, String>(enc(client_id), Some(enc(secret.expose())))
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! `main` calls [`run`]; tests and the benchmark start servers through [`start`].
 
 mod admin;
+pub mod check;
 pub mod config;
 mod login;
 pub mod temp_postgres;
@@ -67,6 +68,9 @@ pub enum Command {
     Upstream(admin::UpstreamArgs),
     #[command(flatten)]
     Account(login::AccountCommand),
+    /// Check any RFC 8628 server's device flow against the specifications: PASS, WARN
+    /// (a SHOULD not met), FAIL (a MUST broken) or SKIP per rule; exit status 1 on a FAIL
+    Check(check::CheckArgs),
 }
 
 /// Parses the command line and runs it.
@@ -80,6 +84,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     init_logging(keys.log.as_deref().unwrap_or("info"));
     let command = match cli.command {
         Command::Account(c) => return login::run(c, keys.issuer.as_deref()),
+        Command::Check(args) => return check::run(args),
         server_side => server_side,
     };
     let db = keys.database()?;
@@ -113,7 +118,7 @@ fn dispatch(
 ) -> anyhow::Result<ExitCode> {
     let db = db.clone();
     match command {
-        Command::Account(_) => unreachable!("handled above"),
+        Command::Account(_) | Command::Check(_) => unreachable!("handled above"),
         Command::Migrate => {
             let n = match &db {
                 Database::Sqlite(path) => {

@@ -4,6 +4,7 @@
 mod abuse;
 mod audit;
 mod browser;
+mod check;
 mod cli;
 mod connections;
 mod dialects;
