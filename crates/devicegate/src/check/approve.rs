@@ -70,7 +70,16 @@ impl Approver {
                 flows_api(http, issuer, device, decision, username, password).await
             }
             Approver::Command(cmd) => {
+                // What it prints goes to standard error: standard output is the report's.
+                use std::os::fd::AsFd;
+                let to_stderr = std::io::stderr()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map(std::process::Stdio::from)
+                    .unwrap_or_else(|_| std::process::Stdio::null());
                 let status = tokio::process::Command::new("sh")
+                    .stdin(std::process::Stdio::null())
+                    .stdout(to_stderr)
                     .arg("-c")
                     .arg(cmd)
                     .env("DEVICEGATE_CHECK_USER_CODE", &device.user_code)
