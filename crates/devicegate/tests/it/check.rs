@@ -710,3 +710,63 @@ async fn each_broken_rule_is_reported_by_its_check() {
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+/// node oidc-provider, approved through its own pages by the fixture's `approve.js`: the
+/// gaps it is known for show, and the rest passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_providers_known_gaps_show_and_the_rest_passes() {
+    let op = crate::oidc_provider::OidcProvider::start_with(&[]);
+    let script = crate::oidc_provider::fixture_dir().join("approve.js");
+    let approve = format!("command:node {}", script.display());
+    let report = check(
+        &op.issuer,
+        &[
+            "--client-id",
+            "cli",
+            "--other-client-id",
+            "cli2",
+            "--scope",
+            "openid offline_access",
+            "--approve",
+            &approve,
+        ],
+        None,
+    )
+    .await;
+    let all = outcomes(&report);
+    let of = |name: &str| {
+        all.iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, o, d)| (o.clone(), d.clone()))
+            .unwrap_or_else(|| panic!("no {name} in {all:#?}"))
+    };
+    // The gaps: no interval in the device authorization response, no slow_down (so nothing
+    // to follow it), unknown scopes accepted, and a GET answered with a server error.
+    for (name, expected) in [
+        ("authorization.interval", "WARN"),
+        ("token.slow_down", "WARN"),
+        ("token.interval_increased", "SKIP"),
+        ("token.polling_resumes", "SKIP"),
+        ("authorization.bad_scope", "WARN"),
+        ("authorization.get", "WARN"),
+        ("token.expired_token", "SKIP"),
+    ] {
+        assert_eq!(of(name).0, expected, "{name}: {all:#?}");
+    }
+    // The rest passes.
+    let gaps = [
+        "authorization.interval",
+        "token.slow_down",
+        "token.interval_increased",
+        "token.polling_resumes",
+        "authorization.bad_scope",
+        "authorization.get",
+        "token.expired_token",
+    ];
+    let others: Vec<_> = all
+        .iter()
+        .filter(|(n, o, _)| !gaps.contains(&n.as_str()) && o != "PASS")
+        .collect();
+    assert!(others.is_empty(), "{others:#?}");
+    assert_eq!(report["summary"]["fail"], 0);
+}
