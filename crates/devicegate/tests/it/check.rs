@@ -79,6 +79,48 @@ async fn every_check_passes_against_devicegate() {
     assert_eq!(report["summary"]["fail"], 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confidential_client_checks_with_either_way_of_sending_its_secret() {
+    let s = TestServer::start().await;
+    let secret = s.confidential_client("backend").await;
+    s.user("ann").await;
+    for method in ["basic", "post"] {
+        let report = check(
+            &s.base,
+            &[
+                "--client-id",
+                "backend",
+                "--client-secret",
+                &secret,
+                "--auth-method",
+                method,
+                "--approve",
+                "flows-api",
+                "--username",
+                "ann",
+                "--password-stdin",
+                "--only",
+                "discovery.auth_methods,authorization.,tokens.response,token.invalid_client",
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        )
+        .await;
+        let all = outcomes(&report);
+        let not_passed: Vec<_> = all.iter().filter(|(_, o, _)| o != "PASS").collect();
+        assert!(not_passed.is_empty(), "{method}: {not_passed:#?}");
+        assert!(all.len() >= 12, "{all:#?}");
+        let methods = &all
+            .iter()
+            .find(|(n, _, _)| n == "discovery.auth_methods")
+            .unwrap()
+            .2;
+        assert!(
+            methods.starts_with(&format!("client_secret_{method} worked")),
+            "{methods}"
+        );
+    }
+}
+
 /// One way a server can be wrong: the fake server below keeps every rule but this one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Break {
@@ -769,4 +811,56 @@ async fn oidc_providers_known_gaps_show_and_the_rest_passes() {
         .collect();
     assert!(others.is_empty(), "{others:#?}");
     assert_eq!(report["summary"]["fail"], 0);
+}
+
+/// `--approve manual`: the checker tells the person what to do on standard error and waits
+/// for Enter; here the "person" reads the code there and denies it at the fake server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_approves_or_denies_when_asked() {
+    use std::io::{BufRead, Write};
+    let base = fake(Break::Nothing).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_devicegate"))
+        .args(["check", &base, "--client-id", "tv", "--approve", "manual"])
+        .args(["--only", "token.access_denied", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let asked = tokio::task::spawn_blocking(move || {
+        stderr
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with(">>> Open"))
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(asked.contains("DENY it"), "{asked}");
+    let code = asked
+        .split("enter code ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    reqwest::Client::new()
+        .post(format!("{base}/decide?code={code}&decision=deny"))
+        .send()
+        .await
+        .unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        outcomes(&report),
+        vec![(
+            "token.access_denied".to_owned(),
+            "PASS".to_owned(),
+            "HTTP 400 access_denied (expected access_denied with [400])".to_owned()
+        )]
+    );
 }
