@@ -94,6 +94,8 @@ use devicegate_proto::{
 };
 use serde::{Deserialize, Serialize};
 
+mod id_token;
+pub use id_token::verify_id_token;
 pub use poll::{Clock, DEFAULT_INTERVAL, SLOW_DOWN_STEP, TokioClock};
 pub use secret::Secret;
 

@@ -8,6 +8,7 @@ mod admin;
 pub mod check;
 pub mod config;
 mod login;
+mod pam;
 pub mod temp_postgres;
 mod token_store;
 
@@ -68,6 +69,9 @@ pub enum Command {
     Upstream(admin::UpstreamArgs),
     #[command(flatten)]
     Account(login::AccountCommand),
+    /// SSH and sudo sign-in with the device flow (the PAM module pam_devicegate.so)
+    #[command(subcommand)]
+    Pam(pam::PamCommand),
     /// Check any RFC 8628 server's device flow against the specifications: PASS, WARN
     /// (a SHOULD not met), FAIL (a MUST broken) or SKIP per rule; exit status 1 on a FAIL
     Check(check::CheckArgs),
@@ -76,6 +80,10 @@ pub enum Command {
 /// Parses the command line and runs it.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    // `pam check --config FILE` names the PAM module's file, not the server's.
+    if let Command::Pam(c) = cli.command {
+        return pam::run(c, cli.config);
+    }
     let file = match &cli.config {
         Some(p) => config::Keys::from_file(p)?,
         None => config::Keys::default(),
@@ -118,7 +126,9 @@ fn dispatch(
 ) -> anyhow::Result<ExitCode> {
     let db = db.clone();
     match command {
-        Command::Account(_) | Command::Check(_) => unreachable!("handled above"),
+        Command::Account(_) | Command::Check(_) | Command::Pam(_) => {
+            unreachable!("handled above")
+        }
         Command::Migrate => {
             let n = match &db {
                 Database::Sqlite(path) => {

@@ -951,39 +951,18 @@ async fn tokens(r: &mut Report, t: &Target, body: &Value, args: &CheckArgs) {
     }
 }
 
-/// The ID token's signature against the JWKS, and `iss`, `aud`, `exp`, `iat`.
+/// The ID token's signature against the JWKS, and `iss`, `aud`, `exp`, `iat`, with
+/// `jsonwebtoken` (through `devicegate-client`), not devicegate's own verifier.
 async fn verify_id_token(t: &Target, id_token: &str) -> Result<String, String> {
-    use jsonwebtoken::{DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
     let jwks_uri = t.meta["jwks_uri"]
         .as_str()
         .ok_or("no jwks_uri in the metadata")?;
-    let jwks: JwkSet = t
-        .http
-        .get(jwks_uri)
-        .send()
-        .await
-        .map_err(|e| format!("{jwks_uri}: {e}"))?
-        .json()
-        .await
-        .map_err(|e| format!("{jwks_uri}: not a JWK set: {e}"))?;
-    let header = decode_header(id_token).map_err(|e| format!("not a JWS: {e}"))?;
-    let jwk = match &header.kid {
-        Some(kid) => jwks
-            .find(kid)
-            .ok_or(format!("no key {kid:?} in the JWKS"))?,
-        None if jwks.keys.len() == 1 => &jwks.keys[0],
-        None => return Err("no kid, and the JWKS holds several keys".into()),
-    };
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable JWK: {e}"))?;
-    let mut v = Validation::new(header.alg);
-    v.set_issuer(&[&t.issuer]);
-    v.set_audience(&[&t.creds.id]);
-    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    v.leeway = 60;
-    let data = decode::<Value>(id_token, &key, &v).map_err(|e| format!("refused: {e}"))?;
+    let (alg, claims) =
+        devicegate_client::verify_id_token(&t.http, jwks_uri, &t.issuer, &t.creds.id, id_token)
+            .await?;
     Ok(format!(
-        "{:?} signature verified; iss, aud, exp, iat hold (sub {})",
-        header.alg, data.claims["sub"]
+        "{alg:?} signature verified; iss, aud, exp, iat hold (sub {})",
+        claims["sub"]
     ))
 }
 

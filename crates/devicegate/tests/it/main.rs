@@ -17,6 +17,7 @@ mod metrics;
 mod oauth;
 mod oidc_provider;
 mod pages;
+mod pam;
 mod passkeys;
 mod phishing;
 mod revocation;
