@@ -313,3 +313,165 @@ async fn pam_check_validates_a_configuration_and_prints_the_pam_line() {
     assert!(!ok);
     assert!(err.contains("client_id"), "{err}");
 }
+
+/// A real OpenSSH server on a loopback port, its PAM service this module; ended on drop.
+struct Sshd {
+    port: u16,
+    child: std::process::Child,
+    /// Removed after the server is stopped (fields drop after `drop`).
+    _service: Service,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Unix account for the SSH test (sshd signs in only accounts that exist).
+fn unix_account(name: &str) {
+    let exists = std::process::Command::new("id").arg(name).output().unwrap();
+    if !exists.status.success() {
+        let made = std::process::Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/bin/sh", name])
+            .status()
+            .expect("useradd");
+        assert!(made.success(), "useradd {name}");
+    }
+}
+
+impl Sshd {
+    /// sshd runs PAM under the name it was started as: a symlink named after the test's own
+    /// service keeps the host's /etc/pam.d/sshd untouched.
+    fn start(config: &str) -> Sshd {
+        assert!(
+            std::path::Path::new("/usr/sbin/sshd").is_file(),
+            "sshd: ./scripts/test installs Debian's openssh-server"
+        );
+        let svc = Service::new(config);
+        let dir = tempfile::tempdir().unwrap();
+        let service = svc.name.clone();
+        let key = dir.path().join("host_key");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.path().join("sshd_config");
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nUsePAM yes\n\
+                 KbdInteractiveAuthentication yes\nPasswordAuthentication no\n\
+                 PubkeyAuthentication no\nAuthenticationMethods keyboard-interactive\n\
+                 PermitRootLogin no\nStrictModes no\nPidFile none\nLogLevel VERBOSE\n",
+                key.display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let link = dir.path().join(&service);
+        std::os::unix::fs::symlink("/usr/sbin/sshd", &link).unwrap();
+        let child = std::process::Command::new(&link)
+            .args(["-D", "-e", "-f", conf.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Listening once a connection is accepted.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd {
+            port,
+            child,
+            _service: svc,
+            _dir: dir,
+        }
+    }
+}
+
+/// `ssh -p PORT ACCOUNT@127.0.0.1 COMMAND` with paramiko (tests/fixtures/ssh/client.py); the
+/// person decides on the code the prompt shows, then presses Enter. Its stdout.
+async fn ssh<F, Fut>(sshd: &Sshd, account: &str, command: &str, decide: F) -> String
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ssh/client.py");
+    let mut child = tokio::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .args([&sshd.port.to_string(), account, command])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 with paramiko: ./scripts/test installs python3-paramiko");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut out = String::new();
+    let mut decide = Some(decide);
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await
+    {
+        out.push_str(&line);
+        out.push('\n');
+        if let Some(code) = line.split("enter the code ").nth(1)
+            && let Some(decide) = decide.take()
+        {
+            decide(code.trim().to_owned()).await;
+        }
+        if line.contains("Press Enter once you have approved") {
+            stdin.write_all(b"\n").await.unwrap();
+        }
+    }
+    let _ = child.wait().await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_signs_in_with_the_device_flow_through_openssh_and_pam() {
+    const ACCOUNT: &str = "dgsshtest";
+    let s = server().await;
+    s.user(ACCOUNT).await;
+    unix_account(ACCOUNT);
+    let cfg = config(&s, "ssh", "").replace("press_enter = false", "press_enter = true");
+    let sshd = Sshd::start(&cfg);
+    let sr = &s;
+
+    // The prompt shows the code; the person approves; the command runs on the host.
+    let out = ssh(
+        &sshd,
+        ACCOUNT,
+        "echo signed in as $(whoami)",
+        |code| async move { sr.decide(&code, ACCOUNT, true).await },
+    )
+    .await;
+    assert!(
+        out.contains(&format!("PROMPT To sign in as {ACCOUNT}, open")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("OUTPUT signed in as {ACCOUNT}")),
+        "{out}"
+    );
+
+    // Someone else approves: no shell.
+    let out = ssh(&sshd, ACCOUNT, "echo should not run", |code| async move {
+        sr.decide(&code, "ann", true).await
+    })
+    .await;
+    assert!(out.contains("REFUSED"), "{out}");
+    assert!(!out.contains("should not run"), "{out}");
+}
