@@ -79,8 +79,20 @@ impl Config {
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let c: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        if !(c.issuer.starts_with("https://") || c.issuer.starts_with("http://")) {
-            return Err(err(format!("issuer {:?} is not an http(s) URL", c.issuer)));
+        // Over plain HTTP anyone on the path could forge the keys and the ID token: only a
+        // loopback issuer (a local proxy, tests) may use it.
+        let loopback = ["http://127.0.0.1", "http://[::1]", "http://localhost"]
+            .iter()
+            .any(|p| {
+                c.issuer
+                    .strip_prefix(p)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+            });
+        if !(c.issuer.starts_with("https://") || loopback) {
+            return Err(err(format!(
+                "issuer {:?} must be an https URL (plain http only on loopback)",
+                c.issuer
+            )));
         }
         if !c.scope.split_ascii_whitespace().any(|s| s == "openid") {
             return Err(err(

@@ -27,6 +27,12 @@ impl PamHooks for PamDevicegate {
                 return e;
             }
         };
+        // Nothing is asked of the issuer for an account this host does not have: a stranger
+        // cycling names would otherwise spend the host's share of device codes.
+        let Some(uid) = uid_of(&account) else {
+            log(&format!("{account}: no such account"));
+            return PamResultCode::PAM_USER_UNKNOWN;
+        };
         let cfg = match Config::load(&path) {
             Ok(c) => c,
             Err(e) => {
@@ -39,6 +45,16 @@ impl PamHooks for PamDevicegate {
                 return PamResultCode::PAM_AUTHINFO_UNAVAIL;
             }
         };
+        // root (or any uid 0) only through an explicit entry of the user map.
+        if uid == 0 && cfg.user_map_file.is_none() {
+            log(&format!("{account}: uid 0 needs a user_map_file entry"));
+            say(
+                pamh,
+                PAM_ERROR_MSG,
+                "Device sign-in is not allowed for this account.",
+            );
+            return PamResultCode::PAM_AUTH_ERR;
+        }
         let outcome = {
             let mut conv = PamConv(pamh);
             crate::authenticate(&cfg, &account, &mut conv)
@@ -49,7 +65,7 @@ impl PamHooks for PamDevicegate {
                 PamResultCode::PAM_SUCCESS
             }
             Err(refusal) => {
-                log(&format!("{account}: refused: {refusal}"));
+                log(&format!("{account}: refused: {}", refusal.for_log()));
                 say(pamh, PAM_ERROR_MSG, &format!("Sign-in refused: {refusal}."));
                 match refusal {
                     Refusal::Config(_) | Refusal::Unreachable(_) => {
@@ -77,6 +93,25 @@ impl Conversation for PamConv<'_> {
     fn prompt(&mut self, text: &str) {
         say(self.0, PAM_PROMPT_ECHO_OFF, text);
     }
+}
+
+/// The account's uid, if this host has the account (`getpwnam_r`).
+fn uid_of(account: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(account).ok()?;
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives the use of `pwd`.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    (rc == 0 && !found.is_null()).then_some(pwd.pw_uid)
 }
 
 /// One message through the application's conversation; nothing if it has none.

@@ -15,7 +15,7 @@ mod hooks;
 
 use std::time::Duration;
 
-use devicegate_client::{AuthorizationRequest, Client, ClientAuth, Error, Secret};
+use devicegate_client::{AuthorizationRequest, Client, ClientAuth, Endpoints, Error, Secret};
 use serde_json::Value;
 
 pub use config::{Config, ConfigError};
@@ -42,7 +42,8 @@ pub enum Refusal {
     Expired,
     #[error("no answer within {0} s")]
     TimedOut(u64),
-    #[error("approved as {approved:?}, but this is the account {account:?}")]
+    /// Shown without the approver's name, which the person at the terminal need not learn.
+    #[error("the approval came from an account other than {account:?}")]
     WrongPerson { approved: String, account: String },
     #[error("{0:?} is not in a group allowed to sign in here")]
     NotInGroup(String),
@@ -51,6 +52,16 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The refusal for the system log: with the approver's name where it matters.
+    pub fn for_log(&self) -> String {
+        match self {
+            Refusal::WrongPerson { approved, account } => {
+                format!("approved as {approved:?}, not as the account {account:?}")
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the failure is the service's (`PAM_AUTHINFO_UNAVAIL`) rather than the
     /// person's (`PAM_AUTH_ERR`): other modules of the stack may then be tried.
     pub fn unavailable(&self) -> bool {
@@ -76,21 +87,26 @@ pub fn authenticate(
     let timed_out = || Refusal::TimedOut(cfg.timeout_secs);
     let unreachable = |e: Error| Refusal::Unreachable(e.to_string());
 
+    // No proxy from the environment: under sudo it is the invoking user's, who could then
+    // answer in the issuer's place.
     let http = reqwest::Client::builder()
+        .no_proxy()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| Refusal::Config(e.to_string()))?;
-    let client = rt
+    let endpoints = rt
         .block_on(async {
-            tokio::time::timeout_at(deadline, Client::discover(&cfg.issuer, &cfg.client_id)).await
+            tokio::time::timeout_at(deadline, Endpoints::discover(&http, &cfg.issuer)).await
         })
         .map_err(|_| timed_out())?
         .map_err(unreachable)?;
-    let client = client.with_http(http.clone()).with_auth(match secret {
-        Some(s) => ClientAuth::SecretBasic(Secret::new(s)),
-        None => ClientAuth::None,
-    });
+    let client = Client::new(endpoints, &cfg.client_id)
+        .with_http(http.clone())
+        .with_auth(match secret {
+            Some(s) => ClientAuth::SecretBasic(Secret::new(s)),
+            None => ClientAuth::None,
+        });
     let request = AuthorizationRequest::new().scope(&cfg.scope);
     let authorization = rt
         .block_on(async { tokio::time::timeout_at(deadline, client.authorize(&request)).await })
@@ -178,6 +194,10 @@ pub fn allowed(
         Some(map) => map.get(named).map(String::as_str),
         None => Some(named),
     };
+    // An email names a person only once the issuer has verified it.
+    if cfg.user_claim == "email" && claims["email_verified"] != Value::Bool(true) {
+        return Err(Refusal::BadToken("the email is not verified".into()));
+    }
     if maps_to != Some(account) {
         return Err(Refusal::WrongPerson {
             approved: named.to_owned(),
@@ -242,6 +262,16 @@ mod tests {
     }
 
     #[test]
+    fn an_email_counts_only_once_verified() {
+        let (_d, c) = config("user_claim = \"email\"\n");
+        let unverified = json!({"email": "ann", "email_verified": false});
+        let verified = json!({"email": "ann", "email_verified": true});
+        assert!(allowed(&c, None, &unverified, "ann").is_err());
+        assert!(allowed(&c, None, &json!({"email": "ann"}), "ann").is_err());
+        assert!(allowed(&c, None, &verified, "ann").is_ok());
+    }
+
+    #[test]
     fn groups_restrict_when_listed() {
         let (_d, c) = config("allowed_groups = [\"ops\"]\n");
         let ops = json!({"preferred_username": "ann", "groups": ["dev", "ops"]});
@@ -263,18 +293,22 @@ mod tests {
             Config::load(&path).unwrap_err().to_string()
         };
         assert!(load("client_id = \"x\"").contains("issuer"));
-        assert!(load("issuer = \"ftp://x\"\nclient_id = \"x\"").contains("http"));
+        assert!(load("issuer = \"ftp://x\"\nclient_id = \"x\"").contains("https"));
+        assert!(load("issuer = \"http://idp.example.com\"\nclient_id = \"x\"").contains("https"));
         assert!(
-            load("issuer = \"http://x\"\nclient_id = \"x\"\nscope = \"profile\"")
+            load("issuer = \"http://127.0.0.1.evil.com\"\nclient_id = \"x\"").contains("https")
+        );
+        assert!(
+            load("issuer = \"https://x\"\nclient_id = \"x\"\nscope = \"profile\"")
                 .contains("openid")
         );
-        assert!(load("issuer = \"http://x\"\nclient_id = \"x\"\nisuser = 1").contains("isuser"));
+        assert!(load("issuer = \"https://x\"\nclient_id = \"x\"\nisuser = 1").contains("isuser"));
         let secret = dir.path().join("secret");
         std::fs::write(&secret, "s3cret\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
         let with_secret = format!(
-            "issuer = \"http://x\"\nclient_id = \"x\"\nclient_secret_file = \"{}\"",
+            "issuer = \"https://x\"\nclient_id = \"x\"\nclient_secret_file = \"{}\"",
             secret.display()
         );
         assert!(load(&with_secret).contains("readable by others"));

@@ -83,6 +83,8 @@ async fn check(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         Some(p) if p != DEFAULT_PATH => format!(" config={p}"),
         _ => String::new(),
     };
-    out.push(format!("auth sufficient pam_devicegate.so{arg}"));
+    out.push(format!(
+        "auth [success=done authinfo_unavail=ignore default=die] pam_devicegate.so{arg}"
+    ));
     Ok(out)
 }

@@ -149,8 +149,10 @@ async fn server() -> TestServer {
         ..client_record("ssh-short", None)
     })
     .await;
-    s.user("ann").await;
-    s.user("bob").await;
+    s.user("dgpamann").await;
+    s.user("dgpambob").await;
+    unix_account("dgpamann");
+    unix_account("dgpambob");
     s
 }
 
@@ -168,13 +170,13 @@ async fn pamtester_signs_in_the_approved_person_and_no_one_else() {
     let svc = Service::new(&config(&s, "ssh", ""));
 
     // The right person approves: the account opens.
-    let ok = pamtester(&svc, "ann", false, |code| async move {
-        sr.decide(&code, "ann", true).await
+    let ok = pamtester(&svc, "dgpamann", false, |code| async move {
+        sr.decide(&code, "dgpamann", true).await
     })
     .await;
     assert!(ok.success, "{}\n{}", ok.stdout, ok.stderr);
     assert!(
-        ok.stdout.contains("To sign in as ann, open"),
+        ok.stdout.contains("To sign in as dgpamann, open"),
         "{}",
         ok.stdout
     );
@@ -191,22 +193,24 @@ async fn pamtester_signs_in_the_approved_person_and_no_one_else() {
     );
 
     // Someone else approves the code shown for ann: refused.
-    let other = pamtester(&svc, "ann", false, |code| async move {
-        sr.decide(&code, "bob", true).await
+    let other = pamtester(&svc, "dgpamann", false, |code| async move {
+        sr.decide(&code, "dgpambob", true).await
     })
     .await;
     assert!(!other.success, "{}", other.stderr);
+    // Said without the approver's name.
     assert!(
         other
             .stderr
-            .contains("approved as \"bob\", but this is the account \"ann\""),
+            .contains("the approval came from an account other than \"dgpamann\""),
         "{}",
         other.stderr
     );
+    assert!(!other.stderr.contains("dgpambob"), "{}", other.stderr);
 
     // Denied: refused, and said so.
-    let denied = pamtester(&svc, "ann", false, |code| async move {
-        sr.decide(&code, "ann", false).await
+    let denied = pamtester(&svc, "dgpamann", false, |code| async move {
+        sr.decide(&code, "dgpamann", false).await
     })
     .await;
     assert!(!denied.success);
@@ -223,14 +227,14 @@ async fn pamtester_fails_cleanly_on_expiry_timeout_an_unreachable_issuer_or_bad_
 
     // Nobody approves a 3 s code: expired, within the timeout.
     let svc = Service::new(&config(&s, "ssh-short", ""));
-    let expired = pamtester(&svc, "ann", false, |_| async {}).await;
+    let expired = pamtester(&svc, "dgpamann", false, |_| async {}).await;
     assert!(!expired.success);
     assert!(expired.stderr.contains("expired"), "{}", expired.stderr);
     assert!(expired.took < Duration::from_secs(30), "{:?}", expired.took);
 
     // A timeout shorter than the code: the module gives up when it says.
     let svc = Service::new(&config(&s, "ssh", "").replace("timeout_secs = 30", "timeout_secs = 2"));
-    let late = pamtester(&svc, "ann", false, |_| async {}).await;
+    let late = pamtester(&svc, "dgpamann", false, |_| async {}).await;
     assert!(!late.success);
     assert!(
         late.stderr.contains("no answer within 2 s"),
@@ -242,7 +246,7 @@ async fn pamtester_fails_cleanly_on_expiry_timeout_an_unreachable_issuer_or_bad_
     // The issuer is down.
     let down =
         Service::new("issuer = \"http://127.0.0.1:9\"\nclient_id = \"ssh\"\ntimeout_secs = 10\n");
-    let unreachable = pamtester(&down, "ann", false, |_| async {}).await;
+    let unreachable = pamtester(&down, "dgpamann", false, |_| async {}).await;
     assert!(!unreachable.success);
     assert!(
         unreachable
@@ -252,9 +256,28 @@ async fn pamtester_fails_cleanly_on_expiry_timeout_an_unreachable_issuer_or_bad_
         unreachable.stderr
     );
 
+    // An account this host does not have: refused before the issuer is asked anything.
+    let svc = Service::new(&config(&s, "ssh", ""));
+    let stranger = pamtester(&svc, "dgpam-nobody", false, |_| async {}).await;
+    assert!(!stranger.success);
+    assert!(
+        !stranger.stdout.contains("enter the code"),
+        "{}",
+        stranger.stdout
+    );
+    // root, without a user map naming it: refused before the issuer too.
+    let root = pamtester(&svc, "root", false, |_| async {}).await;
+    assert!(!root.success);
+    assert!(!root.stdout.contains("enter the code"), "{}", root.stdout);
+    assert!(
+        root.stderr.contains("not allowed for this account"),
+        "{}",
+        root.stderr
+    );
+
     // A configuration that cannot be used.
     let bad = Service::new("issuer = \"http://127.0.0.1:9\"\n");
-    let broken = pamtester(&bad, "ann", false, |_| async {}).await;
+    let broken = pamtester(&bad, "dgpamann", false, |_| async {}).await;
     assert!(!broken.success);
     assert!(
         broken.stderr.contains("not configured correctly"),
@@ -269,8 +292,8 @@ async fn the_module_waits_for_enter_while_it_polls() {
     let sr = &s;
     let svc =
         Service::new(&config(&s, "ssh", "").replace("press_enter = false", "press_enter = true"));
-    let ok = pamtester(&svc, "ann", true, |code| async move {
-        sr.decide(&code, "ann", true).await
+    let ok = pamtester(&svc, "dgpamann", true, |code| async move {
+        sr.decide(&code, "dgpamann", true).await
     })
     .await;
     assert!(ok.success, "{}\n{}", ok.stdout, ok.stderr);
@@ -293,7 +316,7 @@ async fn pam_check_validates_a_configuration_and_prints_the_pam_line() {
     assert!(out.contains("client ssh may use the device grant"), "{out}");
     assert!(
         out.contains(&format!(
-            "auth sufficient pam_devicegate.so config={}",
+            "auth [success=done authinfo_unavail=ignore default=die] pam_devicegate.so config={}",
             conf.display()
         )),
         "{out}"
@@ -330,15 +353,25 @@ impl Drop for Sshd {
     }
 }
 
-/// A Unix account for the SSH test (sshd signs in only accounts that exist).
+/// A Unix account on this host (the module and sshd sign in only accounts that exist).
 fn unix_account(name: &str) {
-    let exists = std::process::Command::new("id").arg(name).output().unwrap();
-    if !exists.status.success() {
+    // Tests run in parallel; useradd takes /etc/passwd's lock, so one at a time.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let exists = || {
+        std::process::Command::new("id")
+            .arg(name)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    if !exists() {
         let made = std::process::Command::new("useradd")
             .args(["--no-create-home", "--shell", "/bin/sh", name])
             .status()
             .expect("useradd");
-        assert!(made.success(), "useradd {name}");
+        assert!(made.success() || exists(), "useradd {name}");
     }
 }
 
@@ -469,7 +502,7 @@ async fn ssh_signs_in_with_the_device_flow_through_openssh_and_pam() {
 
     // Someone else approves: no shell.
     let out = ssh(&sshd, ACCOUNT, "echo should not run", |code| async move {
-        sr.decide(&code, "ann", true).await
+        sr.decide(&code, "dgpamann", true).await
     })
     .await;
     assert!(out.contains("REFUSED"), "{out}");
