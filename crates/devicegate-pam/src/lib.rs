@@ -69,44 +69,52 @@ impl Refusal {
     }
 }
 
+/// The module's HTTP client: bounded, and deaf to proxy settings from the environment (under
+/// sudo they are the invoking user's, who could then answer in the issuer's place).
+pub fn http() -> Result<reqwest::Client, Refusal> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| Refusal::Config(e.to_string()))
+}
+
+/// The issuer's endpoints (discovery), and a client of them as `cfg.client_id`, with its
+/// secret when it has one.
+pub async fn client(cfg: &Config, http: &reqwest::Client) -> Result<Client, Refusal> {
+    let secret = cfg.secret().map_err(Refusal::Config)?;
+    let endpoints = Endpoints::discover(http, &cfg.issuer)
+        .await
+        .map_err(|e| Refusal::Unreachable(e.to_string()))?;
+    Ok(Client::new(endpoints, &cfg.client_id)
+        .with_http(http.clone())
+        .with_auth(match secret {
+            Some(s) => ClientAuth::SecretBasic(Secret::new(s)),
+            None => ClientAuth::None,
+        }))
+}
+
 /// Signs `account` in through the device flow; the name the ID token gave on success.
 pub fn authenticate(
     cfg: &Config,
     account: &str,
     conv: &mut dyn Conversation,
 ) -> Result<String, Refusal> {
-    let secret = cfg.secret().map_err(Refusal::Config)?;
     let users = cfg.users().map_err(Refusal::Config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| Refusal::Config(format!("no runtime: {e}")))?;
-    let timeout = cfg.timeout();
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + cfg.timeout();
     let timed_out = || Refusal::TimedOut(cfg.timeout_secs);
     let unreachable = |e: Error| Refusal::Unreachable(e.to_string());
 
-    // No proxy from the environment: under sudo it is the invoking user's, who could then
-    // answer in the issuer's place.
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| Refusal::Config(e.to_string()))?;
-    let endpoints = rt
-        .block_on(async {
-            tokio::time::timeout_at(deadline, Endpoints::discover(&http, &cfg.issuer)).await
-        })
-        .map_err(|_| timed_out())?
-        .map_err(unreachable)?;
-    let client = Client::new(endpoints, &cfg.client_id)
-        .with_http(http.clone())
-        .with_auth(match secret {
-            Some(s) => ClientAuth::SecretBasic(Secret::new(s)),
-            None => ClientAuth::None,
-        });
+    let http = http()?;
+    let client = rt
+        .block_on(async { tokio::time::timeout_at(deadline, client(cfg, &http)).await })
+        .map_err(|_| timed_out())??;
     let request = AuthorizationRequest::new().scope(&cfg.scope);
     let authorization = rt
         .block_on(async { tokio::time::timeout_at(deadline, client.authorize(&request)).await })

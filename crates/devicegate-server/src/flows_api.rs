@@ -78,7 +78,7 @@ async fn speak_the_asked_language(
 
 impl From<StepError> for OAuthError {
     fn from(e: StepError) -> Self {
-        let t = crate::i18n::current();
+        let (mut retry_after, mut attempts_left) = (None, None);
         let (status, code) = match &e {
             StepError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             StepError::InvalidCredentials => {
@@ -97,33 +97,26 @@ impl From<StepError> for OAuthError {
             StepError::Unavailable => return Failure::Unavailable.into(),
             StepError::Internal => return Failure::Internal.into(),
             StepError::Limited {
-                retry_after,
+                retry_after: after,
                 sign_on_first,
             } => {
+                retry_after = Some(after.as_secs().max(1));
                 let code = match sign_on_first {
                     true => ErrorCode::SignOnRequired,
                     false => ErrorCode::SlowDown,
                 };
-                let mut err = OAuthError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    code,
-                    describe(&e, t.as_deref()),
-                );
-                err.localized = true;
-                err.retry_after = Some(retry_after.as_secs().max(1));
-                return err;
+                (StatusCode::TOO_MANY_REQUESTS, code)
             }
             StepError::Flow(f) => match f {
                 FlowError::Expired => (StatusCode::GONE, ErrorCode::ExpiredFlow),
                 FlowError::WrongStatus(_) | FlowError::Held => {
                     (StatusCode::CONFLICT, ErrorCode::InvalidAction)
                 }
-                FlowError::WrongCode { attempts_left } => {
-                    let mut err =
-                        OAuthError::bad(ErrorCode::InvalidUserCode, describe(&e, t.as_deref()));
-                    err.localized = true;
-                    err.body.attempts_left = Some(*attempts_left);
-                    return err;
+                FlowError::WrongCode {
+                    attempts_left: left,
+                } => {
+                    attempts_left = Some(*left);
+                    (StatusCode::BAD_REQUEST, ErrorCode::InvalidUserCode)
                 }
                 FlowError::CodeExpired => (StatusCode::BAD_REQUEST, ErrorCode::ExpiredUserCode),
                 FlowError::CodeUsed | FlowError::CodeClaimed => {
@@ -131,8 +124,14 @@ impl From<StepError> for OAuthError {
                 }
             },
         };
-        let mut err = OAuthError::new(status, code, describe(&e, t.as_deref()));
+        let mut err = OAuthError::new(
+            status,
+            code,
+            describe(&e, crate::i18n::current().as_deref()),
+        );
         err.localized = true;
+        err.retry_after = retry_after;
+        err.body.attempts_left = attempts_left;
         err
     }
 }

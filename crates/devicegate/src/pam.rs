@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use devicegate_client::{AuthorizationRequest, Client, ClientAuth, Secret};
+use devicegate_client::AuthorizationRequest;
 use pam_devicegate::config::{Config, DEFAULT_PATH};
 
 #[derive(Debug, Subcommand)]
@@ -40,11 +40,12 @@ pub fn run(command: PamCommand, config: Option<PathBuf>) -> anyhow::Result<ExitC
 async fn check(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
     let cfg = Config::load(path)?;
     let mut out = vec![format!("ok: {} reads", path.display())];
-    let secret = cfg.secret().map_err(anyhow::Error::msg)?;
     if let Some(users) = cfg.users().map_err(anyhow::Error::msg)? {
         out.push(format!("ok: the user map names {} account(s)", users.len()));
     }
-    let client = Client::discover(&cfg.issuer, &cfg.client_id)
+    // The module's own HTTP client and discovery, so that this checks what it will do.
+    let http = pam_devicegate::http()?;
+    let client = pam_devicegate::client(&cfg, &http)
         .await
         .map_err(|e| anyhow::anyhow!("discovery at {}: {e}", cfg.issuer))?;
     out.push(format!(
@@ -57,10 +58,6 @@ async fn check(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         "{} publishes no jwks_uri: ID tokens could not be verified",
         cfg.issuer
     );
-    let client = client.with_auth(match secret {
-        Some(s) => ClientAuth::SecretBasic(Secret::new(s)),
-        None => ClientAuth::None,
-    });
     // A code nobody will use: it proves the client may use the device grant with these
     // scopes, and expires.
     client

@@ -76,16 +76,9 @@ impl Catalog {
             let mut bundle = FluentBundle::new_concurrent(vec![id.clone(), fallback]);
             // Placeables go into HTML and JSON, where Unicode isolation marks would be noise.
             bundle.set_use_isolating(false);
-            let layers = if tag == ENGLISH {
-                own.iter()
-            } else {
-                english.iter()
-            };
-            for r in layers.chain(if tag == ENGLISH {
-                [].iter()
-            } else {
-                own.iter()
-            }) {
+            // English beneath every other language, the language's own files over it.
+            let beneath: &[Arc<FluentResource>] = if tag == ENGLISH { &[] } else { &english };
+            for r in beneath.iter().chain(own) {
                 bundle.add_resource_overriding(r.clone());
             }
             tags.push(id);

@@ -214,6 +214,17 @@ struct Answer {
 }
 
 impl Answer {
+    async fn read(res: reqwest::Response) -> Answer {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap_or_default();
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+
     fn error(&self) -> Option<&str> {
         self.body.get("error").and_then(Value::as_str)
     }
@@ -298,19 +309,6 @@ impl Target {
         let request = AuthorizationRequest::new().scope(scope);
         let a = self.client.authorize(&request).await.ok()?;
         Some(a.response().clone())
-    }
-}
-
-impl Answer {
-    async fn read(res: reqwest::Response) -> Answer {
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let text = res.text().await.unwrap_or_default();
-        Answer {
-            status,
-            headers,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        }
     }
 }
 
